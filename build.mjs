@@ -1,0 +1,27 @@
+// Bundles the plugin and the agent into single files with esbuild (`make build`).
+import { build } from 'esbuild';
+import { chmod, readFile } from 'node:fs/promises';
+
+const pkg = JSON.parse(await readFile(new URL('./package.json', import.meta.url), 'utf8'));
+
+// Bundled ESM still meets CommonJS dependencies that call require(); give them one.
+const banner = [
+  '#!/usr/bin/env node',
+  "import { createRequire as __createRequire } from 'node:module';",
+  'const require = __createRequire(import.meta.url);',
+].join('\n');
+
+const common = {
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  banner: { js: banner },
+  define: { __VERSION__: JSON.stringify(pkg.version) },
+  legalComments: 'none',
+  logLevel: 'warning',
+};
+
+await build({ ...common, entryPoints: ['cmd/main.ts'], outfile: 'dist/kubectl-cilium_migrate' });
+await build({ ...common, entryPoints: ['agent/main.ts'], outfile: 'dist/agent.js' });
+await chmod('dist/kubectl-cilium_migrate', 0o755);

@@ -1,0 +1,87 @@
+// The command line: global flags, the subcommands and the mapping of outcomes to exit codes.
+import yargs, { type Argv } from 'yargs';
+import { describeError, exitCodeFor, ExitCode, UsageError } from '../lib/errors.js';
+import type { KubeEnvironment } from '../lib/kube.js';
+import { version } from '../lib/version.js';
+import { makeContext, outputFormats, type CommandSpec, type GlobalOptions, type Io } from './context.js';
+import { versionCommand } from './version.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const commands: CommandSpec<any>[] = [versionCommand];
+
+const epilogue = `kubectl passes every flag after "cilium-migrate" to the plugin unchanged, so the global
+flags (--kubeconfig, --context, -n) are read by the plugin itself, as kubectl would read them.
+
+Exit codes: 0 ok, 1 internal error, 2 usage, 3 kubeconfig, 4 cluster unreachable, 5 not found,
+6 precondition not met, 7 locked by another run, 8 gate FAIL, 9 gate UNKNOWN, 10 timeout,
+11 forbidden, 130 interrupted.`;
+
+/** Runs the plugin with the given arguments and returns its exit code; never exits the process. */
+export async function runCli(argv: string[], io: Io, signal: AbortSignal, environment?: KubeEnvironment): Promise<number> {
+  let verbose = false;
+  const parser = buildParser(argv, io, signal, environment);
+  try {
+    const args = await parser.parseAsync();
+    verbose = (args.verbose ?? 0) > 0;
+    return ExitCode.ok;
+  } catch (err) {
+    verbose ||= argv.some((a) => /^(-v+|--v(erbose)?)(=\d+)?$/.test(a) || /^-v\d+$/.test(a));
+    for (const line of describeError(err, verbose)) io.err(line + '\n');
+    return exitCodeFor(err);
+  }
+}
+
+function buildParser(argv: string[], io: Io, signal: AbortSignal, environment?: KubeEnvironment): Argv<GlobalOptions> {
+  let parser = yargs(argv)
+    .scriptName('kubectl cilium-migrate')
+    .usage('$0 <command> [flags]\n\nMove a live cluster from its current CNI to Cilium one node at a time, with both\noverlays up and the cross-overlay reachability proven before every next step.')
+    .option('kubeconfig', { type: 'string', describe: 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)', global: true })
+    .option('context', { type: 'string', describe: 'The kubeconfig context to use', global: true })
+    .option('namespace', { alias: 'n', type: 'string', describe: 'Namespace (default: the context\'s namespace)', global: true })
+    .option('output', { alias: 'o', choices: outputFormats, default: 'table' as const, describe: 'Output format', global: true })
+    .option('verbose', { alias: 'v', type: 'number', default: 0, describe: 'Log level: 0 quiet, higher is more (-v=4 shows stacks)', global: true })
+    .coerce('verbose', (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : 1))
+    .version(version)
+    .help()
+    .alias('help', 'h')
+    .strict()
+    .demandCommand(1, 'name a command; see --help')
+    .recommendCommands()
+    .wrap(Math.min(100, process.stdout.columns || 100))
+    .epilogue(epilogue)
+    .exitProcess(false)
+    .showHelpOnFail(false)
+    .fail((message, err) => {
+      if (err) throw err;
+      throw new UsageError(tidyUsageMessage(message ?? 'invalid arguments'), 'see kubectl cilium-migrate --help');
+    }) as unknown as Argv<GlobalOptions>;
+  for (const spec of commands) {
+    parser = parser.command({
+      command: spec.command as string | string[],
+      describe: spec.describe,
+      builder: spec.builder,
+      handler: async (raw) => {
+        const args = raw as unknown as GlobalOptions;
+        const options: GlobalOptions = {
+          kubeconfig: args.kubeconfig,
+          context: args.context,
+          namespace: args.namespace,
+          output: args.output,
+          verbose: args.verbose,
+        };
+        await spec.run(makeContext(options, io, signal, environment), args);
+      },
+    }) as unknown as Argv<GlobalOptions>;
+  }
+  return parser;
+}
+
+/** yargs lists an unknown --foo-bar twice (also as fooBar); name each flag once. */
+export function tidyUsageMessage(message: string): string {
+  const match = /^Unknown arguments?: (.*)$/.exec(message);
+  if (!match) return message;
+  const names = match[1]!.split(', ');
+  const camel = (n: string) => n.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+  const kept = names.filter((n) => !names.some((other) => other !== n && other.includes('-') && camel(other) === n));
+  return `Unknown argument${kept.length > 1 ? 's' : ''}: ${kept.join(', ')}`;
+}

@@ -1,0 +1,7 @@
+// Every unit test file, imported explicitly: a missing file fails the import instead of turning
+// into "0 tests". test/unit/suite-lists.test.ts checks that none is left out.
+import './unit/cidr.test.js';
+import './unit/cli.test.js';
+import './unit/errors.test.js';
+import './unit/kube-config.test.js';
+import './unit/suite-lists.test.js';
