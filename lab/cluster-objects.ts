@@ -1,0 +1,95 @@
+// Objects the tests and the lab put into a fresh control plane: simulated nodes named and shaped
+// like the seed's kind cluster, and the Cilium CRDs.
+import { randomUUID } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import type { ControlPlane } from './control-plane.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** The CRD manifests (CiliumNodeConfig v2 + v2alpha1, CiliumNode). */
+export const ciliumCrdsFile = join(here, 'crds', 'cilium.yaml');
+
+export type NodeRole = 'control-plane' | 'worker';
+
+export interface SimulatedNode {
+  name: string;
+  role: NodeRole;
+}
+
+/** kind's node names: kind-control-plane, kind-worker, kind-worker2, ... (`workers` workers). */
+export function kindNodes(workers = 2): SimulatedNode[] {
+  const nodes: SimulatedNode[] = [{ name: 'kind-control-plane', role: 'control-plane' }];
+  for (let i = 1; i <= workers; i++) nodes.push({ name: i === 1 ? 'kind-worker' : `kind-worker${i}`, role: 'worker' });
+  return nodes;
+}
+
+/** N workers for scale tests: sim-worker-0001 ... (no control plane). */
+export function scaleNodes(count: number, prefix = 'sim-worker-'): SimulatedNode[] {
+  const width = String(count).length;
+  return Array.from({ length: count }, (_, i) => ({ name: `${prefix}${String(i + 1).padStart(Math.max(4, width), '0')}`, role: 'worker' as const }));
+}
+
+/** A Node that kwok manages (annotation kwok.x-k8s.io/node=fake), labelled and tainted like kind's. */
+export function simulatedNodeManifest(node: SimulatedNode): Record<string, unknown> {
+  const labels: Record<string, string> = {
+    'kubernetes.io/hostname': node.name,
+    'kubernetes.io/os': 'linux',
+    'kubernetes.io/arch': 'amd64',
+    'beta.kubernetes.io/os': 'linux',
+    'beta.kubernetes.io/arch': 'amd64',
+    type: 'kwok',
+  };
+  if (node.role === 'control-plane') labels['node-role.kubernetes.io/control-plane'] = '';
+  return {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: {
+      name: node.name,
+      labels,
+      annotations: { 'kwok.x-k8s.io/node': 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
+    },
+    spec: {
+      providerID: `kwok://${node.name}`,
+      ...(node.role === 'control-plane' ? { taints: [{ key: 'node-role.kubernetes.io/control-plane', effect: 'NoSchedule' }] } : {}),
+    },
+    status: {
+      capacity: { cpu: '8', memory: '32Gi', pods: '110' },
+      allocatable: { cpu: '8', memory: '32Gi', pods: '110' },
+      nodeInfo: { bootID: randomUUID(), architecture: 'amd64', operatingSystem: 'linux' },
+    },
+  };
+}
+
+interface NodeList {
+  items: { metadata: { name: string }; spec?: { podCIDR?: string }; status?: { conditions?: { type: string; status: string }[] } }[];
+}
+
+/** Creates the nodes and waits until kwok reports them Ready and each has a pod CIDR. */
+export async function createSimulatedNodes(cp: ControlPlane, nodes: SimulatedNode[], timeoutMs = 120_000): Promise<void> {
+  // kubectl create takes one stream of documents; chunks keep each request moderate at scale.
+  for (let i = 0; i < nodes.length; i += 200) {
+    const docs = nodes.slice(i, i + 200).map((n) => stringify(simulatedNodeManifest(n))).join('---\n');
+    await cp.kubectl(['create', '-f', '-'], { input: docs, timeoutMs: 300_000 });
+  }
+  const names = new Set(nodes.map((n) => n.name));
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const list = await cp.get<NodeList>('/api/v1/nodes');
+    const pending = list.items.filter(
+      (n) => names.has(n.metadata.name) && !(n.spec?.podCIDR && n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')),
+    );
+    if (pending.length === 0) return;
+    if (Date.now() > deadline) {
+      throw new Error(`nodes not Ready with a pod CIDR after ${timeoutMs / 1000}s: ${pending.slice(0, 5).map((n) => n.metadata.name).join(', ')}${pending.length > 5 ? ', ...' : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** Installs the Cilium CRDs and waits until they are Established. */
+export async function installCiliumCrds(cp: ControlPlane): Promise<void> {
+  await cp.kubectl(['apply', '--server-side', '-f', ciliumCrdsFile]);
+  await cp.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/ciliumnodeconfigs.cilium.io', 'crd/ciliumnodes.cilium.io']);
+}

@@ -1,0 +1,390 @@
+// A private, real Kubernetes control plane for the tests and the lab: etcd, kube-apiserver (RBAC
+// on, client-certificate authentication), kube-controller-manager (node CIDR allocation, as kind
+// does), kube-scheduler and optionally kwok for simulated nodes. Every process, port and file it
+// makes is gone after stop(), and also after SIGINT/SIGTERM or an uncaught error (lab/process.ts).
+import { execFileSync, execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { request as httpRequest } from 'node:http';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { stringify } from 'yaml';
+import { createPki, issueClientCert, type Pki } from './pki.js';
+import { forgetDir, removeOnExit, startProcess, type ManagedProcess } from './process.js';
+
+const execFileAsync = promisify(execFile);
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** Prefix of every control plane's temporary directory; the leftover check looks for it. */
+export const rootDirPrefix = 'cilium-migrate-cp-';
+
+export interface ControlPlaneOptions {
+  /** Where the binaries are; default: the cache directory lab/bins/build.sh reports. */
+  binDir?: string;
+  /** Pod network the controller manager allocates node CIDRs from (kind's default). */
+  clusterCidr?: string;
+  nodeCidrMaskSize?: number;
+  serviceCidr?: string;
+  /** Run kwok for nodes annotated kwok.x-k8s.io/node=fake (default true). */
+  kwok?: boolean;
+  /** Address the API server listens on and advertises (default 127.0.0.1). */
+  address?: string;
+  /** Progress lines (default: none). */
+  progress?: (line: string) => void;
+}
+
+export interface ControlPlane {
+  /** Admin (system:masters) kubeconfig. */
+  readonly kubeconfig: string;
+  /** https://ADDRESS:PORT of the API server. */
+  readonly server: string;
+  readonly rootDir: string;
+  readonly binDir: string;
+  readonly pki: Pki;
+  /** Ports this control plane listens on. */
+  readonly ports: Readonly<Record<string, number>>;
+  /** PIDs of every process it started that is still running. */
+  pids(): number[];
+  /** Runs the built kubectl with the admin kubeconfig. */
+  kubectl(args: string[], options?: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<{ stdout: string; stderr: string }>;
+  /** GET a JSON path on the API server as admin. */
+  get<T = unknown>(path: string): Promise<T>;
+  /** Writes a kubeconfig for a user with a client certificate in `groups`. */
+  userKubeconfig(name: string, groups?: string[]): Promise<string>;
+  /** Stops and starts the API server (same port, same data), waiting until it is ready again. */
+  restartApiserver(downMs?: number): Promise<void>;
+  /** Stops everything and removes every file; safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/** The directory lab/bins/build.sh builds into (it may not exist yet). */
+export function defaultBinDir(): string {
+  return execFileSync(join(here, 'bins', 'build.sh'), ['--dir'], { encoding: 'utf8' }).trim();
+}
+
+/** Throws a clear message when the binaries have not been built. */
+export function requireBinaries(binDir: string): void {
+  if (!existsSync(join(binDir, '.complete'))) {
+    throw new Error(`control-plane binaries not found in ${binDir}; build them with "make bins" (lab/bins/build.sh)`);
+  }
+}
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/**
+ * Removes what control planes of dead processes left behind (a runner that was SIGKILLed):
+ * their directories, and any process still running from one.
+ */
+export function reapStaleControlPlanes(): void {
+  for (const entry of readdirSync(tmpdir())) {
+    if (!entry.startsWith(rootDirPrefix)) continue;
+    const dir = join(tmpdir(), entry);
+    const owner = Number(readFileOr(join(dir, 'owner.pid'), '0'));
+    if (owner > 0 && pidAlive(owner)) continue;
+    for (const pid of pidsMentioning(dir)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** PIDs of processes whose command line mentions `text` (from /proc). */
+export function pidsMentioning(text: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    const cmdline = readFileOr(`/proc/${entry}/cmdline`, '');
+    if (cmdline.includes(text)) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+/** Starts a control plane and waits until it serves, schedules and has its default ServiceAccount. */
+export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  const progress = options.progress ?? (() => {});
+  const binDir = options.binDir ?? defaultBinDir();
+  requireBinaries(binDir);
+  reapStaleControlPlanes();
+  const address = options.address ?? '127.0.0.1';
+  const clusterCidr = options.clusterCidr ?? '10.244.0.0/16';
+  const serviceCidr = options.serviceCidr ?? '10.96.0.0/16';
+  const rootDir = mkdtempSync(join(tmpdir(), rootDirPrefix));
+  removeOnExit(rootDir);
+  writeFileSync(join(rootDir, 'owner.pid'), String(process.pid));
+  for (const d of ['pki', 'logs', 'etcd', 'apiserver', 'controller-manager', 'scheduler']) mkdirSync(join(rootDir, d));
+
+  const procs = new Map<string, ManagedProcess>();
+  const started = Date.now();
+  const log = (name: string) => join(rootDir, 'logs', `${name}.log`);
+  const bin = (name: string) => join(binDir, name);
+
+  try {
+    const ports = {
+      etcdClient: await freePort(),
+      etcdPeer: await freePort(),
+      apiserver: await freePort(address),
+      controllerManager: await freePort(),
+      scheduler: await freePort(),
+      kwok: await freePort(),
+    };
+    const server = `https://${address}:${ports.apiserver}`;
+    const pki = await createPki(join(rootDir, 'pki'), [address, '127.0.0.1', firstServiceIp(serviceCidr)], ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local']);
+    const admin = await issueClientCert(pki, 'admin', ['system:masters']);
+    const kubeconfig = join(rootDir, 'admin.kubeconfig');
+    writeKubeconfig(kubeconfig, server, pki.caCert, 'admin', admin.cert, admin.key);
+
+    const etcdUrl = `http://127.0.0.1:${ports.etcdClient}`;
+    const etcdArgs = [
+      '--name=default', `--data-dir=${join(rootDir, 'etcd')}`,
+      `--listen-client-urls=${etcdUrl}`, `--advertise-client-urls=${etcdUrl}`,
+      `--listen-peer-urls=http://127.0.0.1:${ports.etcdPeer}`, `--initial-advertise-peer-urls=http://127.0.0.1:${ports.etcdPeer}`,
+      `--initial-cluster=default=http://127.0.0.1:${ports.etcdPeer}`,
+      '--unsafe-no-fsync', '--log-level=warn', '--quota-backend-bytes=4294967296',
+    ];
+    progress('starting etcd');
+    procs.set('etcd', startProcess('etcd', bin('etcd'), etcdArgs, log('etcd')));
+    await waitFor('etcd /health', procs.get('etcd')!, 30_000, async () => {
+      const body = await httpGetText(`${etcdUrl}/health`);
+      return body.includes('"health":"true"');
+    });
+
+    const apiserverArgs = [
+      `--etcd-servers=${etcdUrl}`,
+      `--bind-address=${address}`, `--secure-port=${ports.apiserver}`, `--advertise-address=${address}`,
+      `--cert-dir=${join(rootDir, 'apiserver')}`,
+      `--tls-cert-file=${pki.serverCert}`, `--tls-private-key-file=${pki.serverKey}`,
+      `--client-ca-file=${pki.caCert}`,
+      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+      `--service-account-key-file=${pki.saPub}`, `--service-account-signing-key-file=${pki.saKey}`,
+      `--service-cluster-ip-range=${serviceCidr}`,
+      '--authorization-mode=RBAC', '--allow-privileged=true',
+      // A loopback address cannot be published as the kubernetes Service's endpoint.
+      ...(isLoopback(address) ? ['--endpoint-reconciler-type=none'] : []),
+      '--max-requests-inflight=1000', '--max-mutating-requests-inflight=500',
+    ];
+    const startApiserver = () => {
+      progress('starting kube-apiserver');
+      procs.set('kube-apiserver', startProcess('kube-apiserver', bin('kube-apiserver'), apiserverArgs, log('kube-apiserver')));
+      return waitFor('kube-apiserver /readyz', procs.get('kube-apiserver')!, 90_000, async () => (await apiGetText(server, pki.caCert, admin, '/readyz')) === 'ok');
+    };
+    await startApiserver();
+
+    const common = [`--kubeconfig=${kubeconfig}`, `--authentication-kubeconfig=${kubeconfig}`, `--authorization-kubeconfig=${kubeconfig}`, '--bind-address=127.0.0.1', '--leader-elect=false', '--kube-api-qps=200', '--kube-api-burst=400'];
+    progress('starting kube-controller-manager and kube-scheduler');
+    procs.set('kube-controller-manager', startProcess('kube-controller-manager', bin('kube-controller-manager'), [
+      ...common, `--secure-port=${ports.controllerManager}`, `--cert-dir=${join(rootDir, 'controller-manager')}`,
+      '--allocate-node-cidrs=true', `--cluster-cidr=${clusterCidr}`, `--node-cidr-mask-size=${options.nodeCidrMaskSize ?? 24}`,
+      `--service-cluster-ip-range=${serviceCidr}`,
+      `--service-account-private-key-file=${pki.saKey}`, `--root-ca-file=${pki.caCert}`,
+      '--use-service-account-credentials=true',
+      `--cluster-signing-cert-file=${pki.caCert}`, `--cluster-signing-key-file=${pki.caKey}`,
+    ], log('kube-controller-manager')));
+    procs.set('kube-scheduler', startProcess('kube-scheduler', bin('kube-scheduler'), [
+      ...common, `--secure-port=${ports.scheduler}`,
+    ], log('kube-scheduler')));
+    await Promise.all([
+      waitFor('kube-controller-manager /healthz', procs.get('kube-controller-manager')!, 60_000, async () => (await httpsGetInsecure(`https://127.0.0.1:${ports.controllerManager}/healthz`)) === 'ok'),
+      waitFor('kube-scheduler /healthz', procs.get('kube-scheduler')!, 60_000, async () => (await httpsGetInsecure(`https://127.0.0.1:${ports.scheduler}/healthz`)) === 'ok'),
+    ]);
+
+    if (options.kwok ?? true) {
+      progress('starting kwok');
+      const stages = readdirSync(join(binDir, 'kwok-stages')).map((f) => `--config=${join(binDir, 'kwok-stages', f)}`);
+      procs.set('kwok', startProcess('kwok', bin('kwok'), [
+        `--kubeconfig=${kubeconfig}`, '--manage-all-nodes=false',
+        '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
+        '--node-lease-duration-seconds=40', `--cidr=${clusterCidr}`,
+        `--server-address=127.0.0.1:${ports.kwok}`, ...stages,
+      ], log('kwok'), { ...process.env, HOME: rootDir }));
+      await waitFor('kwok /healthz', procs.get('kwok')!, 30_000, async () => (await httpGetText(`http://127.0.0.1:${ports.kwok}/healthz`)).trim() === 'ok');
+    }
+
+    const get = async <T>(path: string): Promise<T> => JSON.parse(await apiGetText(server, pki.caCert, admin, path)) as T;
+    await waitFor('the default ServiceAccount', procs.get('kube-controller-manager')!, 60_000, async () => {
+      try {
+        await get('/api/v1/namespaces/default/serviceaccounts/default');
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    progress(`control plane ready in ${((Date.now() - started) / 1000).toFixed(1)}s at ${server}`);
+
+    let stopped = false;
+    const plane: ControlPlane = {
+      kubeconfig,
+      server,
+      rootDir,
+      binDir,
+      pki,
+      ports,
+      pids: () => [...procs.values()].filter((p) => p.running()).map((p) => p.pid),
+      async kubectl(args, opts = {}) {
+        const child = execFileAsync(bin('kubectl'), [`--kubeconfig=${kubeconfig}`, ...args], {
+          env: opts.env ?? { ...process.env, KUBECONFIG: kubeconfig },
+          timeout: opts.timeoutMs ?? 60_000,
+          maxBuffer: 64 * 1024 * 1024,
+        });
+        if (opts.input !== undefined) {
+          child.child.stdin?.end(opts.input);
+        }
+        return child;
+      },
+      get,
+      async userKubeconfig(name, groups = []) {
+        const cert = await issueClientCert(pki, name, groups);
+        const file = join(rootDir, `user-${name.replace(/[^a-zA-Z0-9_.-]/g, '_')}.kubeconfig`);
+        writeKubeconfig(file, server, pki.caCert, name, cert.cert, cert.key);
+        return file;
+      },
+      async restartApiserver(downMs = 0) {
+        await procs.get('kube-apiserver')?.stop();
+        if (downMs > 0) await sleep(downMs);
+        await startApiserver();
+      },
+      async stop() {
+        if (stopped) return;
+        stopped = true;
+        await stopAll(procs);
+        rmSync(rootDir, { recursive: true, force: true });
+        forgetDir(rootDir);
+      },
+    };
+    return plane;
+  } catch (err) {
+    const logs = [...procs.values()].map((p) => `--- ${p.name} (last lines of ${p.logFile}) ---\n${tail(p.logFile, 15)}`).join('\n');
+    await stopAll(procs);
+    rmSync(rootDir, { recursive: true, force: true });
+    forgetDir(rootDir);
+    throw new Error(`control plane did not start: ${err instanceof Error ? err.message : String(err)}\n${logs}`);
+  }
+}
+
+async function stopAll(procs: Map<string, ManagedProcess>): Promise<void> {
+  // Clients first, etcd last, so nothing logs storage errors on the way down.
+  for (const name of ['kwok', 'kube-scheduler', 'kube-controller-manager', 'kube-apiserver', 'etcd']) {
+    await procs.get(name)?.stop(10_000);
+  }
+}
+
+function writeKubeconfig(file: string, server: string, ca: string, user: string, cert: string, key: string): void {
+  const config = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'cilium-migrate-test', cluster: { server, 'certificate-authority': resolve(ca) } }],
+    users: [{ name: user, user: { 'client-certificate': resolve(cert), 'client-key': resolve(key) } }],
+    contexts: [{ name: 'cilium-migrate-test', context: { cluster: 'cilium-migrate-test', user } }],
+    'current-context': 'cilium-migrate-test',
+  };
+  writeFileSync(file, stringify(config), { mode: 0o600 });
+}
+
+async function waitFor(what: string, proc: ManagedProcess, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (!proc.running()) throw new Error(`${proc.name} exited while waiting for ${what}`);
+    try {
+      if (await check()) return;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+function httpGetText(url: string): Promise<string> {
+  return new Promise((resolveText, reject) => {
+    const req = httpRequest(url, { timeout: 5000 }, (res) => collect(res, resolveText, reject));
+    req.on('error', reject).on('timeout', () => req.destroy(new Error('timeout')));
+    req.end();
+  });
+}
+
+function httpsGetInsecure(url: string): Promise<string> {
+  // The components' own self-signed serving certificates on loopback: nothing to verify against.
+  return new Promise((resolveText, reject) => {
+    const req = httpsRequest(url, { rejectUnauthorized: false, timeout: 5000 }, (res) => collect(res, resolveText, reject));
+    req.on('error', reject).on('timeout', () => req.destroy(new Error('timeout')));
+    req.end();
+  });
+}
+
+function apiGetText(server: string, ca: string, user: { cert: string; key: string }, path: string): Promise<string> {
+  return new Promise((resolveText, reject) => {
+    const req = httpsRequest(new URL(path, server), {
+      ca: readFileSync(ca), cert: readFileSync(user.cert), key: readFileSync(user.key), timeout: 10_000,
+    }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        reject(new Error(`GET ${path}: HTTP ${res.statusCode}`));
+        return;
+      }
+      collect(res, resolveText, reject);
+    });
+    req.on('error', reject).on('timeout', () => req.destroy(new Error('timeout')));
+    req.end();
+  });
+}
+
+function collect(res: NodeJS.ReadableStream, done: (s: string) => void, fail: (e: Error) => void): void {
+  let body = '';
+  res.setEncoding('utf8');
+  res.on('data', (chunk: string) => (body += chunk));
+  res.on('end', () => done(body));
+  res.on('error', fail);
+}
+
+function firstServiceIp(cidr: string): string {
+  const [base] = cidr.split('/');
+  const parts = (base ?? '').split('.').map(Number);
+  parts[3] = (parts[3] ?? 0) + 1;
+  return parts.join('.');
+}
+
+function isLoopback(address: string): boolean {
+  return address.startsWith('127.') || address === '::1' || address === 'localhost';
+}
+
+function tail(file: string, lines: number): string {
+  return readFileOr(file, '').split('\n').slice(-lines - 1).join('\n');
+}
+
+function readFileOr(file: string, fallback: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return fallback;
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,10 @@
+// Every integration test file, imported explicitly: a missing file fails the import instead of
+// turning into "0 tests". test/unit/suite-lists.test.ts checks that none is left out.
+import { after } from 'node:test';
+import { stopSharedControlPlane } from './harness/shared-cluster.js';
+
+import './integration/control-plane.test.js';
+import './integration/control-plane-lifecycle.test.js';
+import './integration/plugin.test.js';
+
+after(() => stopSharedControlPlane());
