@@ -1,6 +1,8 @@
 // The one door to the Kubernetes API: kubeconfig loading, API clients and the translation of
 // client errors into the plugin's typed errors. Only lib/kube*.ts imports @kubernetes/client-node.
 import { existsSync } from 'node:fs';
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
@@ -171,6 +173,108 @@ export async function call<T>(kube: Pick<Kube, 'server'>, what: string, fn: () =
 /** The server's version (GET /version). */
 export async function serverVersion(kube: Kube): Promise<k8s.VersionInfo> {
   return call(kube, 'get server version', () => kube.version.getCode());
+}
+
+/** An HTTP answer whose body the caller interprets itself. */
+export interface RawResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  /** The parsed JSON body, or the text when it is not JSON. */
+  body: unknown;
+}
+
+/**
+ * One request with the kubeconfig's credentials, returning status and raw body. For the calls
+ * where client-node's parsing loses information (an eviction answered 201 with a failure Status).
+ */
+export async function rawRequest(kube: Pick<Kube, 'config' | 'server'>, method: string, path: string, body?: unknown, timeoutMs = 30_000): Promise<RawResponse> {
+  const url = new URL(path, kube.server);
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  const options: RequestOptions = {
+    method,
+    headers: { Accept: 'application/json', ...(payload ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) } : {}) },
+    timeout: timeoutMs,
+  };
+  await kube.config.applyToHTTPSOptions(options);
+  const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
+  return new Promise<RawResponse>((resolve, reject) => {
+    const req = send(url, options, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('error', reject);
+      res.on('end', () => {
+        let parsed: unknown = text;
+        try {
+          parsed = text ? JSON.parse(text) : undefined;
+        } catch {
+          // not JSON: keep the text
+        }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed });
+      });
+    });
+    req.on('timeout', () => req.destroy(Object.assign(new Error(`${method} ${path} timed out after ${timeoutMs / 1000}s`), { code: 'ETIMEDOUT' })));
+    req.on('error', (err) => reject(translateKubeError(err, `${method} ${path}`, kube.server)));
+    req.end(payload);
+  });
+}
+
+/** How an eviction request ended. */
+export type EvictionOutcome =
+  | { kind: 'evicted' }
+  /** 404: the pod is gone already. */
+  | { kind: 'gone' }
+  /** 409 on the UID precondition: the name now belongs to a new pod, so ours is gone. */
+  | { kind: 'replaced' }
+  /** 429: a PodDisruptionBudget forbids it now; retry later. */
+  | { kind: 'blocked'; retryAfterSeconds: number; message: string }
+  /** 409 for another reason (a conflicting update): retry soon. */
+  | { kind: 'conflict'; message: string }
+  /** The server cannot evict this pod at all (more than one PDB covers it). */
+  | { kind: 'failed'; message: string };
+
+const multiPdb = /more than one PodDisruptionBudget/i;
+
+/**
+ * Evicts a pod through policy/v1, with a UID precondition so a recreated pod of the same name is
+ * never evicted by mistake. Reads the raw answer: the server reports a pod under several PDBs with
+ * HTTP 201 and a failure Status in the body, which client-node would take for success.
+ */
+export async function evictPod(kube: Pick<Kube, 'config' | 'server'>, pod: { namespace: string; name: string; uid: string }, gracePeriodSeconds?: number): Promise<EvictionOutcome> {
+  const path = `/api/v1/namespaces/${encodeURIComponent(pod.namespace)}/pods/${encodeURIComponent(pod.name)}/eviction`;
+  const res = await rawRequest(kube, 'POST', path, {
+    apiVersion: 'policy/v1',
+    kind: 'Eviction',
+    metadata: { name: pod.name, namespace: pod.namespace },
+    deleteOptions: { preconditions: { uid: pod.uid }, ...(gracePeriodSeconds !== undefined && gracePeriodSeconds >= 0 ? { gracePeriodSeconds } : {}) },
+  });
+  const outcome = interpretEviction(res);
+  if (outcome) return outcome;
+  const message = (res.body as { message?: string } | undefined)?.message ?? `HTTP ${res.status}`;
+  const what = `evict pod ${pod.namespace}/${pod.name}`;
+  throw translateKubeError(new k8s.ApiException(res.status, message, res.body, res.headers as Record<string, string>), what, kube.server);
+}
+
+/**
+ * What an eviction answer means, or undefined for an unexpected error. Servers before the fix
+ * answer a pod under several PDBs with 201 and a failure Status; newer ones with 500.
+ */
+export function interpretEviction(res: Pick<RawResponse, 'status' | 'headers' | 'body'>): EvictionOutcome | undefined {
+  const status = res.body as { kind?: string; status?: string; message?: string; code?: number; details?: { retryAfterSeconds?: number; causes?: { message?: string }[] } } | undefined;
+  const message = [status?.message, ...(status?.details?.causes ?? []).map((c) => c.message)].filter(Boolean).join(': ');
+  if (res.status >= 200 && res.status < 300) {
+    if (status?.kind === 'Status' && status.status === 'Failure') return { kind: 'failed', message: message || `eviction failed (code ${status.code})` };
+    return { kind: 'evicted' };
+  }
+  if (res.status === 404) return { kind: 'gone' };
+  if (res.status === 409) return /precondition/i.test(message) ? { kind: 'replaced' } : { kind: 'conflict', message };
+  if (res.status === 429) {
+    const header = Number(res.headers['retry-after']);
+    const retryAfterSeconds = Number.isFinite(header) && header > 0 ? header : status?.details?.retryAfterSeconds ?? 0;
+    return { kind: 'blocked', retryAfterSeconds, message };
+  }
+  if (res.status === 500 && multiPdb.test(message)) return { kind: 'failed', message };
+  return undefined;
 }
 
 function networkErrorCode(err: unknown): string | undefined {
