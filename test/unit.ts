@@ -2,6 +2,9 @@
 // into "0 tests". test/unit/suite-lists.test.ts checks that none is left out.
 import './unit/cidr.test.js';
 import './unit/cli.test.js';
+import './unit/drain-filter.test.js';
+import './unit/drain.test.js';
 import './unit/errors.test.js';
+import './unit/eviction.test.js';
 import './unit/kube-config.test.js';
 import './unit/suite-lists.test.js';
