@@ -4,10 +4,11 @@ import { describeError, exitCodeFor, ExitCode, UsageError } from '../lib/errors.
 import type { KubeEnvironment } from '../lib/kube.js';
 import { version } from '../lib/version.js';
 import { makeContext, outputFormats, type CommandSpec, type GlobalOptions, type Io } from './context.js';
+import { nodeCommand } from './node.js';
 import { versionCommand } from './version.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-const commands: CommandSpec<any>[] = [versionCommand];
+const commands: CommandSpec<any>[] = [nodeCommand, versionCommand];
 
 const epilogue = `kubectl passes every flag after "cilium-migrate" to the plugin unchanged, so the global
 flags (--kubeconfig, --context, -n) are read by the plugin itself, as kubectl would read them.

@@ -18,3 +18,24 @@ export const ciliumNodeConfigName = 'cilium-default';
 
 /** Namespace of the probe agent DaemonSet. */
 export const agentNamespace = 'cilium-migrate';
+
+/** Where the Cilium agent pods are and how they are labelled. */
+export const ciliumAgentSelector = 'k8s-app=cilium';
+
+/** The lock that keeps two runs from acting at once. */
+export const lockLeaseName = 'cilium-migrate';
+export const lockTtlSeconds = 60;
+
+/** Images of the short-lived pods the engine starts. */
+export const verifyImage = 'registry.k8s.io/pause:3.10';
+export const hostCommandImage = 'docker.io/library/alpine:3.20';
+
+/** Engine timeouts and gate pacing (flags override each). */
+export const defaultTimeouts = {
+  drainSeconds: 600,
+  agentRestartSeconds: 300,
+  nodeRestartSeconds: 600,
+  verifySeconds: 120,
+  gateSeconds: 300,
+};
+export const defaultGate = { rounds: 2, intervalSeconds: 10 };

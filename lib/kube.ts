@@ -149,6 +149,8 @@ export function translateKubeError(err: unknown, what: string, server: string): 
     if (code === 401) return new UnreachableError(`${what}: the API server at ${server} refused the credentials (401)`, 'refresh the credentials in your kubeconfig', { cause: err });
     if (code === 403) return new CliError(`${what}: forbidden: ${message}`, ExitCode.forbidden, 'ask for the permissions listed in the README (manifests/rbac/plugin-clusterrole.yaml)', { cause: err });
     if (code === 404) return new NotFoundError(`${what}: not found: ${message}`);
+    // The server is there but cannot serve now (restarting, overloaded): worth retrying.
+    if (code >= 500 || code === 429) return new UnreachableError(`${what}: the API server answered ${code}: ${message}`, 'the API server is restarting or overloaded; retry shortly', { cause: err });
     return new CliError(`${what}: the API server answered ${code}: ${message}`, ExitCode.unreachable, undefined, { cause: err });
   }
   const netCode = networkErrorCode(err);

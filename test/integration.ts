@@ -6,6 +6,7 @@ import { stopSharedControlPlane } from './harness/shared-cluster.js';
 import './integration/control-plane.test.js';
 import './integration/control-plane-lifecycle.test.js';
 import './integration/drain.test.js';
+import './integration/node-engine.test.js';
 import './integration/plugin.test.js';
 
 after(() => stopSharedControlPlane());

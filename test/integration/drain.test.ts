@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { defaultDrainFlags } from '../../cmd/engine/drain-filter.js';
 import { defaultDrainOptions, drainNode, planDrain, podKey, systemClock, type DrainOptions } from '../../cmd/engine/drain.js';
-import { kubeDrainCluster } from '../../cmd/engine/kube-drain-cluster.js';
+import { kubeEngineCluster as kubeDrainCluster } from '../../cmd/engine/kube-cluster.js';
 import { TimeoutError } from '../../lib/errors.js';
 import { connect, evictPod, rawRequest, type Kube } from '../../lib/kube.js';
 import { createSimulatedNodes, kindNodes } from '../../lab/cluster-objects.js';

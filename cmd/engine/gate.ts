@@ -1,0 +1,57 @@
+// The connectivity gate as the engine sees it: a baseline before the first cordon and a check
+// with the node in focus after its restart. The reachability-matrix gate arrives with the probe
+// agents; until then `clusterStateGate` checks what can be checked without them.
+import { cidrContains } from '../../lib/cidr.js';
+import { ciliumAgentSelector, ciliumNamespace } from '../../lib/defaults.js';
+import type { EngineCluster, NodeView } from './cluster.js';
+
+export type GateVerdict = 'PASS' | 'FAIL' | 'UNKNOWN';
+
+export interface GateResult {
+  verdict: GateVerdict;
+  /** Why, one line per finding, naming nodes and pods. */
+  reasons: string[];
+}
+
+export interface Gate {
+  readonly name: string;
+  /** Before anything is touched: is the cluster healthy enough to start? */
+  baseline(): Promise<GateResult>;
+  /** After the node's restart: does the node work on Cilium? Only evidence newer than `since` counts. */
+  check(focus: NodeView, since: Date): Promise<GateResult>;
+}
+
+/** Which pods on a node sit outside its Cilium pod CIDRs (host-network pods and pods without an IP aside). */
+export function podsOffCilium<T extends { podIP: string; hostNetwork: boolean }>(pods: T[], ciliumCidrs: string[]): T[] {
+  return pods.filter((p) => !p.hostNetwork && p.podIP && !ciliumCidrs.some((c) => cidrContains(c, p.podIP)));
+}
+
+/** The gate without probe agents: Cilium agent pods Ready, new pods on the focus node on Cilium. */
+export function clusterStateGate(cluster: EngineCluster, nodes: () => Promise<NodeView[]>, agentNamespace = ciliumNamespace): Gate {
+  const agentReady = async (node: string) => (await cluster.listNodePods(node, ciliumAgentSelector)).some((p) => p.namespace === agentNamespace && p.ready);
+  return {
+    name: 'cluster-state',
+    async baseline() {
+      const reasons: string[] = [];
+      for (const node of await nodes()) {
+        if (!node.ready) continue;
+        if (!(await agentReady(node.name))) reasons.push(`node ${node.name}: no Ready Cilium agent pod (${agentNamespace}, ${ciliumAgentSelector})`);
+      }
+      return reasons.length ? { verdict: 'FAIL', reasons } : { verdict: 'PASS', reasons: ['every Ready node has a Ready Cilium agent pod'] };
+    },
+    async check(focus, since) {
+      const reasons: string[] = [];
+      if (!(await agentReady(focus.name))) reasons.push(`node ${focus.name}: its Cilium agent pod is not Ready`);
+      const cidrs = await cluster.ciliumPodCidrs(focus.name);
+      if (!cidrs || cidrs.length === 0) {
+        reasons.push(`CiliumNode ${focus.name} has no spec.ipam.podCIDRs: is the Cilium operator running in cluster-pool mode?`);
+        return { verdict: 'FAIL', reasons };
+      }
+      const fresh = (await cluster.listNodePods(focus.name)).filter((p) => p.createdAt.getTime() >= since.getTime() && p.phase === 'Running');
+      const off = podsOffCilium(fresh, cidrs);
+      for (const p of off) reasons.push(`pod ${p.namespace}/${p.name} started on ${focus.name} after the restart but has ${p.podIP}, outside ${cidrs.join(', ')}`);
+      if (reasons.length) return { verdict: 'FAIL', reasons };
+      return { verdict: 'PASS', reasons: [`Cilium agent Ready on ${focus.name}; ${fresh.filter((p) => !p.hostNetwork).length} new pods inside ${cidrs.join(', ')}`] };
+    },
+  };
+}

@@ -1,0 +1,231 @@
+// EngineCluster on a real cluster, through lib/kube.
+import { randomBytes } from 'node:crypto';
+import { call, evictPod, k8s, statusCode, type Kube } from '../../lib/kube.js';
+import { NotFoundError } from '../../lib/errors.js';
+import { selectorMatches, type LabelSelector } from '../../lib/selector.js';
+import type { EngineCluster, NodePatch, NodeView, PodView } from './cluster.js';
+import type { DrainPod } from './drain-filter.js';
+
+const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
+
+/** The drain's view of a pod. */
+export function toDrainPod(pod: k8s.V1Pod): DrainPod {
+  const controller = pod.metadata?.ownerReferences?.find((o) => o.controller);
+  return {
+    namespace: pod.metadata?.namespace ?? '',
+    name: pod.metadata?.name ?? '',
+    uid: pod.metadata?.uid ?? '',
+    phase: pod.status?.phase,
+    deletionTimestamp: pod.metadata?.deletionTimestamp ? new Date(pod.metadata.deletionTimestamp) : undefined,
+    controller: controller ? { kind: controller.kind, name: controller.name } : undefined,
+    mirror: Boolean(pod.metadata?.annotations?.['kubernetes.io/config.mirror']),
+    emptyDir: (pod.spec?.volumes ?? []).some((v) => v.emptyDir !== undefined && v.emptyDir !== null),
+  };
+}
+
+export function toNodeView(node: k8s.V1Node): NodeView {
+  const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
+  const labels = node.metadata?.labels ?? {};
+  return {
+    name: node.metadata?.name ?? '',
+    uid: node.metadata?.uid ?? '',
+    unschedulable: node.spec?.unschedulable === true,
+    labels,
+    annotations: node.metadata?.annotations ?? {},
+    providerID: node.spec?.providerID ?? '',
+    bootID: node.status?.nodeInfo?.bootID ?? '',
+    ready: ready?.status === 'True',
+    readySince: ready?.lastTransitionTime ? new Date(ready.lastTransitionTime) : undefined,
+    podCIDRs: node.spec?.podCIDRs ?? (node.spec?.podCIDR ? [node.spec.podCIDR] : []),
+    controlPlane: 'node-role.kubernetes.io/control-plane' in labels || 'node-role.kubernetes.io/master' in labels,
+  };
+}
+
+export function toPodView(pod: k8s.V1Pod): PodView {
+  const controller = pod.metadata?.ownerReferences?.find((o) => o.controller);
+  return {
+    namespace: pod.metadata?.namespace ?? '',
+    name: pod.metadata?.name ?? '',
+    uid: pod.metadata?.uid ?? '',
+    nodeName: pod.spec?.nodeName ?? '',
+    phase: pod.status?.phase ?? '',
+    ready: pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
+    podIP: pod.status?.podIP ?? '',
+    hostNetwork: pod.spec?.hostNetwork === true,
+    createdAt: pod.metadata?.creationTimestamp ? new Date(pod.metadata.creationTimestamp) : new Date(0),
+    controller: controller ? { kind: controller.kind, name: controller.name } : undefined,
+  };
+}
+
+async function notFoundAsUndefined<T>(fn: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (statusCode(err) === 404) return undefined;
+    throw err;
+  }
+}
+
+export function kubeEngineCluster(kube: Kube): EngineCluster {
+  const listPods = (node: string, labelSelector?: string) =>
+    call(kube, `list pods on node ${node}`, () =>
+      kube.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${node}`, ...(labelSelector ? { labelSelector } : {}) }),
+    );
+  return {
+    async listPodsOnNode(node, podSelector) {
+      return (await listPods(node, podSelector)).items.map(toDrainPod);
+    },
+    async daemonSetExists(namespace, name) {
+      const ds = await call(kube, `get daemonset ${namespace}/${name}`, () => notFoundAsUndefined(() => kube.apps.readNamespacedDaemonSet({ namespace, name })));
+      return ds !== undefined;
+    },
+    evictPod: (pod, gracePeriodSeconds) => evictPod(kube, pod, gracePeriodSeconds),
+    async deletePod(pod, gracePeriodSeconds) {
+      await this.deletePodByUid(pod.namespace, pod.name, pod.uid, gracePeriodSeconds);
+    },
+    async deletePodByUid(namespace: string, name: string, uid: string, gracePeriodSeconds?: number) {
+      try {
+        await kube.core.deleteNamespacedPod({
+          namespace,
+          name,
+          body: { preconditions: { uid }, ...(gracePeriodSeconds !== undefined && gracePeriodSeconds >= 0 ? { gracePeriodSeconds } : {}) },
+        });
+      } catch (err) {
+        // Gone already, or the name belongs to a new pod: ours is gone either way.
+        if (statusCode(err) === 404 || statusCode(err) === 409) return;
+        await call(kube, `delete pod ${namespace}/${name}`, () => Promise.reject(err));
+      }
+    },
+    async getNode(name) {
+      const node = await call(kube, `get node ${name}`, () => notFoundAsUndefined(() => kube.core.readNode({ name })));
+      if (!node) throw new NotFoundError(`node "${name}" does not exist`, 'list the nodes with kubectl get nodes');
+      return toNodeView(node);
+    },
+    async patchNode(name, patch: NodePatch) {
+      const body = {
+        ...(patch.unschedulable !== undefined ? { spec: { unschedulable: patch.unschedulable ? true : null } } : {}),
+        ...(patch.labels || patch.annotations ? { metadata: { ...(patch.labels ? { labels: patch.labels } : {}), ...(patch.annotations ? { annotations: patch.annotations } : {}) } } : {}),
+      };
+      return toNodeView(await call(kube, `patch node ${name}`, () => kube.core.patchNode({ name, body }, mergePatch)));
+    },
+    async listNodePods(node, labelSelector) {
+      return (await listPods(node, labelSelector)).items.map(toPodView);
+    },
+    async ciliumPodCidrs(node) {
+      const cn = (await call(kube, `get ciliumnode ${node}`, () =>
+        notFoundAsUndefined(() => kube.custom.getClusterCustomObject({ group: 'cilium.io', version: 'v2', plural: 'ciliumnodes', name: node })),
+      )) as { spec?: { ipam?: { podCIDRs?: string[] } } } | undefined;
+      return cn ? cn.spec?.ipam?.podCIDRs ?? [] : undefined;
+    },
+    async nodeConfigsSelecting(namespace, labels) {
+      const crd = await call(kube, 'get crd ciliumnodeconfigs.cilium.io', () =>
+        notFoundAsUndefined(() => kube.extensions.readCustomResourceDefinition({ name: 'ciliumnodeconfigs.cilium.io' })),
+      );
+      const served = crd?.spec.versions.filter((v) => v.served).map((v) => v.name) ?? [];
+      const version = served.includes('v2') ? 'v2' : served.includes('v2alpha1') ? 'v2alpha1' : undefined;
+      if (!version) return [];
+      const list = (await call(kube, 'list ciliumnodeconfigs', () =>
+        kube.custom.listNamespacedCustomObject({ group: 'cilium.io', version, namespace, plural: 'ciliumnodeconfigs' }),
+      )) as { items?: { metadata?: { name?: string }; spec?: { nodeSelector?: LabelSelector } }[] };
+      return (list.items ?? []).filter((c) => selectorMatches(c.spec?.nodeSelector, labels)).map((c) => c.metadata?.name ?? '');
+    },
+    async createProbePod(namespace, name, node, image) {
+      await call(kube, `create pod ${namespace}/${name}`, () =>
+        kube.core.createNamespacedPod({
+          namespace,
+          body: {
+            metadata: { name, namespace, labels: { 'app.kubernetes.io/name': 'cilium-migrate-verify' } },
+            spec: {
+              nodeName: node,
+              restartPolicy: 'Never',
+              terminationGracePeriodSeconds: 0,
+              tolerations: [{ operator: 'Exists' }],
+              automountServiceAccountToken: false,
+              containers: [{ name: 'verify', image, resources: { requests: { cpu: '1m', memory: '4Mi' } } }],
+            },
+          },
+        }),
+      );
+    },
+    async createHostCommandPod(namespace, name, node, image, command) {
+      await call(kube, `create pod ${namespace}/${name}`, () =>
+        kube.core.createNamespacedPod({
+          namespace,
+          body: {
+            metadata: { name, namespace, labels: { 'app.kubernetes.io/name': 'cilium-migrate-host-command' } },
+            spec: {
+              nodeName: node,
+              hostPID: true,
+              restartPolicy: 'Never',
+              tolerations: [{ operator: 'Exists' }],
+              automountServiceAccountToken: false,
+              containers: [{ name: 'host', image, command, securityContext: { privileged: true } }],
+            },
+          },
+        }),
+      );
+    },
+    async getPod(namespace, name) {
+      const pod = await call(kube, `get pod ${namespace}/${name}`, () => notFoundAsUndefined(() => kube.core.readNamespacedPod({ namespace, name })));
+      return pod ? toPodView(pod) : undefined;
+    },
+    async recordEvent(node, type, reason, message) {
+      const now = new Date();
+      try {
+        await kube.core.createNamespacedEvent({
+          namespace: 'default',
+          body: {
+            metadata: { name: `${node.name}.${now.getTime().toString(16)}${randomBytes(2).toString('hex')}`, namespace: 'default' },
+            involvedObject: { apiVersion: 'v1', kind: 'Node', name: node.name, uid: node.uid },
+            type,
+            reason,
+            message,
+            source: { component: 'cilium-migrate' },
+            reportingComponent: 'cilium-migrate',
+            reportingInstance: 'kubectl-cilium_migrate',
+            firstTimestamp: now,
+            lastTimestamp: now,
+            count: 1,
+          },
+        });
+      } catch {
+        // An event is a courtesy to people reading `kubectl describe node`; the state annotation is the record.
+      }
+    },
+    async getLease(namespace, name) {
+      const lease = await call(kube, `get lease ${namespace}/${name}`, () => notFoundAsUndefined(() => kube.coordination.readNamespacedLease({ namespace, name })));
+      if (!lease) return undefined;
+      return {
+        holder: lease.spec?.holderIdentity ?? '',
+        renewTime: new Date(lease.spec?.renewTime ?? lease.spec?.acquireTime ?? 0),
+        durationSeconds: lease.spec?.leaseDurationSeconds ?? 0,
+        resourceVersion: lease.metadata?.resourceVersion ?? '',
+      };
+    },
+    async writeLease(namespace, name, holder, durationSeconds, now, resourceVersion) {
+      const body: k8s.V1Lease = {
+        metadata: { name, namespace, ...(resourceVersion ? { resourceVersion } : {}) },
+        // MicroTime wants six fraction digits; a plain Date serialises with three and is refused.
+        spec: { holderIdentity: holder, leaseDurationSeconds: durationSeconds, renewTime: new k8s.V1MicroTime(now.getTime()), acquireTime: new k8s.V1MicroTime(now.getTime()) },
+      };
+      try {
+        if (resourceVersion) await kube.coordination.replaceNamespacedLease({ namespace, name, body });
+        else await kube.coordination.createNamespacedLease({ namespace, body });
+        return true;
+      } catch (err) {
+        if (statusCode(err) === 409) return false;
+        return call(kube, `write lease ${namespace}/${name}`, () => Promise.reject(err));
+      }
+    },
+    async deleteLease(namespace, name, holder) {
+      const lease = await this.getLease(namespace, name);
+      if (!lease || lease.holder !== holder) return;
+      try {
+        await kube.coordination.deleteNamespacedLease({ namespace, name, body: { preconditions: { resourceVersion: lease.resourceVersion } } });
+      } catch (err) {
+        if (statusCode(err) === 404 || statusCode(err) === 409) return;
+        await call(kube, `delete lease ${namespace}/${name}`, () => Promise.reject(err));
+      }
+    },
+  };
+}

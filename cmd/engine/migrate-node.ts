@@ -1,0 +1,395 @@
+// The node step machine (DESIGN.md): baseline gate, cordon, drain, label, restart the Cilium agent,
+// restart the node, verify, gate, uncordon, mark migrated. Each step looks at the cluster first,
+// records its intent on the Node before it acts and its result after, and does nothing when it is
+// done already, so a run killed anywhere resumes where it stopped.
+import { createHash } from 'node:crypto';
+import { CliError, ExitCode, InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
+import { cidrContains } from '../../lib/cidr.js';
+import { ciliumAgentSelector } from '../../lib/defaults.js';
+import type { EngineCluster, NodeView } from './cluster.js';
+import { drainNode, DrainRefusedError, planDrain, podKey, type Clock, type DrainOptions, type DrainProgress } from './drain.js';
+import { podsOffCilium, type Gate, type GateResult } from './gate.js';
+import { restartBaseline, restartCompletion, type NodeRestarter, type RestartBaseline } from './restart.js';
+import { initialState, phaseOf, readState, stateAnnotations, stepNames, type NodeState, type StepName } from './state.js';
+
+export interface EngineOptions {
+  runId: string;
+  /** The label the CiliumNodeConfig selects on. */
+  labelKey: string;
+  ciliumNamespace: string;
+  drain: DrainOptions;
+  restarter: NodeRestarter;
+  /** Delete pods left on the legacy CIDR after the restart (their controllers recreate them). */
+  restartStragglers: boolean;
+  /** Where the short-lived verify pod runs, and its image. */
+  verifyNamespace: string;
+  verifyImage: string;
+  timeoutsMs: { agentRestart: number; nodeRestart: number; verify: number; gate: number };
+  gate: { rounds: number; intervalMs: number };
+  /** Between observations while waiting. */
+  pollMs: number;
+  dryRun: boolean;
+}
+
+export type StepOutcome = 'done-before' | 'applied' | 'would-apply' | 'not-needed';
+
+export interface StepResult {
+  step: StepName;
+  outcome: StepOutcome;
+  message: string;
+  durationMs: number;
+}
+
+export interface NodeResult {
+  node: string;
+  result: 'migrated' | 'dry-run';
+  steps: StepResult[];
+}
+
+/** What the engine tells the person running it. */
+export interface EngineReporter {
+  /** A line of the log: a step started, finished, or something worth knowing. */
+  line(node: string, text: string): void;
+  /** A live status (drain progress); a terminal redraws it in place. `key` says what changed in substance. */
+  status(node: string, text: string, key?: string): void;
+}
+
+/** Called at every step boundary; tests use it to kill the run at exact points. */
+export type BoundaryHook = (node: string, step: StepName, at: 'intent' | 'done') => void;
+
+export class GateError extends CliError {
+  constructor(node: string, step: string, result: GateResult) {
+    super(
+      `${step} for ${node}: ${result.verdict}\n${result.reasons.map((r) => `  ${r}`).join('\n')}`,
+      result.verdict === 'UNKNOWN' ? ExitCode.gateUnknown : ExitCode.gateFail,
+      'the node stays cordoned with its phase recorded; fix the cause and rerun to resume',
+    );
+  }
+}
+
+const eventReason: Record<StepName, string> = {
+  'baseline-gate': 'MigrationBaseline',
+  cordon: 'MigrationCordon',
+  drain: 'MigrationDrain',
+  label: 'MigrationLabel',
+  'restart-agent': 'MigrationAgentRestart',
+  'restart-node': 'MigrationNodeRestart',
+  verify: 'MigrationVerify',
+  gate: 'MigrationGate',
+  uncordon: 'MigrationUncordon',
+};
+
+/** Migrates one node; returns the step results or throws a typed error with the state recorded. */
+export async function migrateNode(
+  cluster: EngineCluster,
+  gate: Gate,
+  name: string,
+  opts: EngineOptions,
+  clock: Clock,
+  report: EngineReporter,
+  signal?: AbortSignal,
+  boundary: BoundaryHook = () => {},
+): Promise<NodeResult> {
+  let node = await cluster.getNode(name);
+  const existing = readState(node.annotations);
+  if (phaseOf(existing) === 'migrated') {
+    throw new PreconditionError(`node ${name} is already migrated (at ${existing?.migratedAt})`, 'nothing to do; `status` shows every node\'s phase');
+  }
+  await checkPreconditions(cluster, node, opts);
+
+  if (opts.dryRun) return dryRun(cluster, node, existing, opts, clock, report);
+
+  let state: NodeState;
+  if (existing) {
+    state = { ...existing, lastRun: opts.runId };
+    report.line(name, `resuming at ${phaseOf(existing)} (started by run ${existing.startedBy} at ${existing.startedAt})`);
+  } else {
+    state = initialState(opts.runId, new Date(clock.now()), node.unschedulable, node.bootID);
+  }
+  const save = async () => {
+    node = await cluster.patchNode(name, { annotations: stateAnnotations(state) });
+  };
+  await save();
+
+  const results: StepResult[] = [];
+  const checkStop = () => {
+    if (signal?.aborted) throw new InterruptedError(`stopped before ${phaseOf(state)} on ${name}; the state is recorded on the node`, 'rerun the same command to resume');
+  };
+
+  for (const step of stepNames) {
+    checkStop();
+    const started = clock.now();
+    const record = state.steps[step] ?? {};
+    if (record.done && !(step === 'cordon' && !node.unschedulable && !state.steps.uncordon?.done && state.cordonedByUs)) {
+      results.push({ step, outcome: 'done-before', message: 'done in an earlier run', durationMs: 0 });
+      continue;
+    }
+    const intent = async (data?: Record<string, unknown>, extra: Partial<NodeState> = {}) => {
+      const first = !state.steps[step]?.intent;
+      const previous = state.steps[step] ?? {};
+      state = { ...state, ...extra, steps: { ...state.steps, [step]: { ...previous, intent: previous.intent ?? new Date(clock.now()).toISOString(), ...(data ? { data } : {}) } } };
+      await save();
+      if (first || data) boundary(name, step, 'intent');
+    };
+    report.line(name, `${step}: started`);
+    const { outcome, message } = await runStep(step, { cluster, gate, opts, clock, report, signal, name, getNode: () => node, state: () => state, intent, record });
+    state = { ...state, steps: { ...state.steps, [step]: { ...state.steps[step], done: new Date(clock.now()).toISOString() } } };
+    await save();
+    await cluster.recordEvent(node, 'Normal', eventReason[step], message);
+    boundary(name, step, 'done');
+    const durationMs = clock.now() - started;
+    results.push({ step, outcome, message, durationMs });
+    report.line(name, `${step}: ${message} (${(durationMs / 1000).toFixed(1)}s)`);
+  }
+
+  state = { ...state, migratedAt: new Date(clock.now()).toISOString() };
+  await save();
+  await cluster.recordEvent(node, 'Normal', 'MigrationComplete', `migrated to Cilium by run ${opts.runId}`);
+  report.line(name, 'migrated');
+  return { node: name, result: 'migrated', steps: results };
+}
+
+async function checkPreconditions(cluster: EngineCluster, node: NodeView, opts: EngineOptions): Promise<void> {
+  const configs = await cluster.nodeConfigsSelecting(opts.ciliumNamespace, { ...node.labels, [opts.labelKey]: 'true' });
+  if (configs.length === 0) {
+    throw new PreconditionError(
+      `no CiliumNodeConfig in ${opts.ciliumNamespace} selects nodes labelled ${opts.labelKey}=true, so labelling ${node.name} would change nothing`,
+      'apply one first: kubectl cilium-migrate prepare, or kubectl apply --server-side -f manifests/ciliumnodeconfig.yaml',
+    );
+  }
+  if (!readState(node.annotations)?.steps.drain?.done) {
+    // A pod the drain would refuse stops the run here, before the node is cordoned.
+    const refused = (await planDrain(cluster, node.name, opts.drain, new Date())).filter((d) => d.action === 'refuse');
+    if (refused.length > 0 && !opts.dryRun) throw new DrainRefusedError(node.name, refused);
+  }
+  const agents = (await cluster.listNodePods(node.name, ciliumAgentSelector)).filter((p) => p.namespace === opts.ciliumNamespace);
+  if (agents.length === 0 && !node.labels[opts.labelKey]) {
+    throw new PreconditionError(
+      `no Cilium agent pod (${ciliumAgentSelector}) runs on ${node.name} in ${opts.ciliumNamespace}`,
+      'install Cilium in migration mode first (kubectl cilium-migrate values --phase initial), then rerun',
+    );
+  }
+}
+
+async function dryRun(cluster: EngineCluster, node: NodeView, state: NodeState | undefined, opts: EngineOptions, clock: Clock, report: EngineReporter): Promise<NodeResult> {
+  const steps: StepResult[] = [];
+  const add = (step: StepName, outcome: StepOutcome, message: string) => {
+    steps.push({ step, outcome, message, durationMs: 0 });
+    report.line(node.name, `${step}: ${outcome === 'would-apply' ? 'would ' : ''}${message}`);
+  };
+  for (const step of stepNames) {
+    if (state?.steps[step]?.done) {
+      add(step, 'done-before', 'done in an earlier run');
+      continue;
+    }
+    switch (step) {
+      case 'baseline-gate':
+        add(step, 'would-apply', 'check that every Ready node has a Ready Cilium agent before touching anything');
+        break;
+      case 'cordon':
+        if (node.unschedulable) add(step, 'not-needed', 'already cordoned before the migration; it will stay cordoned afterwards');
+        else add(step, 'would-apply', `cordon ${node.name} (set spec.unschedulable)`);
+        break;
+      case 'drain': {
+        const plan = await planDrain(cluster, node.name, opts.drain, new Date(clock.now()));
+        const evict = plan.filter((d) => d.action === 'evict').map((d) => podKey(d.pod));
+        const refuse = plan.filter((d) => d.action === 'refuse');
+        const text = `evict ${evict.length} pod${evict.length === 1 ? '' : 's'}${evict.length ? `: ${evict.join(', ')}` : ''}` +
+          (refuse.length ? `; would REFUSE (nothing evicted) because of ${refuse.map((d) => `${podKey(d.pod)} (${d.reason})`).join(', ')}` : '');
+        add(step, 'would-apply', text);
+        break;
+      }
+      case 'label':
+        if (node.labels[opts.labelKey] === 'true') add(step, 'not-needed', `already labelled ${opts.labelKey}=true`);
+        else add(step, 'would-apply', `label ${opts.labelKey}=true so the CiliumNodeConfig selects the node`);
+        break;
+      case 'restart-agent':
+        add(step, 'would-apply', `delete the Cilium agent pod on ${node.name} and wait for a new one to be Ready (it applies the CiliumNodeConfig at start)`);
+        break;
+      case 'restart-node':
+        add(step, opts.restarter.method === 'none' ? 'not-needed' : 'would-apply', opts.restarter.method === 'none' ? 'no restart (--restart none)' : `restart the node (--restart ${opts.restarter.method}) and wait until it is back`);
+        break;
+      case 'verify':
+        add(step, 'would-apply', `start a pod on ${node.name} and check its IP is inside the node's Cilium pod CIDRs`);
+        break;
+      case 'gate':
+        add(step, 'would-apply', `pass the gate ${opts.gate.rounds} times in a row with ${node.name} in focus`);
+        break;
+      case 'uncordon':
+        if (node.unschedulable && !state?.cordonedByUs) add(step, 'not-needed', 'leave the node cordoned: it was cordoned before the migration');
+        else add(step, 'would-apply', `uncordon ${node.name}`);
+        break;
+    }
+  }
+  return { node: node.name, result: 'dry-run', steps };
+}
+
+interface StepContext {
+  cluster: EngineCluster;
+  gate: Gate;
+  opts: EngineOptions;
+  clock: Clock;
+  report: EngineReporter;
+  signal: AbortSignal | undefined;
+  name: string;
+  getNode: () => NodeView;
+  state: () => NodeState;
+  intent: (data?: Record<string, unknown>, extra?: Partial<NodeState>) => Promise<void>;
+  record: { intent?: string; data?: Record<string, unknown> };
+}
+
+async function runStep(step: StepName, ctx: StepContext): Promise<{ outcome: StepOutcome; message: string }> {
+  const { cluster, opts, clock, name } = ctx;
+  switch (step) {
+    case 'baseline-gate': {
+      await ctx.intent();
+      const result = await ctx.gate.baseline();
+      if (result.verdict !== 'PASS') throw new GateError(name, 'baseline gate', result);
+      return { outcome: 'applied', message: `PASS (${ctx.gate.name}): ${result.reasons.join('; ')}` };
+    }
+    case 'cordon': {
+      if (ctx.state().wasUnschedulable) return { outcome: 'not-needed', message: 'already cordoned before the migration; it stays cordoned' };
+      await ctx.intent(undefined, { cordonedByUs: true });
+      if (!ctx.getNode().unschedulable) await cluster.patchNode(name, { unschedulable: true });
+      return { outcome: 'applied', message: 'cordoned' };
+    }
+    case 'drain': {
+      await ctx.intent();
+      const drained = await drainNode(cluster, name, opts.drain, clock, (p: DrainProgress) => ctx.report.status(name, drainStatus(p), `${p.phase}|${Math.ceil(p.left / 10)}|${p.blocked.map((b) => b.pod).join(',')}`), ctx.signal);
+      for (const w of drained.warnings) ctx.report.line(name, `drain: warning: ${w.pod}: ${w.reason}`);
+      return { outcome: 'applied', message: `evicted ${drained.evicted.length} pod${drained.evicted.length === 1 ? '' : 's'}; ${drained.skipped.length} stay (DaemonSet or mirror pods)` };
+    }
+    case 'label': {
+      if (ctx.getNode().labels[opts.labelKey] === 'true') return { outcome: 'not-needed', message: `already labelled ${opts.labelKey}=true` };
+      await ctx.intent();
+      await cluster.patchNode(name, { labels: { [opts.labelKey]: 'true' } });
+      return { outcome: 'applied', message: `labelled ${opts.labelKey}=true` };
+    }
+    case 'restart-agent': {
+      const current = await agentPods(ctx);
+      // The UIDs to replace are the ones seen when the intent was first recorded.
+      const old = (ctx.record.data?.oldUids as string[] | undefined) ?? current.map((p) => p.uid);
+      if (!ctx.record.data) await ctx.intent({ oldUids: old });
+      for (const p of current) if (old.includes(p.uid)) await cluster.deletePodByUid(p.namespace, p.name, p.uid);
+      const fresh = await waitFor(ctx, `a new Ready Cilium agent pod on ${name}`, opts.timeoutsMs.agentRestart, async () => {
+        const pods = await agentPods(ctx);
+        return pods.find((p) => !old.includes(p.uid) && p.ready);
+      });
+      return { outcome: 'applied', message: `Cilium agent pod replaced (${fresh.name} Ready)` };
+    }
+    case 'restart-node': {
+      if (opts.restarter.method === 'none') {
+        await ctx.intent();
+        return { outcome: 'not-needed', message: 'no node restart (--restart none)' };
+      }
+      // Intent (the baseline) is recorded before the request and `requested` after it: a run killed
+      // in between requests the restart again rather than wait for one that was never asked for.
+      let baseline = ctx.record.data?.baseline as (Omit<RestartBaseline, 'requestedAt'> & { requestedAt: string }) | undefined;
+      if (!baseline) {
+        const b = restartBaseline(ctx.getNode(), await cluster.listNodePods(name), new Date(clock.now()));
+        baseline = { ...b, requestedAt: b.requestedAt.toISOString() };
+        await ctx.intent({ baseline });
+      }
+      if (!ctx.record.data?.requested) {
+        await opts.restarter.request(ctx.getNode());
+        await ctx.intent({ baseline, requested: new Date(clock.now()).toISOString() });
+      } else {
+        ctx.report.line(name, `restart-node: the restart was requested at ${String(ctx.record.data.requested)}; waiting for the node to come back`);
+      }
+      const before: RestartBaseline = { ...baseline, requestedAt: new Date(baseline.requestedAt) };
+      const how = await waitFor(ctx, `${name} to come back from its restart`, opts.timeoutsMs.nodeRestart, async () =>
+        restartCompletion(before, await cluster.getNode(name), await cluster.listNodePods(name)),
+      );
+      return { outcome: 'applied', message: `restarted (${opts.restarter.method}): ${how}` };
+    }
+    case 'verify': {
+      await ctx.intent();
+      return verify(ctx);
+    }
+    case 'gate': {
+      await ctx.intent();
+      const since = new Date(ctx.state().steps['restart-agent']?.done ?? ctx.state().startedAt);
+      return gateRounds(ctx, since);
+    }
+    case 'uncordon': {
+      const state = ctx.state();
+      if (state.wasUnschedulable || !state.cordonedByUs) return { outcome: 'not-needed', message: 'left cordoned: it was cordoned before the migration' };
+      await ctx.intent();
+      await cluster.patchNode(name, { unschedulable: false });
+      return { outcome: 'applied', message: 'uncordoned' };
+    }
+  }
+}
+
+async function agentPods(ctx: StepContext) {
+  return (await ctx.cluster.listNodePods(ctx.name, ciliumAgentSelector)).filter((p) => p.namespace === ctx.opts.ciliumNamespace);
+}
+
+async function verify(ctx: StepContext): Promise<{ outcome: StepOutcome; message: string }> {
+  const { cluster, opts, name } = ctx;
+  const cidrs = await cluster.ciliumPodCidrs(name);
+  if (!cidrs || cidrs.length === 0) {
+    throw new GateError(name, 'verify', { verdict: 'FAIL', reasons: [`CiliumNode ${name} has no spec.ipam.podCIDRs: is the Cilium operator running in cluster-pool mode?`] });
+  }
+  const podName = `cilium-migrate-verify-${createHash('sha256').update(name).digest('hex').slice(0, 10)}`;
+  // A leftover from an interrupted run would hold the name.
+  const leftover = await cluster.getPod(opts.verifyNamespace, podName);
+  if (leftover) await cluster.deletePodByUid(leftover.namespace, leftover.name, leftover.uid, 0);
+  await waitFor(ctx, `the old verify pod ${podName} to go`, opts.timeoutsMs.verify, async () => ((await cluster.getPod(opts.verifyNamespace, podName)) ? undefined : true));
+  await cluster.createProbePod(opts.verifyNamespace, podName, name, opts.verifyImage);
+  let ip: string;
+  try {
+    ip = await waitFor(ctx, `the verify pod on ${name} to get an IP`, opts.timeoutsMs.verify, async () => (await cluster.getPod(opts.verifyNamespace, podName))?.podIP || undefined);
+  } finally {
+    const pod = await cluster.getPod(opts.verifyNamespace, podName);
+    if (pod) await cluster.deletePodByUid(pod.namespace, pod.name, pod.uid, 0);
+  }
+  if (!cidrs.some((c) => cidrContains(c, ip))) {
+    throw new GateError(name, 'verify', { verdict: 'FAIL', reasons: [`a new pod on ${name} got ${ip}, outside its Cilium pod CIDRs ${cidrs.join(', ')}: the CNI config was not switched (is 05-cilium.conflist written? was the agent restarted after labelling?)`] });
+  }
+  const stragglers = podsOffCilium((await cluster.listNodePods(name)).filter((p) => p.name !== podName), cidrs);
+  let message = `a new pod got ${ip}, inside ${cidrs.join(', ')}`;
+  if (stragglers.length > 0) {
+    const list = stragglers.map((p) => `${p.namespace}/${p.name} (${p.podIP})`).join(', ');
+    if (opts.restartStragglers) {
+      for (const p of stragglers.filter((s) => s.controller)) await cluster.deletePodByUid(p.namespace, p.name, p.uid);
+      message += `; restarted pods left on the legacy network: ${list}`;
+    } else {
+      message += `; pods still on the legacy network (rerun with --restart-stragglers to restart them): ${list}`;
+      ctx.report.line(name, `verify: warning: ${stragglers.length} pods still on the legacy network: ${list}`);
+    }
+  }
+  return { outcome: 'applied', message };
+}
+
+async function gateRounds(ctx: StepContext, since: Date): Promise<{ outcome: StepOutcome; message: string }> {
+  const { opts, clock, name } = ctx;
+  const deadline = clock.now() + opts.timeoutsMs.gate;
+  let streak = 0;
+  let last: GateResult = { verdict: 'UNKNOWN', reasons: ['the gate has not run yet'] };
+  for (;;) {
+    if (ctx.signal?.aborted) throw new InterruptedError(`stopped during the gate of ${name}; the state is recorded on the node`, 'rerun the same command to resume');
+    last = await ctx.gate.check(ctx.getNode(), since);
+    streak = last.verdict === 'PASS' ? streak + 1 : 0;
+    ctx.report.status(name, `gate: ${last.verdict} (${streak}/${opts.gate.rounds} passes in a row)`);
+    if (streak >= opts.gate.rounds) return { outcome: 'applied', message: `PASS ${streak} times in a row (${ctx.gate.name}): ${last.reasons.join('; ')}` };
+    if (clock.now() + opts.gate.intervalMs > deadline) throw new GateError(name, 'gate', last);
+    await clock.sleep(opts.gate.intervalMs, ctx.signal);
+  }
+}
+
+async function waitFor<T>(ctx: StepContext, what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = ctx.clock.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (ctx.signal?.aborted) throw new InterruptedError(`stopped while waiting for ${what}; the state is recorded on the node`, 'rerun the same command to resume');
+    if (ctx.clock.now() > deadline) throw new TimeoutError(`timed out after ${Math.round(timeoutMs / 1000)}s waiting for ${what}`, 'the node stays cordoned with its phase recorded; rerun to resume the wait');
+    await ctx.clock.sleep(ctx.opts.pollMs, ctx.signal);
+  }
+}
+
+function drainStatus(p: DrainProgress): string {
+  const blocked = p.blocked.length ? `; blocked: ${p.blocked.slice(0, 3).map((b) => `${b.pod} (${b.message})`).join(', ')}${p.blocked.length > 3 ? ', ...' : ''}` : '';
+  return `drain: ${p.phase === 'evicting' ? 'evicting' : 'waiting for pods to terminate'}, ${p.left}/${p.total} pods left${blocked}`;
+}

@@ -1,0 +1,215 @@
+// `node NODE...`: migrates the named nodes one after another through the step machine.
+import { randomBytes } from 'node:crypto';
+import { ciliumNamespace, defaultGate, defaultTimeouts, hostCommandImage, lockLeaseName, lockTtlSeconds, migrationLabel, verifyImage } from '../lib/defaults.js';
+import { parseDuration } from '../lib/duration.js';
+import { UsageError } from '../lib/errors.js';
+import { defineCommand, type CommandContext } from './context.js';
+import type { NodeView } from './engine/cluster.js';
+import { defaultDrainOptions, systemClock, type DrainOptions } from './engine/drain.js';
+import { clusterStateGate } from './engine/gate.js';
+import { kubeEngineCluster, toNodeView } from './engine/kube-cluster.js';
+import { acquireLock } from './engine/lock.js';
+import { migrateNode, type BoundaryHook, type EngineOptions, type NodeResult } from './engine/migrate-node.js';
+import { chooseRestartMethod, execRestarter, kindRestarter, noneRestarter, rebootRestarter, restartMethods, type NodeRestarter } from './engine/restart.js';
+import { retryingUnreachable } from './engine/retry.js';
+import { render } from './output.js';
+import { call, serverVersion } from '../lib/kube.js';
+
+interface NodeArgs {
+  nodes: string[];
+  'label-key': string;
+  'cilium-namespace': string;
+  'ignore-daemonsets': boolean;
+  'delete-emptydir-data': boolean;
+  force: boolean;
+  'grace-period': number;
+  'drain-timeout': string;
+  'pod-selector'?: string | undefined;
+  'disable-eviction': boolean;
+  parallelism: number;
+  restart?: string | undefined;
+  'restart-command'?: string | undefined;
+  'restart-timeout': string;
+  'agent-restart-timeout': string;
+  'restart-stragglers': boolean;
+  'verify-namespace': string;
+  'verify-image': string;
+  'verify-timeout': string;
+  'gate-rounds': number;
+  'gate-interval': string;
+  'gate-timeout': string;
+  'lock-ttl': string;
+  'dry-run': boolean;
+  yes: boolean;
+}
+
+const durationOf = (flag: string, value: string) => {
+  try {
+    return parseDuration(value);
+  } catch (err) {
+    throw new UsageError(`--${flag}: ${(err as Error).message}`);
+  }
+};
+
+/** The engine options the flags describe (restart method resolved per node later). */
+export function engineOptions(args: NodeArgs, runId: string): Omit<EngineOptions, 'restarter'> {
+  if (args['gate-rounds'] < 1) throw new UsageError('--gate-rounds must be at least 1');
+  if (args.parallelism < 1) throw new UsageError('--parallelism must be at least 1');
+  const drain: DrainOptions = {
+    ...defaultDrainOptions,
+    ignoreDaemonSets: args['ignore-daemonsets'],
+    deleteEmptyDirData: args['delete-emptydir-data'],
+    force: args.force,
+    skipWaitForDeleteTimeoutSeconds: 0,
+    podSelector: args['pod-selector'],
+    gracePeriodSeconds: args['grace-period'] >= 0 ? args['grace-period'] : undefined,
+    timeoutMs: durationOf('drain-timeout', args['drain-timeout']),
+    parallelism: args.parallelism,
+    disableEviction: args['disable-eviction'],
+  };
+  return {
+    runId,
+    labelKey: args['label-key'],
+    ciliumNamespace: args['cilium-namespace'],
+    drain,
+    restartStragglers: args['restart-stragglers'],
+    verifyNamespace: args['verify-namespace'],
+    verifyImage: args['verify-image'],
+    timeoutsMs: {
+      agentRestart: durationOf('agent-restart-timeout', args['agent-restart-timeout']),
+      nodeRestart: durationOf('restart-timeout', args['restart-timeout']),
+      verify: durationOf('verify-timeout', args['verify-timeout']),
+      gate: durationOf('gate-timeout', args['gate-timeout']),
+    },
+    gate: { rounds: args['gate-rounds'], intervalMs: durationOf('gate-interval', args['gate-interval']) },
+    pollMs: 1000,
+    dryRun: args['dry-run'],
+  };
+}
+
+function restarterFor(args: NodeArgs, node: NodeView, cluster: ReturnType<typeof kubeEngineCluster>, namespace: string): NodeRestarter {
+  const method = chooseRestartMethod(args.restart, node);
+  switch (method) {
+    case 'kind':
+      return kindRestarter();
+    case 'exec':
+      if (!args['restart-command']) throw new UsageError('--restart exec needs --restart-command', 'for example: --restart-command "ssh {node} sudo systemctl reboot"');
+      return execRestarter(args['restart-command']);
+    case 'reboot':
+      if (!args.yes && !args['dry-run']) throw new UsageError('--restart reboot reboots the host through a privileged pod; confirm with --yes');
+      return rebootRestarter(cluster, namespace, hostCommandImage);
+    case 'none':
+      return noneRestarter();
+  }
+}
+
+/** Test hook: CILIUM_MIGRATE_TEST_KILL_AT=step:intent|done kills the process at that boundary. */
+function killHook(): BoundaryHook {
+  const at = process.env.CILIUM_MIGRATE_TEST_KILL_AT;
+  if (!at) return () => {};
+  return (_node, step, when) => {
+    if (`${step}:${when}` === at) process.kill(process.pid, 'SIGKILL');
+  };
+}
+
+export async function runNodes(ctx: CommandContext, args: NodeArgs): Promise<NodeResult[]> {
+  const runId = `${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}-${randomBytes(3).toString('hex')}`;
+  const base = engineOptions(args, runId);
+  const kube = ctx.kube();
+  const io = ctx.io;
+  const log = (line: string) => io.err(`${line}\n`);
+  // An unreachable cluster fails at once; only an outage in the middle of a run is ridden out.
+  await serverVersion(kube);
+  const cluster = retryingUnreachable(kubeEngineCluster(kube), systemClock, 60_000, (what) => log(`API server unreachable during ${what}; retrying`), ctx.signal);
+  if (args['disable-eviction']) log('warning: --disable-eviction deletes pods directly: PodDisruptionBudgets are NOT respected');
+
+  // Resolve every node (and its restart method) before touching any.
+  const nodes: { view: NodeView; restarter: NodeRestarter }[] = [];
+  for (const name of new Set(args.nodes)) {
+    const view = await cluster.getNode(name);
+    nodes.push({ view, restarter: restarterFor(args, view, cluster, args['cilium-namespace']) });
+  }
+  // A terminal redraws the live status in place; a log gets a line when the status changes in
+  // substance (phase, what blocks), not for every pod.
+  let lastKey = '';
+  const reporter = {
+    line: (node: string, text: string) => {
+      if (io.isTTY) io.err('\r\x1b[K');
+      log(`[${node}] ${text}`);
+    },
+    status: (node: string, text: string, key = text) => {
+      if (io.isTTY) return io.err(`\r\x1b[K[${node}] ${text}`);
+      if (key === lastKey) return;
+      lastKey = key;
+      log(`[${node}] ${text}`);
+    },
+  };
+  const gate = clusterStateGate(cluster, async () => (await call(kube, 'list nodes', () => kube.core.listNode())).items.map(toNodeView), args['cilium-namespace']);
+
+  if (args['dry-run']) {
+    const results: NodeResult[] = [];
+    for (const n of nodes) results.push(await migrateNode(cluster, gate, n.view.name, { ...base, restarter: n.restarter }, systemClock, reporter, ctx.signal));
+    return results;
+  }
+
+  const lock = await acquireLock(cluster, { namespace: args['cilium-namespace'], name: lockLeaseName, ttlSeconds: durationOf('lock-ttl', args['lock-ttl']) / 1000, runId }, systemClock, log);
+  const signal = AbortSignal.any([ctx.signal, lock.lost]);
+  const results: NodeResult[] = [];
+  try {
+    for (const n of nodes) {
+      results.push(await migrateNode(cluster, gate, n.view.name, { ...base, restarter: n.restarter }, systemClock, reporter, signal, killHook()));
+    }
+  } finally {
+    await lock.release().catch(() => log('warning: could not release the migration lock; it expires by itself'));
+  }
+  return results;
+}
+
+function table(results: NodeResult[]): string {
+  const lines: string[] = [];
+  for (const r of results) {
+    lines.push(`${r.node}: ${r.result === 'dry-run' ? 'dry run, nothing changed' : 'migrated'}`);
+    const width = Math.max(...r.steps.map((s) => s.step.length));
+    for (const s of r.steps) lines.push(`  ${s.step.padEnd(width)}  ${s.outcome.padEnd(11)}  ${s.message}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+export const nodeCommand = defineCommand({
+  command: 'node <nodes..>',
+  describe: 'Migrate the named nodes to Cilium, one after another (cordon, drain, label, restart, verify, gate, uncordon)',
+  builder: (y) =>
+    y
+      .positional('nodes', { type: 'string', array: true, demandOption: true, describe: 'Node names, migrated in the order given' })
+      .option('label-key', { type: 'string', default: migrationLabel, describe: 'Label the CiliumNodeConfig selects on' })
+      .option('cilium-namespace', { type: 'string', default: ciliumNamespace, describe: 'Namespace of Cilium, its CiliumNodeConfig and the lock' })
+      .option('ignore-daemonsets', { type: 'boolean', default: true, describe: 'Leave DaemonSet pods on the node (as kubectl drain --ignore-daemonsets)' })
+      .option('delete-emptydir-data', { type: 'boolean', default: false, describe: 'Evict pods with emptyDir volumes, losing that data' })
+      .option('force', { type: 'boolean', default: false, describe: 'Evict pods that no controller manages (nothing recreates them)' })
+      .option('grace-period', { type: 'number', default: -1, describe: 'Seconds each evicted pod gets to stop; -1 uses the pod\'s own' })
+      .option('drain-timeout', { type: 'string', default: `${defaultTimeouts.drainSeconds}s`, describe: 'Give up draining after this long (the node stays cordoned)' })
+      .option('pod-selector', { type: 'string', describe: 'Only evict pods matching this label selector' })
+      .option('disable-eviction', { type: 'boolean', default: false, describe: 'Delete pods instead of evicting them: BYPASSES PodDisruptionBudgets' })
+      .option('parallelism', { type: 'number', default: defaultDrainOptions.parallelism, describe: 'Evictions in flight at once' })
+      .option('restart', { type: 'string', choices: restartMethods, describe: 'How to restart the node: kind (docker restart; default for kind nodes), reboot, exec, none' })
+      .option('restart-command', { type: 'string', describe: 'With --restart exec: a command with {node}, e.g. "ssh {node} sudo systemctl reboot"' })
+      .option('restart-timeout', { type: 'string', default: `${defaultTimeouts.nodeRestartSeconds}s`, describe: 'How long the node may take to come back' })
+      .option('agent-restart-timeout', { type: 'string', default: `${defaultTimeouts.agentRestartSeconds}s`, describe: 'How long the new Cilium agent pod may take to be Ready' })
+      .option('restart-stragglers', { type: 'boolean', default: false, describe: 'After the restart, delete pods still on the legacy network so they come back on Cilium' })
+      .option('verify-namespace', { type: 'string', default: 'default', describe: 'Namespace of the short-lived verify pod' })
+      .option('verify-image', { type: 'string', default: verifyImage, describe: 'Image of the verify pod' })
+      .option('verify-timeout', { type: 'string', default: `${defaultTimeouts.verifySeconds}s`, describe: 'How long the verify pod may take to get an IP' })
+      .option('gate-rounds', { type: 'number', default: defaultGate.rounds, describe: 'Consecutive passing gate rounds needed' })
+      .option('gate-interval', { type: 'string', default: `${defaultGate.intervalSeconds}s`, describe: 'Time between gate rounds' })
+      .option('gate-timeout', { type: 'string', default: `${defaultTimeouts.gateSeconds}s`, describe: 'Give up on the gate after this long' })
+      .option('lock-ttl', { type: 'string', default: `${lockTtlSeconds}s`, describe: 'A run that stops renewing the lock loses it after this long' })
+      .option('dry-run', { type: 'boolean', default: false, describe: 'Print every step and why, change nothing' })
+      .option('yes', { type: 'boolean', default: false, describe: 'Confirm actions that need it (--restart reboot)' })
+      .example('$0 node kind-worker', 'migrate one kind node (restarted with docker restart)')
+      .example('$0 node worker-1 worker-2 --restart exec --restart-command "ssh {node} sudo systemctl reboot"', 'two nodes, restarted over ssh')
+      .example('$0 node worker-1 --dry-run', 'show what would happen'),
+  run: async (ctx, args) => {
+    const results = await runNodes(ctx, args as unknown as NodeArgs);
+    ctx.io.out(render(results, ctx.options.output, (r) => table(r)));
+  },
+});
