@@ -390,6 +390,13 @@ async function waitFor<T>(ctx: StepContext, what: string, timeoutMs: number, pro
 }
 
 function drainStatus(p: DrainProgress): string {
-  const blocked = p.blocked.length ? `; blocked: ${p.blocked.slice(0, 3).map((b) => `${b.pod} (${b.message})`).join(', ')}${p.blocked.length > 3 ? ', ...' : ''}` : '';
-  return `drain: ${p.phase === 'evicting' ? 'evicting' : 'waiting for pods to terminate'}, ${p.left}/${p.total} pods left${blocked}`;
+  // Blocked pods grouped by the budget that blocks them, so 50 blocked pods make one short line.
+  const groups = new Map<string, string[]>();
+  for (const b of p.blocked) {
+    const pdb = /disruption budget (\S+) (needs [^\n]*)/.exec(b.message);
+    const key = pdb ? `PDB ${pdb[1]} (${pdb[2]})` : b.message || 'a PodDisruptionBudget';
+    groups.set(key, [...(groups.get(key) ?? []), b.pod]);
+  }
+  const blocked = [...groups].map(([by, pods]) => `${pods.length === 1 ? pods[0] : `${pods.length} pods`} by ${by}`).join(', ');
+  return `drain: ${p.phase === 'evicting' ? 'evicting' : 'waiting for pods to terminate'}, ${p.left}/${p.total} pods left${blocked ? `; blocked: ${blocked}` : ''}`;
 }

@@ -281,6 +281,79 @@ describe('kubectl cilium-migrate node', () => {
     await assertMigrated('kind-worker3');
   });
 
+  it('--dry-run prints every step and why, and changes nothing', async () => {
+    await reset('kind-worker3');
+    const before = JSON.stringify(await node('kind-worker3'), ['metadata', 'labels', 'annotations', 'spec', 'unschedulable']);
+    const pods = (await podsOn('kind-worker3')).map((p) => p.metadata.uid).sort();
+    const r = await runPlugin(base('kind-worker3', '--dry-run', '--disable-eviction', '-o', 'json'), { env: env() });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /warning: --disable-eviction deletes pods directly: PodDisruptionBudgets are NOT respected/);
+    const [result] = JSON.parse(r.stdout) as { result: string; steps: { step: string; outcome: string; message: string }[] }[];
+    assert.equal(result?.result, 'dry-run');
+    assert.deepEqual(result?.steps.map((s) => s.step), [...stepNames]);
+    assert.match(result?.steps.find((s) => s.step === 'cordon')?.message ?? '', /cordon kind-worker3/);
+    assert.match(result?.steps.find((s) => s.step === 'drain')?.message ?? '', /evict \d+ pods?: default\/nginx-/);
+    for (const s of stepNames) assert.match(r.stderr, new RegExp(`\\[kind-worker3\\] ${s}: `), `the log names ${s}`);
+    assert.equal(JSON.stringify(await node('kind-worker3'), ['metadata', 'labels', 'annotations', 'spec', 'unschedulable']), before, 'the node is unchanged');
+    assert.deepEqual((await podsOn('kind-worker3')).map((p) => p.metadata.uid).sort(), pods, 'no pod was evicted');
+  });
+
+  it('stops at a safe point on Ctrl-C (SIGINT) with exit 130 and the phase recorded, and resumes', async () => {
+    await reset('kind-worker3');
+    await spreadOnto('nginx', 'kind-worker3', 1);
+    await cp.kubectl(['create', 'poddisruptionbudget', 'frozen', '--selector', 'app=nginx', '--max-unavailable', '0']);
+    try {
+      await eventually('frozen observed', async () => {
+        const pdb = await cp.get<{ metadata: { generation: number }; status?: { observedGeneration?: number; expectedPods?: number } }>('/apis/policy/v1/namespaces/default/poddisruptionbudgets/frozen');
+        return pdb.status?.observedGeneration === pdb.metadata.generation && pdb.status.expectedPods === 10 ? true : undefined;
+      });
+      let interrupted = false;
+      const r = await runPlugin(base('kind-worker3'), {
+        env: env(),
+        onStderr: (text, kill) => {
+          if (!interrupted && /blocked: .*PDB frozen/.test(text)) {
+            interrupted = true;
+            kill('SIGINT');
+          }
+        },
+      });
+      assert.equal(r.code, ExitCode.interrupted, r.stderr);
+      assert.match(r.stderr, /SIGINT: stopping at the next safe point/);
+      assert.match(r.stderr, /error: drain of kind-worker3 interrupted/);
+      const n = await node('kind-worker3');
+      assert.equal(n.spec.unschedulable, true, 'still cordoned');
+      assert.equal(n.metadata.annotations?.['cilium-migrate.io/phase'], 'drain');
+      const lease = await cp.get<{ spec: { holderIdentity?: string } }>('/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/cilium-migrate').catch(() => undefined);
+      assert.equal(lease, undefined, 'the lock was released');
+    } finally {
+      await cp.kubectl(['delete', 'poddisruptionbudget', 'frozen']);
+    }
+    const resumed = await runPlugin(base('kind-worker3'), { env: env() });
+    assert.equal(resumed.code, 0, resumed.stderr);
+    await assertMigrated('kind-worker3');
+  });
+
+  it('refuses to act while another run holds the lock, and takes over a lock left to expire', async () => {
+    await reset('kind-worker3');
+    const lease = (renewTime: string) => JSON.stringify({
+      apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'cilium-migrate', namespace: 'kube-system' },
+      spec: { holderIdentity: 'host=other-machine;pid=4242;run=r-other', leaseDurationSeconds: 60, renewTime, acquireTime: renewTime },
+    });
+    const micro = (d: Date) => d.toISOString().replace('Z', '000Z');
+    await cp.kubectl(['apply', '-f', '-'], { input: lease(micro(new Date())) });
+    const before = JSON.stringify(await node('kind-worker3'), ['metadata', 'labels', 'annotations', 'spec', 'unschedulable']);
+    const held = await runPlugin(base('kind-worker3'), { env: env() });
+    assert.equal(held.code, ExitCode.locked, held.stderr);
+    assert.match(held.stderr, /another migration run holds the lock \(lease kube-system\/cilium-migrate\): run r-other \(pid 4242 on other-machine\)/);
+    assert.equal(JSON.stringify(await node('kind-worker3'), ['metadata', 'labels', 'annotations', 'spec', 'unschedulable']), before, 'nothing changed');
+
+    await cp.kubectl(['apply', '-f', '-'], { input: lease(micro(new Date(Date.now() - 120_000))) });
+    const taken = await runPlugin(base('kind-worker3'), { env: env() });
+    assert.equal(taken.code, 0, taken.stderr);
+    assert.match(taken.stderr, /taking over the migration lock: its holder \(run r-other on other-machine\) stopped renewing it 1\d\ds ago/);
+    await assertMigrated('kind-worker3');
+  });
+
   describe('refuses bad input with one line, a distinct exit code, and no change', () => {
     const snapshot = async () => JSON.stringify((await cp.get<{ items: Node[] }>('/api/v1/nodes')).items.map((n) => [n.metadata.name, n.metadata.labels, n.metadata.annotations, n.spec.unschedulable]));
 
@@ -311,6 +384,12 @@ describe('kubectl cilium-migrate node', () => {
       const r = await runPlugin(['node', 'kind-worker3', '--restart', 'none', '--kubeconfig', unreachableKubeconfig(cp, port)], { env: env() });
       assert.equal(r.code, ExitCode.unreachable, r.stderr);
       assert.match(r.stderr, /cannot reach the API server/);
+    });
+
+    it('--restart reboot without --yes: exit 2', async () => {
+      const r = await runPlugin(['node', 'kind-worker3', '--kubeconfig', cp.kubeconfig, '--restart', 'reboot'], { env: env() });
+      assert.equal(r.code, ExitCode.usage);
+      assert.match(r.stderr, /--restart reboot reboots the host through a privileged pod; confirm with --yes/);
     });
 
     it('a non-kind node without --restart: exit 2 naming the choices', async () => {
