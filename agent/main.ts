@@ -1,21 +1,73 @@
 // Entry point of the probe agent: wiring only, and the only place that exits the agent process.
-// The probing itself (discovery, peers, prober, matrix) arrives with the agent; this serves the
-// health endpoints the DaemonSet's probes use.
-import express from 'express';
+import type { Server } from 'node:http';
+import { describeError, exitCodeFor } from '../lib/errors.js';
+import { connect } from '../lib/kube.js';
 import { version } from '../lib/version.js';
+import { parseAgentConfig } from './config.js';
+import { fileDiscovery, type ClusterView, type Discovery } from './discovery.js';
+import { agentApp } from './http.js';
+import { kubeDiscovery } from './kube-discovery.js';
+import { MatrixStore } from './matrix.js';
+import { AgentMetrics } from './metrics.js';
+import { Prober, realProbes } from './prober.js';
+import { identityOf, peersOf, type SelfInfo } from './view.js';
 
-const port = Number(process.env.AGENT_PORT ?? 8080);
+const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
 
-if (process.argv.includes('--version')) {
-  process.stdout.write(`${version}\n`);
-  process.exit(0);
+async function main(): Promise<void> {
+  const cfg = await parseAgentConfig(process.argv.slice(2), process.env);
+  if (process.argv.includes('--help') || process.argv.includes('--version')) return;
+  const self: SelfInfo = { node: cfg.node, pod: cfg.pod, namespace: cfg.namespace, ip: cfg.ip, version };
+  const startedAt = new Date();
+  // Enough room for the window at the configured pace, with slack for jitter.
+  const store = new MatrixStore(cfg.windowMs, Math.ceil((cfg.windowMs / cfg.intervalMs) * 2) + 10);
+  let view: ClusterView = { agents: [], nodes: [], ciliumNodeCidrs: {} };
+  let synced = false;
+  let identity = identityOf(self, view, cfg);
+  const metrics = new AgentMetrics(identity, cfg.maxFailingSeries);
+
+  const discovery: Discovery = cfg.peersFile
+    ? fileDiscovery(cfg.peersFile, (err) => log(`discovery: ${err.message}`))
+    : kubeDiscovery(connect({ kubeconfig: cfg.kubeconfig }), cfg.namespace, cfg.agentSelector, 'cilium-migrate.io/phase', (line) => log(`discovery: ${line}`));
+  discovery.start((next) => {
+    view = next;
+    synced = true;
+    const before = identity.overlayMismatch;
+    identity = identityOf(self, view, cfg);
+    metrics.setIdentity(identity);
+    if (identity.overlayMismatch && identity.overlayMismatch !== before) log(`warning: ${identity.overlayMismatch}`);
+    const peers = peersOf(self, identity, view, cfg);
+    store.setPeers(peers);
+  });
+
+  const prober = new Prober(store, realProbes(cfg.port, cfg.largePacketSize), { intervalMs: cfg.intervalMs, timeoutMs: cfg.timeoutMs, maxPerSecond: cfg.maxPerSecond, jitter: cfg.jitter }, (peer, protocol, result) =>
+    metrics.observe(peer, protocol, result),
+  );
+  prober.start();
+
+  const app = agentApp({ identity: () => identity, notReady: () => (synced ? undefined : 'discovery has not synced yet'), startedAt, intervalMs: cfg.intervalMs }, store, metrics);
+  const server: Server = await new Promise((resolve, reject) => {
+    const s = app.listen(cfg.port, (err?: Error) => (err ? reject(err) : resolve(s)));
+  });
+  log(`probe agent ${version} on ${cfg.node} (${cfg.pod}, ${cfg.ip}) listening on :${cfg.port}`);
+
+  await new Promise<void>((resolve) => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());
+  });
+  log('shutting down');
+  const force = setTimeout(() => process.exit(0), 5000);
+  force.unref();
+  discovery.stop();
+  await prober.stop();
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  await closed;
 }
 
-const app = express();
-app.get('/healthz', (_req, res) => void res.type('text/plain').send('ok\n'));
-app.get('/readyz', (_req, res) => void res.type('text/plain').send('ok\n'));
-
-const server = app.listen(port, () => process.stderr.write(`probe agent ${version} listening on :${port}\n`));
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => server.close(() => process.exit(0)));
-}
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    for (const line of describeError(err, process.argv.includes('-v'))) process.stderr.write(`${line}\n`);
+    process.exit(exitCodeFor(err));
+  },
+);

@@ -3,6 +3,7 @@
 import { after } from 'node:test';
 import { stopSharedControlPlane } from './harness/shared-cluster.js';
 
+import './integration/agent-discovery.test.js';
 import './integration/control-plane.test.js';
 import './integration/control-plane-lifecycle.test.js';
 import './integration/drain.test.js';

@@ -1,5 +1,8 @@
 // Every unit test file, imported explicitly: a missing file fails the import instead of turning
 // into "0 tests". test/unit/suite-lists.test.ts checks that none is left out.
+import './unit/agent-http.test.js';
+import './unit/agent-metrics.test.js';
+import './unit/agent-view.test.js';
 import './unit/cidr.test.js';
 import './unit/cli.test.js';
 import './unit/drain-filter.test.js';
@@ -10,8 +13,11 @@ import './unit/eviction.test.js';
 import './unit/gate.test.js';
 import './unit/kube-config.test.js';
 import './unit/lock.test.js';
+import './unit/matrix.test.js';
 import './unit/restart.test.js';
 import './unit/retry.test.js';
+import './unit/peers.test.js';
+import './unit/prober.test.js';
 import './unit/selector.test.js';
 import './unit/state.test.js';
 import './unit/suite-lists.test.js';

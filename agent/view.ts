@@ -1,0 +1,63 @@
+// From the discovered cluster to this agent's identity and the peers it probes: pure functions.
+import { classifyAddress, expectedOverlay, type OverlayNetworks } from '../lib/overlay.js';
+import type { AgentIdentity, ProbeProtocol } from '../lib/row.js';
+import type { ClusterView } from './discovery.js';
+import type { SelectedPeer } from './matrix.js';
+import { selectPeers, type PeerSelection } from './peers.js';
+
+export interface SelfInfo {
+  node: string;
+  pod: string;
+  namespace: string;
+  ip: string;
+  version: string;
+}
+
+export interface ViewConfig extends PeerSelection {
+  legacyCidrs: string[];
+  ciliumCidrs: string[];
+  labelKey: string;
+  protocols: ProbeProtocol[];
+}
+
+/** Phases in which a node is being migrated (the plugin's phase annotation). */
+const idlePhases = new Set(['pending', 'migrated']);
+
+export function networksOf(view: ClusterView, cfg: ViewConfig): OverlayNetworks {
+  return {
+    legacyCidrs: cfg.legacyCidrs,
+    ciliumCidrs: cfg.ciliumCidrs,
+    ciliumNodeCidrs: Object.values(view.ciliumNodeCidrs).flat(),
+    nodeAddresses: view.nodes.flatMap((n) => n.addresses),
+  };
+}
+
+/** This agent's identity, with a message when it sits on the wrong overlay for its node. */
+export function identityOf(self: SelfInfo, view: ClusterView, cfg: ViewConfig): AgentIdentity {
+  const nets = networksOf(view, cfg);
+  const overlay = classifyAddress(self.ip, nets);
+  const node = view.nodes.find((n) => n.name === self.node);
+  const expected = expectedOverlay(node?.labels ?? {}, cfg.labelKey);
+  const identity: AgentIdentity = { node: self.node, pod: self.pod, namespace: self.namespace, ip: self.ip, overlay, expectedOverlay: expected, version: self.version };
+  if (overlay !== expected) {
+    identity.overlayMismatch =
+      overlay === 'unknown' || overlay === 'host'
+        ? `pod IP ${self.ip} is on no pod overlay (${overlay}); check --legacy-cidrs and --cilium-cidrs`
+        : `pod IP ${self.ip} is on ${overlay} but node ${self.node} should be on ${expected}${expected === 'cilium' ? ' (the pod predates the switch: restart it, or check the node\'s CNI config)' : ''}`;
+  }
+  return identity;
+}
+
+/** The peers to probe, classified, with the migration focus marked. */
+export function peersOf(self: SelfInfo, identity: AgentIdentity, view: ClusterView, cfg: ViewConfig): SelectedPeer[] {
+  const nets = networksOf(view, cfg);
+  const focusNodes = new Set(view.nodes.filter((n) => n.phase && !idlePhases.has(n.phase)).map((n) => n.name));
+  const candidates = view.agents
+    .filter((a) => a.pod !== self.pod)
+    .map((a) => ({ node: a.node, pod: a.pod, ip: a.ip, overlay: classifyAddress(a.ip, nets), focus: focusNodes.has(a.node) }));
+  return selectPeers({ node: self.node, pod: self.pod, overlay: identity.overlay }, candidates, cfg).map(({ peer, focusOnly }) => ({
+    ref: { node: peer.node, pod: peer.pod, ip: peer.ip, overlay: peer.overlay },
+    focus: focusOnly || peer.focus,
+    protocols: cfg.protocols,
+  }));
+}

@@ -1,0 +1,113 @@
+// Keeping a local copy of a collection with LIST once and WATCH from then on (a reflector): the
+// watch is resumed from the last resourceVersion after it closes or the API server goes away, and
+// the collection is listed again only when the server says that version is gone (410).
+import { k8s, rawRequest, type Kube } from './kube.js';
+
+export interface KubeObject {
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string };
+}
+
+export interface Reflector {
+  stop(): void;
+  /** True once the first LIST has arrived. */
+  synced(): boolean;
+}
+
+export interface ReflectOptions {
+  /** Query parameters of the LIST and WATCH (labelSelector, fieldSelector). */
+  query?: Record<string, string>;
+  /** Called with the whole collection after the first LIST and after every change. */
+  onChange(items: Map<string, KubeObject>): void;
+  /** Told about failures worth a log line (the reflector retries by itself). */
+  onError?(message: string): void;
+  /** Back-off bounds between attempts after a failure. */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+const keyOf = (o: KubeObject) => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+
+/** Reflects the collection at `path` (e.g. /api/v1/nodes) until stopped. */
+export function reflect(kube: Kube, path: string, opts: ReflectOptions): Reflector {
+  let stopped = false;
+  let isSynced = false;
+  let current: AbortController | undefined;
+  let wake: (() => void) | undefined;
+  const minBackoff = opts.minBackoffMs ?? 500;
+  const maxBackoff = opts.maxBackoffMs ?? 30_000;
+  const sleep = (ms: number) => new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    wake = () => {
+      clearTimeout(t);
+      resolve();
+    };
+  });
+  const query = opts.query ?? {};
+  const qs = new URLSearchParams(query).toString();
+
+  const run = async () => {
+    let backoff = minBackoff;
+    while (!stopped) {
+      // LIST
+      let items: Map<string, KubeObject>;
+      let rv: string;
+      try {
+        const res = await rawRequest(kube, 'GET', qs ? `${path}?${qs}` : path);
+        if (res.status !== 200) throw new Error(`list ${path}: HTTP ${res.status}`);
+        const body = res.body as { items?: KubeObject[]; metadata?: { resourceVersion?: string } };
+        items = new Map((body.items ?? []).map((o) => [keyOf(o), o]));
+        rv = body.metadata?.resourceVersion ?? '';
+      } catch (err) {
+        opts.onError?.(`list ${path} failed (${(err as Error).message}); retrying in ${Math.round(backoff / 1000)}s`);
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, maxBackoff);
+        continue;
+      }
+      isSynced = true;
+      opts.onChange(items);
+
+      // WATCH, resumed from the last version seen, until the server says it is gone.
+      let gone = false;
+      while (!stopped && !gone) {
+        const outcome = await new Promise<'closed' | 'error'>((resolve) => {
+          const watch = new k8s.Watch(kube.config);
+          watch
+            .watch(path, { ...query, resourceVersion: rv, allowWatchBookmarks: true }, (type: string, obj: KubeObject & { code?: number }) => {
+              if (type === 'ERROR') {
+                if (obj.code === 410) gone = true;
+                return;
+              }
+              if (obj.metadata?.resourceVersion) rv = obj.metadata.resourceVersion;
+              if (type === 'BOOKMARK') return;
+              if (type === 'DELETED') items.delete(keyOf(obj));
+              else items.set(keyOf(obj), obj);
+              backoff = minBackoff;
+              opts.onChange(items);
+            }, (err: unknown) => resolve(err ? 'error' : 'closed'))
+            .then((ctl) => {
+              current = ctl;
+              if (stopped) ctl.abort();
+            })
+            .catch(() => resolve('error'));
+        });
+        if (stopped) return;
+        if (gone) break;
+        if (outcome === 'error') {
+          opts.onError?.(`watch ${path} broke; resuming from resourceVersion ${rv} in ${Math.round(backoff / 1000)}s`);
+          await sleep(backoff);
+          backoff = Math.min(backoff * 2, maxBackoff);
+        }
+      }
+      if (gone) opts.onError?.(`watch ${path}: resourceVersion ${rv} is gone; listing again`);
+    }
+  };
+  void run();
+  return {
+    stop() {
+      stopped = true;
+      current?.abort();
+      wake?.();
+    },
+    synced: () => isSynced,
+  };
+}

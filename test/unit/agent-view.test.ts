@@ -1,0 +1,50 @@
+// The agent's identity and peers from a discovered cluster view.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ClusterView } from '../../agent/discovery.js';
+import { identityOf, peersOf, type ViewConfig } from '../../agent/view.js';
+
+const cfg: ViewConfig = { legacyCidrs: ['10.244.0.0/16'], ciliumCidrs: ['10.245.0.0/16'], labelKey: 'io.cilium.migration/cilium-default', protocols: ['icmp', 'http'], fullMeshMax: 50, ringSize: 3 };
+const view = (labelled: boolean, phase?: string): ClusterView => ({
+  agents: [
+    { node: 'kind-worker', pod: 'a1', ip: '10.244.1.5' },
+    { node: 'kind-worker2', pod: 'a2', ip: '10.245.2.5' },
+    { node: 'kind-control-plane', pod: 'a0', ip: '172.18.0.2' },
+  ],
+  nodes: [
+    { name: 'kind-worker', addresses: ['172.18.0.3'], labels: labelled ? { 'io.cilium.migration/cilium-default': 'true' } : {} },
+    { name: 'kind-worker2', addresses: ['172.18.0.4'], labels: { 'io.cilium.migration/cilium-default': 'true' }, phase },
+    { name: 'kind-control-plane', addresses: ['172.18.0.2'], labels: {} },
+  ],
+  ciliumNodeCidrs: { 'kind-worker2': ['10.245.2.0/24'] },
+});
+const self = { node: 'kind-worker', pod: 'a1', namespace: 'ns', ip: '10.244.1.5', version: 't' };
+
+describe('identityOf', () => {
+  it('classifies its own IP and finds no mismatch on an unlabelled legacy node', () => {
+    const id = identityOf(self, view(false), cfg);
+    assert.equal(id.overlay, 'legacy');
+    assert.equal(id.expectedOverlay, 'legacy');
+    assert.equal(id.overlayMismatch, undefined);
+  });
+
+  it('says so when its node is labelled for Cilium but it still has a legacy IP', () => {
+    const id = identityOf(self, view(true), cfg);
+    assert.equal(id.expectedOverlay, 'cilium');
+    assert.match(id.overlayMismatch ?? '', /10\.244\.1\.5 is on legacy but node kind-worker should be on cilium/);
+  });
+});
+
+describe('peersOf', () => {
+  it('classifies every peer (legacy, cilium, host) and never includes itself', () => {
+    const peers = peersOf(self, identityOf(self, view(false), cfg), view(false), cfg);
+    assert.deepEqual(peers.map((p) => [p.ref.pod, p.ref.overlay]).sort(), [['a0', 'host'], ['a2', 'cilium']]);
+  });
+
+  it('marks peers on nodes being migrated as focus', () => {
+    const peers = peersOf(self, identityOf(self, view(false), cfg), view(false, 'restart-node'), cfg);
+    assert.equal(peers.find((p) => p.ref.pod === 'a2')?.focus, true);
+    const idle = peersOf(self, identityOf(self, view(false), cfg), view(false, 'migrated'), cfg);
+    assert.equal(idle.find((p) => p.ref.pod === 'a2')?.focus, false);
+  });
+});
