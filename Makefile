@@ -7,7 +7,7 @@ NODE_TEST := node --import tsx --test --test-reporter=spec
 # Per-test limit; a hung test fails instead of eating CI's time.
 TEST_TIMEOUT_MS ?= 600000
 
-.PHONY: help deps system-deps bins build typecheck test test-unit test-integration install uninstall demo clean
+.PHONY: help deps system-deps bins build typecheck test test-unit test-integration install uninstall demo clean bench bench-agent
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -42,6 +42,11 @@ test-integration: build bins ## integration tests against a real control plane
 	TMPDIR=$$run_tmp TSX_DISABLE_CACHE=1 $(NODE_TEST) --test-timeout=$(TEST_TIMEOUT_MS) test/integration.ts || rc=$$?; \
 	SUITE_TMPDIR=$$run_tmp $(NODE_TEST) test/after-suite.ts || rc=$${rc/#0/1}; \
 	rm -rf "$$run_tmp"; exit $$rc
+
+bench: bench-agent ## run every benchmark and rewrite BENCHMARKS.md
+
+bench-agent: build system-deps ## agent RSS, CPU, probes/s and series at 10, 100 and 1,000 peers
+	node --import tsx bench/agent-resources.ts
 
 install: build ## put the plugin on PATH ($(PREFIX)/bin), so kubectl finds it
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -78,3 +78,18 @@ export function parseRow(data: unknown): Row {
   }
   return row as Row;
 }
+
+export type CellFreshness = 'fresh' | 'stale' | 'unknown';
+
+/**
+ * How current a cell is at `now`: fresh while its last sample is within two probe intervals (plus
+ * one timeout's slack), stale until the window has passed, unknown after that or without samples.
+ * A stale or unknown cell never counts as reachable.
+ */
+export function cellFreshness(stats: Pick<CellStats, 'lastSampleAt'>, now: number, intervalMs: number, windowMs: number, slackMs = 2000): CellFreshness {
+  if (!stats.lastSampleAt) return 'unknown';
+  const age = now - Date.parse(stats.lastSampleAt);
+  if (age <= 2 * intervalMs + slackMs) return 'fresh';
+  if (age <= windowMs) return 'stale';
+  return 'unknown';
+}

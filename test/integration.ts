@@ -4,9 +4,11 @@ import { after } from 'node:test';
 import { stopSharedControlPlane } from './harness/shared-cluster.js';
 
 import './integration/agent-discovery.test.js';
+import './integration/agent-netns.test.js';
 import './integration/control-plane.test.js';
 import './integration/control-plane-lifecycle.test.js';
 import './integration/drain.test.js';
+import './integration/netns-topology.test.js';
 import './integration/node-engine.test.js';
 import './integration/plugin.test.js';
 

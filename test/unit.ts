@@ -1,5 +1,6 @@
 // Every unit test file, imported explicitly: a missing file fails the import instead of turning
 // into "0 tests". test/unit/suite-lists.test.ts checks that none is left out.
+import './unit/agent-config.test.js';
 import './unit/agent-http.test.js';
 import './unit/agent-metrics.test.js';
 import './unit/agent-view.test.js';
