@@ -1,18 +1,22 @@
 // Entry point of the probe agent: wiring only, and the only place that exits the agent process.
 import type { Server } from 'node:http';
 import { describeError, exitCodeFor } from '../lib/errors.js';
-import { connect } from '../lib/kube.js';
 import { version } from '../lib/version.js';
 import { parseAgentConfig } from './config.js';
 import { fileDiscovery, type ClusterView, type Discovery } from './discovery.js';
 import { agentApp } from './http.js';
-import { kubeDiscovery } from './kube-discovery.js';
 import { MatrixStore } from './matrix.js';
 import { AgentMetrics } from './metrics.js';
 import { Prober, realProbes } from './prober.js';
 import { identityOf, peersOf, type SelfInfo } from './view.js';
 
 const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+
+/** The Kubernetes client is loaded only when discovery uses the API server. */
+async function kubeDiscoveryFor(kubeconfig: string | undefined, namespace: string, selector: string): Promise<Discovery> {
+  const [{ connect }, { kubeDiscovery }] = await Promise.all([import('../lib/kube.js'), import('./kube-discovery.js')]);
+  return kubeDiscovery(connect({ kubeconfig }), namespace, selector, 'cilium-migrate.io/phase', (line) => log(`discovery: ${line}`));
+}
 
 async function main(): Promise<void> {
   const cfg = await parseAgentConfig(process.argv.slice(2), process.env);
@@ -26,9 +30,7 @@ async function main(): Promise<void> {
   let identity = identityOf(self, view, cfg);
   const metrics = new AgentMetrics(identity, cfg.maxFailingSeries);
 
-  const discovery: Discovery = cfg.peersFile
-    ? fileDiscovery(cfg.peersFile, (err) => log(`discovery: ${err.message}`))
-    : kubeDiscovery(connect({ kubeconfig: cfg.kubeconfig }), cfg.namespace, cfg.agentSelector, 'cilium-migrate.io/phase', (line) => log(`discovery: ${line}`));
+  const discovery: Discovery = cfg.peersFile ? fileDiscovery(cfg.peersFile, (err) => log(`discovery: ${err.message}`)) : await kubeDiscoveryFor(cfg.kubeconfig, cfg.namespace, cfg.agentSelector);
   discovery.start((next) => {
     view = next;
     synced = true;

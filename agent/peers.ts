@@ -2,8 +2,9 @@
 // a ring (node names hashed, sha256, first 64 bits, as kubenurse does) where each node probes the
 // K nodes that follow it, so every node is probed by about K others per class and the set barely
 // moves when a node joins or leaves. So that no node goes unprobed by a class, each node is also
-// probed by the member of every class that follows it on that class's ring. Nodes being migrated
-// are always probed.
+// probed by the member of every class that follows it on that class's ring, up to a cap (a class
+// of one node cannot cover a thousand without becoming a full mesh). Nodes being migrated are
+// always probed.
 import { createHash } from 'node:crypto';
 import type { Overlay } from '../lib/overlay.js';
 import type { PeerRef } from '../lib/row.js';
@@ -19,6 +20,9 @@ export interface PeerSelection {
   /** Peers per destination overlay above that. */
   ringSize: number;
 }
+
+/** Extra peers a prober takes on as designated prober, as a multiple of the ring size. */
+const designatedCapFactor = 2;
 
 const ringPosition = (name: string) => createHash('sha256').update(name).digest().readBigUInt64BE(0);
 
@@ -44,11 +48,15 @@ export function selectPeers(self: { node: string; pod: string; overlay: Overlay 
   }
   // The nodes I am the designated prober of for my class: those whose successor on my class's ring is me.
   const myClass = [...others.filter((c) => c.overlay === self.overlay).map((c) => ringPosition(c.node)), me].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const designated = new Map<Overlay, number>();
   for (const c of others) {
-    if (chosen.has(c.pod)) continue;
+    if (chosen.has(c.pod) || (designated.get(c.overlay) ?? 0) >= sel.ringSize * designatedCapFactor) continue;
     const pos = ringPosition(c.node);
     const successor = myClass.find((p) => p > pos) ?? myClass[0];
-    if (successor === me) chosen.set(c.pod, { peer: c, focusOnly: false });
+    if (successor === me) {
+      chosen.set(c.pod, { peer: c, focusOnly: false });
+      designated.set(c.overlay, (designated.get(c.overlay) ?? 0) + 1);
+    }
   }
   for (const c of others) if (c.focus && !chosen.has(c.pod)) chosen.set(c.pod, { peer: c, focusOnly: true });
   return [...chosen.values()];

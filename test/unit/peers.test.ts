@@ -60,6 +60,12 @@ describe('selectPeers', () => {
     assert.ok(changed <= 6, `${changed} of 299 agents changed peers`);
   });
 
+  it('keeps the peer count bounded when its own overlay has a single node', () => {
+    const all = candidates(1000, 1000); // one cilium node (index 0), 999 legacy
+    const picked = selectPeers({ node: 'node-0', pod: 'agent-0', overlay: 'cilium' }, all, { fullMeshMax: 10, ringSize: 3 });
+    assert.ok(picked.length <= 3 + 3 * 2, `${picked.length} peers`);
+  });
+
   it('always includes nodes being migrated', () => {
     const all = candidates(300);
     all[123]!.focus = true;
