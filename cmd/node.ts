@@ -15,7 +15,7 @@ import { retryingUnreachable } from './engine/retry.js';
 import { render } from './output.js';
 import { call, serverVersion } from '../lib/kube.js';
 
-interface NodeArgs {
+export interface NodeArgs {
   nodes: string[];
   'label-key': string;
   'cilium-namespace': string;
@@ -103,12 +103,15 @@ function restarterFor(args: NodeArgs, node: NodeView, cluster: ReturnType<typeof
   }
 }
 
-/** Test hook: CILIUM_MIGRATE_TEST_KILL_AT=step:intent|done kills the process at that boundary. */
+/**
+ * Test hook: CILIUM_MIGRATE_TEST_KILL_AT=[node/]step:intent|done kills the process at that
+ * boundary (of that node, or of any). It does nothing unless set.
+ */
 function killHook(): BoundaryHook {
   const at = process.env.CILIUM_MIGRATE_TEST_KILL_AT;
   if (!at) return () => {};
-  return (_node, step, when) => {
-    if (`${step}:${when}` === at) process.kill(process.pid, 'SIGKILL');
+  return (node, step, when) => {
+    if (`${step}:${when}` === at || `${node}/${step}:${when}` === at) process.kill(process.pid, 'SIGKILL');
   };
 }
 
@@ -165,7 +168,7 @@ export async function runNodes(ctx: CommandContext, args: NodeArgs): Promise<Nod
   return results;
 }
 
-function table(results: NodeResult[]): string {
+export function stepTable(results: NodeResult[]): string {
   const lines: string[] = [];
   for (const r of results) {
     lines.push(`${r.node}: ${r.result === 'dry-run' ? 'dry run, nothing changed' : 'migrated'}`);
@@ -175,41 +178,46 @@ function table(results: NodeResult[]): string {
   return lines.join('\n') + '\n';
 }
 
+/** The flags of the node engine, shared by `node` and `run`. */
+export const engineFlags = {
+  'label-key': { type: 'string', default: migrationLabel, describe: 'Label the CiliumNodeConfig selects on' },
+  'cilium-namespace': { type: 'string', default: ciliumNamespace, describe: 'Namespace of Cilium, its CiliumNodeConfig and the lock' },
+  'ignore-daemonsets': { type: 'boolean', default: true, describe: 'Leave DaemonSet pods on the node (as kubectl drain --ignore-daemonsets)' },
+  'delete-emptydir-data': { type: 'boolean', default: false, describe: 'Evict pods with emptyDir volumes, losing that data' },
+  'force': { type: 'boolean', default: false, describe: 'Evict pods that no controller manages (nothing recreates them)' },
+  'grace-period': { type: 'number', default: -1, describe: 'Seconds each evicted pod gets to stop; -1 uses the pod\'s own' },
+  'drain-timeout': { type: 'string', default: `${defaultTimeouts.drainSeconds}s`, describe: 'Give up draining after this long (the node stays cordoned)' },
+  'pod-selector': { type: 'string', describe: 'Only evict pods matching this label selector' },
+  'disable-eviction': { type: 'boolean', default: false, describe: 'Delete pods instead of evicting them: BYPASSES PodDisruptionBudgets' },
+  'parallelism': { type: 'number', default: defaultDrainOptions.parallelism, describe: 'Evictions in flight at once' },
+  'restart': { type: 'string', choices: restartMethods, describe: 'How to restart the node: kind (docker restart; default for kind nodes), reboot, exec, none' },
+  'restart-command': { type: 'string', describe: 'With --restart exec: a command with {node}, e.g. "ssh {node} sudo systemctl reboot"' },
+  'restart-timeout': { type: 'string', default: `${defaultTimeouts.nodeRestartSeconds}s`, describe: 'How long the node may take to come back' },
+  'agent-restart-timeout': { type: 'string', default: `${defaultTimeouts.agentRestartSeconds}s`, describe: 'How long the new Cilium agent pod may take to be Ready' },
+  'restart-stragglers': { type: 'boolean', default: false, describe: 'After the restart, delete pods still on the legacy network so they come back on Cilium' },
+  'verify-namespace': { type: 'string', default: 'default', describe: 'Namespace of the short-lived verify pod' },
+  'verify-image': { type: 'string', default: verifyImage, describe: 'Image of the verify pod' },
+  'verify-timeout': { type: 'string', default: `${defaultTimeouts.verifySeconds}s`, describe: 'How long the verify pod may take to get an IP' },
+  'gate-rounds': { type: 'number', default: defaultGate.rounds, describe: 'Consecutive passing gate rounds needed' },
+  'gate-interval': { type: 'string', default: `${defaultGate.intervalSeconds}s`, describe: 'Time between gate rounds' },
+  'gate-timeout': { type: 'string', default: `${defaultTimeouts.gateSeconds}s`, describe: 'Give up on the gate after this long' },
+  'lock-ttl': { type: 'string', default: `${lockTtlSeconds}s`, describe: 'A run that stops renewing the lock loses it after this long' },
+  'dry-run': { type: 'boolean', default: false, describe: 'Print every step and why, change nothing' },
+  'yes': { type: 'boolean', default: false, describe: 'Confirm actions that need it (--restart reboot)' },
+} as const;
+
 export const nodeCommand = defineCommand({
   command: 'node <nodes..>',
   describe: 'Migrate the named nodes to Cilium, one after another (cordon, drain, label, restart, verify, gate, uncordon)',
   builder: (y) =>
     y
       .positional('nodes', { type: 'string', array: true, demandOption: true, describe: 'Node names, migrated in the order given' })
-      .option('label-key', { type: 'string', default: migrationLabel, describe: 'Label the CiliumNodeConfig selects on' })
-      .option('cilium-namespace', { type: 'string', default: ciliumNamespace, describe: 'Namespace of Cilium, its CiliumNodeConfig and the lock' })
-      .option('ignore-daemonsets', { type: 'boolean', default: true, describe: 'Leave DaemonSet pods on the node (as kubectl drain --ignore-daemonsets)' })
-      .option('delete-emptydir-data', { type: 'boolean', default: false, describe: 'Evict pods with emptyDir volumes, losing that data' })
-      .option('force', { type: 'boolean', default: false, describe: 'Evict pods that no controller manages (nothing recreates them)' })
-      .option('grace-period', { type: 'number', default: -1, describe: 'Seconds each evicted pod gets to stop; -1 uses the pod\'s own' })
-      .option('drain-timeout', { type: 'string', default: `${defaultTimeouts.drainSeconds}s`, describe: 'Give up draining after this long (the node stays cordoned)' })
-      .option('pod-selector', { type: 'string', describe: 'Only evict pods matching this label selector' })
-      .option('disable-eviction', { type: 'boolean', default: false, describe: 'Delete pods instead of evicting them: BYPASSES PodDisruptionBudgets' })
-      .option('parallelism', { type: 'number', default: defaultDrainOptions.parallelism, describe: 'Evictions in flight at once' })
-      .option('restart', { type: 'string', choices: restartMethods, describe: 'How to restart the node: kind (docker restart; default for kind nodes), reboot, exec, none' })
-      .option('restart-command', { type: 'string', describe: 'With --restart exec: a command with {node}, e.g. "ssh {node} sudo systemctl reboot"' })
-      .option('restart-timeout', { type: 'string', default: `${defaultTimeouts.nodeRestartSeconds}s`, describe: 'How long the node may take to come back' })
-      .option('agent-restart-timeout', { type: 'string', default: `${defaultTimeouts.agentRestartSeconds}s`, describe: 'How long the new Cilium agent pod may take to be Ready' })
-      .option('restart-stragglers', { type: 'boolean', default: false, describe: 'After the restart, delete pods still on the legacy network so they come back on Cilium' })
-      .option('verify-namespace', { type: 'string', default: 'default', describe: 'Namespace of the short-lived verify pod' })
-      .option('verify-image', { type: 'string', default: verifyImage, describe: 'Image of the verify pod' })
-      .option('verify-timeout', { type: 'string', default: `${defaultTimeouts.verifySeconds}s`, describe: 'How long the verify pod may take to get an IP' })
-      .option('gate-rounds', { type: 'number', default: defaultGate.rounds, describe: 'Consecutive passing gate rounds needed' })
-      .option('gate-interval', { type: 'string', default: `${defaultGate.intervalSeconds}s`, describe: 'Time between gate rounds' })
-      .option('gate-timeout', { type: 'string', default: `${defaultTimeouts.gateSeconds}s`, describe: 'Give up on the gate after this long' })
-      .option('lock-ttl', { type: 'string', default: `${lockTtlSeconds}s`, describe: 'A run that stops renewing the lock loses it after this long' })
-      .option('dry-run', { type: 'boolean', default: false, describe: 'Print every step and why, change nothing' })
-      .option('yes', { type: 'boolean', default: false, describe: 'Confirm actions that need it (--restart reboot)' })
+      .options(engineFlags)
       .example('$0 node kind-worker', 'migrate one kind node (restarted with docker restart)')
       .example('$0 node worker-1 worker-2 --restart exec --restart-command "ssh {node} sudo systemctl reboot"', 'two nodes, restarted over ssh')
       .example('$0 node worker-1 --dry-run', 'show what would happen'),
   run: async (ctx, args) => {
     const results = await runNodes(ctx, args as unknown as NodeArgs);
-    ctx.io.out(render(results, ctx.options.output, (r) => table(r)));
+    ctx.io.out(render(results, ctx.options.output, (r) => stepTable(r)));
   },
 });

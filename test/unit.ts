@@ -22,3 +22,4 @@ import './unit/prober.test.js';
 import './unit/selector.test.js';
 import './unit/state.test.js';
 import './unit/suite-lists.test.js';
+import './unit/values.test.js';

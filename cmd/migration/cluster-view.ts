@@ -1,0 +1,167 @@
+// One read of everything `status` and `plan` need (nodes, pods, CiliumNodes, DaemonSets, PDBs),
+// a handful of LISTs whatever the cluster size, and the pure functions that turn it into a status
+// table and a migration plan.
+import { agentNamespace, ciliumClusterCidr, legacyClusterCidr } from '../../lib/defaults.js';
+import { call, k8s, statusCode, type Kube } from '../../lib/kube.js';
+import { classifyAddress, type Overlay } from '../../lib/overlay.js';
+import { selectorMatches, type LabelSelector } from '../../lib/selector.js';
+import { classifyDrainPods, type DrainFlags } from '../engine/drain-filter.js';
+import { toDrainPod, toNodeView } from '../engine/kube-cluster.js';
+import type { NodeView } from '../engine/cluster.js';
+import { phaseOf, readState, type Phase } from '../engine/state.js';
+
+export interface ViewPod {
+  namespace: string;
+  name: string;
+  node: string;
+  ip: string;
+  hostNetwork: boolean;
+  labels: Record<string, string>;
+  raw: k8s.V1Pod;
+}
+
+export interface ClusterSnapshot {
+  nodes: NodeView[];
+  pods: ViewPod[];
+  ciliumCidrs: Record<string, string[]>;
+  daemonSets: Set<string>;
+  pdbs: { namespace: string; name: string; selector: LabelSelector | undefined; disruptionsAllowed: number }[];
+  /** Probe agent pods by node. */
+  agents: Record<string, { pod: string; ready: boolean }>;
+  legacyCidrs: string[];
+  ciliumClusterCidrs: string[];
+}
+
+/** Reads the cluster in O(1) requests. */
+export async function readCluster(kube: Kube, opts: { agentNamespace?: string; legacyCidrs?: string[]; ciliumCidrs?: string[] } = {}): Promise<ClusterSnapshot> {
+  const [nodes, pods, cns, dss, pdbs] = await Promise.all([
+    call(kube, 'list nodes', () => kube.core.listNode()),
+    call(kube, 'list pods', () => kube.core.listPodForAllNamespaces()),
+    call(kube, 'list ciliumnodes', async () => {
+      try {
+        return (await kube.custom.listClusterCustomObject({ group: 'cilium.io', version: 'v2', plural: 'ciliumnodes' })) as { items: { metadata: { name: string }; spec?: { ipam?: { podCIDRs?: string[] } } }[] };
+      } catch (err) {
+        if (statusCode(err) === 404) return { items: [] };
+        throw err;
+      }
+    }),
+    call(kube, 'list daemonsets', () => kube.apps.listDaemonSetForAllNamespaces()),
+    call(kube, 'list poddisruptionbudgets', () => kube.policy.listPodDisruptionBudgetForAllNamespaces()),
+  ]);
+  const ns = opts.agentNamespace ?? agentNamespace;
+  const agents: ClusterSnapshot['agents'] = {};
+  for (const p of pods.items) {
+    if (p.metadata?.namespace === ns && p.metadata.labels?.['app.kubernetes.io/name'] === 'cilium-migrate-agent' && p.spec?.nodeName) {
+      agents[p.spec.nodeName] = { pod: p.metadata.name ?? '', ready: p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false };
+    }
+  }
+  return {
+    nodes: nodes.items.map(toNodeView),
+    pods: pods.items
+      .filter((p) => p.spec?.nodeName)
+      .map((p) => ({ namespace: p.metadata?.namespace ?? '', name: p.metadata?.name ?? '', node: p.spec!.nodeName!, ip: p.status?.podIP ?? '', hostNetwork: p.spec?.hostNetwork === true, labels: p.metadata?.labels ?? {}, raw: p })),
+    ciliumCidrs: Object.fromEntries(cns.items.map((c) => [c.metadata.name, c.spec?.ipam?.podCIDRs ?? []])),
+    daemonSets: new Set(dss.items.map((d) => `${d.metadata?.namespace}/${d.metadata?.name}`)),
+    pdbs: pdbs.items.map((p) => ({ namespace: p.metadata?.namespace ?? '', name: p.metadata?.name ?? '', selector: p.spec?.selector as LabelSelector | undefined, disruptionsAllowed: p.status?.disruptionsAllowed ?? 0 })),
+    agents,
+    legacyCidrs: opts.legacyCidrs ?? [legacyClusterCidr],
+    ciliumClusterCidrs: opts.ciliumCidrs ?? [ciliumClusterCidr],
+  };
+}
+
+export interface NodeStatus {
+  node: string;
+  role: 'control-plane' | 'worker';
+  phase: Phase;
+  /** Where the node's new pods go. */
+  overlay: 'legacy' | 'cilium';
+  legacyCidrs: string[];
+  ciliumCidrs: string[];
+  pods: Record<'legacy' | 'cilium' | 'other', number>;
+  agent: 'ready' | 'not-ready' | 'missing';
+  cordoned: boolean;
+}
+
+export interface ClusterStatus {
+  nodes: NodeStatus[];
+  summary: { nodes: number; migrated: number; podsOnLegacy: number; podsOnCilium: number };
+}
+
+const overlayOf = (snap: ClusterSnapshot, ip: string): Overlay =>
+  classifyAddress(ip, { legacyCidrs: snap.legacyCidrs, ciliumCidrs: snap.ciliumClusterCidrs, ciliumNodeCidrs: Object.values(snap.ciliumCidrs).flat(), nodeAddresses: [] });
+
+/** Per node: phase, overlay, CIDRs, pods per overlay, agent; and the cluster summary. */
+export function clusterStatus(snap: ClusterSnapshot, labelKey: string): ClusterStatus {
+  const nodes = [...snap.nodes].sort((a, b) => a.name.localeCompare(b.name)).map((n): NodeStatus => {
+    const pods = { legacy: 0, cilium: 0, other: 0 };
+    for (const p of snap.pods) {
+      if (p.node !== n.name || p.hostNetwork || !p.ip) continue;
+      const o = overlayOf(snap, p.ip);
+      if (o === 'legacy' || o === 'cilium') pods[o]++;
+      else pods.other++;
+    }
+    const agent = snap.agents[n.name];
+    return {
+      node: n.name,
+      role: n.controlPlane ? 'control-plane' : 'worker',
+      phase: phaseOf(readState(n.annotations)),
+      overlay: n.labels[labelKey] === 'true' ? 'cilium' : 'legacy',
+      legacyCidrs: n.podCIDRs,
+      ciliumCidrs: snap.ciliumCidrs[n.name] ?? [],
+      pods,
+      agent: agent ? (agent.ready ? 'ready' : 'not-ready') : 'missing',
+      cordoned: n.unschedulable,
+    };
+  });
+  return {
+    nodes,
+    summary: {
+      nodes: nodes.length,
+      migrated: nodes.filter((n) => n.phase === 'migrated').length,
+      podsOnLegacy: nodes.reduce((s, n) => s + n.pods.legacy, 0),
+      podsOnCilium: nodes.reduce((s, n) => s + n.pods.cilium, 0),
+    },
+  };
+}
+
+export interface PlannedNode {
+  node: string;
+  wave: number;
+  role: 'control-plane' | 'worker';
+  phase: Phase;
+  /** Pods the drain will evict. */
+  evicts: string[];
+  /** What will stop the drain (pods needing a flag, budgets allowing no disruption now). */
+  blockers: string[];
+}
+
+/**
+ * The order: nodes already under way first (to finish them), then workers, then control-plane
+ * nodes last; migrated nodes left out; waves of `maxUnavailable` nodes.
+ */
+export function migrationPlan(snap: ClusterSnapshot, flags: DrainFlags, maxUnavailable: number, now: Date): PlannedNode[] {
+  const rank = (n: NodeView) => {
+    const phase = phaseOf(readState(n.annotations));
+    return phase !== 'pending' ? 0 : n.controlPlane ? 2 : 1;
+  };
+  const todo = snap.nodes.filter((n) => phaseOf(readState(n.annotations)) !== 'migrated').sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
+  return todo.map((n, i) => {
+    const onNode = snap.pods.filter((p) => p.node === n.name);
+    const decisions = classifyDrainPods(onNode.map((p) => toDrainPod(p.raw)), flags, (ns, name) => snap.daemonSets.has(`${ns}/${name}`), now);
+    const evicting = decisions.filter((d) => d.action === 'evict');
+    const blockers = decisions.filter((d) => d.action === 'refuse').map((d) => `${d.pod.namespace}/${d.pod.name}: ${d.reason}`);
+    for (const pdb of snap.pdbs) {
+      if (pdb.disruptionsAllowed > 0) continue;
+      const covered = evicting.filter((d) => d.pod.namespace === pdb.namespace && selectorMatches(pdb.selector, onNode.find((p) => p.namespace === d.pod.namespace && p.name === d.pod.name)?.labels ?? {}));
+      if (covered.length) blockers.push(`PodDisruptionBudget ${pdb.namespace}/${pdb.name} allows no disruption now (${covered.length} pod${covered.length === 1 ? '' : 's'} on the node)`);
+    }
+    return {
+      node: n.name,
+      wave: Math.floor(i / Math.max(1, maxUnavailable)) + 1,
+      role: n.controlPlane ? 'control-plane' : 'worker',
+      phase: phaseOf(readState(n.annotations)),
+      evicts: evicting.map((d) => `${d.pod.namespace}/${d.pod.name}`),
+      blockers,
+    };
+  });
+}

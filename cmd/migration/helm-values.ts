@@ -1,0 +1,116 @@
+// The Helm values of Cilium's migration mode (initial) and of the upgrade after the last node
+// (final), with the key names of the target Cilium version and a comment on every key.
+import { Document, YAMLMap, type Pair, type Scalar } from 'yaml';
+import { PreconditionError, UsageError } from '../../lib/errors.js';
+import { parseCidr } from '../../lib/cidr.js';
+
+export type ValuesPhase = 'initial' | 'final';
+
+export interface ValuesRequest {
+  phase: ValuesPhase;
+  /** Target Cilium version, "1.16" or "1.16.3". */
+  ciliumVersion: string;
+  ciliumCidr: string;
+  tunnelPort: number;
+  /** The legacy CNI's VXLAN port, which the Cilium tunnel must not share. */
+  legacyTunnelPort: number;
+}
+
+export interface CiliumVersion {
+  major: number;
+  minor: number;
+}
+
+/** Parses "1.16", "v1.16.3"; refuses versions without CiliumNodeConfig (before 1.13). */
+export function parseCiliumVersion(text: string): CiliumVersion {
+  const m = /^v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+].*)?$/.exec(text.trim());
+  if (!m) throw new UsageError(`--cilium-version ${text}: not a version`, 'use a form like 1.16 or 1.16.3');
+  const v = { major: Number(m[1]), minor: Number(m[2]) };
+  if (v.major !== 1) throw new UsageError(`--cilium-version ${text}: only Cilium 1.x is known`);
+  if (v.minor < 13) {
+    throw new PreconditionError(`Cilium ${text} has no CiliumNodeConfig (added in 1.13), so it cannot take over nodes one at a time`, 'migrate to Cilium 1.13 or newer');
+  }
+  return v;
+}
+
+type Entry = { path: string[]; value: unknown; comment: string };
+
+/** The values as (path, value, why) entries, in the order they are written. */
+export function valuesEntries(req: ValuesRequest): Entry[] {
+  const v = parseCiliumVersion(req.ciliumVersion);
+  try {
+    parseCidr(req.ciliumCidr);
+  } catch (err) {
+    throw new UsageError(`--cilium-cidr: ${(err as Error).message}`);
+  }
+  if (req.tunnelPort === req.legacyTunnelPort) {
+    throw new UsageError(`--tunnel-port ${req.tunnelPort} is the legacy CNI's VXLAN port too`, 'both overlays bind it: pick another, 8473 in the seed ("Address already in use" otherwise)');
+  }
+  const final = req.phase === 'final';
+  const entries: Entry[] = [
+    {
+      path: ['operator', 'unmanagedPodWatcher', 'restart'],
+      value: final,
+      comment: final
+        ? 'every node is on Cilium now: let the operator restart pods Cilium does not manage'
+        : 'off during the migration, or the operator keeps restarting pods (CoreDNS) that live on legacy nodes',
+    },
+  ];
+  if (v.minor >= 14) {
+    entries.push(
+      { path: ['routingMode'], value: 'tunnel', comment: 'a second overlay next to the legacy one (Cilium >= 1.14 key; `tunnel:` is gone from 1.15)' },
+      { path: ['tunnelProtocol'], value: 'vxlan', comment: 'VXLAN like Flannel, on its own port below' },
+    );
+  } else {
+    entries.push({ path: ['tunnel'], value: 'vxlan', comment: 'a second overlay next to the legacy one (before 1.14 the key is `tunnel`)' });
+  }
+  entries.push(
+    { path: ['tunnelPort'], value: req.tunnelPort, comment: `not ${req.legacyTunnelPort}: the legacy overlay owns that port` },
+    {
+      path: ['cni', 'customConf'],
+      value: !final,
+      comment: final ? 'Cilium writes its CNI config on every node from now on' : 'Cilium writes no CNI config until a CiliumNodeConfig opts a node in',
+    },
+    { path: ['cni', 'uninstall'], value: false, comment: 'keep the CNI config when an agent restarts' },
+    { path: ['ipam', 'mode'], value: 'cluster-pool', comment: 'live migration needs cluster-pool IPAM: Cilium hands out its own per-node CIDRs' },
+  );
+  // The singular key was removed in 1.14; the list exists from 1.11 on, so use it everywhere we support.
+  entries.push({ path: ['ipam', 'operator', 'clusterPoolIPv4PodCIDRList'], value: [req.ciliumCidr], comment: 'distinct from the legacy pod CIDR, the service CIDR and the node network' });
+  entries.push(
+    {
+      path: ['policyEnforcementMode'],
+      value: final ? 'default' : 'never',
+      comment: final ? 'enforce NetworkPolicies with Cilium now' : 'no policy enforcement while pods of both CNIs talk to each other',
+    },
+    {
+      path: ['bpf', 'hostLegacyRouting'],
+      value: true,
+      comment: final ? 'may be set to false once the legacy CNI is removed and every node rebooted' : 'traffic between the overlays goes through the host routing table',
+    },
+  );
+  return entries;
+}
+
+/** The values as a commented YAML document. */
+export function valuesYaml(req: ValuesRequest): string {
+  const entries = valuesEntries(req);
+  const tree: Record<string, unknown> = {};
+  for (const e of entries) {
+    let node = tree;
+    for (const key of e.path.slice(0, -1)) node = (node[key] ??= {}) as Record<string, unknown>;
+    node[e.path.at(-1)!] = e.value;
+  }
+  // Built from a plain object, every key becomes a node that can carry a comment.
+  const doc = new Document(tree);
+  for (const e of entries) {
+    const parent = e.path.length > 1 ? (doc.getIn(e.path.slice(0, -1), true) as YAMLMap) : (doc.contents as YAMLMap);
+    const pair = parent.items.find((p: Pair) => ((p.key as Scalar).value ?? p.key) === e.path.at(-1)) as Pair<Scalar> | undefined;
+    if (pair?.key) (pair.key as Scalar).commentBefore = ` ${e.comment}`;
+  }
+  const v = parseCiliumVersion(req.ciliumVersion);
+  doc.commentBefore = ` Cilium ${v.major}.${v.minor} Helm values, ${req.phase} phase of a live migration (kubectl cilium-migrate values).\n` +
+    (req.phase === 'initial'
+      ? ' Install with: helm install cilium cilium/cilium -n kube-system --version <V> -f <this file>'
+      : ' Apply with: helm upgrade cilium cilium/cilium -n kube-system -f <this file>; then kubectl -n kube-system rollout restart ds/cilium');
+  return doc.toString();
+}

@@ -1,0 +1,30 @@
+// `run`: migrates every node not migrated yet, in plan order (nodes under way, workers, then the
+// control plane), one after another through the node engine; stops at the first failure with that
+// node's state recorded; a rerun resumes with the nodes left.
+import { defaultDrainFlags } from './engine/drain-filter.js';
+import { defineCommand } from './context.js';
+import { migrationPlan, readCluster } from './migration/cluster-view.js';
+import { engineFlags, runNodes, stepTable, type NodeArgs } from './node.js';
+import { render } from './output.js';
+
+export const runCommand = defineCommand({
+  command: 'run',
+  describe: 'Migrate every remaining node in plan order (workers first, control plane last), gated and resumable',
+  builder: (y) =>
+    y
+      .options(engineFlags)
+      .example('$0 run --restart exec --restart-command "ssh {node} sudo systemctl reboot"', 'the whole cluster, nodes restarted over ssh')
+      .example('$0 run --dry-run', 'every step for every remaining node, changing nothing'),
+  run: async (ctx, args) => {
+    const a = args as unknown as NodeArgs;
+    const plan = migrationPlan(await readCluster(ctx.kube()), { ...defaultDrainFlags, ignoreDaemonSets: a['ignore-daemonsets'], deleteEmptyDirData: a['delete-emptydir-data'], force: a.force }, 1, new Date());
+    if (plan.length === 0) {
+      ctx.io.err('every node is migrated: nothing to do (next: kubectl cilium-migrate finalize)\n');
+      ctx.io.out(render([], ctx.options.output, () => ''));
+      return;
+    }
+    ctx.io.err(`migrating ${plan.length} node${plan.length === 1 ? '' : 's'} in this order: ${plan.map((p) => p.node).join(', ')}\n`);
+    const results = await runNodes(ctx, { ...a, nodes: plan.map((p) => p.node) });
+    ctx.io.out(render(results, ctx.options.output, (r) => stepTable(r)));
+  },
+});

@@ -1,0 +1,26 @@
+// `status`: where the migration stands, per node and for the cluster.
+import { migrationLabel } from '../lib/defaults.js';
+import { defineCommand } from './context.js';
+import { clusterStatus, readCluster, type ClusterStatus } from './migration/cluster-view.js';
+import { render } from './output.js';
+import { table } from './table.js';
+
+function human(s: ClusterStatus, wide: boolean): string {
+  const header = ['NODE', 'ROLE', 'PHASE', 'OVERLAY', 'PODS LEGACY', 'PODS CILIUM', 'AGENT', ...(wide ? ['LEGACY CIDR', 'CILIUM CIDR', 'CORDONED'] : [])];
+  const rows = s.nodes.map((n) => [
+    n.node, n.role, n.phase, n.overlay, String(n.pods.legacy), String(n.pods.cilium), n.agent,
+    ...(wide ? [n.legacyCidrs.join(',') || '-', n.ciliumCidrs.join(',') || '-', n.cordoned ? 'yes' : 'no'] : []),
+  ]);
+  const { nodes, migrated, podsOnLegacy } = s.summary;
+  return `${table(header, rows)}\n${migrated} of ${nodes} nodes migrated, ${podsOnLegacy} pod${podsOnLegacy === 1 ? '' : 's'} left on the legacy network\n`;
+}
+
+export const statusCommand = defineCommand({
+  command: 'status',
+  describe: 'Show each node\'s migration phase, overlay, pod CIDRs, pods per overlay and probe agent',
+  builder: (y) => y.option('label-key', { type: 'string', default: migrationLabel, describe: 'Label the CiliumNodeConfig selects on' }),
+  run: async (ctx, args) => {
+    const status = clusterStatus(await readCluster(ctx.kube()), args['label-key']);
+    ctx.io.out(render(status, ctx.options.output, human));
+  },
+});

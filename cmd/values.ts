@@ -1,0 +1,39 @@
+// `values`: Cilium's Helm values for the migration (initial) or after the last node (final).
+import { writeFile } from 'node:fs/promises';
+import { parse } from 'yaml';
+import { ciliumClusterCidr, ciliumVxlanPort, legacyVxlanPort } from '../lib/defaults.js';
+import { ConfigError } from '../lib/errors.js';
+import { defineCommand } from './context.js';
+import { valuesYaml, type ValuesPhase } from './migration/helm-values.js';
+
+export const valuesCommand = defineCommand({
+  command: 'values',
+  describe: 'Print the Cilium Helm values for the migration (--phase initial) or for after it (--phase final)',
+  builder: (y) =>
+    y
+      .option('phase', { choices: ['initial', 'final'] as const, demandOption: true, describe: 'initial: install Cilium next to the legacy CNI; final: after the last node' })
+      .option('cilium-version', { type: 'string', demandOption: true, describe: 'Target Cilium version (key names differ between versions), e.g. 1.16.3' })
+      .option('cilium-cidr', { type: 'string', default: ciliumClusterCidr, describe: 'Cilium\'s cluster-pool pod CIDR, distinct from the legacy one' })
+      .option('tunnel-port', { type: 'number', default: ciliumVxlanPort, describe: 'Cilium\'s VXLAN port, distinct from the legacy CNI\'s' })
+      .option('legacy-tunnel-port', { type: 'number', default: legacyVxlanPort, describe: 'The legacy CNI\'s VXLAN port (Flannel: 8472)' })
+      .option('file', { alias: 'f', type: 'string', describe: 'Write the values to this file instead of stdout' })
+      .example('$0 values --phase initial --cilium-version 1.16.3 -f values-initial.yaml', 'the seed\'s values-initial.yaml'),
+  run: async (ctx, args) => {
+    const text = valuesYaml({
+      phase: args.phase as ValuesPhase,
+      ciliumVersion: args['cilium-version'],
+      ciliumCidr: args['cilium-cidr'],
+      tunnelPort: args['tunnel-port'],
+      legacyTunnelPort: args['legacy-tunnel-port'],
+    });
+    const out = ctx.options.output === 'json' ? JSON.stringify(parse(text), null, 2) + '\n' : text;
+    if (args.file) {
+      try {
+        await writeFile(args.file, out);
+      } catch (err) {
+        throw new ConfigError(`cannot write ${args.file}: ${(err as Error).message}`);
+      }
+      ctx.io.err(`wrote ${args.file}\n`);
+    } else ctx.io.out(out);
+  },
+});
