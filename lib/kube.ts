@@ -107,6 +107,7 @@ export interface Kube {
   readonly custom: k8s.CustomObjectsApi;
   readonly extensions: k8s.ApiextensionsV1Api;
   readonly authorization: k8s.AuthorizationV1Api;
+  readonly networking: k8s.NetworkingV1Api;
   readonly version: k8s.VersionApi;
 }
 
@@ -125,6 +126,7 @@ export function connect(target: KubeTarget, environment?: KubeEnvironment): Kube
     custom: config.makeApiClient(k8s.CustomObjectsApi),
     extensions: config.makeApiClient(k8s.ApiextensionsV1Api),
     authorization: config.makeApiClient(k8s.AuthorizationV1Api),
+    networking: config.makeApiClient(k8s.NetworkingV1Api),
     version: config.makeApiClient(k8s.VersionApi),
   };
 }

@@ -12,5 +12,6 @@ import './integration/lifecycle.test.js';
 import './integration/netns-topology.test.js';
 import './integration/node-engine.test.js';
 import './integration/plugin.test.js';
+import './integration/preflight.test.js';
 
 after(() => stopSharedControlPlane());

@@ -1,0 +1,190 @@
+// Read-only checks before a migration: each pitfall of REFERENCE.md section 1 that can be seen from
+// the API is detected here, with a one-line fix. Gathering reads the cluster; judging is pure.
+import { cidrContains, cidrsOverlap, parseCidr } from '../../lib/cidr.js';
+import { call, statusCode, type Kube } from '../../lib/kube.js';
+
+export type CheckResult = 'pass' | 'warn' | 'fail';
+
+export interface Check {
+  name: string;
+  result: CheckResult;
+  detail: string;
+  /** What to do, when not passing. */
+  fix?: string;
+}
+
+export interface LegacyCni {
+  kind: 'flannel' | 'calico' | 'aws-cni';
+  daemonSet: string;
+  podCidr?: string;
+  /** UDP port of its VXLAN (Flannel's default 8472), when it uses VXLAN. */
+  vxlanPort?: number;
+}
+
+export interface PreflightFacts {
+  legacy: LegacyCni | undefined;
+  /** The cilium-config ConfigMap's data, or undefined when Cilium is not installed. */
+  ciliumConfig: Record<string, string> | undefined;
+  /** Versions of ciliumnodeconfigs.cilium.io that are served. */
+  cncVersions: string[];
+  nodes: { name: string; internalIPs: string[] }[];
+  /** Nodes with a Ready probe agent pod. */
+  agentNodes: Set<string>;
+  zeroDisruptionPdbs: string[];
+  networkPolicies: number;
+  /** "verb resource" pairs the caller may not do. */
+  deniedPermissions: string[];
+  serviceCidr: string;
+  /** The Cilium CIDR to check when cilium-config has none (not installed yet). */
+  ciliumCidrFlag: string;
+}
+
+/** What the plugin does with the API, for the permission check. */
+export const requiredPermissions: { verb: string; group: string; resource: string; subresource?: string }[] = [
+  { verb: 'get', group: '', resource: 'nodes' },
+  { verb: 'list', group: '', resource: 'nodes' },
+  { verb: 'patch', group: '', resource: 'nodes' },
+  { verb: 'list', group: '', resource: 'pods' },
+  { verb: 'get', group: '', resource: 'pods' },
+  { verb: 'create', group: '', resource: 'pods' },
+  { verb: 'delete', group: '', resource: 'pods' },
+  { verb: 'create', group: '', resource: 'pods', subresource: 'eviction' },
+  { verb: 'create', group: '', resource: 'events' },
+  { verb: 'get', group: 'apps', resource: 'daemonsets' },
+  { verb: 'list', group: 'apps', resource: 'daemonsets' },
+  { verb: 'list', group: 'policy', resource: 'poddisruptionbudgets' },
+  { verb: 'get', group: 'coordination.k8s.io', resource: 'leases' },
+  { verb: 'create', group: 'coordination.k8s.io', resource: 'leases' },
+  { verb: 'update', group: 'coordination.k8s.io', resource: 'leases' },
+  { verb: 'delete', group: 'coordination.k8s.io', resource: 'leases' },
+  { verb: 'get', group: 'cilium.io', resource: 'ciliumnodes' },
+  { verb: 'list', group: 'cilium.io', resource: 'ciliumnodes' },
+  { verb: 'list', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
+  { verb: 'get', group: 'apiextensions.k8s.io', resource: 'customresourcedefinitions' },
+];
+
+/** Judges the facts; pure. */
+export function preflightChecks(f: PreflightFacts): Check[] {
+  const checks: Check[] = [];
+  const add = (name: string, result: CheckResult, detail: string, fix?: string) => checks.push({ name, result, detail, ...(fix && result !== 'pass' ? { fix } : {}) });
+
+  if (f.legacy) {
+    add('legacy CNI', 'pass', `${f.legacy.kind} (DaemonSet ${f.legacy.daemonSet})${f.legacy.podCidr ? `, pod CIDR ${f.legacy.podCidr}` : ''}${f.legacy.vxlanPort ? `, VXLAN port ${f.legacy.vxlanPort}` : ''}`);
+  } else {
+    add('legacy CNI', 'warn', 'no Flannel, Calico or AWS-CNI DaemonSet found', 'if another CNI runs, check by hand that it uses the Linux routing stack and its own CIDR and port');
+  }
+
+  const cc = f.ciliumConfig;
+  if (!cc) {
+    add('Cilium installed', 'fail', 'no cilium-config ConfigMap in kube-system', 'install Cilium in migration mode: kubectl cilium-migrate values --phase initial');
+  } else {
+    add('Cilium installed', 'pass', 'cilium-config found');
+    const customConf = cc['custom-cni-conf'] === 'true';
+    add('migration mode', customConf ? 'pass' : 'fail', customConf ? 'custom-cni-conf=true: Cilium writes no CNI config until a node opts in' : `custom-cni-conf=${cc['custom-cni-conf'] ?? 'unset'}: Cilium takes over every node's CNI at once`, 'reinstall with the values of `kubectl cilium-migrate values --phase initial` (cni.customConf=true)');
+    const ipam = cc['ipam'] ?? 'cluster-pool';
+    add('IPAM mode', ipam === 'cluster-pool' ? 'pass' : 'fail', `ipam=${ipam}`, 'live migration needs ipam.mode=cluster-pool');
+  }
+
+  const ciliumCidr = cc?.['cluster-pool-ipv4-cidr']?.split(/[ ,]+/)[0] || f.ciliumCidrFlag;
+  const conflicts: string[] = [];
+  try {
+    parseCidr(ciliumCidr);
+    if (f.legacy?.podCidr && cidrsOverlap(ciliumCidr, f.legacy.podCidr)) conflicts.push(`the legacy pod CIDR ${f.legacy.podCidr}`);
+    if (cidrsOverlap(ciliumCidr, f.serviceCidr)) conflicts.push(`the service CIDR ${f.serviceCidr}`);
+    const nodesInside = f.nodes.filter((n) => n.internalIPs.some((ip) => cidrContains(ciliumCidr, ip))).map((n) => n.name);
+    if (nodesInside.length) conflicts.push(`node addresses (${nodesInside.join(', ')})`);
+    add('Cilium CIDR distinct', conflicts.length ? 'fail' : 'pass', conflicts.length ? `${ciliumCidr} overlaps ${conflicts.join(' and ')}` : `${ciliumCidr} overlaps no pod, service or node network`, 'choose a Cilium cluster-pool CIDR that overlaps nothing (the seed uses 10.245.0.0/16)');
+  } catch {
+    add('Cilium CIDR distinct', 'fail', `"${ciliumCidr}" is not a CIDR`, 'set ipam.operator.clusterPoolIPv4PodCIDRList');
+  }
+
+  if (cc) {
+    const tunnel = cc['routing-mode'] === 'native' || cc['tunnel'] === 'disabled' ? 'native' : cc['tunnel-protocol'] ?? cc['tunnel'] ?? 'vxlan';
+    const ciliumPort = Number(cc['tunnel-port'] || (tunnel === 'geneve' ? 6081 : 8472));
+    if (tunnel === 'native') add('tunnel ports', 'fail', 'Cilium runs in native routing: no second overlay', 'use routingMode=tunnel for the migration');
+    else if (f.legacy?.vxlanPort && tunnel === 'vxlan' && ciliumPort === f.legacy.vxlanPort) {
+      add('tunnel ports', 'fail', `Cilium and ${f.legacy.kind} both use VXLAN on UDP ${ciliumPort} ("Address already in use")`, 'set tunnelPort to another port (8473 in the seed)');
+    } else add('tunnel ports', 'pass', `Cilium ${tunnel} on ${ciliumPort}${f.legacy?.vxlanPort ? `, ${f.legacy.kind} VXLAN on ${f.legacy.vxlanPort}` : ''}`);
+  }
+
+  if (f.cncVersions.length === 0) add('CiliumNodeConfig API', 'fail', 'ciliumnodeconfigs.cilium.io is not served', 'Cilium 1.13 or newer installs it; check the CRD (kubectl get crd ciliumnodeconfigs.cilium.io)');
+  else add('CiliumNodeConfig API', 'pass', `served as ${f.cncVersions.map((v) => `cilium.io/${v}`).join(', ')}; the plugin uses ${f.cncVersions.includes('v2') ? 'v2' : f.cncVersions[0]}`);
+
+  const missing = f.nodes.filter((n) => !f.agentNodes.has(n.name)).map((n) => n.name);
+  add('probe agents', missing.length ? 'fail' : 'pass', missing.length ? `no Ready probe agent on ${missing.join(', ')}` : `a Ready agent on each of ${f.nodes.length} nodes`, 'deploy the agent DaemonSet (manifests/) and wait for it; without agents the gate cannot see connectivity');
+
+  add('PodDisruptionBudgets', f.zeroDisruptionPdbs.length ? 'fail' : 'pass', f.zeroDisruptionPdbs.length ? `allowing no disruption now: ${f.zeroDisruptionPdbs.join(', ')}` : 'none blocks a drain now', 'scale the workload up or relax the budget; a drain would wait on it until --drain-timeout');
+
+  add('NetworkPolicies', f.networkPolicies ? 'warn' : 'pass', f.networkPolicies ? `${f.networkPolicies} present` : 'none', 'Cilium enforces them after finalize; make sure they allow the Cilium pod CIDR (and the probe agents)');
+
+  add('permissions', f.deniedPermissions.length ? 'fail' : 'pass', f.deniedPermissions.length ? `not allowed: ${f.deniedPermissions.join(', ')}` : `all ${requiredPermissions.length} permissions the plugin uses`, 'bind the plugin\'s ClusterRole to your user (see README)');
+  return checks;
+}
+
+/** The worst result. */
+export function worst(checks: Check[]): CheckResult {
+  return checks.some((c) => c.result === 'fail') ? 'fail' : checks.some((c) => c.result === 'warn') ? 'warn' : 'pass';
+}
+
+async function optional<T>(fn: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (statusCode(err) === 404 || statusCode(err) === 403) return undefined;
+    throw err;
+  }
+}
+
+/** Reads the facts from the cluster. */
+export async function gatherFacts(kube: Kube, opts: { agentNamespace: string; serviceCidr: string; ciliumCidr: string }): Promise<PreflightFacts> {
+  const [dss, nodes, pods, pdbs, netpols, crd, ciliumConfig] = await Promise.all([
+    call(kube, 'list daemonsets', () => kube.apps.listDaemonSetForAllNamespaces()),
+    call(kube, 'list nodes', () => kube.core.listNode()),
+    call(kube, `list pods in ${opts.agentNamespace}`, () => kube.core.listNamespacedPod({ namespace: opts.agentNamespace, labelSelector: 'app.kubernetes.io/name=cilium-migrate-agent' })),
+    call(kube, 'list poddisruptionbudgets', () => kube.policy.listPodDisruptionBudgetForAllNamespaces()),
+    call(kube, 'list networkpolicies', () => optional(() => kube.networking.listNetworkPolicyForAllNamespaces())),
+    call(kube, 'get crd ciliumnodeconfigs.cilium.io', () => optional(() => kube.extensions.readCustomResourceDefinition({ name: 'ciliumnodeconfigs.cilium.io' }))),
+    call(kube, 'get configmap kube-system/cilium-config', () => optional(() => kube.core.readNamespacedConfigMap({ namespace: 'kube-system', name: 'cilium-config' }))),
+  ]);
+
+  let legacy: LegacyCni | undefined;
+  for (const ds of dss.items) {
+    const name = ds.metadata?.name ?? '';
+    const ns = ds.metadata?.namespace ?? '';
+    if (/flannel/.test(name)) {
+      legacy = { kind: 'flannel', daemonSet: `${ns}/${name}` };
+      const cm = await call(kube, 'get flannel config', async () => (await optional(() => kube.core.readNamespacedConfigMap({ namespace: ns, name: 'kube-flannel-cfg' }))));
+      try {
+        const conf = JSON.parse(cm?.data?.['net-conf.json'] ?? '{}') as { Network?: string; Backend?: { Type?: string; Port?: number } };
+        if (conf.Network) legacy.podCidr = conf.Network;
+        if ((conf.Backend?.Type ?? 'vxlan').toLowerCase() === 'vxlan') legacy.vxlanPort = conf.Backend?.Port ?? 8472;
+      } catch {
+        // an unreadable net-conf.json leaves CIDR and port unknown
+      }
+    } else if (name === 'calico-node') legacy = { kind: 'calico', daemonSet: `${ns}/${name}`, vxlanPort: 4789 };
+    else if (name === 'aws-node') legacy = { kind: 'aws-cni', daemonSet: `${ns}/${name}` };
+  }
+
+  const denied: string[] = [];
+  await Promise.all(
+    requiredPermissions.map(async (p) => {
+      const review = await call(kube, 'selfsubjectaccessreview', () =>
+        kube.authorization.createSelfSubjectAccessReview({ body: { spec: { resourceAttributes: { verb: p.verb, group: p.group, resource: p.resource, ...(p.subresource ? { subresource: p.subresource } : {}) } } } }),
+      );
+      if (!review.status?.allowed) denied.push(`${p.verb} ${p.resource}${p.subresource ? `/${p.subresource}` : ''}${p.group ? `.${p.group}` : ''}`);
+    }),
+  );
+
+  return {
+    legacy,
+    ciliumConfig: ciliumConfig?.data ?? (ciliumConfig ? {} : undefined),
+    cncVersions: crd?.spec.versions.filter((v) => v.served).map((v) => v.name) ?? [],
+    nodes: nodes.items.map((n) => ({ name: n.metadata?.name ?? '', internalIPs: (n.status?.addresses ?? []).filter((a) => a.type === 'InternalIP').map((a) => a.address) })),
+    agentNodes: new Set(pods.items.filter((p) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).map((p) => p.spec?.nodeName ?? '')),
+    zeroDisruptionPdbs: pdbs.items.filter((p) => (p.status?.disruptionsAllowed ?? 0) === 0 && (p.status?.expectedPods ?? 0) > 0).map((p) => `${p.metadata?.namespace}/${p.metadata?.name}`),
+    networkPolicies: netpols?.items.length ?? 0,
+    deniedPermissions: denied.sort(),
+    serviceCidr: opts.serviceCidr,
+    ciliumCidrFlag: opts.ciliumCidr,
+  };
+}

@@ -1,0 +1,159 @@
+// preflight on a cluster shaped like the seed's (Flannel on 10.244.0.0/16 VXLAN 8472, Cilium in
+// migration mode on 10.245.0.0/16 VXLAN 8473, probe agents on every node), then with each
+// problem injected: the failing check, its message, and a non-zero exit.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Check } from '../../cmd/migration/preflight.js';
+import { ExitCode } from '../../lib/errors.js';
+import { ciliumCrdsFile } from '../../lab/cluster-objects.js';
+import type { ControlPlane } from '../../lab/control-plane.js';
+import { startMigrationCluster } from '../harness/migration-cluster.js';
+import { runPlugin } from '../harness/plugin.js';
+import { progress } from '../harness/shared-cluster.js';
+import { eventually } from '../harness/wait.js';
+
+const flannel = `
+apiVersion: v1
+kind: Namespace
+metadata: {name: kube-flannel}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: kube-flannel-cfg, namespace: kube-flannel}
+data:
+  net-conf.json: '{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}'
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: kube-flannel-ds, namespace: kube-flannel}
+spec:
+  selector: {matchLabels: {app: flannel}}
+  template:
+    metadata: {labels: {app: flannel}}
+    spec: {hostNetwork: true, tolerations: [{operator: Exists}], containers: [{name: kube-flannel, image: flannel/flannel}]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cilium-config, namespace: kube-system}
+data: {custom-cni-conf: "true", ipam: cluster-pool, cluster-pool-ipv4-cidr: 10.245.0.0/16, routing-mode: tunnel, tunnel-protocol: vxlan, tunnel-port: "8473"}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: cilium-migrate}
+`;
+const agentPod = (node: string) =>
+  JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: `agent-${node}`, namespace: 'cilium-migrate', labels: { 'app.kubernetes.io/name': 'cilium-migrate-agent' } }, spec: { nodeName: node, tolerations: [{ operator: 'Exists' }], containers: [{ name: 'agent', image: 'agent' }] } });
+
+describe('preflight', () => {
+  let cp: ControlPlane;
+  const preflight = (kubeconfig = cp.kubeconfig) => runPlugin(['preflight', '--kubeconfig', kubeconfig, '-o', 'json'], { env: { PATH: process.env.PATH ?? '', HOME: cp.rootDir } });
+  const checks = (stdout: string) => new Map((JSON.parse(stdout) as Check[]).map((c) => [c.name, c]));
+  const patchCiliumConfig = (data: Record<string, string>) => cp.kubectl(['-n', 'kube-system', 'patch', 'configmap', 'cilium-config', '--type=merge', '-p', JSON.stringify({ data })]);
+
+  before(async () => {
+    cp = await startMigrationCluster(progress, 2);
+    await cp.kubectl(['apply', '-f', '-'], { input: flannel });
+    for (const node of ['kind-control-plane', 'kind-worker', 'kind-worker2']) await cp.kubectl(['apply', '-f', '-'], { input: agentPod(node) });
+    await eventually('agents Ready', async () => {
+      const { stdout } = await cp.kubectl(['-n', 'cilium-migrate', 'get', 'pods', '-o', 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{" "}{end}']);
+      return stdout.trim() === 'True True True' ? true : undefined;
+    });
+  });
+  after(() => cp?.stop());
+
+  it('passes on the seed-shaped cluster, naming what it found', async () => {
+    const r = await preflight();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const c = checks(r.stdout);
+    assert.ok([...c.values()].every((x) => x.result === 'pass'), r.stdout);
+    assert.match(c.get('legacy CNI')!.detail, /flannel \(DaemonSet kube-flannel\/kube-flannel-ds\), pod CIDR 10\.244\.0\.0\/16, VXLAN port 8472/);
+    assert.match(c.get('CiliumNodeConfig API')!.detail, /cilium\.io\/v2.*uses v2/);
+    const table = await runPlugin(['preflight', '--kubeconfig', cp.kubeconfig], { env: { PATH: process.env.PATH ?? '', HOME: cp.rootDir } });
+    assert.match(table.stdout, /^RESULT\s+CHECK\s+DETAIL$/m);
+  });
+
+  const problems: { name: string; inject: () => Promise<unknown>; undo: () => Promise<unknown>; check: string; message: RegExp }[] = [
+    {
+      name: 'a Cilium CIDR overlapping the legacy one',
+      inject: () => patchCiliumConfig({ 'cluster-pool-ipv4-cidr': '10.244.128.0/17' }),
+      undo: () => patchCiliumConfig({ 'cluster-pool-ipv4-cidr': '10.245.0.0/16' }),
+      check: 'Cilium CIDR distinct',
+      message: /10\.244\.128\.0\/17 overlaps the legacy pod CIDR 10\.244\.0\.0\/16/,
+    },
+    {
+      name: 'the same VXLAN port for both overlays',
+      inject: () => patchCiliumConfig({ 'tunnel-port': '8472' }),
+      undo: () => patchCiliumConfig({ 'tunnel-port': '8473' }),
+      check: 'tunnel ports',
+      message: /both use VXLAN on UDP 8472/,
+    },
+    {
+      name: 'Cilium not in migration mode',
+      inject: () => patchCiliumConfig({ 'custom-cni-conf': 'false' }),
+      undo: () => patchCiliumConfig({ 'custom-cni-conf': 'true' }),
+      check: 'migration mode',
+      message: /takes over every node's CNI at once/,
+    },
+    {
+      name: 'no CiliumNodeConfig API served',
+      inject: () => cp.kubectl(['delete', 'crd', 'ciliumnodeconfigs.cilium.io']),
+      undo: async () => {
+        await cp.kubectl(['apply', '--server-side', '-f', ciliumCrdsFile]);
+        await cp.kubectl(['wait', '--for=condition=Established', 'crd/ciliumnodeconfigs.cilium.io']);
+        await cp.kubectl(['apply', '--server-side', '-f', join(import.meta.dirname, '..', '..', 'manifests', 'ciliumnodeconfig.yaml')]);
+      },
+      check: 'CiliumNodeConfig API',
+      message: /ciliumnodeconfigs\.cilium\.io is not served/,
+    },
+    {
+      name: 'a PodDisruptionBudget allowing no disruption',
+      inject: async () => {
+        await cp.kubectl(['create', 'pdb', 'frozen', '--selector', 'app=nginx', '--max-unavailable', '0']);
+        await eventually('frozen computed', async () => ((await cp.kubectl(['get', 'pdb', 'frozen', '-o', 'jsonpath={.status.expectedPods}'])).stdout === '10' ? true : undefined));
+      },
+      undo: () => cp.kubectl(['delete', 'pdb', 'frozen']),
+      check: 'PodDisruptionBudgets',
+      message: /allowing no disruption now: default\/frozen/,
+    },
+    {
+      name: 'a node without a probe agent',
+      inject: () => cp.kubectl(['-n', 'cilium-migrate', 'delete', 'pod', 'agent-kind-worker2', '--grace-period=0', '--force']),
+      undo: async () => {
+        await cp.kubectl(['apply', '-f', '-'], { input: agentPod('kind-worker2') });
+        await eventually('agent Ready', async () => ((await cp.kubectl(['-n', 'cilium-migrate', 'get', 'pod', 'agent-kind-worker2', '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'])).stdout === 'True' ? true : undefined));
+      },
+      check: 'probe agents',
+      message: /no Ready probe agent on kind-worker2/,
+    },
+  ];
+  for (const p of problems) {
+    it(`fails on ${p.name}`, async () => {
+      await p.inject();
+      try {
+        const r = await eventually(`preflight to see ${p.name}`, async () => {
+          const res = await preflight();
+          return checks(res.stdout).get(p.check)?.result === 'fail' ? res : undefined;
+        }, 20_000, 500);
+        assert.equal(r.code, ExitCode.precondition);
+        const c = checks(r.stdout).get(p.check)!;
+        assert.match(c.detail, p.message);
+        assert.ok(c.fix, 'a fix is named');
+        assert.match(r.stderr, new RegExp(`preflight: 1 check failed: ${p.check}`));
+      } finally {
+        await p.undo();
+      }
+    });
+  }
+
+  it('fails the permission check for a user who may only read', async () => {
+    await cp.kubectl(['create', 'clusterrole', 'read-only', '--verb=get,list,watch', '--resource=nodes,pods,daemonsets,poddisruptionbudgets,configmaps,customresourcedefinitions,networkpolicies,ciliumnodes.cilium.io,ciliumnodeconfigs.cilium.io,leases']);
+    await cp.kubectl(['create', 'clusterrolebinding', 'read-only', '--clusterrole=read-only', '--user=reader']);
+    const r = await preflight(await cp.userKubeconfig('reader'));
+    assert.equal(r.code, ExitCode.precondition, r.stderr);
+    const c = checks(r.stdout).get('permissions')!;
+    assert.equal(c.result, 'fail');
+    assert.match(c.detail, /not allowed: .*create pods\/eviction.*patch nodes/);
+    assert.doesNotMatch(c.detail, /list nodes/);
+  });
+});
