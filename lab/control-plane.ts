@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { createPki, issueClientCert, type Pki } from './pki.js';
-import { forgetDir, removeOnExit, startProcess, type ManagedProcess } from './process.js';
+import { forgetDir, pidAlive, removeOnExit, startProcess, type ManagedProcess } from './process.js';
 
 const execFileAsync = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -373,15 +373,6 @@ function readFileOr(file: string, fallback: string): string {
     return readFileSync(file, 'utf8');
   } catch {
     return fallback;
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -93,3 +93,13 @@ function installExitHooks(): void {
     });
   }
 }
+
+/** True while a process with this PID exists (and may be signalled by us). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createTopology, netnsOverlays, netnsUnsupportedReason, reapStaleTopologies, type NetnsPod, type Topology } from '../../lab/netns.js';
+import { pidAlive } from '../../lab/process.js';
 import { eventually } from '../harness/wait.js';
 
 const netnsModule = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'lab', 'netns.ts');
@@ -35,15 +36,6 @@ function namespacesStartingWith(prefix: string): string[] {
     .split('\n')
     .map((l) => l.split(' ')[0] ?? '')
     .filter((n) => n.startsWith(`${prefix}-`));
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** "from->to" for every ordered pair of distinct pods, true when one ping got its answer. */
