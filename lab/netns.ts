@@ -15,7 +15,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, 
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { forgetDir, removeOnExit, startProcess, type ManagedProcess } from './process.js';
+import { forgetDir, onExit, removeOnExit, startProcess, type ManagedProcess } from './process.js';
 
 export type OverlayName = 'legacy' | 'cilium';
 
@@ -437,14 +437,7 @@ function processStartTime(pid: number): string | undefined {
 function installExitHooks(): void {
   if (hooksInstalled) return;
   hooksInstalled = true;
-  process.once('exit', deleteOwnedNow);
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(signal, () => {
-      deleteOwnedNow();
-      // Die of the same signal, as the default handler would have.
-      process.kill(process.pid, signal);
-    });
-  }
+  onExit(deleteOwnedNow);
 }
 
 function deleteOwnedNow(): void {

@@ -1,7 +1,8 @@
 // Child processes of the control plane and the lab: started with their output in a log file,
 // stopped with SIGTERM then SIGKILL, and never outliving this process. setpriv's parent-death
 // signal kills a child even when this process is SIGKILLed; the exit hooks below clean up the
-// rest (temporary directories) on a normal exit, an uncaught error, SIGINT or SIGTERM.
+// rest (temporary directories, registered cleanups) on a normal exit, an uncaught error, SIGINT,
+// SIGTERM or SIGHUP. This is the only place that installs such hooks.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync, rmSync } from 'node:fs';
 
@@ -19,6 +20,7 @@ export interface ManagedProcess {
 
 const live = new Set<ChildProcess>();
 const cleanupDirs = new Set<string>();
+const exitCleanups = new Set<() => void>();
 let hooksInstalled = false;
 
 const hasSetpriv = spawnSync('setpriv', ['--help'], { stdio: 'ignore' }).status === 0;
@@ -69,12 +71,26 @@ export function removeOnExit(dir: string): void {
   cleanupDirs.add(dir);
 }
 
+/** Runs `fn` (synchronous) when this process exits, however it exits (short of SIGKILL). */
+export function onExit(fn: () => void): void {
+  installExitHooks();
+  exitCleanups.add(fn);
+}
+
 /** Stops removing `dir` on exit (it was removed already). */
 export function forgetDir(dir: string): void {
   cleanupDirs.delete(dir);
 }
 
 function cleanupNow(): void {
+  for (const fn of exitCleanups) {
+    try {
+      fn();
+    } catch {
+      // one failed cleanup must not keep the others from running
+    }
+  }
+  exitCleanups.clear();
   for (const child of live) child.kill('SIGKILL');
   live.clear();
   for (const dir of cleanupDirs) rmSync(dir, { recursive: true, force: true });

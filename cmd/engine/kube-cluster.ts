@@ -8,16 +8,23 @@ import type { DrainPod } from './drain-filter.js';
 
 const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
 
-/** The drain's view of a pod. */
-export function toDrainPod(pod: k8s.V1Pod): DrainPod {
+/** Identity and controller of a pod, common to every view of it. */
+function podBasics(pod: k8s.V1Pod) {
   const controller = pod.metadata?.ownerReferences?.find((o) => o.controller);
   return {
     namespace: pod.metadata?.namespace ?? '',
     name: pod.metadata?.name ?? '',
     uid: pod.metadata?.uid ?? '',
+    controller: controller ? { kind: controller.kind, name: controller.name } : undefined,
+  };
+}
+
+/** The drain's view of a pod. */
+export function toDrainPod(pod: k8s.V1Pod): DrainPod {
+  return {
+    ...podBasics(pod),
     phase: pod.status?.phase,
     deletionTimestamp: pod.metadata?.deletionTimestamp ? new Date(pod.metadata.deletionTimestamp) : undefined,
-    controller: controller ? { kind: controller.kind, name: controller.name } : undefined,
     mirror: Boolean(pod.metadata?.annotations?.['kubernetes.io/config.mirror']),
     emptyDir: (pod.spec?.volumes ?? []).some((v) => v.emptyDir !== undefined && v.emptyDir !== null),
   };
@@ -42,18 +49,14 @@ export function toNodeView(node: k8s.V1Node): NodeView {
 }
 
 export function toPodView(pod: k8s.V1Pod): PodView {
-  const controller = pod.metadata?.ownerReferences?.find((o) => o.controller);
   return {
-    namespace: pod.metadata?.namespace ?? '',
-    name: pod.metadata?.name ?? '',
-    uid: pod.metadata?.uid ?? '',
+    ...podBasics(pod),
     nodeName: pod.spec?.nodeName ?? '',
     phase: pod.status?.phase ?? '',
     ready: pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
     podIP: pod.status?.podIP ?? '',
     hostNetwork: pod.spec?.hostNetwork === true,
     createdAt: pod.metadata?.creationTimestamp ? new Date(pod.metadata.creationTimestamp) : new Date(0),
-    controller: controller ? { kind: controller.kind, name: controller.name } : undefined,
   };
 }
 
