@@ -25,3 +25,5 @@ const common = {
 await build({ ...common, entryPoints: ['cmd/main.ts'], outfile: 'dist/kubectl-cilium_migrate' });
 await build({ ...common, entryPoints: ['agent/main.ts'], outfile: 'dist/agent.js' });
 await chmod('dist/kubectl-cilium_migrate', 0o755);
+// The lab's programs: run inside lab network namespaces, where tsx and the repository may not be.
+await build({ ...common, entryPoints: ['lab/egress-proxy.ts'], outfile: 'dist/lab/egress-proxy.js' });

@@ -32,6 +32,12 @@ export interface ControlPlaneOptions {
   kwok?: boolean;
   /** Address the API server listens on and advertises (default 127.0.0.1). */
   address?: string;
+  /**
+   * A Unix socket through which the API server reaches pods and nodes (its "cluster" egress, as
+   * with Konnectivity): HTTP CONNECT to whatever listens there (lab/egress-proxy.ts, run inside the
+   * network the pods live in). Without it the API server dials pod IPs from this host's namespace.
+   */
+  clusterEgressSocket?: string;
   /** Progress lines (default: none). */
   progress?: (line: string) => void;
 }
@@ -179,6 +185,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       // A loopback address cannot be published as the kubernetes Service's endpoint.
       ...(isLoopback(address) ? ['--endpoint-reconciler-type=none'] : []),
       '--max-requests-inflight=1000', '--max-mutating-requests-inflight=500',
+      ...(options.clusterEgressSocket === undefined ? [] : [`--egress-selector-config-file=${writeEgressConfig(rootDir, options.clusterEgressSocket)}`]),
     ];
     const startApiserver = () => {
       progress('starting kube-apiserver');
@@ -283,6 +290,20 @@ async function stopAll(procs: Map<string, ManagedProcess>): Promise<void> {
   for (const name of ['kwok', 'kube-scheduler', 'kube-controller-manager', 'kube-apiserver', 'etcd']) {
     await procs.get(name)?.stop(10_000);
   }
+}
+
+function writeEgressConfig(rootDir: string, socket: string): string {
+  const file = join(rootDir, 'apiserver', 'egress-selector.yaml');
+  writeFileSync(file, stringify({
+    apiVersion: 'apiserver.k8s.io/v1beta1',
+    kind: 'EgressSelectorConfiguration',
+    egressSelections: [
+      { name: 'cluster', connection: { proxyProtocol: 'HTTPConnect', transport: { uds: { udsName: resolve(socket) } } } },
+      { name: 'controlplane', connection: { proxyProtocol: 'Direct' } },
+      { name: 'etcd', connection: { proxyProtocol: 'Direct' } },
+    ],
+  }));
+  return file;
 }
 
 function writeKubeconfig(file: string, server: string, ca: string, user: string, cert: string, key: string): void {
