@@ -107,7 +107,7 @@ export function restarterFor(args: NodeArgs, node: NodeView, cluster: ReturnType
  * Test hook: CILIUM_MIGRATE_TEST_KILL_AT=[node/]step:intent|done kills the process at that
  * boundary (of that node, or of any). It does nothing unless set.
  */
-function killHook(): BoundaryHook {
+export function killHook(): BoundaryHook {
   const at = process.env.CILIUM_MIGRATE_TEST_KILL_AT;
   if (!at) return () => {};
   return (node, step, when) => {

@@ -11,7 +11,7 @@ import { acquireLock } from './engine/lock.js';
 import { rollbackNode, type RollbackResult } from './engine/rollback-node.js';
 import { retryingUnreachable } from './engine/retry.js';
 import { readFinalizeRecord } from './migration/finalize.js';
-import { durationOf, engineFlags, engineOptions, restarterFor, type NodeArgs } from './node.js';
+import { durationOf, engineFlags, engineOptions, killHook, restarterFor, type NodeArgs } from './node.js';
 import { render } from './output.js';
 
 const flagNames = [
@@ -74,6 +74,7 @@ export const rollbackCommand = defineCommand({
         systemClock,
         reporter,
         signal,
+        killHook(),
       );
     } finally {
       await lock.release().catch(() => log('warning: could not release the migration lock; it expires by itself'));

@@ -55,7 +55,7 @@ export interface EngineReporter {
 }
 
 /** Called at every step boundary; tests use it to kill the run at exact points. */
-export type BoundaryHook = (node: string, step: StepName, at: 'intent' | 'done') => void;
+export type BoundaryHook = (node: string, step: string, at: 'intent' | 'done') => void;
 
 export class GateError extends CliError {
   constructor(node: string, step: string, result: GateResult) {

@@ -11,7 +11,7 @@ import { InterruptedError, PreconditionError, TimeoutError } from '../../lib/err
 import type { EngineCluster, NodeView } from './cluster.js';
 import { drainNode, type Clock, type DrainOptions } from './drain.js';
 import { hostCommandPodName, restoreLegacyCniScript, runHostScript } from './host-command.js';
-import { GateError, type EngineReporter, type StepResult } from './migrate-node.js';
+import { GateError, type BoundaryHook, type EngineReporter, type StepResult } from './migrate-node.js';
 import { restartBaseline, restartCompletion, type NodeRestarter, type RestartBaseline } from './restart.js';
 import { phaseAnnotation, readState, rollbackAnnotation, stateAnnotation } from './state.js';
 
@@ -63,19 +63,21 @@ export function needsRollback(node: NodeView, labelKey: string): boolean {
   return node.labels[labelKey] !== undefined || readState(node.annotations) !== undefined || readRollbackState(node.annotations) !== undefined;
 }
 
-export async function rollbackNode(cluster: EngineCluster, name: string, opts: RollbackOptions, clock: Clock, report: EngineReporter, signal?: AbortSignal): Promise<RollbackResult> {
+export async function rollbackNode(cluster: EngineCluster, name: string, opts: RollbackOptions, clock: Clock, report: EngineReporter, signal?: AbortSignal, boundary: BoundaryHook = () => {}): Promise<RollbackResult> {
   let node = await cluster.getNode(name);
   if (!needsRollback(node, opts.labelKey)) {
     throw new PreconditionError(`node ${name} was never migrated (no ${opts.labelKey} label, no migration record): nothing to roll back`);
   }
   const migration = readState(node.annotations);
+  const midMigrationCordon = migration !== undefined && !migration.migratedAt && migration.cordonedByUs && !migration.steps.uncordon?.done && node.unschedulable;
   let state: RollbackState = readRollbackState(node.annotations) ?? {
     v: 1,
     runId: opts.runId,
     startedAt: new Date(clock.now()).toISOString(),
-    // A node the migration found cordoned stays cordoned; so does one cordoned before the rollback.
-    wasUnschedulable: migration ? migration.wasUnschedulable : node.unschedulable,
-    cordonedByUs: migration ? migration.cordonedByUs && node.unschedulable : false,
+    // Only a cordon the stopped migration made counts as ours; any other (from before the
+    // migration, or made by someone after it finished) stays when the rollback ends.
+    wasUnschedulable: midMigrationCordon ? migration!.wasUnschedulable : node.unschedulable,
+    cordonedByUs: midMigrationCordon,
     steps: {},
   };
   const save = async () => {
@@ -93,14 +95,17 @@ export async function rollbackNode(cluster: EngineCluster, name: string, opts: R
     }
     const started = clock.now();
     const intent = async (data?: Record<string, unknown>, extra: Partial<RollbackState> = {}) => {
+      const first = !state.steps[step]?.intent;
       state = { ...state, ...extra, steps: { ...state.steps, [step]: { ...state.steps[step], intent: state.steps[step]?.intent ?? new Date(clock.now()).toISOString(), ...(data ? { data } : {}) } } };
       await save();
+      if (first || data) boundary(name, `rollback-${step}`, 'intent');
     };
     report.line(name, `${step}: started`);
     const { outcome, message } = await runRollbackStep(step);
     state = { ...state, steps: { ...state.steps, [step]: { ...state.steps[step], done: new Date(clock.now()).toISOString() } } };
     await save();
     await cluster.recordEvent(node, 'Normal', `Rollback${step.replace(/(^|-)(\w)/g, (_m, _d, c: string) => c.toUpperCase())}`, message);
+    boundary(name, `rollback-${step}`, 'done');
     const durationMs = clock.now() - started;
     results.push({ step, outcome, message, durationMs });
     report.line(name, `${step}: ${message} (${(durationMs / 1000).toFixed(1)}s)`);

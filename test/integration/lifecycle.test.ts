@@ -112,54 +112,78 @@ describe('preflight, prepare, plan, run, status, rollback and finalize', () => {
     assert.match(again.stderr, /every node is migrated: nothing to do/);
   });
 
-  it('rollback returns a migrated node to the legacy CNI', async () => {
-    // kwok gives pods addresses from the node's podCIDR whatever its CNI, so the CiliumNode gets a
-    // range of its own here, as it has on a real cluster: the verify step must then see a legacy IP.
-    await cp.kubectl(['patch', 'ciliumnode', 'kind-worker', '--type=merge', '-p', JSON.stringify({ spec: { ipam: { podCIDRs: ['10.245.1.0/24'] } } })]);
+  /**
+   * Runs the plugin's rollback while playing the kubelet's part for its privileged restore pod,
+   * which kwok would leave Running forever: checks what it would run, then reports it Succeeded.
+   */
+  async function rollbackWithKubelet(node: string, extraEnv: NodeJS.ProcessEnv = {}) {
     const stop = new AbortController();
-    // The kubelet's part for the privileged restore pod, which kwok would leave Running forever:
-    // check what it would run, then report it Succeeded.
     const kubelet = (async () => {
       while (!stop.signal.aborted) {
         const pods = await cp.get<{ items: { metadata: { name: string }; spec: { nodeName: string; containers: { command: string[] }[] }; status: { phase?: string } }[] }>('/api/v1/namespaces/kube-system/pods?labelSelector=app.kubernetes.io/name%3Dcilium-migrate-host-command');
         for (const p of pods.items.filter((x) => x.status.phase === 'Running')) {
-          assert.equal(p.spec.nodeName, 'kind-worker');
+          assert.equal(p.spec.nodeName, node);
           assert.match(p.spec.containers[0]!.command.join(' '), /rm -f 05-cilium\.conflist.*mv -f "\$f" "\$\{f%\.cilium_bak\}"/s);
           await cp.kubectl(['-n', 'kube-system', 'patch', 'pod', p.metadata.name, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { phase: 'Succeeded' } })]);
         }
         await new Promise((r) => setTimeout(r, 300));
       }
     })();
-    let r;
     try {
-      r = await plugin('rollback', 'kind-worker', '--restart', 'none', '-o', 'json');
+      return await runPlugin(['rollback', node, '--restart', 'none', '-o', 'json', '--kubeconfig', cp.kubeconfig], { env: { ...env(), ...extraEnv } });
     } finally {
       stop.abort();
       await kubelet;
     }
+  }
+
+  // kwok gives pods addresses from the node's podCIDR whatever its CNI, so for a rollback the
+  // CiliumNode gets a range of its own, as it has on a real cluster: verify must see a legacy IP.
+  const ciliumRange = (node: string, cidr: string) => cp.kubectl(['patch', 'ciliumnode', node, '--type=merge', '-p', JSON.stringify({ spec: { ipam: { podCIDRs: [cidr] } } })]);
+  const nodeObject = (name: string) => cp.get<{ metadata: { labels: Record<string, string>; annotations: Record<string, string> }; spec: { unschedulable?: boolean; podCIDR: string } }>(`/api/v1/nodes/${name}`);
+
+  it('rollback returns a migrated node to the legacy CNI', async () => {
+    await ciliumRange('kind-worker', '10.245.1.0/24');
+    const r = await rollbackWithKubelet('kind-worker');
     assert.equal(r.code, 0, r.stderr);
     const result = JSON.parse(r.stdout) as { steps: { step: string; outcome: string; message: string }[] };
     assert.deepEqual(result.steps.map((s) => s.step), ['cordon', 'drain', 'unlabel', 'restore-cni', 'restart-agent', 'restart-node', 'verify', 'uncordon']);
     assert.match(result.steps.find((s) => s.step === 'verify')!.message, /a new pod got 10\.244\.\d+\.\d+, inside the legacy 10\.244\./);
-    const node = await cp.get<{ metadata: { labels: Record<string, string>; annotations: Record<string, string> }; spec: { unschedulable?: boolean } }>('/api/v1/nodes/kind-worker');
+    const node = await nodeObject('kind-worker');
     assert.equal(node.metadata.labels['io.cilium.migration/cilium-default'], undefined);
     assert.deepEqual(Object.keys(node.metadata.annotations).filter((k) => k.startsWith('cilium-migrate.io/')), []);
-    assert.equal(node.spec.unschedulable, undefined, 'uncordoned: the migration had cordoned it');
+    assert.equal(node.spec.unschedulable, undefined, 'uncordoned: the rollback had cordoned it');
     const status = JSON.parse((await plugin('status', '-o', 'json')).stdout) as ClusterStatus;
     assert.deepEqual(status.nodes.map((n) => [n.node, n.phase, n.overlay]), [['kind-control-plane', 'migrated', 'cilium'], ['kind-worker', 'pending', 'legacy'], ['kind-worker2', 'migrated', 'cilium']]);
+  });
+
+  it('rollback, SIGKILLed after restoring the CNI config, resumes there; a node cordoned by hand stays cordoned', async () => {
+    await ciliumRange('kind-worker2', '10.245.2.0/24');
+    await cp.kubectl(['cordon', 'kind-worker2']);
+    const killed = await rollbackWithKubelet('kind-worker2', { CILIUM_MIGRATE_TEST_KILL_AT: 'kind-worker2/rollback-restore-cni:done' });
+    assert.equal(killed.signal, 'SIGKILL', killed.stderr);
+    assert.match((await nodeObject('kind-worker2')).metadata.annotations['cilium-migrate.io/phase'] ?? '', /^rollback-restart-agent$/);
+    const resumed = await rollbackWithKubelet('kind-worker2');
+    assert.equal(resumed.code, 0, resumed.stderr);
+    const steps = (JSON.parse(resumed.stdout) as { steps: { step: string; outcome: string; message: string }[] }).steps;
+    assert.deepEqual(steps.filter((s) => s.outcome === 'done-before').map((s) => s.step), ['cordon', 'drain', 'unlabel', 'restore-cni']);
+    assert.equal(steps.find((s) => s.step === 'uncordon')!.outcome, 'not-needed');
+    assert.equal((await nodeObject('kind-worker2')).spec.unschedulable, true, 'still cordoned, as its operator left it');
+    await cp.kubectl(['uncordon', 'kind-worker2']);
   });
 
   it('finalize refuses while a node is not migrated', async () => {
     const r = await plugin('finalize', '--yes');
     assert.equal(r.code, 6, r.stderr);
-    assert.match(r.stderr, /finalize refused: not migrated: kind-worker \(pending\)/);
+    assert.match(r.stderr, /finalize refused: not migrated: kind-worker \(pending\), kind-worker2 \(pending\)/);
     assert.equal((await cp.kubectl(['-n', 'kube-system', 'get', 'ciliumnodeconfig', 'cilium-default', '-o', 'name'])).stdout.trim(), 'ciliumnodeconfig.cilium.io/cilium-default');
   });
 
   it('finalize refuses while Cilium has the migration values, then removes the CiliumNodeConfig, the labels and Flannel', async () => {
-    await cp.kubectl(['patch', 'ciliumnode', 'kind-worker', '--type=merge', '-p', JSON.stringify({ spec: { ipam: { podCIDRs: [(await cp.get<{ spec: { podCIDR: string } }>('/api/v1/nodes/kind-worker')).spec.podCIDR] } } })]);
-    const again = await plugin('node', 'kind-worker', '--restart', 'none', '--gate-rounds', '1', '--gate-interval', '1s');
+    for (const n of ['kind-worker', 'kind-worker2']) await ciliumRange(n, (await nodeObject(n)).spec.podCIDR);
+    const again = await plugin(...runArgs);
     assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /migrating 2 nodes in this order: kind-worker, kind-worker2/, 'rolled-back nodes are pending again');
 
     const early = await plugin('finalize', '--yes');
     assert.equal(early.code, 6, early.stderr);
