@@ -2,14 +2,14 @@
 // downward-API ones), validated at start so a bad value stops the agent with a message.
 import yargs from 'yargs';
 import ipaddr from 'ipaddr.js';
-import { agentNamespace, ciliumClusterCidr, legacyClusterCidr, migrationLabel } from '../lib/defaults.js';
+import { agentNamespace, agentPodSelector, ciliumClusterCidr, legacyClusterCidr, migrationLabel } from '../lib/defaults.js';
 import { parseCidr } from '../lib/cidr.js';
 import { parseDuration } from '../lib/duration.js';
 import { ConfigError } from '../lib/errors.js';
 import type { ProbeProtocol } from '../lib/row.js';
 import { version } from '../lib/version.js';
 
-export const agentSelector = 'app.kubernetes.io/name=cilium-migrate-agent';
+export const agentSelector = agentPodSelector;
 
 export interface AgentConfig {
   port: number;
