@@ -20,6 +20,7 @@ import './unit/restart.test.js';
 import './unit/retry.test.js';
 import './unit/peers.test.js';
 import './unit/prober.test.js';
+import './unit/read-matrix.test.js';
 import './unit/selector.test.js';
 import './unit/state.test.js';
 import './unit/suite-lists.test.js';
