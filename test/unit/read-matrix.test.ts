@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { readMatrix, type AgentPodRef, type RowSource } from '../../cmd/connectivity/read-matrix.js';
 import { connectivityReport, htmlView, terminalView } from '../../cmd/connectivity/views.js';
 import { sinceTime } from '../../cmd/connectivity.js';
+import { baselineFromRecord, matrixGate } from '../../cmd/engine/matrix-gate.js';
 import { evaluateGate } from '../../lib/connectivity-gate.js';
 import { CliError, ExitCode } from '../../lib/errors.js';
 import { assembleMatrix } from '../../lib/reachability.js';
@@ -111,5 +112,33 @@ describe('connectivity views', () => {
     assert.equal(sinceTime('30s', now).getTime(), now - 30_000);
     assert.equal(sinceTime('2026-11-24T11:00:00Z', now).toISOString(), '2026-11-24T11:00:00.000Z');
     assert.throws(() => sinceTime('soon', now), /--since/);
+  });
+});
+
+describe('matrixGate (the engine\'s gate over the matrix)', () => {
+  const policy = { minSamples: 3, successThreshold: 0.95 };
+  const focusNode = (name: string) => ({ name, uid: '', unschedulable: true, labels: {}, annotations: {}, providerID: '', bootID: '', ready: true, podCIDRs: [], controlPlane: false });
+
+  it('records what fails at the baseline, keeps it in the step data, and tolerates it in the focused check', async () => {
+    // n3's row cannot be read: every cell from it is unknown at the baseline and after.
+    const { source } = fakeSource(4, (p) => (p.node === 'n3' ? 'fail' : 'ok'));
+    const gate = matrixGate(source, { policy, concurrency: 4, timeoutMs: 1000, lookbackMs: 10_000 }, { now: () => now });
+    const baseline = await gate.baseline();
+    assert.equal(baseline.verdict, 'UNKNOWN', 'a Ready node whose agent does not report stops the baseline');
+
+    const { source: healthy } = fakeSource(4);
+    const okGate = matrixGate(healthy, { policy, concurrency: 4, timeoutMs: 1000, lookbackMs: 10_000 }, { now: () => now });
+    const ok = await okGate.baseline();
+    assert.equal(ok.verdict, 'PASS');
+    assert.deepEqual((ok.record as { matrixBaseline: { cells: string[] } }).matrixBaseline.cells, []);
+    // The focus check counts only samples since the restart: five since then satisfy M = 3.
+    const check = await okGate.check(focusNode('n1'), since, ok.record);
+    assert.equal(check.verdict, 'PASS', check.reasons.join('\n'));
+  });
+
+  it('a baseline record survives JSON (the node annotation) and is read back', () => {
+    const record = { matrixBaseline: { takenAt: new Date(now).toISOString(), cells: ['a>b/icmp'], overlayMismatches: ['c'] } };
+    assert.deepEqual(baselineFromRecord(JSON.parse(JSON.stringify(record))), record.matrixBaseline);
+    assert.equal(baselineFromRecord({ oldUids: [] }), undefined);
   });
 });
