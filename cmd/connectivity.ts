@@ -75,7 +75,7 @@ export const connectivityCommand = defineCommand({
       for (let round = 1; ; round++) {
         const since = fixedSince ?? sinceTime(args.since, Date.now());
         const read = await readMatrix(source, { since, concurrency: settings.concurrency, timeoutMs: settings.timeoutMs, now: Date.now });
-        const matrix = assembleMatrix(read, { staleRowMs: defaultConnectivity.staleRowSeconds * 1000 });
+        const matrix = assembleMatrix(read, { staleRowMs: defaultConnectivity.staleRowSeconds * 1000, focus: args.focus });
         const evaluation = evaluateGate({ matrix, focus: args.focus, policy: settings.policy });
         history.push(evaluation.verdict);
         const combined = roundsVerdict(history, args.rounds);

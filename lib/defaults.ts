@@ -22,6 +22,8 @@ export const agentNamespace = 'cilium-migrate';
 export const agentPodSelector = 'app.kubernetes.io/name=cilium-migrate-agent';
 /** The agent's HTTP port (/v1/row), which the plugin reaches through the API server's pod proxy. */
 export const agentPort = 8080;
+/** Up to this many peers an agent probes every one (full mesh); above, a ring per overlay. */
+export const agentFullMeshMax = 50;
 
 /** Where the Cilium agent pods are and how they are labelled. */
 export const ciliumAgentSelector = 'k8s-app=cilium';

@@ -1,6 +1,7 @@
 // The cluster's reachability matrix, assembled from the agents' rows: source node against
 // destination node, one mark per cell and per protocol. Pure: the rows come in as values (read
 // through a RowSource elsewhere), so every rule here is tested by tables.
+import { agentFullMeshMax as defaultFullMeshUpTo } from './defaults.js';
 import { cellFreshness, type CellStats, type ProbeProtocol, type Row } from './row.js';
 
 /** How a cell looks: `unprobed` means the source agent does not probe that peer (ring selection). */
@@ -82,6 +83,13 @@ export interface Matrix {
 export interface AssembleOptions {
   /** A row generated this long before the read is not evidence. */
   staleRowMs: number;
+  /**
+   * Up to this many nodes the agents probe a full mesh, so a pair they do not probe is worth a cell
+   * (`unprobed`); above, the ring leaves most pairs out by design and only the focus nodes' pairs
+   * get one, which keeps the matrix O(N) cells.
+   */
+  fullMeshUpTo?: number;
+  focus?: string[];
 }
 
 /** The key that names one cell and protocol in reasons and baselines: `src>dst/protocol`. */
@@ -154,6 +162,8 @@ export function assembleMatrix(read: MatrixRead, opts: AssembleOptions): Matrix 
   });
   const sinceIso = new Date(read.since).toISOString();
 
+  const fullMeshUpTo = opts.fullMeshUpTo ?? defaultFullMeshUpTo;
+  const focus = new Set(opts.focus ?? []);
   const cells: MatrixCell[] = [];
   const unknownCell = (src: MatrixNode, dst: MatrixNode, why: string): MatrixCell => ({ src: src.name, dst: dst.name, srcOverlay: src.overlay, dstOverlay: dst.overlay, mark: 'unknown', protocols: [], why });
   for (const src of nodes) {
@@ -175,6 +185,7 @@ export function assembleMatrix(read: MatrixRead, opts: AssembleOptions): Matrix 
       const c = peerCells.get(dst.name);
       if (!c) {
         if (!dst.agent) cells.push(unknownCell(src, dst, `no agent pod on ${dst.name} to probe`));
+        else if (nodes.length > fullMeshUpTo && !focus.has(src.name) && !focus.has(dst.name)) continue;
         else cells.push({ src: src.name, dst: dst.name, srcOverlay: src.overlay, dstOverlay: dst.overlay, mark: 'unprobed', protocols: [], why: `${src.agent!.pod} does not probe ${dst.name}` });
         continue;
       }

@@ -24,8 +24,8 @@ export function baselineFromRecord(record: Record<string, unknown> | undefined):
 }
 
 export function matrixGate(source: RowSource, opts: MatrixGateOptions, clock: Pick<Clock, 'now'>): Gate {
-  const read = async (since: Date): Promise<Matrix> =>
-    assembleMatrix(await readMatrix(source, { since, concurrency: opts.concurrency, timeoutMs: opts.timeoutMs, now: clock.now }), { staleRowMs: defaultConnectivity.staleRowSeconds * 1000 });
+  const read = async (since: Date, focus: string[] = []): Promise<Matrix> =>
+    assembleMatrix(await readMatrix(source, { since, concurrency: opts.concurrency, timeoutMs: opts.timeoutMs, now: clock.now }), { staleRowMs: defaultConnectivity.staleRowSeconds * 1000, focus });
   return {
     name: 'matrix',
     async baseline(): Promise<BaselineResult> {
@@ -42,7 +42,7 @@ export function matrixGate(source: RowSource, opts: MatrixGateOptions, clock: Pi
       return { verdict: 'PASS', reasons, record: { matrixBaseline: baseline } };
     },
     async check(focus, since, record): Promise<GateResult> {
-      const matrix = await read(since);
+      const matrix = await read(since, [focus.name]);
       const evaluation = evaluateGate({ matrix, focus: [focus.name], baseline: baselineFromRecord(record), policy: opts.policy });
       return { verdict: evaluation.verdict, reasons: reasonLines(evaluation) };
     },

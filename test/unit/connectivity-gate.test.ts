@@ -113,6 +113,14 @@ describe('assembleMatrix', () => {
     });
   }
 
+  it('above the full-mesh size, a pair the ring leaves out gets a cell only when it involves the focus', () => {
+    const ring: NodeSpec[] = four.map((n) => ({ ...n, row: (r: Row) => ({ ...r, cells: r.cells.filter((c) => c.peer.node !== 'a' && c.peer.node !== 'c') }) }));
+    const cellsOf = (focus: string[]) => assembleMatrix(read(ring), { staleRowMs: 30_000, fullMeshUpTo: 2, focus }).cells.filter((c) => c.mark === 'unprobed').map((c) => `${c.src}>${c.dst}`).sort();
+    assert.deepEqual(cellsOf([]), []);
+    assert.deepEqual(cellsOf(['c']), ['a>c', 'b>c', 'd>c']);
+    assert.equal(assembleMatrix(read(ring), { staleRowMs: 30_000 }).cells.filter((c) => c.mark === 'unprobed').length, 6, 'a full mesh shows every gap');
+  });
+
   it('summarises cells by overlay pair (2x2)', () => {
     const s = overlaySummary(matrixOf(read(four, { 'a>c/icmp': { samples: 4, ok: 0 }, 'd>c/http': { samples: 4, ok: 3 } })));
     assert.deepEqual(s['legacy->legacy'], { reachable: 2, lossy: 0, unreachable: 0, unknown: 0, total: 2 });
