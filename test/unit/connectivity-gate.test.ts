@@ -117,7 +117,7 @@ describe('assembleMatrix', () => {
     const ring: NodeSpec[] = four.map((n) => ({ ...n, row: (r: Row) => ({ ...r, cells: r.cells.filter((c) => c.peer.node !== 'a' && c.peer.node !== 'c') }) }));
     const cellsOf = (focus: string[]) => assembleMatrix(read(ring), { staleRowMs: 30_000, fullMeshUpTo: 2, focus }).cells.filter((c) => c.mark === 'unprobed').map((c) => `${c.src}>${c.dst}`).sort();
     assert.deepEqual(cellsOf([]), []);
-    assert.deepEqual(cellsOf(['c']), ['a>c', 'b>c', 'd>c']);
+    assert.deepEqual(cellsOf(['c']), ['a>c', 'b>c', 'c>a', 'd>c']);
     assert.equal(assembleMatrix(read(ring), { staleRowMs: 30_000 }).cells.filter((c) => c.mark === 'unprobed').length, 6, 'a full mesh shows every gap');
   });
 
