@@ -101,7 +101,7 @@ async function main(): Promise<void> {
     topo.spawn(netns, [process.execPath, egressProxyJs, '--socket', socket], undefined, join(dir, 'egress-proxy.log'));
     await sleep(1000);
 
-    const args = ['connectivity', '--kubeconfig', cp.kubeconfig, '-o', 'json'];
+    const args = ['connectivity', '--kubeconfig', cp.kubeconfig, '-o', 'json', '-v'];
     const times: number[] = [];
     let cells = 0;
     let bytes = 0;
@@ -118,7 +118,7 @@ async function main(): Promise<void> {
       bytes = r.stdout.length;
       // The first run warms the API server's caches and connections; it is not counted.
       if (i > 0) times.push(ms);
-      log(`run ${i}${i === 0 ? ' (warm-up)' : ''}: ${ms.toFixed(0)} ms`);
+      log(`run ${i}${i === 0 ? ' (warm-up)' : ''}: ${ms.toFixed(0)} ms (${r.stderr.trim().split('\n').join('; ')})`);
     }
     times.sort((a, b) => a - b);
     const median = times.length % 2 ? times[(times.length - 1) / 2]! : (times[times.length / 2 - 1]! + times[times.length / 2]!) / 2;

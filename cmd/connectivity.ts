@@ -74,9 +74,12 @@ export const connectivityCommand = defineCommand({
     try {
       for (let round = 1; ; round++) {
         const since = fixedSince ?? sinceTime(args.since, Date.now());
-        const read = await readMatrix(source, { since, concurrency: settings.concurrency, timeoutMs: settings.timeoutMs, now: Date.now });
+        const timing = ctx.options.verbose > 0 ? (phase: string, ms: number) => ctx.io.err(`${phase}: ${Math.round(ms)} ms\n`) : undefined;
+        const read = await readMatrix(source, { since, concurrency: settings.concurrency, timeoutMs: settings.timeoutMs, now: Date.now, timing });
+        const t0 = performance.now();
         const matrix = assembleMatrix(read, { staleRowMs: defaultConnectivity.staleRowSeconds * 1000, focus: args.focus });
         const evaluation = evaluateGate({ matrix, focus: args.focus, policy: settings.policy });
+        timing?.(`assemble ${matrix.cells.length} cells and judge them`, performance.now() - t0);
         history.push(evaluation.verdict);
         const combined = roundsVerdict(history, args.rounds);
         report = connectivityReport(matrix, evaluation, combined.verdict, { needed: args.rounds, passedInARow: combined.streak }, args.focus, settings.policy);

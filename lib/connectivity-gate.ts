@@ -222,6 +222,8 @@ export function reasonLines(evaluation: GateEvaluation): string[] {
   const lines = evaluation.findings.filter((f) => f.severity !== 'INFO').map((f) => `${f.severity}: ${f.message}`);
   for (const h of evaluation.hints) lines.push(`hint (${h.cause}): ${h.message}`);
   if (lines.length === 0) lines.push(`all ${evaluation.checked} cells checked pass`);
+  const tolerated = evaluation.findings.filter((f) => f.severity === 'INFO').flatMap((f) => f.subjects);
+  if (tolerated.length) lines.push(`tolerated, failing in the baseline already: ${tolerated.join(', ')}`);
   return lines;
 }
 

@@ -3,7 +3,7 @@
 // RowSource, so the reading logic is tested with an in-memory one.
 import { Agent as HttpsAgent } from 'node:https';
 import { CliError, ExitCode } from '../../lib/errors.js';
-import { call, rawRequest, type Kube } from '../../lib/kube.js';
+import { k8s, rawRequest, translateKubeError, type Kube } from '../../lib/kube.js';
 import { expectedOverlay } from '../../lib/overlay.js';
 import type { AgentRead, MatrixRead, NodeFacts } from '../../lib/reachability.js';
 import { parseRow, type Row } from '../../lib/row.js';
@@ -31,6 +31,8 @@ export interface ReadOptions {
   concurrency: number;
   timeoutMs: number;
   now: () => number;
+  /** Told how long each phase took (for -v). */
+  timing?: (phase: string, ms: number) => void;
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight. */
@@ -61,7 +63,10 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
  * agent without a row (its cells become UNKNOWN); only a lack of rights stops the read.
  */
 export async function readMatrix(source: RowSource, opts: ReadOptions): Promise<MatrixRead> {
+  const started = opts.now();
   const [nodes, pods] = await Promise.all([source.nodes(), source.agents()]);
+  const listed = opts.now();
+  opts.timing?.(`list ${nodes.length} nodes and ${pods.length} agent pods`, listed - started);
   const agents = await mapLimit(pods, opts.concurrency, async (pod): Promise<AgentRead> => {
     const base = { node: pod.node, pod: pod.pod, ip: pod.ip, ready: pod.ready };
     if (!pod.ready || !pod.ip) return { ...base, error: pod.ip ? 'pod is not Ready' : 'pod has no IP yet' };
@@ -72,7 +77,9 @@ export async function readMatrix(source: RowSource, opts: ReadOptions): Promise<
       return { ...base, error: err instanceof Error ? err.message : String(err) };
     }
   });
-  return { nodes, agents, since: opts.since.getTime(), readAt: opts.now() };
+  const readAt = opts.now();
+  opts.timing?.(`read ${agents.filter((a) => a.row).length} of ${pods.length} rows, ${opts.concurrency} at once`, readAt - listed);
+  return { nodes, agents, since: opts.since.getTime(), readAt };
 }
 
 export interface KubeRowSourceOptions {
@@ -89,11 +96,12 @@ export function kubeRowSource(kube: Kube, opts: KubeRowSourceOptions): RowSource
   return {
     close: () => agent.destroy(),
     async nodes() {
-      const list = await call(kube, 'list nodes', () => kube.core.listNode());
+      const list = await listJson<k8s.V1NodeList>(kube, 'list nodes', '/api/v1/nodes', agent);
       return list.items.map(toNodeView).map((n) => ({ name: n.name, ready: n.ready, expectedOverlay: expectedOverlay(n.labels, opts.labelKey) }));
     },
     async agents() {
-      const list = await call(kube, `list agent pods in ${opts.namespace}`, () => kube.core.listNamespacedPod({ namespace: opts.namespace, labelSelector: opts.selector }));
+      const path = `/api/v1/namespaces/${encodeURIComponent(opts.namespace)}/pods?labelSelector=${encodeURIComponent(opts.selector)}`;
+      const list = await listJson<k8s.V1PodList>(kube, `list agent pods in ${opts.namespace}`, path, agent);
       return list.items
         .filter((p) => p.spec?.nodeName && !p.metadata?.deletionTimestamp)
         .map((p) => ({
@@ -118,4 +126,18 @@ export function kubeRowSource(kube: Kube, opts: KubeRowSourceOptions): RowSource
       return parseRow(res.body);
     },
   };
+}
+
+/**
+ * A LIST as plain JSON. client-node's model deserialisation of a thousand nodes costs seconds of
+ * CPU; the fields read here have the same names in the JSON (times stay strings, which
+ * toNodeView accepts).
+ */
+async function listJson<T>(kube: Kube, what: string, path: string, agent: HttpsAgent): Promise<T> {
+  const res = await rawRequest(kube, 'GET', path, undefined, 60_000, agent);
+  if (res.status !== 200) {
+    const message = (res.body as { message?: string } | undefined)?.message ?? `HTTP ${res.status}`;
+    throw translateKubeError(new k8s.ApiException(res.status, message, res.body, res.headers as Record<string, string>), what, kube.server);
+  }
+  return res.body as T;
 }

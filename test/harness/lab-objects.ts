@@ -74,3 +74,55 @@ export async function registerLabPod(kube: Kube, pod: { namespace: string; name:
   const status = { status: { phase: 'Running', podIP: pod.ip, podIPs: [{ ip: pod.ip }], startTime: now, conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now }, { type: 'ContainersReady', status: 'True', lastTransitionTime: now }] } };
   await call(kube, `patch status of pod ${pod.name}`, () => kube.core.patchNamespacedPodStatus({ name: pod.name, namespace: pod.namespace, body: status }, mergePatch));
 }
+
+/**
+ * What kubelets and the DaemonSet controller would do for lab nodes, in the small: a pod that is
+ * deleted goes (no kubelet confirms a graceful deletion otherwise), a new pod bound to a lab node
+ * gets an address from that node's Cilium CIDR and turns Running and Ready, and every lab node
+ * keeps one Ready Cilium agent pod (k8s-app=cilium in kube-system, host network).
+ */
+export function labKubelet(kube: Kube, nodes: { name: string; ciliumCidr: string; hostIp: string }[], everyMs = 300): { stop(): Promise<void> } {
+  const byName = new Map(nodes.map((n) => [n.name, n]));
+  let next = 200;
+  let stopped = false;
+  const tick = async () => {
+    const pods = (await call(kube, 'list pods', () => kube.core.listPodForAllNamespaces())).items.filter((p) => byName.has(p.spec?.nodeName ?? ''));
+    for (const p of pods) {
+      const ns = p.metadata!.namespace!;
+      const name = p.metadata!.name!;
+      if (p.metadata?.deletionTimestamp) {
+        await call(kube, `delete pod ${name}`, () => kube.core.deleteNamespacedPod({ name, namespace: ns, gracePeriodSeconds: 0 })).catch(() => undefined);
+      } else if (!p.status?.podIP) {
+        const node = byName.get(p.spec!.nodeName!)!;
+        const host = next;
+        next = next >= 250 ? 200 : next + 1;
+        const ip = p.spec?.hostNetwork ? node.hostIp : node.ciliumCidr.replace(/\.0\/\d+$/, `.${host}`);
+        const now = new Date().toISOString();
+        const body = { status: { phase: 'Running', podIP: ip, podIPs: [{ ip }], startTime: now, conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now }] } };
+        await call(kube, `patch status of pod ${name}`, () => kube.core.patchNamespacedPodStatus({ name, namespace: ns, body }, mergePatch)).catch(() => undefined);
+      }
+    }
+    for (const n of nodes) {
+      const has = pods.some((p) => p.spec?.nodeName === n.name && p.metadata?.namespace === 'kube-system' && p.metadata.labels?.['k8s-app'] === 'cilium' && !p.metadata.deletionTimestamp);
+      if (has) continue;
+      const body = {
+        apiVersion: 'v1', kind: 'Pod',
+        metadata: { generateName: `cilium-${n.name}-`, namespace: 'kube-system', labels: { 'k8s-app': 'cilium' }, ownerReferences: [] },
+        spec: { nodeName: n.name, hostNetwork: true, containers: [{ name: 'cilium-agent', image: 'lab/cilium' }] },
+      };
+      await call(kube, `create cilium pod on ${n.name}`, () => kube.core.createNamespacedPod({ namespace: 'kube-system', body: body as k8s.V1Pod })).catch(() => undefined);
+    }
+  };
+  const loop = (async () => {
+    while (!stopped) {
+      await tick().catch(() => undefined);
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })();
+  return {
+    stop: async () => {
+      stopped = true;
+      await loop;
+    },
+  };
+}

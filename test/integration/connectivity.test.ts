@@ -14,7 +14,10 @@ import { createTopology, netnsOverlays, type NetnsPod, type Topology } from '../
 import { agentNamespace, migrationLabel } from '../../lib/defaults.js';
 import type { ConnectivityReport } from '../../cmd/connectivity/views.js';
 import { bundledPlugin, repoRoot, runPlugin, type PluginRun } from '../harness/plugin.js';
-import { ensureNamespace, labKube, nodeHeartbeat, registerLabNode, registerLabPod } from '../harness/lab-objects.js';
+import { ensureNamespace, labKube, labKubelet, nodeHeartbeat, registerLabNode, registerLabPod } from '../harness/lab-objects.js';
+import { createCiliumNodes } from '../harness/migration-cluster.js';
+import { installCiliumCrds } from '../../lab/cluster-objects.js';
+import { ExitCode } from '../../lib/errors.js';
 import { eventually } from '../harness/wait.js';
 
 const agentJs = bundledPlugin.replace(/kubectl-cilium_migrate$/, 'agent.js');
@@ -28,6 +31,7 @@ describe('connectivity on real agents in a dual-overlay netns topology, read thr
   let cp: ControlPlane;
   let dir: string;
   let heartbeat: { stop(): Promise<void> } | undefined;
+  let kubelet: { stop(): Promise<void> } | undefined;
   const pods: NetnsPod[] = [];
 
   const connectivity = (...extra: string[]): Promise<PluginRun> =>
@@ -72,6 +76,7 @@ describe('connectivity on real agents in a dual-overlay netns topology, read thr
   });
 
   after(async () => {
+    await kubelet?.stop();
     await heartbeat?.stop();
     await cp?.stop();
     await topo?.destroy();
@@ -128,6 +133,52 @@ describe('connectivity on real agents in a dual-overlay netns topology, read thr
       return r.code === 0 ? r : undefined;
     }, 30_000, 500);
     assert.equal(report(healed).verdict, 'PASS');
+  });
+
+  it('the node engine\'s matrix gate: the baseline is kept on the Node, so a resumed run judges a later regression against it', async () => {
+    await installCiliumCrds(cp);
+    await cp.kubectl(['apply', '--server-side', '-f', join(repoRoot, 'manifests', 'ciliumnodeconfig.yaml')]);
+    await createCiliumNodes(cp, (node) => [topo.nodes[Number(node.slice(-1))]!.ciliumCidr]);
+    kubelet = labKubelet(labKube(cp.kubeconfig), topo.nodes.map((n) => ({ name: nodeName(n.index), ciliumCidr: n.ciliumCidr, hostIp: n.underlayIp })));
+    // node-2 is on Cilium already (as after its switch); the engine takes it through every step
+    // again with the matrix gate. No workload runs here, so the drain selects none.
+    const engine = (...extra: string[]) => runPlugin(['node', 'node-2', '--kubeconfig', cp.kubeconfig, '--restart', 'none', '--pod-selector', 'app=workload', '--gate', 'matrix',
+      '--request-timeout', '1s', '--gate-rounds', '2', '--gate-interval', '1s', '--agent-restart-timeout', '30s', '--verify-timeout', '30s', '-o', 'json', ...extra], { timeoutMs: 180_000 });
+    const state = async () => JSON.parse((await cp.get<{ metadata: { annotations: Record<string, string> } }>('/api/v1/nodes/node-2')).metadata.annotations['cilium-migrate.io/state']!) as { steps: Record<string, { done?: string; data?: { matrixBaseline?: { cells: string[] } } }> };
+
+    // Run 1 takes the baseline (everything reachable now) and is killed right after.
+    await eventually('a healthy matrix', async () => ((await connectivity('-o', 'json')).code === 0 ? true : undefined), 30_000, 500);
+    const killed = await runPlugin(['node', 'node-2', '--kubeconfig', cp.kubeconfig, '--restart', 'none', '--pod-selector', 'app=workload', '--gate', 'matrix', '--request-timeout', '1s'], {
+      env: { ...process.env, CILIUM_MIGRATE_TEST_KILL_AT: 'node-2/baseline-gate:done' }, timeoutMs: 120_000,
+    });
+    assert.equal(killed.signal, 'SIGKILL', killed.stderr);
+    const recorded = (await state()).steps['baseline-gate'];
+    assert.ok(recorded?.done && recorded.data?.matrixBaseline, `the baseline is on the Node: ${JSON.stringify(recorded)}`);
+    assert.ok(!recorded.data.matrixBaseline.cells.includes('node-0>node-1/icmp-large'));
+
+    // Then large packets start failing between node 0 and node 1 (outside the focus): a regression
+    // against the stored baseline, so the resumed run's gate fails (a fresh baseline would have hidden it).
+    await topo.setMtu(0, netnsOverlays.legacy.dev, 1200);
+    try {
+      const failed = await engine('--gate-timeout', '12s');
+      assert.equal(failed.code, ExitCode.gateFail, failed.stderr);
+      assert.match(failed.stderr, /resuming at cordon/);
+      assert.match(failed.stderr, /gate for node-2: FAIL\n(.*\n)*\s+FAIL: node-0>node-1\/icmp-large: .*it passed in the baseline/);
+      assert.match(failed.stderr, /hint \(mtu\): large packets fail while small ones pass on node-0>node-1/);
+      assert.equal((await state()).steps.gate?.done, undefined);
+    } finally {
+      await topo.setMtu(0, netnsOverlays.legacy.dev, 1450);
+      // agent-0's kernel learned the small path MTU from node 0's "fragmentation needed" and keeps it
+      // for ten minutes; forget it, as a real pod would only after that time.
+      await topo.exec(pods[0]!.netns, ['ip', 'route', 'flush', 'cache']);
+    }
+    // Healed: once the failed samples leave the agents' window, the gate passes twice in a row.
+    const passed = await engine('--gate-timeout', '90s');
+    assert.equal(passed.code, 0, passed.stderr);
+    const steps = (JSON.parse(passed.stdout) as { steps: { step: string; outcome: string; message: string }[] }[])[0]!.steps;
+    assert.equal(steps.find((s) => s.step === 'baseline-gate')?.outcome, 'done-before');
+    assert.match(steps.find((s) => s.step === 'gate')!.message, /^PASS 2 times in a row \(matrix\)/);
+    assert.ok((await state()).steps.uncordon?.done);
   });
 });
 
