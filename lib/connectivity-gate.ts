@@ -73,6 +73,8 @@ export function evaluateGate(input: GateInput): GateEvaluation {
   const add = (rule: Rule, severity: Finding['severity'], subjects: string[], message: string) => findings.push({ rule, severity, subjects, message });
   const tolerated = new Set(baseline?.cells ?? []);
   let checked = 0;
+  const rowMissing = new Set(matrix.nodes.filter((n) => n.rowProblem).map((n) => n.name));
+  const agentMissing = new Set(matrix.nodes.filter((n) => !n.agent).map((n) => n.name));
 
   for (const n of matrix.nodes) {
     if (n.rowProblem && (n.ready || inFocus.has(n.name))) add('agents', 'UNKNOWN', [n.name], `node ${n.name}: ${n.rowProblem}`);
@@ -93,7 +95,7 @@ export function evaluateGate(input: GateInput): GateEvaluation {
       if (!focused && tolerated.has(key)) add('tolerated', 'INFO', [key], `${key}: ${cell.why ?? cell.mark} (already so in the baseline)`);
       else if (cell.mark === 'unprobed') add('samples', 'UNKNOWN', [key], `${key}: not probed (${cell.why}); the agents probe every focus node once they see its migration phase`);
       // A source without a row, or a destination without an agent, has its finding on the node.
-      else if (!rowMissing(matrix, cell.src) && !agentMissing(matrix, cell.dst)) add('unknown-cell', 'UNKNOWN', [key], `${key}: unknown: ${cell.why ?? 'no data'}`);
+      else if (!rowMissing.has(cell.src) && !agentMissing.has(cell.dst)) add('unknown-cell', 'UNKNOWN', [key], `${key}: unknown: ${cell.why ?? 'no data'}`);
       continue;
     }
     for (const p of cell.protocols) {
@@ -116,13 +118,7 @@ export function evaluateGate(input: GateInput): GateEvaluation {
   return { verdict, findings, hints: diagnose(matrix, policy), checked };
 }
 
-function rowMissing(matrix: Matrix, node: string): boolean {
-  return matrix.nodes.some((n) => n.name === node && n.rowProblem);
-}
 
-function agentMissing(matrix: Matrix, node: string): boolean {
-  return matrix.nodes.some((n) => n.name === node && !n.agent);
-}
 
 /** The combined verdict of consecutive rounds: PASS only when the last `rounds` all passed. */
 export function roundsVerdict(history: Verdict[], rounds: number): { verdict: Verdict; streak: number } {
@@ -157,14 +153,24 @@ export function diagnose(matrix: Matrix, policy: GatePolicy): Hint[] {
   };
   const judged = matrix.cells.filter((c) => c.mark !== 'unprobed');
   const explained = new Set<MatrixCell>();
+  const states = new Map(judged.map((c) => [c, state(c)]));
+  const byNode = new Map<string, MatrixCell[]>();
+  for (const c of judged) {
+    for (const n of [c.src, c.dst]) {
+      const list = byNode.get(n);
+      if (list) list.push(c);
+      else byNode.set(n, [c]);
+    }
+  }
+  const passingTotal = judged.filter((c) => states.get(c) === 'pass').length;
 
   // Tunnel port: every cell to and from one node fails (or cannot be read), while elsewhere cells pass.
   for (const n of matrix.nodes) {
     if (!n.agent || !n.agent.ready) continue;
-    const mine = judged.filter((c) => c.src === n.name || c.dst === n.name);
-    const others = judged.filter((c) => c.src !== n.name && c.dst !== n.name);
-    const states = mine.map(state);
-    if (states.includes('fail') && !states.includes('pass') && !states.includes('mixed') && others.some((c) => state(c) === 'pass')) {
+    const mine = byNode.get(n.name) ?? [];
+    const mineStates = mine.map((c) => states.get(c)!);
+    // No cell of this node passes, so every passing cell is elsewhere.
+    if (mineStates.includes('fail') && !mineStates.includes('pass') && !mineStates.includes('mixed') && passingTotal > 0) {
       mine.forEach((c) => explained.add(c));
       const port = vxlanPort[n.overlay];
       hints.push({

@@ -163,6 +163,8 @@ export function assembleMatrix(read: MatrixRead, opts: AssembleOptions): Matrix 
   const sinceIso = new Date(read.since).toISOString();
 
   const fullMeshUpTo = opts.fullMeshUpTo ?? defaultFullMeshUpTo;
+  const index = new Map(nodes.map((n, i) => [n.name, i]));
+  const agentless = nodes.filter((n) => !n.agent).map((n) => n.name);
   const focus = new Set(opts.focus ?? []);
   const cells: MatrixCell[] = [];
   const unknownCell = (src: MatrixNode, dst: MatrixNode, why: string): MatrixCell => ({ src: src.name, dst: dst.name, srcOverlay: src.overlay, dstOverlay: dst.overlay, mark: 'unknown', protocols: [], why });
@@ -180,7 +182,11 @@ export function assembleMatrix(read: MatrixRead, opts: AssembleOptions): Matrix 
       // A row may still hold the node's previous agent pod: the current pod's cell wins.
       if (!current || c.peer.pod === dstAgent?.pod) peerCells.set(c.peer.node, c);
     }
-    for (const dst of nodes) {
+    // Above the full-mesh size only probed pairs, agentless and focus nodes are candidates: O(cells), not O(N^2).
+    const candidates = nodes.length <= fullMeshUpTo || focus.has(src.name)
+      ? nodes
+      : [...new Set([...peerCells.keys(), ...agentless, ...focus])].flatMap((n) => (index.has(n) ? [nodes[index.get(n)!]!] : [])).sort((a, b) => index.get(a.name)! - index.get(b.name)!);
+    for (const dst of candidates) {
       if (dst === src) continue;
       const c = peerCells.get(dst.name);
       if (!c) {

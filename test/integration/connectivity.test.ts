@@ -5,7 +5,7 @@
 // in headless Chromium.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -100,6 +100,21 @@ describe('connectivity on real agents in a dual-overlay netns topology, read thr
     assert.equal(table.code, 0, table.stderr);
     assert.match(table.stdout, /Connectivity: PASS/);
     assert.match(table.stdout, /legacy->cilium\s+4\s+4\s+0\s+0\s+0/);
+
+    // --watch draws again every --interval until Ctrl-C, then exits with the last verdict.
+    let interrupted = false;
+    const watched = await runPlugin(['connectivity', '--kubeconfig', cp.kubeconfig, '--since', '5s', '--watch', '--interval', '1s', '-v', '1'], {
+      timeoutMs: 60_000,
+      onStderr: (text, kill) => {
+        if (!interrupted && (text.match(/^read \d+ of \d+ rows/gm) ?? []).length >= 3) {
+          interrupted = true;
+          kill('SIGINT');
+        }
+      },
+    });
+    assert.equal(watched.code, 0, watched.stderr);
+    assert.ok((watched.stdout.match(/^Connectivity: PASS/gm) ?? []).length >= 3, watched.stdout);
+    assert.doesNotMatch(watched.stdout, /\x1b\[/, 'no colours or cursor moves off a terminal');
   });
 
   it('after UDP 8473 is dropped on node 2, fails within two probe intervals naming exactly its cells and the tunnel port; passes again once restored', async () => {
@@ -182,9 +197,11 @@ describe('connectivity on real agents in a dual-overlay netns topology, read thr
   });
 });
 
-function run(file: string, args: string[], timeout = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(file: string, args: string[], home: string, timeout = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  // Chromium writes its profile, crash reports and caches under HOME and XDG: keep them in the test's directory.
+  const env = { PATH: process.env.PATH ?? '', HOME: home, XDG_CONFIG_HOME: join(home, '.config'), XDG_CACHE_HOME: join(home, '.cache'), TMPDIR: home };
   return new Promise((resolve) => {
-    execFile(file, args, { timeout, maxBuffer: 16 << 20 }, (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
+    execFile(file, args, { timeout, maxBuffer: 16 << 20, env }, (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
   });
 }
 
@@ -195,12 +212,14 @@ async function checkHtmlInChromium(html: string, data: ConnectivityReport, dir: 
   assert.ok(existsSync(chromium), 'Debian\'s chromium is installed (make system-deps)');
   const url = `file://${html}`;
   const shot = join(dir, 'matrix.png');
-  const s = await run(chromium, [...chromiumFlags, `--user-data-dir=${join(dir, 'chromium-shot')}`, '--window-size=1200,900', `--screenshot=${shot}`, url]);
+  const home = join(dir, 'chromium-home');
+  mkdirSync(home, { recursive: true });
+  const s = await run(chromium, [...chromiumFlags, `--user-data-dir=${join(home, 'shot')}`, '--window-size=1200,900', `--screenshot=${shot}`, url], home);
   assert.ok(existsSync(shot), `a screenshot was taken: ${s.stderr.slice(-500)}`);
   const png = readFileSync(shot);
   assert.equal(png.subarray(1, 4).toString(), 'PNG');
   assert.ok(png.readUInt32BE(16) === 1200 && png.readUInt32BE(20) === 900, 'of the window size');
-  const d = await run(chromium, [...chromiumFlags, `--user-data-dir=${join(dir, 'chromium-dom')}`, '--dump-dom', url]);
+  const d = await run(chromium, [...chromiumFlags, `--user-data-dir=${join(home, 'dom')}`, '--dump-dom', url], home);
   assert.equal(d.code, 0, d.stderr.slice(-500));
   const dom = d.stdout;
   const cells = [...dom.matchAll(/<td class="cell [^"]*" data-src="([^"]+)" data-dst="([^"]+)" data-mark="([a-z]+)"/g)].map((m) => `${m[1]}>${m[2]}:${m[3]}`).sort();
