@@ -98,20 +98,34 @@ export function evaluateGate(input: GateInput): GateEvaluation {
       else if (!rowMissing.has(cell.src) && !agentMissing.has(cell.dst)) add('unknown-cell', 'UNKNOWN', [key], `${key}: unknown: ${cell.why ?? 'no data'}`);
       continue;
     }
+    // One finding per cell and rule, naming the protocols: `a>b: below 95% success: icmp 0% of 4, http 0% of 4`.
+    const groups = new Map<string, { rule: Rule; severity: Finding['severity']; phrase: string; keys: string[]; parts: string[]; errors: Set<string> }>();
+    const note = (rule: Rule, severity: Finding['severity'], phrase: string, p: ProtocolCell, part: string) => {
+      const id = `${rule}|${severity}|${phrase}`;
+      const g = groups.get(id) ?? { rule, severity, phrase, keys: [], parts: [], errors: new Set<string>() };
+      groups.set(id, g);
+      g.keys.push(cellKey(cell.src, cell.dst, p.protocol));
+      g.parts.push(`${p.protocol} ${part}`);
+      if (p.lastError && severity === 'FAIL') g.errors.add(p.lastError);
+    };
+    const below = `below ${policy.successThreshold * 100}% success`;
     for (const p of cell.protocols) {
       checked++;
       const key = cellKey(cell.src, cell.dst, p.protocol);
       if (focused) {
-        if (p.mark === 'unknown') add('samples', 'UNKNOWN', [key], `${key}: unknown: ${p.why}`);
-        else if (!passes(p, policy)) add('threshold', 'FAIL', [key], `${key}: ${ratioText(p)} probes succeeded since the step started, below ${policy.successThreshold * 100}%${p.lastError ? ` (${p.lastError})` : ''}`);
-        else if (p.samples < policy.minSamples) add('samples', 'UNKNOWN', [key], `${key}: ${p.samples} of ${policy.minSamples} samples since the step started`);
+        if (p.mark === 'unknown') note('samples', 'UNKNOWN', 'unknown', p, `(${p.why})`);
+        else if (!passes(p, policy)) note('threshold', 'FAIL', `${below} since the step started`, p, ratioText(p));
+        else if (p.samples < policy.minSamples) note('samples', 'UNKNOWN', 'too few samples since the step started', p, `${p.samples} of ${policy.minSamples}`);
         continue;
       }
       if (passes(p, policy)) continue;
-      if (tolerated.has(key)) add('tolerated', 'INFO', [key], `${key}: ${p.mark === 'unknown' ? `unknown (${p.why})` : ratioText(p)}, already failing in the baseline`);
-      else if (p.mark === 'unknown') add('unknown-cell', 'UNKNOWN', [key], `${key}: unknown: ${p.why}`);
-      else if (baseline) add('regression', 'FAIL', [key], `${key}: ${ratioText(p)} succeeded, below ${policy.successThreshold * 100}%; it passed in the baseline${p.lastError ? ` (${p.lastError})` : ''}`);
-      else add('threshold', 'FAIL', [key], `${key}: ${ratioText(p)} succeeded, below ${policy.successThreshold * 100}%${p.lastError ? ` (${p.lastError})` : ''}`);
+      if (tolerated.has(key)) note('tolerated', 'INFO', 'failing in the baseline already', p, p.mark === 'unknown' ? `unknown (${p.why})` : ratioText(p));
+      else if (p.mark === 'unknown') note('unknown-cell', 'UNKNOWN', 'unknown', p, `(${p.why})`);
+      else if (baseline) note('regression', 'FAIL', `${below}, passing in the baseline`, p, ratioText(p));
+      else note('threshold', 'FAIL', below, p, ratioText(p));
+    }
+    for (const g of groups.values()) {
+      add(g.rule, g.severity, g.keys, `${cellKey(cell.src, cell.dst)}: ${g.phrase}: ${g.parts.join(', ')}${g.errors.size ? ` (last error: ${[...g.errors].join('; ')})` : ''}`);
     }
   }
   const verdict: Verdict = findings.some((f) => f.severity === 'FAIL') ? 'FAIL' : findings.some((f) => f.severity === 'UNKNOWN') ? 'UNKNOWN' : 'PASS';

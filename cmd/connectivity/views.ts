@@ -119,7 +119,7 @@ export function htmlView(r: ConnectivityReport): string {
   const title = (c: MatrixCell) =>
     `${c.src} (${c.srcOverlay}) -> ${c.dst} (${c.dstOverlay}): ${c.mark}` + c.protocols.map((p) => `\n${p.protocol}: ${p.mark === 'unknown' ? `unknown (${p.why})` : `${pct(p.successRatio)} of ${p.samples}, p50 ${ms(p.rttP50Ms)}`}`).join('') + (c.why ? `\n${c.why}` : '');
   const header = r.nodes.map((n, i) => `<th class="col ${n.overlay}${i === legacyCount ? ' split' : ''}" title="${esc(n.name)}"><span>${esc(n.name)}</span></th>`).join('');
-  const rows = r.nodes.map((src) => {
+  const rows = r.nodes.map((src, row) => {
     const tds = r.nodes.map((dst, i) => {
       const split = i === legacyCount ? ' split' : '';
       if (src === dst) return `<td class="self${split}"></td>`;
@@ -127,7 +127,7 @@ export function htmlView(r: ConnectivityReport): string {
       const mark = c?.mark ?? 'unknown';
       return `<td class="cell ${mark}${split}" data-src="${esc(src.name)}" data-dst="${esc(dst.name)}" data-mark="${mark}" title="${esc(c ? title(c) : 'no data')}">${markSymbol[mark]}</td>`;
     }).join('');
-    return `<tr><th class="row ${src.overlay}" title="${esc(src.rowProblem ?? '')}">${esc(src.name)} <small>${src.overlay}</small></th>${tds}</tr>`;
+    return `<tr${row === legacyCount && row > 0 ? ' class="split-row"' : ''}><th class="row ${src.overlay}" title="${esc(src.rowProblem ?? '')}">${esc(src.name)} <small>${src.overlay}</small></th>${tds}</tr>`;
   }).join('\n');
   const summary = overlayPairs.map((p) => {
     const s = r.summary[p];
@@ -143,12 +143,12 @@ h1{font-size:20px} .verdict{padding:2px 10px;border-radius:4px;color:#fff}
 .PASS{background:#2e7d32}.FAIL{background:#c62828}.UNKNOWN{background:#6a1b9a}
 table.heat{border-collapse:collapse} table.heat td,table.heat th{border:1px solid #fff;text-align:center}
 td.cell{width:22px;height:22px;font:bold 12px monospace;color:#fff}
-td.reachable{background:#43a047}td.lossy{background:#f9a825}td.unreachable{background:#e53935}td.unknown{background:#8e24aa}td.unprobed{background:#e0e0e0;color:#999}td.self{background:#f5f5f5}
+td.cell.reachable{background:#43a047}td.cell.lossy{background:#f9a825}td.cell.unreachable{background:#e53935}td.cell.unknown{background:#8e24aa}td.cell.unprobed{background:#e0e0e0;color:#999}td.self{background:#f5f5f5}
 th.col{height:110px;vertical-align:bottom;font-weight:normal} th.col span{writing-mode:vertical-rl;transform:rotate(180deg)}
 th.row{text-align:right;padding-right:6px;font-weight:normal;white-space:nowrap}
-.split{border-left:3px solid #333!important}
+.split{border-left:3px solid #333!important} tr.split-row>*{border-top:3px solid #333!important}
 table.summary{border-collapse:collapse;margin-top:16px} table.summary td,table.summary th{border:1px solid #ccc;padding:4px 10px}
-table.summary td.reachable{color:#2e7d32}table.summary td.unreachable{color:#c62828}table.summary td.lossy{color:#f57f17}table.summary td.unknown{color:#6a1b9a}
+table.summary td{text-align:right}table.summary td.reachable{color:#2e7d32}table.summary td.unreachable{color:#c62828;font-weight:bold}table.summary td.lossy{color:#f57f17;font-weight:bold}table.summary td.unknown{color:#6a1b9a;font-weight:bold}
 li.fail{color:#c62828} li.unknown{color:#6a1b9a}
 </style></head>
 <body>
