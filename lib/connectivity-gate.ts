@@ -30,6 +30,8 @@ export interface GateInput {
   focus: string[];
   baseline?: Baseline | undefined;
   policy: GatePolicy;
+  /** Nodes being migrated alongside the focus (a wave): their cells are left to their own gates. */
+  exclude?: string[] | undefined;
 }
 
 export type Rule = 'agents' | 'overlay' | 'samples' | 'threshold' | 'regression' | 'unknown-cell' | 'tolerated';
@@ -67,7 +69,12 @@ const ratioText = (p: ProtocolCell) => (p.successRatio === null ? 'no samples' :
 
 /** The gate's verdict on one matrix. */
 export function evaluateGate(input: GateInput): GateEvaluation {
-  const { matrix, focus, baseline, policy } = input;
+  const { baseline, policy } = input;
+  const excluded = new Set((input.exclude ?? []).filter((n) => !input.focus.includes(n)));
+  const focus = input.focus;
+  const matrix: Matrix = excluded.size
+    ? { ...input.matrix, nodes: input.matrix.nodes.filter((n) => !excluded.has(n.name)), cells: input.matrix.cells.filter((c) => !excluded.has(c.src) && !excluded.has(c.dst)) }
+    : input.matrix;
   const inFocus = new Set(focus);
   const findings: Finding[] = [];
   const add = (rule: Rule, severity: Finding['severity'], subjects: string[], message: string) => findings.push({ rule, severity, subjects, message });

@@ -24,9 +24,10 @@ export interface Gate {
   baseline(): Promise<BaselineResult>;
   /**
    * After the node's restart: does the node work on Cilium? Only evidence newer than `since`
-   * counts; `baseline` is the record the baseline step kept, if any.
+   * counts; `baseline` is the record the baseline step kept, if any; `inFlight` names other nodes
+   * being migrated at the same time (a wave), whose cells their own gates judge.
    */
-  check(focus: NodeView, since: Date, baseline?: Record<string, unknown>): Promise<GateResult>;
+  check(focus: NodeView, since: Date, baseline?: Record<string, unknown>, inFlight?: string[]): Promise<GateResult>;
 }
 
 /** Which pods on a node sit outside its Cilium pod CIDRs (host-network pods and pods without an IP aside). */

@@ -41,9 +41,9 @@ export function matrixGate(source: RowSource, opts: MatrixGateOptions, clock: Pi
       }
       return { verdict: 'PASS', reasons, record: { matrixBaseline: baseline } };
     },
-    async check(focus, since, record): Promise<GateResult> {
+    async check(focus, since, record, inFlight = []): Promise<GateResult> {
       const matrix = await read(since, [focus.name]);
-      const evaluation = evaluateGate({ matrix, focus: [focus.name], baseline: baselineFromRecord(record), policy: opts.policy });
+      const evaluation = evaluateGate({ matrix, focus: [focus.name], baseline: baselineFromRecord(record), policy: opts.policy, exclude: inFlight });
       return { verdict: evaluation.verdict, reasons: reasonLines(evaluation) };
     },
   };

@@ -161,6 +161,12 @@ describe('evaluateGate', () => {
     });
   }
 
+  it('leaves the cells of the other nodes of a wave to their own gates', () => {
+    const r = read(four, { 'a>d/icmp': { ok: 0 }, 'd>b/http': { ok: 0 } });
+    assert.equal(gate(r, ['c'], baselineWith([])).verdict, 'FAIL');
+    assert.equal(evaluateGate({ matrix: matrixOf(r), focus: ['c'], baseline: baselineWith([]), policy, exclude: ['d'] }).verdict, 'PASS');
+  });
+
   it('a gate started right after a change does not pass on samples taken before the change', () => {
     // Before the change everything passed; the step starts at T - 300 ms.
     const start = T - 300;
