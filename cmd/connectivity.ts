@@ -8,6 +8,7 @@ import { assembleMatrix } from '../lib/reachability.js';
 import { defineCommand } from './context.js';
 import { durationFlag, matrixFlags, matrixSettings, type MatrixArgs } from './connectivity/options.js';
 import { readMatrix } from './connectivity/read-matrix.js';
+import { parseListenAddress, serveReports } from './connectivity/serve.js';
 import { connectivityReport, htmlView, terminalView, type ConnectivityReport } from './connectivity/views.js';
 import { systemClock } from './engine/drain.js';
 import { render } from './output.js';
@@ -19,6 +20,7 @@ export interface ConnectivityArgs extends MatrixArgs {
   interval: string;
   watch: boolean;
   html?: string | undefined;
+  serve?: string | undefined;
   'label-key': string;
   'max-grid': number;
 }
@@ -51,27 +53,38 @@ export const connectivityCommand = defineCommand({
       .option('interval', { type: 'string', default: `${defaultGate.intervalSeconds}s`, describe: 'Time between rounds and between --watch redraws' })
       .option('watch', { type: 'boolean', default: false, describe: 'Redraw every --interval until Ctrl-C; the exit code is the last verdict' })
       .option('html', { type: 'string', describe: 'Also write the matrix as a self-contained HTML heatmap to this file' })
+      .option('serve', { type: 'string', describe: 'Serve the heatmap at http://ADDR/ (and /report.json), re-read every --interval, until Ctrl-C; ADDR is HOST:PORT, :PORT for loopback' })
       .option('label-key', { type: 'string', default: migrationLabel, describe: 'Label that moves a node to Cilium (what overlay each node should be on)' })
       .option('max-grid', { type: 'number', default: defaultConnectivity.maxGridNodes, describe: 'Draw the grid up to this many nodes; above, only the summary and failing cells' })
       .example('$0 connectivity', 'the matrix, the overlay summary and the failing cells; exit code = verdict')
       .example('$0 connectivity -o wide --since 1m', 'with loss and RTT per cell, over the last minute')
       .example('$0 connectivity --watch --interval 5s', 'redraw every 5 seconds')
-      .example('$0 connectivity --html matrix.html', 'also write a heatmap page'),
+      .example('$0 connectivity --html matrix.html', 'also write a heatmap page')
+      .example('$0 connectivity --serve :8080 --interval 5s', 'keep the heatmap open in a browser during the migration'),
   run: async (ctx, args: ConnectivityArgs) => {
     const settings = matrixSettings(args);
     if (!Number.isInteger(args.rounds) || args.rounds < 1) throw new UsageError('--rounds must be a whole number of at least 1');
     const intervalMs = durationFlag('interval', args.interval);
     const format = ctx.options.output;
     if (args.watch && (format === 'json' || format === 'yaml')) throw new UsageError('--watch draws for people; use it without -o json|yaml');
+    // --watch and --serve read again and again until Ctrl-C; the exit code is the last verdict.
+    const continuous = args.watch || args.serve !== undefined;
+    if (args.serve !== undefined) parseListenAddress(args.serve);
     const kube = ctx.kube();
     const source = settings.source(kube, args['label-key']);
     // A time is a fixed start (a change); a duration slides with every round.
     const fixedSince = /^\d{4}-/.test(args.since) ? sinceTime(args.since, Date.now()) : undefined;
-    sinceTime(args.since, Date.now());
+    // A bad --since fails here, before anything is read.
+    if (!fixedSince) sinceTime(args.since, Date.now());
     const show = (r: ConnectivityReport) => render(r, format, (data, wide) => terminalView(data, wide, ctx.io.isTTY, args['max-grid']));
     const history: Verdict[] = [];
     let report: ConnectivityReport | undefined;
+    let server: Awaited<ReturnType<typeof serveReports>> | undefined;
     try {
+      if (args.serve !== undefined) {
+        server = await serveReports(args.serve, () => report, Math.max(1, Math.round(intervalMs / 1000)));
+        ctx.io.err(`serving the matrix at ${server.url} (and ${server.url}report.json); Ctrl-C stops\n`);
+      }
       for (let round = 1; ; round++) {
         const since = fixedSince ?? sinceTime(args.since, Date.now());
         const timing = ctx.options.verbose > 0 ? (phase: string, ms: number) => ctx.io.err(`${phase}: ${Math.round(ms)} ms\n`) : undefined;
@@ -84,11 +97,13 @@ export const connectivityCommand = defineCommand({
         const combined = roundsVerdict(history, args.rounds);
         report = connectivityReport(matrix, evaluation, combined.verdict, { needed: args.rounds, passedInARow: combined.streak }, args.focus, settings.policy);
         if (args.html) writeHtml(args.html, report);
-        const done = !args.watch && (round >= args.rounds || ctx.signal.aborted);
+        const done = !continuous && (round >= args.rounds || ctx.signal.aborted);
         if (args.watch) {
           const view = terminalView(report, format === 'wide', ctx.io.isTTY, args['max-grid']);
           // A terminal redraws in place; a pipe gets one report after another.
           ctx.io.out(ctx.io.isTTY ? `\x1b[H\x1b[2J${view}` : `${view}\n`);
+        } else if (args.serve !== undefined) {
+          ctx.io.err(`${report.readAt}: ${report.verdict}\n`);
         } else if (done) {
           ctx.io.out(show(report));
         } else {
@@ -97,12 +112,13 @@ export const connectivityCommand = defineCommand({
         if (done || ctx.signal.aborted) break;
         await systemClock.sleep(intervalMs, ctx.signal);
         if (ctx.signal.aborted) {
-          if (!args.watch) ctx.io.out(show(report));
+          if (!continuous) ctx.io.out(show(report));
           break;
         }
       }
     } finally {
       source.close();
+      await server?.close();
     }
     if (report.verdict !== 'PASS') {
       const bad = report.findings.filter((f) => f.severity === report!.verdict).length;

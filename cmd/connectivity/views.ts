@@ -113,7 +113,7 @@ export function terminalView(r: ConnectivityReport, wide: boolean, colour: boole
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** A self-contained page (no external assets): the heatmap, the 2x2 summary, failing cells and hints. */
-export function htmlView(r: ConnectivityReport): string {
+export function htmlView(r: ConnectivityReport, refreshSeconds?: number): string {
   const cellAt = new Map(r.cells.map((c) => [`${c.src}>${c.dst}`, c]));
   const legacyCount = r.nodes.filter((n) => n.overlay === 'legacy').length;
   const title = (c: MatrixCell) =>
@@ -136,7 +136,7 @@ export function htmlView(r: ConnectivityReport): string {
   const findings = r.findings.filter((f) => f.severity !== 'INFO').map((f) => `<li class="${f.severity.toLowerCase()}">${esc(f.message)}</li>`).join('\n');
   const hints = r.hints.map((h) => `<li data-cause="${h.cause}"><b>${h.cause}</b>: ${esc(h.message)}</li>`).join('\n');
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Connectivity: ${r.verdict}</title>
+<html lang="en"><head><meta charset="utf-8">${refreshSeconds ? `<meta http-equiv="refresh" content="${refreshSeconds}">` : ''}<title>Connectivity: ${r.verdict}</title>
 <style>
 body{font:14px system-ui,sans-serif;margin:24px;color:#222}
 h1{font-size:20px} .verdict{padding:2px 10px;border-radius:4px;color:#fff}

@@ -5,7 +5,7 @@
 // in headless Chromium.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -115,6 +115,22 @@ describe('connectivity on real agents in a dual-overlay netns topology, read thr
     assert.equal(watched.code, 0, watched.stderr);
     assert.ok((watched.stdout.match(/^Connectivity: PASS/gm) ?? []).length >= 3, watched.stdout);
     assert.doesNotMatch(watched.stdout, /\x1b\[/, 'no colours or cursor moves off a terminal');
+
+    // --serve: the same report over HTTP on loopback until Ctrl-C.
+    let served: ConnectivityReport | undefined;
+    let asked = false;
+    const serving = await runPlugin(['connectivity', '--kubeconfig', cp.kubeconfig, '--since', '5s', '--serve', '127.0.0.1:0', '--interval', '1s'], {
+      timeoutMs: 60_000,
+      onStderr: (text, kill) => {
+        const url = /serving the matrix at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(text)?.[1];
+        if (!url || asked || !/: PASS$/m.test(text)) return;
+        asked = true;
+        void fetch(`${url}report.json`).then(async (res) => (served = (await res.json()) as ConnectivityReport)).finally(() => kill('SIGINT'));
+      },
+    });
+    assert.equal(serving.code, 0, serving.stderr);
+    assert.equal(served?.verdict, 'PASS');
+    assert.equal(served?.cells.length, 12);
   });
 
   it('after UDP 8473 is dropped on node 2, fails within two probe intervals naming exactly its cells and the tunnel port; passes again once restored', async () => {
@@ -212,8 +228,16 @@ async function checkHtmlInChromium(html: string, data: ConnectivityReport, dir: 
   assert.ok(existsSync(chromium), 'Debian\'s chromium is installed (make system-deps)');
   const url = `file://${html}`;
   const shot = join(dir, 'matrix.png');
-  const home = join(dir, 'chromium-home');
-  mkdirSync(home, { recursive: true });
+  // Short: Chromium puts a Unix socket under it, and a socket path has at most 107 bytes.
+  const home = mkdtempSync(join(tmpdir(), 'chr-'));
+  try {
+    await renderInChromium(home, url, shot, data);
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+}
+
+async function renderInChromium(home: string, url: string, shot: string, data: ConnectivityReport): Promise<void> {
   const s = await run(chromium, [...chromiumFlags, `--user-data-dir=${join(home, 'shot')}`, '--window-size=1200,900', `--screenshot=${shot}`, url], home);
   assert.ok(existsSync(shot), `a screenshot was taken: ${s.stderr.slice(-500)}`);
   const png = readFileSync(shot);

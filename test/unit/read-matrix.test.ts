@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { readMatrix, type AgentPodRef, type RowSource } from '../../cmd/connectivity/read-matrix.js';
-import { connectivityReport, htmlView, terminalView } from '../../cmd/connectivity/views.js';
+import { connectivityReport, htmlView, terminalView, type ConnectivityReport } from '../../cmd/connectivity/views.js';
+import { parseListenAddress, serveReports } from '../../cmd/connectivity/serve.js';
 import { sinceTime } from '../../cmd/connectivity.js';
 import { baselineFromRecord, matrixGate } from '../../cmd/engine/matrix-gate.js';
 import { evaluateGate } from '../../lib/connectivity-gate.js';
@@ -140,5 +141,36 @@ describe('matrixGate (the engine\'s gate over the matrix)', () => {
     const record = { matrixBaseline: { takenAt: new Date(now).toISOString(), cells: ['a>b/icmp'], overlayMismatches: ['c'] } };
     assert.deepEqual(baselineFromRecord(JSON.parse(JSON.stringify(record))), record.matrixBaseline);
     assert.equal(baselineFromRecord({ oldUids: [] }), undefined);
+  });
+});
+
+describe('connectivity --serve', () => {
+  it('parses listen addresses, loopback by default', () => {
+    assert.deepEqual(parseListenAddress(':8080'), { host: '127.0.0.1', port: 8080 });
+    assert.deepEqual(parseListenAddress('8080'), { host: '127.0.0.1', port: 8080 });
+    assert.deepEqual(parseListenAddress('0.0.0.0:9000'), { host: '0.0.0.0', port: 9000 });
+    assert.deepEqual(parseListenAddress('[::1]:9000'), { host: '::1', port: 9000 });
+    assert.throws(() => parseListenAddress('localhost'), /not an address to listen on/);
+  });
+
+  it('serves the latest report as a self-reloading page and as JSON; 503 before the first read', async () => {
+    let latest: ConnectivityReport | undefined;
+    const server = await serveReports('127.0.0.1:0', () => latest, 5);
+    try {
+      assert.equal((await fetch(server.url)).status, 503);
+      const { source } = fakeSource(3);
+      const matrix = assembleMatrix(await readMatrix(source, { since, concurrency: 2, timeoutMs: 1000, now: () => now }), { staleRowMs: 30_000 });
+      const policy = { minSamples: 3, successThreshold: 0.95 };
+      const evaluation = evaluateGate({ matrix, focus: [], policy });
+      latest = connectivityReport(matrix, evaluation, evaluation.verdict, { needed: 1, passedInARow: 1 }, [], policy);
+      const page = await (await fetch(server.url)).text();
+      assert.match(page, /<meta http-equiv="refresh" content="5">/);
+      assert.match(page, /id="verdict" class="verdict PASS"/);
+      const json = (await (await fetch(`${server.url}report.json`)).json()) as ConnectivityReport;
+      assert.equal(json.cells.length, 6);
+      assert.equal((await fetch(`${server.url}nope`)).status, 404);
+    } finally {
+      await server.close();
+    }
   });
 });
