@@ -19,7 +19,7 @@ import { updateSection } from './report.js';
 const nodeCount = Number(process.env.BENCH_NODES ?? 1000);
 const runs = Number(process.env.BENCH_RUNS ?? 5);
 // The default is always measured (the target is about it); others show what more parallelism buys.
-const concurrencies = [...new Set([defaultConnectivity.concurrency, ...(process.env.BENCH_CONCURRENCY ?? '64,128').split(',').map(Number)])];
+const concurrencies = [...new Set([defaultConnectivity.concurrency, ...(process.env.BENCH_CONCURRENCY ?? '64,128').split(',').map(Number).filter((n) => n > 0)])];
 const targetMs = 5000;
 const peersPerRow = 15;
 const egressProxyJs = join(repoRoot, 'dist', 'lab', 'egress-proxy.js');

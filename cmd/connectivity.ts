@@ -88,7 +88,10 @@ export const connectivityCommand = defineCommand({
       for (let round = 1; ; round++) {
         const since = fixedSince ?? sinceTime(args.since, Date.now());
         const timing = ctx.options.verbose > 0 ? (phase: string, ms: number) => ctx.io.err(`${phase}: ${Math.round(ms)} ms\n`) : undefined;
+        const cpu = process.cpuUsage();
         const read = await readMatrix(source, { since, concurrency: settings.concurrency, timeoutMs: settings.timeoutMs, now: Date.now, timing });
+        const used = process.cpuUsage(cpu);
+        timing?.('CPU of this process while reading', (used.user + used.system) / 1000);
         const t0 = performance.now();
         const matrix = assembleMatrix(read, { staleRowMs: defaultConnectivity.staleRowSeconds * 1000, focus: args.focus });
         const evaluation = evaluateGate({ matrix, focus: args.focus, policy: settings.policy });

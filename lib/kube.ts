@@ -201,10 +201,13 @@ export async function rawRequest(kube: Pick<Kube, 'config' | 'server'>, method: 
     method,
     headers: { Accept: 'application/json', ...(payload ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) } : {}) },
     timeout: timeoutMs,
-    // Many small requests (one per agent) share connections instead of a TLS handshake each.
-    ...(agent && url.protocol === 'https:' ? { agent } : {}),
   };
   await kube.config.applyToHTTPSOptions(options);
+  // client-node sets a fresh agent on every call, so every request would pay a TLS handshake (with a
+  // client certificate: milliseconds of CPU each). Many small requests (one per probe agent) share
+  // the caller's keep-alive agent instead; the TLS material stays in the options it uses. Not with
+  // a proxy-url: that agent is the proxy's.
+  if (agent && url.protocol === 'https:' && !kube.config.getCurrentCluster()?.proxyUrl) options.agent = agent;
   const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
   return new Promise<RawResponse>((resolve, reject) => {
     const req = send(url, options, (res) => {
