@@ -115,7 +115,7 @@ export function kubeRowSource(kube: Kube, opts: KubeRowSourceOptions): RowSource
     async row(pod, since, timeoutMs) {
       const path = `/api/v1/namespaces/${encodeURIComponent(pod.namespace)}/pods/${encodeURIComponent(pod.pod)}:${opts.port}/proxy/v1/row?since=${encodeURIComponent(since.toISOString())}`;
       // The caller's limit (readMatrix) fires first; this one only frees the socket afterwards.
-      const res = await rawRequest(kube, 'GET', path, undefined, timeoutMs + 1000, agent);
+      const res = await rawRequest(kube, 'GET', path, undefined, timeoutMs + 1000, 'application/json', agent);
       if (res.status === 401 || res.status === 403) {
         throw new CliError(`get pods/proxy of ${pod.namespace}/${pod.pod}: ${res.status === 401 ? 'the API server refused the credentials' : 'forbidden'}`, res.status === 401 ? ExitCode.unreachable : ExitCode.forbidden, 'reading the matrix needs get on pods/proxy, list on pods and list on nodes (see README "Permissions")');
       }
@@ -134,7 +134,7 @@ export function kubeRowSource(kube: Kube, opts: KubeRowSourceOptions): RowSource
  * toNodeView accepts).
  */
 async function listJson<T>(kube: Kube, what: string, path: string, agent: HttpsAgent): Promise<T> {
-  const res = await rawRequest(kube, 'GET', path, undefined, 60_000, agent);
+  const res = await rawRequest(kube, 'GET', path, undefined, 60_000, 'application/json', agent);
   if (res.status !== 200) {
     const message = (res.body as { message?: string } | undefined)?.message ?? `HTTP ${res.status}`;
     throw translateKubeError(new k8s.ApiException(res.status, message, res.body, res.headers as Record<string, string>), what, kube.server);
