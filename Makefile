@@ -7,7 +7,7 @@ NODE_TEST := node --import tsx --test --test-reporter=spec
 # Per-test limit; a hung test fails instead of eating CI's time.
 TEST_TIMEOUT_MS ?= 600000
 
-.PHONY: help deps system-deps bins build typecheck test test-unit test-integration install uninstall demo clean bench bench-agent
+.PHONY: help deps system-deps bins build typecheck test test-unit test-integration install uninstall demo clean bench bench-agent dashboard
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ bench: bench-agent ## run every benchmark and rewrite BENCHMARKS.md
 
 bench-agent: build system-deps ## agent RSS, CPU, probes/s and series at 10, 100 and 1,000 peers
 	node --import tsx bench/agent-resources.ts
+
+dashboard: deps ## regenerate manifests/monitoring/grafana-dashboard.json from monitoring/dashboard.ts
+	node --import tsx monitoring/generate-dashboard.ts
 
 install: build ## put the plugin on PATH ($(PREFIX)/bin), so kubectl finds it
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -6,6 +6,7 @@ import './unit/agent-metrics.test.js';
 import './unit/agent-view.test.js';
 import './unit/cidr.test.js';
 import './unit/cli.test.js';
+import './unit/dashboard.test.js';
 import './unit/drain-filter.test.js';
 import './unit/drain.test.js';
 import './unit/duration.test.js';
