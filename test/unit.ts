@@ -19,6 +19,7 @@ import './unit/matrix.test.js';
 import './unit/restart.test.js';
 import './unit/retry.test.js';
 import './unit/peers.test.js';
+import './unit/plugin-rbac.test.js';
 import './unit/prober.test.js';
 import './unit/selector.test.js';
 import './unit/state.test.js';

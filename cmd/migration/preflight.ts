@@ -39,7 +39,10 @@ export interface PreflightFacts {
   ciliumCidrFlag: string;
 }
 
-/** What the plugin does with the API, for the permission check. */
+/**
+ * What the plugin does with the API, for the permission check. manifests/plugin/clusterrole.yaml
+ * grants exactly these (test/unit/plugin-rbac.test.ts holds the two together): add a permission to both.
+ */
 export const requiredPermissions: { verb: string; group: string; resource: string; subresource?: string }[] = [
   { verb: 'get', group: '', resource: 'nodes' },
   { verb: 'list', group: '', resource: 'nodes' },
@@ -50,6 +53,8 @@ export const requiredPermissions: { verb: string; group: string; resource: strin
   { verb: 'delete', group: '', resource: 'pods' },
   { verb: 'create', group: '', resource: 'pods', subresource: 'eviction' },
   { verb: 'create', group: '', resource: 'events' },
+  { verb: 'get', group: '', resource: 'configmaps' },
+  { verb: 'list', group: 'networking.k8s.io', resource: 'networkpolicies' },
   { verb: 'get', group: 'apps', resource: 'daemonsets' },
   { verb: 'list', group: 'apps', resource: 'daemonsets' },
   { verb: 'list', group: 'policy', resource: 'poddisruptionbudgets' },
