@@ -13,6 +13,7 @@ import './unit/duration.test.js';
 import './unit/errors.test.js';
 import './unit/eviction.test.js';
 import './unit/gate.test.js';
+import './unit/image.test.js';
 import './unit/kube-config.test.js';
 import './unit/lock.test.js';
 import './unit/matrix.test.js';

@@ -3,8 +3,11 @@
 // prometheus-operator's CRDs installed), the DaemonSet lands on every node, and the agent's
 // ServiceAccount, with a real token, can do what discovery needs and nothing else.
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import { agentSelector } from '../../agent/config.js';
@@ -17,6 +20,7 @@ import { repoRoot } from '../harness/plugin.js';
 import { progress } from '../harness/shared-cluster.js';
 import { eventually } from '../harness/wait.js';
 
+const run = promisify(execFile);
 const manifests = join(repoRoot, 'manifests');
 const ns = 'cilium-migrate';
 
@@ -135,6 +139,22 @@ describe('manifests on a real API server', () => {
     ];
     for (const args of refused) {
       await assert.rejects(as(args), /Forbidden|forbidden/, `refused: kubectl ${args.join(' ')}`);
+    }
+  });
+
+  it('has an image whose one file, dist/agent.js, runs on its own (no node_modules beside it)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'agent-alone-'));
+    try {
+      copyFileSync(join(repoRoot, 'dist', 'agent.js'), join(dir, 'agent.js'));
+      // Reaching the kubeconfig check means the lazily loaded Kubernetes client was found in the bundle.
+      const r = await run(process.execPath, [join(dir, 'agent.js'), '--kubeconfig', join(dir, 'missing')], { cwd: dir, env: { PATH: process.env.PATH ?? '', NODE_NAME: 'n', POD_NAME: 'p', POD_IP: '10.244.0.5' } }).then(
+        () => assert.fail('the agent started without a kubeconfig'),
+        (e: { code: number; stderr: string }) => e,
+      );
+      assert.match(r.stderr, /kubeconfig .*missing does not exist/);
+      assert.doesNotMatch(r.stderr, /Cannot find (module|package)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
