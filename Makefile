@@ -7,7 +7,7 @@ NODE_TEST := node --import tsx --test --test-reporter=spec
 # Per-test limit; a hung test fails instead of eating CI's time.
 TEST_TIMEOUT_MS ?= 600000
 
-.PHONY: help deps system-deps bins build typecheck test test-unit test-integration install uninstall demo clean bench bench-agent dashboard image image-ref
+.PHONY: help deps system-deps bins build typecheck test test-unit test-integration install uninstall demo clean bench bench-agent dashboard image image-ref krew-archive
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -61,6 +61,12 @@ image: ## build the agent's container image with docker or podman (CONTAINER_ENG
 	if ! command -v "$$engine" >/dev/null; then echo "make image: container engine \"$$engine\" not found: install docker or podman (or set CONTAINER_ENGINE)" >&2; exit 2; fi; \
 	if ! "$$engine" info >/dev/null 2>&1; then echo "make image: $$engine is installed but does not answer (\"$$engine info\" fails): start its daemon or service" >&2; exit 2; fi; \
 	$(MAKE) --no-print-directory build && "$$engine" build -t "$(IMAGE_REF)" . && echo "built $(IMAGE_REF); load it into the cluster (e.g. kind load docker-image $(IMAGE_REF)) or push it"
+
+VERSION = $(shell node -p "require('./package.json').version")
+
+krew-archive: build ## the archive plugins/cilium-migrate.yaml installs, and its sha256 for that manifest
+	tar -c -C dist --owner=0 --group=0 --mtime=@0 kubectl-cilium_migrate | gzip -n > dist/kubectl-cilium_migrate-v$(VERSION).tar.gz
+	@sha256sum dist/kubectl-cilium_migrate-v$(VERSION).tar.gz
 
 dashboard: deps ## regenerate manifests/monitoring/grafana-dashboard.json from monitoring/dashboard.ts
 	node --import tsx monitoring/generate-dashboard.ts

@@ -15,6 +15,7 @@ import './unit/eviction.test.js';
 import './unit/gate.test.js';
 import './unit/image.test.js';
 import './unit/kube-config.test.js';
+import './unit/krew.test.js';
 import './unit/lock.test.js';
 import './unit/matrix.test.js';
 import './unit/restart.test.js';

@@ -5,8 +5,9 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { parse, parseAllDocuments, stringify } from 'yaml';
@@ -156,6 +157,22 @@ describe('manifests on a real API server', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('builds the krew archive the plugin manifest names, reproducibly, with the binary it runs', async () => {
+    const make = async () => (await run('make', ['-s', '--no-print-directory', '-o', 'build', 'krew-archive'], { cwd: repoRoot })).stdout.trim();
+    const first = await make();
+    const [sum, archive] = first.split(/\s+/);
+    const plugin = parse(readFileSync(join(repoRoot, 'plugins', 'cilium-migrate.yaml'), 'utf8')) as { spec: { platforms: { uri: string; bin: string; files: { from: string }[] }[] } };
+    const platform = plugin.spec.platforms[0]!;
+    assert.ok(platform.uri.endsWith(`/${basename(archive!)}`), `${platform.uri} names ${archive}`);
+    assert.equal(createHash('sha256').update(readFileSync(join(repoRoot, archive!))).digest('hex'), sum);
+    const { stdout } = await run('tar', ['-tvzf', join(repoRoot, archive!)]);
+    const entries = stdout.trim().split('\n');
+    assert.equal(entries.length, 1, stdout);
+    assert.match(entries[0]!, new RegExp(`^-rwxr-xr-x .* ${platform.files[0]!.from}$`));
+    assert.equal(platform.bin, platform.files[0]!.from);
+    assert.equal(await make(), first, 'the same build gives the same checksum');
   });
 
   async function serviceAccountKubeconfig(): Promise<string> {
