@@ -2,6 +2,7 @@
 // into "0 tests". test/unit/suite-lists.test.ts checks that none is left out.
 import './unit/agent-config.test.js';
 import './unit/agent-http.test.js';
+import './unit/agent-manifests.test.js';
 import './unit/agent-metrics.test.js';
 import './unit/agent-view.test.js';
 import './unit/cidr.test.js';
