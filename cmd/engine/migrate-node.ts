@@ -10,7 +10,7 @@ import type { EngineCluster, NodeView } from './cluster.js';
 import { drainNode, DrainRefusedError, planDrain, podKey, type Clock, type DrainOptions, type DrainProgress } from './drain.js';
 import { podsOffCilium, type Gate, type GateResult } from './gate.js';
 import { restartBaseline, restartCompletion, type NodeRestarter, type RestartBaseline } from './restart.js';
-import { initialState, phaseOf, readState, stateAnnotations, stepNames, type NodeState, type StepName } from './state.js';
+import { initialState, phaseOf, readState, rollbackAnnotation, stateAnnotations, stepNames, type NodeState, type StepName } from './state.js';
 
 export interface EngineOptions {
   runId: string;
@@ -55,7 +55,7 @@ export interface EngineReporter {
 }
 
 /** Called at every step boundary; tests use it to kill the run at exact points. */
-export type BoundaryHook = (node: string, step: StepName, at: 'intent' | 'done') => void;
+export type BoundaryHook = (node: string, step: string, at: 'intent' | 'done') => void;
 
 export class GateError extends CliError {
   constructor(node: string, step: string, result: GateResult) {
@@ -150,6 +150,9 @@ export async function migrateNode(
 }
 
 async function checkPreconditions(cluster: EngineCluster, node: NodeView, opts: EngineOptions): Promise<void> {
+  if (node.annotations[rollbackAnnotation]) {
+    throw new PreconditionError(`a rollback of ${node.name} is under way (annotation ${rollbackAnnotation})`, `finish it first: kubectl cilium-migrate rollback ${node.name}`);
+  }
   const configs = await cluster.nodeConfigsSelecting(opts.ciliumNamespace, { ...node.labels, [opts.labelKey]: 'true' });
   if (configs.length === 0) {
     throw new PreconditionError(
