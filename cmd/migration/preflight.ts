@@ -54,7 +54,6 @@ export const requiredPermissions: { verb: string; group: string; resource: strin
   { verb: 'delete', group: '', resource: 'pods' },
   { verb: 'create', group: '', resource: 'pods', subresource: 'eviction' },
   { verb: 'create', group: '', resource: 'events' },
-  { verb: 'get', group: '', resource: 'configmaps' },
   { verb: 'list', group: 'networking.k8s.io', resource: 'networkpolicies' },
   { verb: 'get', group: 'apps', resource: 'daemonsets' },
   { verb: 'patch', group: 'apps', resource: 'daemonsets' },
@@ -72,6 +71,8 @@ export const requiredPermissions: { verb: string; group: string; resource: strin
   { verb: 'list', group: 'cilium.io', resource: 'ciliumnodes' },
   { verb: 'list', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
   { verb: 'get', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
+  // Server-side apply needs create as well as patch when the object does not exist yet.
+  { verb: 'create', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
   { verb: 'patch', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
   { verb: 'delete', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
   { verb: 'get', group: 'apiextensions.k8s.io', resource: 'customresourcedefinitions' },

@@ -115,6 +115,11 @@ describe('preflight', () => {
     const c = checks(r.stdout);
     assert.ok([...c.values()].every((x) => x.result === 'pass'), r.stdout);
     assert.match(c.get('permissions')!.detail, /^all \d+ permissions the plugin uses$/);
+    // prepare creates the CiliumNodeConfig by server-side apply, which needs create besides patch.
+    await cp.kubectl(['-n', 'kube-system', 'delete', 'ciliumnodeconfigs.cilium.io', 'cilium-default']);
+    const prepare = await runPlugin(['prepare', '--kubeconfig', await cp.userKubeconfig('operator')], { env: { PATH: process.env.PATH ?? '', HOME: cp.rootDir } });
+    assert.equal(prepare.code, 0, prepare.stdout + prepare.stderr);
+    await cp.kubectl(['-n', 'kube-system', 'get', 'ciliumnodeconfigs.cilium.io', 'cilium-default']);
     // Without the binding the same user may do nothing the plugin needs.
     await cp.kubectl(['delete', 'clusterrolebinding', 'cilium-migrate-operator']);
     const denied = await eventually('the binding gone', async () => {

@@ -16,7 +16,7 @@ describe('Grafana dashboard', () => {
 
   it('queries only metrics the agent exports, through the datasource variable', async () => {
     const metrics = new AgentMetrics({ node: 'n', pod: 'p', namespace: 'ns', ip: '10.244.0.1', overlay: 'legacy', expectedOverlay: 'legacy', version: 't' }, 1);
-    const exported = new Set((await metrics.registry.getMetricsAsJSON()).flatMap((m) => (m.type === 'histogram' ? [`${m.name}_bucket`, `${m.name}_sum`, `${m.name}_count`] : [m.name])));
+    const exported = new Set((await metrics.registry.getMetricsAsJSON()).flatMap((m) => (String(m.type) === 'histogram' ? [`${m.name}_bucket`, `${m.name}_sum`, `${m.name}_count`] : [m.name])));
     exported.add('up');
     const dashboard = JSON.parse(readFileSync(committed, 'utf8')) as { panels: { type: string; datasource?: { uid?: string } }[]; templating: { list: { name: string; type: string }[] } };
     const queries = dashboardQueries(dashboard);
