@@ -41,7 +41,7 @@ export interface PreflightFacts {
 }
 
 /**
- * What the plugin does with the API, for the permission check. manifests/plugin/clusterrole.yaml
+ * What the plugin does with the API, for the permission check. manifests/rbac/plugin-clusterrole.yaml
  * grants exactly these (test/unit/plugin-rbac.test.ts holds the two together): add a permission to both.
  */
 export const requiredPermissions: { verb: string; group: string; resource: string; subresource?: string }[] = [

@@ -107,8 +107,8 @@ describe('preflight', () => {
     });
   }
 
-  it('passes every check for a user bound only to the plugin ClusterRole (manifests/plugin/clusterrole.yaml)', async () => {
-    await cp.kubectl(['apply', '--server-side', '-f', join(import.meta.dirname, '..', '..', 'manifests', 'plugin', 'clusterrole.yaml')]);
+  it('passes every check for a user bound only to the plugin ClusterRole (manifests/rbac/plugin-clusterrole.yaml)', async () => {
+    await cp.kubectl(['apply', '--server-side', '-f', join(import.meta.dirname, '..', '..', 'manifests', 'rbac', 'plugin-clusterrole.yaml')]);
     await cp.kubectl(['create', 'clusterrolebinding', 'cilium-migrate-operator', '--clusterrole=cilium-migrate', '--user=operator']);
     const r = await preflight(await cp.userKubeconfig('operator'));
     assert.equal(r.code, 0, r.stdout + r.stderr);

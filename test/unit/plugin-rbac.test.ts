@@ -1,4 +1,4 @@
-// The plugin's ClusterRole (manifests/plugin/clusterrole.yaml) grants exactly the permissions
+// The plugin's ClusterRole (manifests/rbac/plugin-clusterrole.yaml) grants exactly the permissions
 // preflight checks (requiredPermissions): whoever adds one must add it to both.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -27,7 +27,7 @@ function grants(rules: PolicyRule[]): string[] {
 }
 
 describe('the plugin ClusterRole', () => {
-  const role = parse(readFileSync(join(repoRoot, 'manifests', 'plugin', 'clusterrole.yaml'), 'utf8')) as { kind: string; metadata: { name: string }; rules: PolicyRule[] };
+  const role = parse(readFileSync(join(repoRoot, 'manifests', 'rbac', 'plugin-clusterrole.yaml'), 'utf8')) as { kind: string; metadata: { name: string }; rules: PolicyRule[] };
 
   it('grants exactly requiredPermissions (cmd/migration/preflight.ts), no wildcard', () => {
     assert.equal(role.kind, 'ClusterRole');
@@ -36,7 +36,7 @@ describe('the plugin ClusterRole', () => {
     assert.ok(!granted.some((g) => g.includes('*')), 'no wildcard');
     const missing = required.filter((p) => !granted.includes(p));
     const extra = granted.filter((p) => !required.includes(p));
-    assert.deepEqual({ missing, extra }, { missing: [], extra: [] }, 'add a permission to both manifests/plugin/clusterrole.yaml and requiredPermissions');
+    assert.deepEqual({ missing, extra }, { missing: [], extra: [] }, 'add a permission to both manifests/rbac/plugin-clusterrole.yaml and requiredPermissions');
   });
 
   it('does not read secrets', () => {
