@@ -194,12 +194,12 @@ export interface RawResponse {
  * One request with the kubeconfig's credentials, returning status and raw body. For the calls
  * where client-node's parsing loses information (an eviction answered 201 with a failure Status).
  */
-export async function rawRequest(kube: Pick<Kube, 'config' | 'server'>, method: string, path: string, body?: unknown, timeoutMs = 30_000): Promise<RawResponse> {
+export async function rawRequest(kube: Pick<Kube, 'config' | 'server'>, method: string, path: string, body?: unknown, timeoutMs = 30_000, contentType = 'application/json'): Promise<RawResponse> {
   const url = new URL(path, kube.server);
   const payload = body === undefined ? undefined : JSON.stringify(body);
   const options: RequestOptions = {
     method,
-    headers: { Accept: 'application/json', ...(payload ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) } : {}) },
+    headers: { Accept: 'application/json', ...(payload ? { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(payload) } : {}) },
     timeout: timeoutMs,
   };
   await kube.config.applyToHTTPSOptions(options);
@@ -332,7 +332,7 @@ export const fieldManager = 'kubectl-cilium-migrate';
  * Server-side applies `obj` (as `kubectl apply --server-side`), saying whether it created, changed
  * or left the object as it was. A field owned by another manager is a conflict unless `force`.
  */
-export async function applyObject(kube: Pick<Kube, 'objects' | 'server'>, obj: ManifestObject, opts: { dryRun?: boolean; force?: boolean } = {}): Promise<ApplyOutcome> {
+export async function applyObject(kube: Pick<Kube, 'objects' | 'server' | 'config' | 'namespace'>, obj: ManifestObject, opts: { dryRun?: boolean; force?: boolean } = {}): Promise<ApplyOutcome> {
   const what = `apply ${obj.kind} ${obj.metadata.namespace ? `${obj.metadata.namespace}/` : ''}${obj.metadata.name}`;
   const header = { apiVersion: obj.apiVersion, kind: obj.kind, metadata: { name: obj.metadata.name, ...(obj.metadata.namespace ? { namespace: obj.metadata.namespace } : {}) } };
   const before = await call(kube, what, async () => {
@@ -343,23 +343,54 @@ export async function applyObject(kube: Pick<Kube, 'objects' | 'server'>, obj: M
       throw err;
     }
   });
-  let after: k8s.KubernetesObject;
-  try {
-    after = await kube.objects.patch(obj, undefined, opts.dryRun ? 'All' : undefined, fieldManager, opts.force ?? false, k8s.PatchStrategy.ServerSideApply);
-  } catch (err) {
-    if (statusCode(err) === 409) {
-      throw new PreconditionError(
-        `${what}: another field manager owns fields this would change (${conflictDetail(err)})`,
-        'check who manages it (kubectl get --show-managed-fields -o yaml), then rerun with --force-conflicts to take the fields over',
-      );
-    }
-    throw translateKubeError(err, what, kube.server);
+  // The object goes to the server as written. client-node's objects.patch would first pass it
+  // through its typed models, which drop every field whose model name differs from the wire name
+  // (a NetworkPolicy rule's `from`, a CRD schema's `x-kubernetes-*`) and every field newer than
+  // the models: an ingress rule without `from` allows everyone.
+  const path = await objectPath(kube, obj, what);
+  const query = new URLSearchParams({ fieldManager, ...(opts.force ? { force: 'true' } : {}), ...(opts.dryRun ? { dryRun: 'All' } : {}) });
+  const res = await call(kube, what, () => rawRequest(kube, 'PATCH', `${path}?${query}`, obj, 30_000, k8s.PatchStrategy.ServerSideApply));
+  if (res.status === 409) {
+    throw new PreconditionError(
+      `${what}: another field manager owns fields this would change (${conflictDetail(res)})`,
+      'check who manages it (kubectl get --show-managed-fields -o yaml), then rerun with --force-conflicts to take the fields over',
+    );
   }
+  if (res.status < 200 || res.status >= 300) {
+    const message = (res.body as { message?: string } | undefined)?.message ?? `HTTP ${res.status}`;
+    throw translateKubeError(new k8s.ApiException(res.status, message, res.body, res.headers as Record<string, string>), what, kube.server);
+  }
+  const after = res.body as k8s.KubernetesObject;
   const outcome = before === undefined ? 'created' : before.metadata?.resourceVersion === after.metadata?.resourceVersion ? 'unchanged' : 'configured';
   if (!opts.dryRun) return outcome;
   // A dry run never changes the resourceVersion: compare what the object would become instead.
   if (before === undefined) return 'created (dry run)';
   return JSON.stringify(stripVolatile(before)) === JSON.stringify(stripVolatile(after)) ? 'unchanged (dry run)' : 'configured (dry run)';
+}
+
+/** Resources by group version, from the API server's discovery, kept for the life of the client. */
+const discovered = new WeakMap<object, Map<string, Map<string, { name: string; namespaced: boolean }>>>();
+
+/** The URL path of `obj` (as kubectl finds it): its group version's discovery names the resource. */
+async function objectPath(kube: Pick<Kube, 'config' | 'server' | 'namespace'>, obj: Pick<ManifestObject, 'apiVersion' | 'kind' | 'metadata'>, what: string): Promise<string> {
+  const base = obj.apiVersion.includes('/') ? `/apis/${obj.apiVersion}` : `/api/${obj.apiVersion}`;
+  let byVersion = discovered.get(kube.config);
+  if (!byVersion) discovered.set(kube.config, (byVersion = new Map()));
+  let kinds = byVersion.get(obj.apiVersion);
+  if (!kinds?.has(obj.kind)) {
+    const res = await call(kube, what, () => rawRequest(kube, 'GET', base));
+    if (res.status === 404) throw new NotFoundError(`${what}: the API server does not serve ${obj.apiVersion}`, 'install the CRD or the API that serves it first');
+    if (res.status !== 200) throw translateKubeError(new k8s.ApiException(res.status, `discovery of ${obj.apiVersion}: HTTP ${res.status}`, res.body, res.headers as Record<string, string>), what, kube.server);
+    kinds = new Map();
+    for (const r of (res.body as { resources?: { name: string; kind: string; namespaced: boolean }[] }).resources ?? []) {
+      if (!r.name.includes('/')) kinds.set(r.kind, { name: r.name, namespaced: r.namespaced });
+    }
+    byVersion.set(obj.apiVersion, kinds);
+  }
+  const resource = kinds.get(obj.kind);
+  if (!resource) throw new NotFoundError(`${what}: ${obj.apiVersion} has no kind ${obj.kind}`, 'check apiVersion and kind, and that the CRD is installed');
+  const namespace = resource.namespaced ? `/namespaces/${encodeURIComponent(obj.metadata.namespace || kube.namespace)}` : '';
+  return `${base}${namespace}/${resource.name}/${encodeURIComponent(obj.metadata.name)}`;
 }
 
 function stripVolatile(o: k8s.KubernetesObject): unknown {

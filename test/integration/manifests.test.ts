@@ -17,7 +17,7 @@ import { kubeDiscovery } from '../../agent/kube-discovery.js';
 import { connect } from '../../lib/kube.js';
 import { createSimulatedNodes, installCiliumCrds, installPrometheusOperatorCrds, kindNodes } from '../../lab/cluster-objects.js';
 import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
-import { repoRoot } from '../harness/plugin.js';
+import { repoRoot, runPlugin } from '../harness/plugin.js';
 import { progress } from '../harness/shared-cluster.js';
 import { eventually } from '../harness/wait.js';
 
@@ -102,6 +102,27 @@ describe('manifests on a real API server', () => {
       return list.length === 3 ? list : undefined;
     }, 60_000);
     assert.deepEqual(nodes, ['kind-control-plane', 'kind-worker', 'kind-worker2']);
+  });
+
+  it('is what `prepare --agent-manifests` applies: the monitoring overlay\'s kustomize output, server-side', async () => {
+    const file = join(cp.rootDir, 'agent.yaml');
+    writeFileSync(file, await kustomize('monitoring'));
+    const r = await runPlugin(['prepare', '--kubeconfig', cp.kubeconfig, '--agent-manifests', file, '-o', 'json'], { env: { PATH: process.env.PATH ?? '', HOME: cp.rootDir } });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const applied = (JSON.parse(r.stdout) as { kind: string }[]).map((x) => x.kind).sort();
+    assert.deepEqual(applied, ['CiliumNodeConfig', ...built.get('monitoring')!.map((d) => d.kind)].sort());
+    await cp.kubectl(['-n', ns, 'get', 'servicemonitor,prometheusrule', 'cilium-migrate-agent']);
+    // Every field arrives as written: the NetworkPolicy's `from` (a name client-node's models spell
+    // `_from`) once went missing on the way, which left a rule allowing everyone.
+    const np = JSON.parse((await cp.kubectl(['-n', ns, 'get', 'networkpolicy', 'cilium-migrate-agent', '-o', 'json'])).stdout) as KubeDoc;
+    assert.deepEqual(np.spec!.ingress, (find('agent', 'NetworkPolicy').spec as { ingress: unknown }).ingress);
+    const fresh = structuredClone(find('agent', 'NetworkPolicy'));
+    fresh.metadata.name = 'applied-by-prepare-only';
+    writeFileSync(file, stringify(fresh));
+    const again = await runPlugin(['prepare', '--kubeconfig', cp.kubeconfig, '--agent-manifests', file], { env: { PATH: process.env.PATH ?? '', HOME: cp.rootDir } });
+    assert.equal(again.code, 0, again.stderr);
+    const created = JSON.parse((await cp.kubectl(['-n', ns, 'get', 'networkpolicy', 'applied-by-prepare-only', '-o', 'json'])).stdout) as KubeDoc;
+    assert.deepEqual(created.spec, fresh.spec);
   });
 
   it('lets the agent ServiceAccount, with a real token, run discovery: list and watch of pods, nodes and CiliumNodes', async () => {
