@@ -139,6 +139,24 @@ describe('Prometheus on real agents: the dashboard queries and the alerts', () =
     });
   }
 
+  /**
+   * Retries a block of assertions until all of them hold at once: on a busy machine one probe can
+   * time out now and then, and the picture asserted must be whole, not a mix of moments.
+   */
+  async function settled(what: string, block: () => Promise<void>, timeoutMs = 30_000): Promise<void> {
+    let last: unknown;
+    const ok = await eventually(what, async () => {
+      try {
+        await block();
+        return true;
+      } catch (err) {
+        last = err;
+        return undefined;
+      }
+    }, timeoutMs, 1000).catch(() => false);
+    if (!ok) throw last;
+  }
+
   const key = (s: Sample, ...labels: string[]) => labels.map((l) => s.metric[l] ?? '').join(' ');
   const keys = (samples: Sample[], ...labels: string[]) => samples.map((s) => key(s, ...labels)).sort();
 
@@ -203,41 +221,43 @@ describe('Prometheus on real agents: the dashboard queries and the alerts', () =
     await until('no failure left in the window', 'count(cilium_migrate_peer_failure_ratio)', (s) => s.length === 0, 30_000);
     await until('RTTs for every overlay pair', panelQuery('Round-trip time by overlay pair (p50, p90, p99)', 'A'), (s) => s.length === 4);
 
-    const matrix = await query(panelQuery('Reachability matrix: source node against destination overlay'));
-    assert.deepEqual(keys(matrix, 'source', 'dst_overlay'), [
-      'node-0 on legacy cilium', 'node-0 on legacy legacy', 'node-1 on legacy cilium', 'node-1 on legacy legacy',
-      'node-2 on cilium cilium', 'node-2 on cilium legacy', 'node-3 on cilium cilium', 'node-3 on cilium legacy',
-    ]);
-    assert.ok(matrix.every((s) => s.value === 1), JSON.stringify(matrix));
+    await settled('the healthy picture in every panel and no alert', async () => {
+      const matrix = await query(panelQuery('Reachability matrix: source node against destination overlay'));
+      assert.deepEqual(keys(matrix, 'source', 'dst_overlay'), [
+        'node-0 on legacy cilium', 'node-0 on legacy legacy', 'node-1 on legacy cilium', 'node-1 on legacy legacy',
+        'node-2 on cilium cilium', 'node-2 on cilium legacy', 'node-3 on cilium cilium', 'node-3 on cilium legacy',
+      ]);
+      assert.ok(matrix.every((s) => s.value === 1), JSON.stringify(matrix));
 
-    const summary = await rangeQuery(panelQuery('Overlay summary (source overlay to destination overlay)'));
-    assert.deepEqual(summary.map((s) => `${s.metric.src_overlay}->${s.metric.dst_overlay}`).sort(), ['cilium->cilium', 'cilium->legacy', 'legacy->cilium', 'legacy->legacy']);
-    assert.ok(summary.every((s) => s.values.at(-1) === 1), JSON.stringify(summary));
+      const summary = await rangeQuery(panelQuery('Overlay summary (source overlay to destination overlay)'));
+      assert.deepEqual(summary.map((s) => `${s.metric.src_overlay}->${s.metric.dst_overlay}`).sort(), ['cilium->cilium', 'cilium->legacy', 'legacy->cilium', 'legacy->legacy']);
+      assert.ok(summary.every((s) => s.values.at(-1) === 1), JSON.stringify(summary));
 
-    assert.deepEqual(await query(panelQuery('Failing pairs')), []);
-    assert.deepEqual((await query(panelQuery('Failing pairs not listed'))).map((s) => s.value), [0]);
+      assert.deepEqual(await query(panelQuery('Failing pairs')), []);
+      assert.deepEqual((await query(panelQuery('Failing pairs not listed'))).map((s) => s.value), [0]);
 
-    for (const refId of ['A', 'B', 'C']) {
-      const rtt = await query(panelQuery('Round-trip time by overlay pair (p50, p90, p99)', refId));
-      assert.deepEqual(keys(rtt, 'src_overlay', 'dst_overlay'), ['cilium cilium', 'cilium legacy', 'legacy cilium', 'legacy legacy'], refId);
-      assert.ok(rtt.every((s) => s.value > 0 && s.value < 0.5), `${refId}: ${JSON.stringify(rtt)}`);
-    }
-    const probes = await query(panelQuery('Probes per second by result'));
-    const ok = probes.filter((s) => s.metric.result === 'success');
-    assert.deepEqual(keys(ok, 'src_overlay', 'dst_overlay'), ['cilium cilium', 'cilium legacy', 'legacy cilium', 'legacy legacy']);
-    assert.ok(ok.every((s) => s.value > 0.5), JSON.stringify(probes));
+      for (const refId of ['A', 'B', 'C']) {
+        const rtt = await query(panelQuery('Round-trip time by overlay pair (p50, p90, p99)', refId));
+        assert.deepEqual(keys(rtt, 'src_overlay', 'dst_overlay'), ['cilium cilium', 'cilium legacy', 'legacy cilium', 'legacy legacy'], refId);
+        assert.ok(rtt.every((s) => s.value > 0 && s.value < 0.5), `${refId}: ${JSON.stringify(rtt)}`);
+      }
+      const probes = await query(panelQuery('Probes per second by result'));
+      const ok = probes.filter((s) => s.metric.result === 'success');
+      assert.deepEqual(keys(ok, 'src_overlay', 'dst_overlay'), ['cilium cilium', 'cilium legacy', 'legacy cilium', 'legacy legacy']);
+      assert.ok(ok.every((s) => s.value > 0.5), JSON.stringify(probes));
 
-    assert.deepEqual((await query(panelQuery('Migration progress'))).map((s) => s.value), [0.5]);
-    assert.deepEqual((await query(panelQuery('Nodes per overlay'))).map((s) => `${s.metric.expected_overlay} ${s.value}`).sort(), ['cilium 2', 'legacy 2']);
-    assert.deepEqual((await query(panelQuery('Agents per overlay'))).map((s) => `${s.metric.overlay} ${s.value}`).sort(), ['cilium 2', 'legacy 2']);
-    assert.deepEqual((await query(panelQuery('Agents answering'))).map((s) => s.value), [4]);
-    assert.deepEqual((await query(panelQuery('Agents on the wrong overlay'))).map((s) => s.value), [0]);
-    assert.deepEqual((await query(panelQuery('Stale cells'))).map((s) => s.value), [0]);
-    assert.equal(queries.length, 14, 'every query of the dashboard is checked above');
+      assert.deepEqual((await query(panelQuery('Migration progress'))).map((s) => s.value), [0.5]);
+      assert.deepEqual((await query(panelQuery('Nodes per overlay'))).map((s) => `${s.metric.expected_overlay} ${s.value}`).sort(), ['cilium 2', 'legacy 2']);
+      assert.deepEqual((await query(panelQuery('Agents per overlay'))).map((s) => `${s.metric.overlay} ${s.value}`).sort(), ['cilium 2', 'legacy 2']);
+      assert.deepEqual((await query(panelQuery('Agents answering'))).map((s) => s.value), [4]);
+      assert.deepEqual((await query(panelQuery('Agents on the wrong overlay'))).map((s) => s.value), [0]);
+      assert.deepEqual((await query(panelQuery('Stale cells'))).map((s) => s.value), [0]);
+      assert.equal(queries.length, 14, 'every query of the dashboard is checked above');
 
-    for (const r of rules) assert.deepEqual(await query(r.expr), [], `${r.alert} is quiet on a healthy cluster`);
-    const active = await api<{ alerts: unknown[] }>('/api/v1/alerts');
-    assert.deepEqual(active.alerts, []);
+      for (const r of rules) assert.deepEqual(await query(r.expr), [], `${r.alert} is quiet on a healthy cluster`);
+      const active = await api<{ alerts: unknown[] }>('/api/v1/alerts');
+      assert.deepEqual(active.alerts, []);
+    });
   });
 
   it('fires CiliumMigrateCrossOverlayUnreachable for exactly the cross-overlay pairs of a node whose UDP 8473 is dropped', async () => {
@@ -250,20 +270,22 @@ describe('Prometheus on real agents: the dashboard queries and the alerts', () =
         'node-0(legacy) -> node-2(cilium)', 'node-1(legacy) -> node-2(cilium)', 'node-2(cilium) -> node-0(legacy)', 'node-2(cilium) -> node-1(legacy)',
       ]);
       assert.ok(fired.every((l) => l.severity === 'critical'));
-      const expr = await query(rule(alert).expr);
-      assert.equal(expr.length, 4);
-      assert.ok(expr.every((s) => s.value >= 0.5 && s.value <= 1));
+      await settled('the fault in the failing pairs, the matrix and the summary', async () => {
+        const expr = await query(rule(alert).expr);
+        assert.equal(expr.length, 4);
+        assert.ok(expr.every((s) => s.value >= 0.5 && s.value <= 1));
 
-      const failing = await query(panelQuery('Failing pairs'));
-      assert.deepEqual([...new Set(keys(failing, 'node', 'dst_node'))], [
-        'node-0 node-2', 'node-1 node-2', 'node-2 node-0', 'node-2 node-1', 'node-2 node-3', 'node-3 node-2',
-      ]);
-      const matrix = await query(panelQuery('Reachability matrix: source node against destination overlay'));
-      const below = matrix.filter((s) => s.value < 1).map((s) => key(s, 'source', 'dst_overlay')).sort();
-      assert.deepEqual(below, ['node-0 on legacy cilium', 'node-1 on legacy cilium', 'node-2 on cilium cilium', 'node-2 on cilium legacy', 'node-3 on cilium cilium']);
-      // Every overlay pair but legacy -> legacy has node-2 on one end.
-      const summary = await query(panelQuery('Overlay summary (source overlay to destination overlay)'));
-      assert.deepEqual(summary.filter((s) => s.value < 1).map((s) => key(s, 'src_overlay', 'dst_overlay')).sort(), ['cilium cilium', 'cilium legacy', 'legacy cilium']);
+        const failing = await query(panelQuery('Failing pairs'));
+        assert.deepEqual([...new Set(keys(failing, 'node', 'dst_node'))], [
+          'node-0 node-2', 'node-1 node-2', 'node-2 node-0', 'node-2 node-1', 'node-2 node-3', 'node-3 node-2',
+        ]);
+        const matrix = await query(panelQuery('Reachability matrix: source node against destination overlay'));
+        const below = matrix.filter((s) => s.value < 1).map((s) => key(s, 'source', 'dst_overlay')).sort();
+        assert.deepEqual(below, ['node-0 on legacy cilium', 'node-1 on legacy cilium', 'node-2 on cilium cilium', 'node-2 on cilium legacy', 'node-3 on cilium cilium']);
+        // Every overlay pair but legacy -> legacy has node-2 on one end.
+        const summary = await query(panelQuery('Overlay summary (source overlay to destination overlay)'));
+        assert.deepEqual(summary.filter((s) => s.value < 1).map((s) => key(s, 'src_overlay', 'dst_overlay')).sort(), ['cilium cilium', 'cilium legacy', 'legacy cilium']);
+      });
     } finally {
       await topo.restoreUdpPort(2, netnsOverlays.cilium.udpPort);
     }
