@@ -55,7 +55,7 @@ image-ref: ## print the agent image reference the DaemonSet uses
 	@echo $(IMAGE_REF)
 
 # The engine is checked before anything is built, so a machine without one learns it at once.
-image: ## build the agent's container image with docker or podman (CONTAINER_ENGINE=...), tagged $(IMAGE_REF)
+image: ## build the agent's container image with docker or podman (CONTAINER_ENGINE=...), tagged as the kustomization names it
 	@engine="$${CONTAINER_ENGINE:-$$(command -v docker || command -v podman || true)}"; \
 	if [ -z "$$engine" ]; then echo "make image: no container engine: install docker or podman (or set CONTAINER_ENGINE)" >&2; exit 2; fi; \
 	if ! command -v "$$engine" >/dev/null; then echo "make image: container engine \"$$engine\" not found: install docker or podman (or set CONTAINER_ENGINE)" >&2; exit 2; fi; \
