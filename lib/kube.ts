@@ -109,8 +109,6 @@ export interface Kube {
   readonly authorization: k8s.AuthorizationV1Api;
   readonly networking: k8s.NetworkingV1Api;
   readonly version: k8s.VersionApi;
-  /** Any object by its apiVersion and kind (discovery maps it to a resource). */
-  readonly objects: k8s.KubernetesObjectApi;
 }
 
 /** Connects (lazily: no request is made) to the cluster the target names. */
@@ -130,7 +128,6 @@ export function connect(target: KubeTarget, environment?: KubeEnvironment): Kube
     authorization: config.makeApiClient(k8s.AuthorizationV1Api),
     networking: config.makeApiClient(k8s.NetworkingV1Api),
     version: config.makeApiClient(k8s.VersionApi),
-    objects: k8s.KubernetesObjectApi.makeApiClient(config),
   };
 }
 
@@ -328,38 +325,45 @@ export type ApplyOutcome = 'created' | 'configured' | 'unchanged' | 'created (dr
 /** Our field manager for server-side apply, so `kubectl get -o yaml --show-managed-fields` names us. */
 export const fieldManager = 'kubectl-cilium-migrate';
 
+/** The REST path of `obj` (discovery maps its kind to a resource); a clear error for an unknown kind. */
+export async function objectPath(kube: Pick<Kube, 'config' | 'server'>, obj: Pick<ManifestObject, 'apiVersion' | 'kind' | 'metadata'>): Promise<string> {
+  const base = obj.apiVersion.includes('/') ? `/apis/${obj.apiVersion}` : `/api/${obj.apiVersion}`;
+  const res = await rawRequest(kube, 'GET', base);
+  const list = res.body as { resources?: { name: string; kind: string; namespaced: boolean }[] } | undefined;
+  const resource = res.status === 200 ? list?.resources?.find((r) => r.kind === obj.kind && !r.name.includes('/')) : undefined;
+  if (!resource) {
+    throw new PreconditionError(`the API server does not serve ${obj.kind} in ${obj.apiVersion}`, 'install the CRD (or the component) that defines it first');
+  }
+  const ns = resource.namespaced ? `/namespaces/${encodeURIComponent(obj.metadata.namespace ?? 'default')}` : '';
+  return `${base}${ns}/${resource.name}/${encodeURIComponent(obj.metadata.name)}`;
+}
+
 /**
  * Server-side applies `obj` (as `kubectl apply --server-side`), saying whether it created, changed
  * or left the object as it was. A field owned by another manager is a conflict unless `force`.
  */
-export async function applyObject(kube: Pick<Kube, 'objects' | 'server' | 'config' | 'namespace'>, obj: ManifestObject, opts: { dryRun?: boolean; force?: boolean } = {}): Promise<ApplyOutcome> {
+export async function applyObject(kube: Pick<Kube, 'config' | 'server'>, obj: ManifestObject, opts: { dryRun?: boolean; force?: boolean } = {}): Promise<ApplyOutcome> {
   const what = `apply ${obj.kind} ${obj.metadata.namespace ? `${obj.metadata.namespace}/` : ''}${obj.metadata.name}`;
-  const header = { apiVersion: obj.apiVersion, kind: obj.kind, metadata: { name: obj.metadata.name, ...(obj.metadata.namespace ? { namespace: obj.metadata.namespace } : {}) } };
-  const before = await call(kube, what, async () => {
-    try {
-      return await kube.objects.read(header);
-    } catch (err) {
-      if (statusCode(err) === 404) return undefined;
-      throw err;
-    }
-  });
-  // The object goes to the server as written. client-node's objects.patch would first pass it
-  // through its typed models, which drop every field whose model name differs from the wire name
-  // (a NetworkPolicy rule's `from`, a CRD schema's `x-kubernetes-*`) and every field newer than
-  // the models: an ingress rule without `from` allows everyone.
-  const path = await objectPath(kube, obj, what);
+  const path = await objectPath(kube, obj);
+  const failed = (res: RawResponse) => {
+    const message = (res.body as { message?: string } | undefined)?.message ?? `HTTP ${res.status}`;
+    if (res.status === 403) return new CliError(`${what}: forbidden: ${message}`, ExitCode.forbidden, 'ask for the permissions listed in the README (manifests/rbac/plugin-clusterrole.yaml)');
+    if (res.status >= 500 || res.status === 429) return new UnreachableError(`${what}: the API server answered ${res.status}: ${message}`, 'retry shortly');
+    return new PreconditionError(`${what}: the API server answered ${res.status}: ${message}`);
+  };
+  const current = await rawRequest(kube, 'GET', path);
+  if (current.status !== 200 && current.status !== 404) throw failed(current);
+  const before = current.status === 200 ? (current.body as k8s.KubernetesObject) : undefined;
   const query = new URLSearchParams({ fieldManager, ...(opts.force ? { force: 'true' } : {}), ...(opts.dryRun ? { dryRun: 'All' } : {}) });
-  const res = await call(kube, what, () => rawRequest(kube, 'PATCH', `${path}?${query}`, obj, 30_000, k8s.PatchStrategy.ServerSideApply));
+  const res = await rawRequest(kube, 'PATCH', `${path}?${query.toString()}`, obj, 30_000, 'application/apply-patch+yaml');
   if (res.status === 409) {
+    const detail = ((res.body as { message?: string } | undefined)?.message ?? 'conflict').replace(/^Apply failed with \d+ conflicts?: /, '');
     throw new PreconditionError(
-      `${what}: another field manager owns fields this would change (${conflictDetail(res)})`,
+      `${what}: another field manager owns fields this would change (${detail})`,
       'check who manages it (kubectl get --show-managed-fields -o yaml), then rerun with --force-conflicts to take the fields over',
     );
   }
-  if (res.status < 200 || res.status >= 300) {
-    const message = (res.body as { message?: string } | undefined)?.message ?? `HTTP ${res.status}`;
-    throw translateKubeError(new k8s.ApiException(res.status, message, res.body, res.headers as Record<string, string>), what, kube.server);
-  }
+  if (res.status !== 200 && res.status !== 201) throw failed(res);
   const after = res.body as k8s.KubernetesObject;
   const outcome = before === undefined ? 'created' : before.metadata?.resourceVersion === after.metadata?.resourceVersion ? 'unchanged' : 'configured';
   if (!opts.dryRun) return outcome;
@@ -368,56 +372,19 @@ export async function applyObject(kube: Pick<Kube, 'objects' | 'server' | 'confi
   return JSON.stringify(stripVolatile(before)) === JSON.stringify(stripVolatile(after)) ? 'unchanged (dry run)' : 'configured (dry run)';
 }
 
-/** Resources by group version, from the API server's discovery, kept for the life of the client. */
-const discovered = new WeakMap<object, Map<string, Map<string, { name: string; namespaced: boolean }>>>();
-
-/** The URL path of `obj` (as kubectl finds it): its group version's discovery names the resource. */
-async function objectPath(kube: Pick<Kube, 'config' | 'server' | 'namespace'>, obj: Pick<ManifestObject, 'apiVersion' | 'kind' | 'metadata'>, what: string): Promise<string> {
-  const base = obj.apiVersion.includes('/') ? `/apis/${obj.apiVersion}` : `/api/${obj.apiVersion}`;
-  let byVersion = discovered.get(kube.config);
-  if (!byVersion) discovered.set(kube.config, (byVersion = new Map()));
-  let kinds = byVersion.get(obj.apiVersion);
-  if (!kinds?.has(obj.kind)) {
-    const res = await call(kube, what, () => rawRequest(kube, 'GET', base));
-    if (res.status === 404) throw new NotFoundError(`${what}: the API server does not serve ${obj.apiVersion}`, 'install the CRD or the API that serves it first');
-    if (res.status !== 200) throw translateKubeError(new k8s.ApiException(res.status, `discovery of ${obj.apiVersion}: HTTP ${res.status}`, res.body, res.headers as Record<string, string>), what, kube.server);
-    kinds = new Map();
-    for (const r of (res.body as { resources?: { name: string; kind: string; namespaced: boolean }[] }).resources ?? []) {
-      if (!r.name.includes('/')) kinds.set(r.kind, { name: r.name, namespaced: r.namespaced });
-    }
-    byVersion.set(obj.apiVersion, kinds);
-  }
-  const resource = kinds.get(obj.kind);
-  if (!resource) throw new NotFoundError(`${what}: ${obj.apiVersion} has no kind ${obj.kind}`, 'check apiVersion and kind, and that the CRD is installed');
-  const namespace = resource.namespaced ? `/namespaces/${encodeURIComponent(obj.metadata.namespace || kube.namespace)}` : '';
-  return `${base}${namespace}/${resource.name}/${encodeURIComponent(obj.metadata.name)}`;
-}
-
 function stripVolatile(o: k8s.KubernetesObject): unknown {
   const { managedFields: _m, resourceVersion: _r, generation: _g, ...metadata } = (o.metadata ?? {}) as Record<string, unknown>;
   return { ...o, metadata };
 }
 
-function conflictDetail(err: unknown): string {
-  const body = (err as { body?: unknown }).body;
-  try {
-    const parsed = (typeof body === 'string' ? JSON.parse(body) : body) as { message?: string };
-    return parsed.message?.replace(/^Apply failed with \d+ conflicts?: /, '') ?? 'conflict';
-  } catch {
-    return 'conflict';
-  }
-}
-
-/** Deletes the object; false when it was not there (already deleted counts as done). */
-export async function deleteObject(kube: Pick<Kube, 'objects' | 'server'>, header: Pick<ManifestObject, 'apiVersion' | 'kind' | 'metadata'>, opts: { dryRun?: boolean } = {}): Promise<boolean> {
+/** Deletes the object (dependents in the background, as kubectl); false when it was not there. */
+export async function deleteObject(kube: Pick<Kube, 'config' | 'server'>, header: Pick<ManifestObject, 'apiVersion' | 'kind' | 'metadata'>, opts: { dryRun?: boolean } = {}): Promise<boolean> {
   const what = `delete ${header.kind} ${header.metadata.namespace ? `${header.metadata.namespace}/` : ''}${header.metadata.name}`;
-  return call(kube, what, async () => {
-    try {
-      await kube.objects.delete(header, undefined, opts.dryRun ? 'All' : undefined, undefined, undefined, 'Background');
-      return true;
-    } catch (err) {
-      if (statusCode(err) === 404) return false;
-      throw err;
-    }
-  });
+  const path = await objectPath(kube, header);
+  const res = await rawRequest(kube, 'DELETE', `${path}${opts.dryRun ? '?dryRun=All' : ''}`, { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' });
+  if (res.status === 404) return false;
+  if (res.status === 200 || res.status === 202) return true;
+  const message = (res.body as { message?: string } | undefined)?.message ?? `HTTP ${res.status}`;
+  if (res.status === 403) throw new CliError(`${what}: forbidden: ${message}`, ExitCode.forbidden, 'ask for the permissions listed in the README (manifests/rbac/plugin-clusterrole.yaml)');
+  throw new UnreachableError(`${what}: the API server answered ${res.status}: ${message}`, 'retry shortly');
 }

@@ -17,6 +17,7 @@ import './unit/gate.test.js';
 import './unit/image.test.js';
 import './unit/kube-config.test.js';
 import './unit/krew.test.js';
+import './unit/kube-lite.test.js';
 import './unit/lifecycle.test.js';
 import './unit/lock.test.js';
 import './unit/matrix.test.js';

@@ -4,7 +4,7 @@
 // ServiceAccount, with a real token, can do what discovery needs and nothing else.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -14,7 +14,7 @@ import { parse, parseAllDocuments, stringify } from 'yaml';
 import { agentSelector } from '../../agent/config.js';
 import type { ClusterView } from '../../agent/discovery.js';
 import { kubeDiscovery } from '../../agent/kube-discovery.js';
-import { connect } from '../../lib/kube.js';
+import { liteCredentials, liteKube } from '../../lib/kube-lite.js';
 import { createSimulatedNodes, installCiliumCrds, installPrometheusOperatorCrds, kindNodes } from '../../lab/cluster-objects.js';
 import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
 import { repoRoot, runPlugin } from '../harness/plugin.js';
@@ -126,10 +126,17 @@ describe('manifests on a real API server', () => {
   });
 
   it('lets the agent ServiceAccount, with a real token, run discovery: list and watch of pods, nodes and CiliumNodes', async () => {
-    const kubeconfig = await serviceAccountKubeconfig();
+    // As in the pod: the token and CA in the service account directory, the API server from the
+    // KUBERNETES_SERVICE_* variables.
+    const saDir = join(cp.rootDir, 'serviceaccount');
+    mkdirSync(saDir);
+    copyFileSync(cp.pki.caCert, join(saDir, 'ca.crt'));
+    writeFileSync(join(saDir, 'token'), await serviceAccountToken());
+    const api = new URL(cp.server);
+    const creds = liteCredentials(undefined, { KUBERNETES_SERVICE_HOST: api.hostname, KUBERNETES_SERVICE_PORT: api.port }, saDir);
     const logs: string[] = [];
     let view: ClusterView | undefined;
-    const discovery = kubeDiscovery(connect({ kubeconfig }), ns, agentSelector, 'cilium-migrate.io/phase', (l) => logs.push(l));
+    const discovery = kubeDiscovery(liteKube(creds), ns, agentSelector, 'cilium-migrate.io/phase', (l) => logs.push(l));
     discovery.start((v) => (view = v));
     try {
       await eventually('the agents and nodes discovered', async () => (view?.agents.length === 3 && view.nodes.length === 3 ? true : undefined), 30_000);
@@ -196,8 +203,12 @@ describe('manifests on a real API server', () => {
     assert.equal(await make(), first, 'the same build gives the same checksum');
   });
 
+  async function serviceAccountToken(): Promise<string> {
+    return (await cp.kubectl(['-n', ns, 'create', 'token', 'cilium-migrate-agent', '--duration=10m'])).stdout.trim();
+  }
+
   async function serviceAccountKubeconfig(): Promise<string> {
-    const token = (await cp.kubectl(['-n', ns, 'create', 'token', 'cilium-migrate-agent', '--duration=10m'])).stdout.trim();
+    const token = await serviceAccountToken();
     const file = join(cp.rootDir, 'agent-sa.kubeconfig');
     writeFileSync(file, stringify({
       apiVersion: 'v1',
