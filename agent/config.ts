@@ -2,14 +2,14 @@
 // downward-API ones), validated at start so a bad value stops the agent with a message.
 import yargs from 'yargs';
 import ipaddr from 'ipaddr.js';
-import { agentNamespace, ciliumClusterCidr, legacyClusterCidr, migrationLabel } from '../lib/defaults.js';
+import { agentFullMeshMax, agentNamespace, agentPodSelector, ciliumClusterCidr, legacyClusterCidr, migrationLabel } from '../lib/defaults.js';
 import { parseCidr } from '../lib/cidr.js';
 import { parseDuration } from '../lib/duration.js';
 import { ConfigError } from '../lib/errors.js';
 import type { ProbeProtocol } from '../lib/row.js';
 import { version } from '../lib/version.js';
 
-export const agentSelector = 'app.kubernetes.io/name=cilium-migrate-agent';
+export const agentSelector = agentPodSelector;
 
 export interface AgentConfig {
   port: number;
@@ -54,7 +54,7 @@ export async function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv): 
     .option('window', { type: 'string', default: env.PROBE_WINDOW ?? '60s', describe: 'Sliding window of the statistics (PROBE_WINDOW)' })
     .option('max-probes-per-second', { type: 'number', default: Number(env.MAX_PROBES_PER_SECOND ?? 50), describe: 'Global probe rate limit (MAX_PROBES_PER_SECOND)' })
     .option('jitter', { type: 'number', default: Number(env.PROBE_JITTER ?? 0.2), describe: 'Each next probe at interval x (1 +/- jitter) (PROBE_JITTER)' })
-    .option('full-mesh-max', { type: 'number', default: Number(env.FULL_MESH_MAX ?? 50), describe: 'Probe every peer up to this many (FULL_MESH_MAX)' })
+    .option('full-mesh-max', { type: 'number', default: Number(env.FULL_MESH_MAX ?? agentFullMeshMax), describe: 'Probe every peer up to this many (FULL_MESH_MAX)' })
     .option('ring-size', { type: 'number', default: Number(env.RING_SIZE ?? 5), describe: 'Above that, peers per destination overlay (RING_SIZE)' })
     .option('large-packet-size', { type: 'number', default: Number(env.LARGE_PACKET_SIZE ?? 0), describe: 'ICMP payload bytes of the DF large-packet probe; 0 turns it off (LARGE_PACKET_SIZE)' })
     .option('peers-file', { type: 'string', default: env.PEERS_FILE, describe: 'Read the cluster view from this JSON file instead of the Kubernetes API (PEERS_FILE)' })

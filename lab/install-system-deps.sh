@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the machine packages the build, the tests and the lab need, when they are missing:
 # openssl (test PKI), util-linux (setpriv), iproute2 and iptables (network namespaces), procps,
-# iputils-ping (the agent's ICMP probes through the ping package), prometheus (the monitoring test
-# evaluates the dashboard's queries and the alerts with it).
+# iputils-ping (the agent's ICMP probes through the ping package), chromium (the HTML view's test
+# opens the page headless), prometheus (the monitoring test evaluates the dashboard's queries and
+# the alerts with it).
 # Go (>= the version in lab/bins/*/go.mod) must already be there: Debian's is too old.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables)
 command -v pgrep >/dev/null || need+=(procps)
 command -v ping >/dev/null || need+=(iputils-ping)
+[[ -x /usr/bin/chromium ]] || need+=(chromium)
 command -v prometheus >/dev/null || need+=(prometheus)
 
 if ((${#need[@]})); then
