@@ -2,6 +2,7 @@
 import type { Server } from 'node:http';
 import { describeError, exitCodeFor } from '../lib/errors.js';
 import { liteCredentials, liteKube } from '../lib/kube-lite.js';
+import { expectedOverlay } from '../lib/overlay.js';
 import { kubeDiscovery } from './kube-discovery.js';
 import { version } from '../lib/version.js';
 import { parseAgentConfig } from './config.js';
@@ -29,7 +30,7 @@ async function main(): Promise<void> {
   let view: ClusterView = { agents: [], nodes: [], ciliumNodeCidrs: {} };
   let synced = false;
   let identity = identityOf(self, view, cfg);
-  const metrics = new AgentMetrics(identity, cfg.maxFailingSeries);
+  const metrics = new AgentMetrics(identity, cfg.maxFailingSeries, { intervalMs: cfg.intervalMs, windowMs: cfg.windowMs });
 
   const discovery: Discovery = cfg.peersFile ? fileDiscovery(cfg.peersFile, (err) => log(`discovery: ${err.message}`)) : kubeDiscoveryFor(cfg.kubeconfig, cfg.namespace, cfg.agentSelector);
   discovery.start((next) => {
@@ -38,6 +39,10 @@ async function main(): Promise<void> {
     const before = identity.overlayMismatch;
     identity = identityOf(self, view, cfg);
     metrics.setIdentity(identity);
+    metrics.setNodes({
+      legacy: view.nodes.filter((n) => expectedOverlay(n.labels, cfg.labelKey) === 'legacy').length,
+      cilium: view.nodes.filter((n) => expectedOverlay(n.labels, cfg.labelKey) === 'cilium').length,
+    });
     if (identity.overlayMismatch && identity.overlayMismatch !== before) log(`warning: ${identity.overlayMismatch}`);
     const peers = peersOf(self, identity, view, cfg);
     store.setPeers(peers);

@@ -2,7 +2,7 @@
 // overlay and protocol (O(1) series per agent, O(N) for the cluster); per-peer series only for
 // peers that are failing right now, capped, and removed when they recover or leave.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { AgentIdentity, PeerRef, ProbeProtocol, RowCell } from '../lib/row.js';
+import { cellFreshness, type AgentIdentity, type PeerRef, type ProbeProtocol, type RowCell } from '../lib/row.js';
 import type { ProbeResult } from './prober.js';
 
 export class AgentMetrics {
@@ -15,10 +15,17 @@ export class AgentMetrics {
   private readonly failing: Gauge;
   private readonly failingDropped: Gauge;
   private readonly mismatch: Gauge;
+  private readonly nodes: Gauge;
+  private readonly stale: Gauge;
   private failingLabels = new Map<string, Record<string, string>>();
   private pairLabels = new Map<string, Record<string, string>>();
 
-  constructor(private identity: AgentIdentity, private readonly maxFailingSeries: number) {
+  /** `freshness` is the pace of the probes, which says when a cell is stale (lib/row.ts cellFreshness). */
+  constructor(
+    private identity: AgentIdentity,
+    private readonly maxFailingSeries: number,
+    private readonly freshness: { intervalMs: number; windowMs: number } = { intervalMs: 5000, windowMs: 60_000 },
+  ) {
     const registers = [this.registry];
     this.info = new Gauge({ name: 'cilium_migrate_agent_info', help: 'The agent: its node, overlay and version (always 1)', labelNames: ['node', 'pod', 'overlay', 'expected_overlay', 'version'], registers });
     this.probes = new Counter({ name: 'cilium_migrate_probes_total', help: 'Probes sent, by overlay pair, protocol and result', labelNames: ['src_overlay', 'dst_overlay', 'protocol', 'result'], registers });
@@ -34,6 +41,10 @@ export class AgentMetrics {
     this.failing = new Gauge({ name: 'cilium_migrate_peer_failure_ratio', help: 'Failure ratio towards a failing peer (only failing peers have a series)', labelNames: ['src_overlay', 'dst_node', 'dst_pod', 'dst_overlay', 'protocol'], registers });
     this.failingDropped = new Gauge({ name: 'cilium_migrate_failing_peers_unlisted', help: 'Failing peer cells not given a series because of the cap', registers });
     this.mismatch = new Gauge({ name: 'cilium_migrate_overlay_mismatch', help: '1 when this agent is not on the overlay its node should be on', registers });
+    // What the agent's discovery sees, so Prometheus alone can tell the migration's progress and
+    // notice a node without an agent (one that never got scheduled has no target to be down).
+    this.nodes = new Gauge({ name: 'cilium_migrate_nodes', help: 'Nodes in the cluster, by the overlay they should be on (cilium once labelled for migration)', labelNames: ['expected_overlay'], registers });
+    this.stale = new Gauge({ name: 'cilium_migrate_stale_cells', help: 'Peer and protocol cells without a sample within two probe intervals (stale or unknown: the prober is falling behind)', registers });
     this.setIdentity(identity);
   }
 
@@ -44,6 +55,11 @@ export class AgentMetrics {
     this.mismatch.set(identity.overlayMismatch ? 1 : 0);
   }
 
+  /** Records the nodes discovery sees, by the overlay each should be on. */
+  setNodes(byExpectedOverlay: Record<'legacy' | 'cilium', number>): void {
+    for (const [overlay, n] of Object.entries(byExpectedOverlay)) this.nodes.set({ expected_overlay: overlay }, n);
+  }
+
   /** Counts one probe. */
   observe(peer: PeerRef, protocol: ProbeProtocol, result: ProbeResult): void {
     const labels = { src_overlay: this.identity.overlay, dst_overlay: peer.overlay, protocol };
@@ -52,14 +68,16 @@ export class AgentMetrics {
   }
 
   /** Recomputes the gauges from the row's cells. */
-  refresh(cells: RowCell[]): void {
+  refresh(cells: RowCell[], now = Date.now()): void {
     const src = this.identity.overlay;
+    let stale = 0;
     const sums = new Map<string, { labels: Record<string, string>; sum: number; n: number }>();
     const perOverlay = new Map<string, number>();
     const failing: { key: string; labels: Record<string, string>; value: number }[] = [];
     for (const cell of cells) {
       perOverlay.set(cell.peer.overlay, (perOverlay.get(cell.peer.overlay) ?? 0) + 1);
       for (const s of cell.stats) {
+        if (cellFreshness(s, now, this.freshness.intervalMs, this.freshness.windowMs) !== 'fresh') stale += 1;
         if (s.successRatio === null) continue;
         const pair = `${cell.peer.overlay}|${s.protocol}`;
         const agg = sums.get(pair) ?? { labels: { src_overlay: src, dst_overlay: cell.peer.overlay, protocol: s.protocol }, sum: 0, n: 0 };
@@ -79,6 +97,7 @@ export class AgentMetrics {
     for (const [key, labels] of this.pairLabels) if (!sums.has(key)) this.ratio.remove(labels);
     this.pairLabels = new Map([...sums].map(([key, agg]) => [key, agg.labels]));
     for (const agg of sums.values()) this.ratio.set(agg.labels, agg.sum / agg.n);
+    this.stale.set(stale);
     this.peers.reset();
     for (const [overlay, n] of perOverlay) this.peers.set({ dst_overlay: overlay }, n);
 

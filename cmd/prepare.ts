@@ -26,7 +26,7 @@ export const prepareCommand = defineCommand({
       .option('label-key', { type: 'string', default: migrationLabel, describe: 'Label the CiliumNodeConfig selects on (the same as node/run --label-key)' })
       .option('cilium-namespace', { type: 'string', default: ciliumNamespace, describe: 'Namespace of Cilium and its CiliumNodeConfig' })
       .option('name', { type: 'string', default: ciliumNodeConfigName, describe: 'Name of the CiliumNodeConfig' })
-      .option('agent-manifests', { type: 'string', describe: 'Also apply the probe agent from this YAML file (e.g. kubectl kustomize manifests/ > agent.yaml)' })
+      .option('agent-manifests', { type: 'string', describe: 'Also apply the probe agent from this YAML file (e.g. kubectl kustomize manifests/agent > agent.yaml)' })
       .option('force-conflicts', { type: 'boolean', default: false, describe: 'Take over fields another field manager owns (as kubectl apply --server-side --force-conflicts)' })
       .option('dry-run', { type: 'boolean', default: false, describe: 'Ask the API server what would change (server-side dry run), change nothing' })
       .example('$0 prepare', 'apply the CiliumNodeConfig of the seed lab')

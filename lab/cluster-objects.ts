@@ -88,6 +88,15 @@ export async function createSimulatedNodes(cp: ControlPlane, nodes: SimulatedNod
   }
 }
 
+/** prometheus-operator's ServiceMonitor and PrometheusRule CRDs, vendored from its release. */
+export const prometheusOperatorCrdsDir = join(here, 'crds', 'prometheus-operator');
+
+/** Installs the ServiceMonitor and PrometheusRule CRDs and waits until they are Established. */
+export async function installPrometheusOperatorCrds(cp: ControlPlane): Promise<void> {
+  await cp.kubectl(['apply', '--server-side', '-f', prometheusOperatorCrdsDir]);
+  await cp.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/servicemonitors.monitoring.coreos.com', 'crd/prometheusrules.monitoring.coreos.com']);
+}
+
 /** Installs the Cilium CRDs and waits until they are Established. */
 export async function installCiliumCrds(cp: ControlPlane): Promise<void> {
   await cp.kubectl(['apply', '--server-side', '-f', ciliumCrdsFile]);

@@ -2,7 +2,8 @@
 # Installs the machine packages the build, the tests and the lab need, when they are missing:
 # openssl (test PKI), util-linux (setpriv), iproute2 and iptables (network namespaces), procps,
 # iputils-ping (the agent's ICMP probes through the ping package), chromium (the HTML view's test
-# opens the page headless).
+# opens the page headless), prometheus (the monitoring test evaluates the dashboard's queries and
+# the alerts with it).
 # Go (>= the version in lab/bins/*/go.mod) must already be there: Debian's is too old.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ command -v iptables >/dev/null || need+=(iptables)
 command -v pgrep >/dev/null || need+=(procps)
 command -v ping >/dev/null || need+=(iputils-ping)
 [[ -x /usr/bin/chromium ]] || need+=(chromium)
+command -v prometheus >/dev/null || need+=(prometheus)
 
 if ((${#need[@]})); then
   if [[ $(id -u) != 0 ]]; then

@@ -11,6 +11,8 @@ import './integration/control-plane-lifecycle.test.js';
 import './integration/drain.test.js';
 import './integration/egress-proxy.test.js';
 import './integration/lifecycle.test.js';
+import './integration/manifests.test.js';
+import './integration/monitoring.test.js';
 import './integration/netns-topology.test.js';
 import './integration/node-engine.test.js';
 import './integration/plugin.test.js';

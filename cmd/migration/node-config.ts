@@ -79,7 +79,7 @@ export function parseManifests(text: string, source: string): ManifestObject[] {
       continue;
     }
     if (typeof o.apiVersion !== 'string' || typeof o.kind !== 'string' || typeof o.metadata?.name !== 'string') {
-      throw new PreconditionError(`${source}: a document without apiVersion, kind and metadata.name`, 'pass the output of `kubectl kustomize manifests/` or plain manifests');
+      throw new PreconditionError(`${source}: a document without apiVersion, kind and metadata.name`, 'pass the output of `kubectl kustomize manifests/agent` (or manifests/monitoring) or plain manifests');
     }
     out.push(o as ManifestObject);
   }

@@ -40,7 +40,10 @@ export interface PreflightFacts {
   ciliumCidrFlag: string;
 }
 
-/** What the plugin does with the API, for the permission check. */
+/**
+ * What the plugin does with the API, for the permission check. manifests/rbac/plugin-clusterrole.yaml
+ * grants exactly these (test/unit/plugin-rbac.test.ts holds the two together): add a permission to both.
+ */
 export const requiredPermissions: { verb: string; group: string; resource: string; subresource?: string }[] = [
   { verb: 'get', group: '', resource: 'nodes' },
   { verb: 'list', group: '', resource: 'nodes' },
@@ -53,6 +56,7 @@ export const requiredPermissions: { verb: string; group: string; resource: strin
   { verb: 'delete', group: '', resource: 'pods' },
   { verb: 'create', group: '', resource: 'pods', subresource: 'eviction' },
   { verb: 'create', group: '', resource: 'events' },
+  { verb: 'list', group: 'networking.k8s.io', resource: 'networkpolicies' },
   { verb: 'get', group: 'apps', resource: 'daemonsets' },
   { verb: 'patch', group: 'apps', resource: 'daemonsets' },
   { verb: 'delete', group: 'apps', resource: 'daemonsets' },
@@ -69,6 +73,8 @@ export const requiredPermissions: { verb: string; group: string; resource: strin
   { verb: 'list', group: 'cilium.io', resource: 'ciliumnodes' },
   { verb: 'list', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
   { verb: 'get', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
+  // Server-side apply needs create as well as patch when the object does not exist yet.
+  { verb: 'create', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
   { verb: 'patch', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
   { verb: 'delete', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
   { verb: 'get', group: 'apiextensions.k8s.io', resource: 'customresourcedefinitions' },

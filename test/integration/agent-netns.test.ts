@@ -166,9 +166,13 @@ describe('probe agents on a dual-overlay network namespace data plane', () => {
     assert.equal((await rows()).has('agent-1'), false, 'its row is no longer served');
     const freshness = (now: number) => new Set(last.cells.flatMap((c) => c.stats.map((s) => cellFreshness(s, now, last.intervalMs, last.windowMs))));
     assert.deepEqual([...freshness(killedAt)], ['fresh']);
-    await new Promise((r) => setTimeout(r, 2 * intervalMs + 2500));
-    assert.deepEqual([...freshness(Date.now())], ['stale'], 'stale after two intervals');
-    await new Promise((r) => setTimeout(r, windowMs - (Date.now() - killedAt) + 500));
-    assert.deepEqual([...freshness(Date.now())], ['unknown'], 'unknown after the window');
+    // Judged at fixed instants after the kill: the wait above can take seconds on a busy machine,
+    // and judging at "now" then would skip past the stale period.
+    const staleAt = killedAt + 2 * intervalMs + 2500;
+    await new Promise((r) => setTimeout(r, Math.max(0, staleAt - Date.now())));
+    assert.deepEqual([...freshness(staleAt)], ['stale'], 'stale after two intervals');
+    const unknownAt = killedAt + windowMs + 500;
+    await new Promise((r) => setTimeout(r, Math.max(0, unknownAt - Date.now())));
+    assert.deepEqual([...freshness(unknownAt)], ['unknown'], 'unknown after the window');
   });
 });

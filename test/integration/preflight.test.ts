@@ -107,6 +107,28 @@ describe('preflight', () => {
     });
   }
 
+  it('passes every check for a user bound only to the plugin ClusterRole (manifests/rbac/plugin-clusterrole.yaml)', async () => {
+    await cp.kubectl(['apply', '--server-side', '-f', join(import.meta.dirname, '..', '..', 'manifests', 'rbac', 'plugin-clusterrole.yaml')]);
+    await cp.kubectl(['create', 'clusterrolebinding', 'cilium-migrate-operator', '--clusterrole=cilium-migrate', '--user=operator']);
+    const r = await preflight(await cp.userKubeconfig('operator'));
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const c = checks(r.stdout);
+    assert.ok([...c.values()].every((x) => x.result === 'pass'), r.stdout);
+    assert.match(c.get('permissions')!.detail, /^all \d+ permissions the plugin uses$/);
+    // prepare creates the CiliumNodeConfig by server-side apply, which needs create besides patch.
+    await cp.kubectl(['-n', 'kube-system', 'delete', 'ciliumnodeconfigs.cilium.io', 'cilium-default']);
+    const prepare = await runPlugin(['prepare', '--kubeconfig', await cp.userKubeconfig('operator')], { env: { PATH: process.env.PATH ?? '', HOME: cp.rootDir } });
+    assert.equal(prepare.code, 0, prepare.stdout + prepare.stderr);
+    await cp.kubectl(['-n', 'kube-system', 'get', 'ciliumnodeconfigs.cilium.io', 'cilium-default']);
+    // Without the binding the same user may do nothing the plugin needs.
+    await cp.kubectl(['delete', 'clusterrolebinding', 'cilium-migrate-operator']);
+    const denied = await eventually('the binding gone', async () => {
+      const res = await preflight(await cp.userKubeconfig('operator'));
+      return res.code !== 0 ? res : undefined;
+    });
+    assert.equal(denied.code, ExitCode.forbidden, denied.stderr);
+  });
+
   it('fails the permission check for a user who may only read', async () => {
     await cp.kubectl(['create', 'clusterrole', 'read-only', '--verb=get,list,watch', '--resource=nodes,pods,daemonsets,poddisruptionbudgets,configmaps,customresourcedefinitions,networkpolicies,ciliumnodes.cilium.io,ciliumnodeconfigs.cilium.io,leases']);
     await cp.kubectl(['create', 'clusterrolebinding', 'read-only', '--clusterrole=read-only', '--user=reader']);

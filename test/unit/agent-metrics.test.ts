@@ -56,3 +56,29 @@ describe('agent metrics cardinality', () => {
     assert.doesNotMatch(text, /cilium_migrate_reachability_ratio\{/, 'no pair without peers');
   });
 });
+
+describe('agent metrics for monitoring', () => {
+  it('counts the cells without a sample within two intervals as stale', async () => {
+    const store = new MatrixStore(60_000, 100);
+    const fresh: PeerRef = { node: 'n1', pod: 'a1', ip: '10.244.1.5', overlay: 'legacy' };
+    const behind: PeerRef = { node: 'n2', pod: 'a2', ip: '10.245.2.5', overlay: 'cilium' };
+    const never: PeerRef = { node: 'n3', pod: 'a3', ip: '10.245.3.5', overlay: 'cilium' };
+    store.setPeers([fresh, behind, never].map((ref) => ({ ref, focus: false, protocols: ['icmp'] })));
+    const now = Date.now();
+    store.record(fresh, 'icmp', { at: now - 1000, ok: true, rttMs: 1 });
+    store.record(behind, 'icmp', { at: now - 20_000, ok: true, rttMs: 1 });
+    const metrics = new AgentMetrics(identity, 50, { intervalMs: 5000, windowMs: 60_000 });
+    metrics.refresh(store.snapshot().cells, now);
+    assert.match(await metrics.registry.metrics(), /^cilium_migrate_stale_cells 2$/m, 'the one 20 s old and the one never probed');
+    metrics.refresh(store.snapshot().cells, now - 15_000);
+    assert.match(await metrics.registry.metrics(), /^cilium_migrate_stale_cells 1$/m);
+  });
+
+  it('reports the nodes discovery sees by the overlay they should be on', async () => {
+    const metrics = new AgentMetrics(identity, 50);
+    metrics.setNodes({ legacy: 3, cilium: 1 });
+    const text = await metrics.registry.metrics();
+    assert.match(text, /^cilium_migrate_nodes\{expected_overlay="legacy"\} 3$/m);
+    assert.match(text, /^cilium_migrate_nodes\{expected_overlay="cilium"\} 1$/m);
+  });
+});
