@@ -4,9 +4,10 @@ SHELL := /bin/bash
 
 PREFIX ?= /usr/local
 NODE_TEST := node --import tsx --test --test-reporter=spec
-# Per-test limit; a hung test fails instead of eating CI's time. Node 20 applies it to the whole
-# test/integration.ts file as well, which takes about 10 minutes on a busy 2-core machine.
-TEST_TIMEOUT_MS ?= 1200000
+# Limit for the integration run: Node 20 applies --test-timeout to the whole file test/integration.ts
+# imports, so this bounds the suite (about 10-15 minutes here) and still stops a hung test well
+# inside CI's 90 minutes.
+TEST_TIMEOUT_MS ?= 2700000
 
 .PHONY: help deps system-deps bins build typecheck test test-unit test-integration install uninstall demo clean bench bench-agent bench-drain bench-node bench-scale bench-detection bench-connectivity dashboard image image-ref krew-archive
 

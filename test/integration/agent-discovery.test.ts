@@ -93,6 +93,14 @@ describe('agent discovery by watch', () => {
   });
 
   it('does not LIST periodically', async () => {
+    // After the API server restart above, every client (the controller manager, kwok, the agent)
+    // may relist once as its watches resume; wait until that is over, then watch for 6 s more.
+    let last = '';
+    let stableSince = Date.now();
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline && Date.now() - stableSince < 4000; await new Promise((r) => setTimeout(r, 500))) {
+      const now = `${await listCount(cp, 'pods')}/${await listCount(cp, 'nodes')}`;
+      if (now !== last) [last, stableSince] = [now, Date.now()];
+    }
     const pods = await listCount(cp, 'pods');
     const nodes = await listCount(cp, 'nodes');
     await new Promise((r) => setTimeout(r, 6000));
