@@ -3,7 +3,7 @@
 // VXLAN on 8472 over 10.244.0.0/16) and Cilium in migration mode (cilium-config as the initial Helm
 // values make it, the cilium DaemonSet with its RBAC, and a CiliumNode per node with a pod CIDR from
 // 10.245.0.0/16, which the Cilium operator would allocate).
-import { ciliumClusterCidr, ciliumVxlanPort, legacyClusterCidr, legacyVxlanPort } from '../lib/defaults.js';
+import { agentNamespace, ciliumClusterCidr, ciliumVxlanPort, legacyClusterCidr, legacyVxlanPort } from '../lib/defaults.js';
 
 type Obj = Record<string, unknown>;
 
@@ -110,4 +110,75 @@ export function ciliumNodeObjects(nodes: { name: string; index: number; internal
     apiVersion: 'cilium.io/v2', kind: 'CiliumNode', metadata: { name: n.name },
     spec: { addresses: [{ type: 'InternalIP', ip: n.internalIp }], ipam: { podCIDRs: [`${net}.${n.index}.0/24`] } },
   }));
+}
+
+/**
+ * The probe agent DaemonSet for the lab, with the RBAC its discovery needs.
+ * TODO(lead): replace with the agent manifests from manifests/ (or `prepare --agent`) once they land.
+ */
+export function probeAgentObjects(namespace = agentNamespace, image = 'ghcr.io/cilium-migrate/agent:dev'): Obj[] {
+  const labels = { 'app.kubernetes.io/name': 'cilium-migrate-agent' };
+  const fieldEnv = (name: string, fieldPath: string) => ({ name, valueFrom: { fieldRef: { fieldPath } } });
+  return [
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } },
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'cilium-migrate-agent', namespace } },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: 'cilium-migrate-agent' },
+      rules: [
+        { apiGroups: [''], resources: ['pods', 'nodes'], verbs: ['get', 'list', 'watch'] },
+        { apiGroups: ['cilium.io'], resources: ['ciliumnodes'], verbs: ['get', 'list', 'watch'] },
+      ],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'cilium-migrate-agent' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cilium-migrate-agent' },
+      subjects: [{ kind: 'ServiceAccount', name: 'cilium-migrate-agent', namespace }],
+    },
+    {
+      apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'cilium-migrate-agent', namespace, labels },
+      spec: {
+        selector: { matchLabels: labels },
+        template: {
+          metadata: { labels },
+          spec: {
+            serviceAccountName: 'cilium-migrate-agent',
+            tolerations: [{ operator: 'Exists' }],
+            containers: [{
+              name: 'agent', image, args: ['--interval', '1s', '--timeout', '500ms', '--window', '15s'],
+              ports: [{ name: 'http', containerPort: 8080 }],
+              env: [fieldEnv('NODE_NAME', 'spec.nodeName'), fieldEnv('POD_NAME', 'metadata.name'), fieldEnv('POD_NAMESPACE', 'metadata.namespace'), fieldEnv('POD_IP', 'status.podIP')],
+            }],
+          },
+        },
+      },
+    },
+  ];
+}
+
+/** A DaemonSet of traffic checkers (lab/programs/traffic-checker.ts) requesting every nginx pod. */
+export function trafficCheckerObjects(resultsDir: string, namespace = 'default'): Obj[] {
+  const labels = { app: 'traffic-checker' };
+  return [
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'traffic-checker', namespace } },
+    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'traffic-checker', namespace }, rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }] },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'traffic-checker', namespace },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'traffic-checker' },
+      subjects: [{ kind: 'ServiceAccount', name: 'traffic-checker', namespace }],
+    },
+    {
+      apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'traffic-checker', namespace, labels },
+      spec: {
+        selector: { matchLabels: labels },
+        template: {
+          metadata: { labels },
+          spec: {
+            serviceAccountName: 'traffic-checker',
+            tolerations: [{ operator: 'Exists' }],
+            containers: [{ name: 'checker', image: 'lab/traffic-checker', args: ['--selector', 'app=nginx', '--namespace', 'default', '--results', resultsDir, '--interval', '250'] }],
+          },
+        },
+      },
+    },
+  ];
 }
