@@ -56,7 +56,7 @@ function requireRoot(what: string): void {
 }
 
 /** Starts the daemon and waits until the lab is ready, echoing its progress; returns the status. */
-export async function labUp(opts: { stateDir: string; nodes: number; progress?: (line: string) => void; timeoutMs?: number }): Promise<LabStatus> {
+export async function labUp(opts: { stateDir: string; nodes: number; progress?: (line: string) => void; timeoutMs?: number; labJs?: string }): Promise<LabStatus> {
   requireRoot('up');
   if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > 50) throw new LabError(`--nodes ${opts.nodes}: a lab has 1 to 50 nodes`);
   const progress = opts.progress ?? err;
@@ -68,8 +68,9 @@ export async function labUp(opts: { stateDir: string; nodes: number; progress?: 
   mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
   rmSync(paths.log, { force: true });
   const fd = openSync(paths.log, 'a');
-  const script = process.argv[1]!;
-  const child = spawn(process.execPath, [...process.execArgv, script, 'daemon', '--state-dir', opts.stateDir, '--nodes', String(opts.nodes)], { detached: true, stdio: ['ignore', fd, fd], env: process.env });
+  // This program again (dist/lab.js, or lab/cli.ts under tsx), unless told which.
+  const [script, execArgv] = opts.labJs ? [opts.labJs, []] : [process.argv[1]!, process.execArgv];
+  const child = spawn(process.execPath, [...execArgv, script, 'daemon', '--state-dir', opts.stateDir, '--nodes', String(opts.nodes)], { detached: true, stdio: ['ignore', fd, fd], env: process.env });
   closeSync(fd);
   child.unref();
   let exited: number | string | undefined;
@@ -93,7 +94,8 @@ export async function labUp(opts: { stateDir: string; nodes: number; progress?: 
     echo();
     if (exited !== undefined) {
       echo();
-      throw new LabError(`the lab daemon stopped (${exited}) before the lab was up; its log is above and in ${paths.log}`);
+      const tail = readFileSync(paths.log, 'utf8').trimEnd().split('\n').slice(-8).join('\n  ');
+      throw new LabError(`the lab daemon stopped (${exited}) before the lab was up; the end of its log (${paths.log}):\n  ${tail}`);
     }
     const st = await controlRequest<LabStatus>(opts.stateDir, 'GET', '/status', 5000);
     if (st?.body.ready) {

@@ -46,7 +46,9 @@ export interface LabStatus {
   kubeconfig: string;
   server: string;
   startedAt: string;
-  nodes: { name: string; role: string; internalIp: string; ready: boolean; bootID: string; podCIDR: string; cni: string; pods: { legacy: number; cilium: number; host: number } }[];
+  /** The namespace of the underlay bridge. */
+  underlayNetns: string;
+  nodes: { name: string; netns: string; role: string; internalIp: string; ready: boolean; bootID: string; podCIDR: string; cni: string; pods: { legacy: number; cilium: number; host: number } }[];
 }
 
 /** Paths inside a state directory. */
@@ -116,8 +118,9 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
       kubeconfig: paths.kubeconfig,
       server: cp?.server ?? '',
       startedAt: startedAt.toISOString(),
+      underlayNetns: topo?.underlayNetns ?? '',
       nodes: [...(labNodes?.nodes.values() ?? [])].map((n) => ({
-        name: n.name, role: n.role, internalIp: n.internalIp, ready: n.ready, bootID: n.bootID, podCIDR: n.podCIDR,
+        name: n.name, netns: topo?.nodes.find((t) => t.name === n.name)?.netns ?? '', role: n.role, internalIp: n.internalIp, ready: n.ready, bootID: n.bootID, podCIDR: n.podCIDR,
         cni: summary.get(n.name)?.cni ?? '', pods: summary.get(n.name)?.pods ?? { legacy: 0, cilium: 0, host: 0 },
       })),
     };

@@ -97,6 +97,8 @@ interface Sandbox {
   startTime: string;
   containers: Map<string, RunningContainer>;
   ready: boolean;
+  /** Network and every container started; before that the sandbox is never Ready. */
+  started: boolean;
   stopping: boolean;
   finished: boolean;
   pod: PodObject;
@@ -375,6 +377,7 @@ export class LabRuntime {
       startTime: new Date().toISOString(),
       containers: new Map(),
       ready: false,
+      started: false,
       stopping: false,
       finished: false,
     };
@@ -387,6 +390,7 @@ export class LabRuntime {
       const kubeconfig = pod.spec.automountServiceAccountToken === false ? undefined : await this.writeKubeconfig(pod, dir);
       const counts = this.restartCounts.get(uid);
       for (const c of pod.spec.containers) this.startContainer(sb, c, kubeconfig, counts?.get(c.name) ?? 0);
+      sb.started = true;
       await this.reportRunning(sb);
       this.o.log(`pod ${namespace}/${name} on ${node.name}: ${overlay === 'host' ? 'host network' : `${ip} (${overlay}, ${cidr})`}, ${pod.spec.containers.map((c) => programFor(c, this.o.programs).role).join(', ')}`);
     } catch (err) {
@@ -509,7 +513,7 @@ export class LabRuntime {
 
   private async checkReadiness(): Promise<void> {
     for (const sb of this.sandboxes.values()) {
-      if (sb.ready || sb.stopping || sb.finished) continue;
+      if (!sb.started || sb.ready || sb.stopping || sb.finished) continue;
       const ready = [...sb.containers.values()].every((rc) => rc.proc?.running() && (!rc.waitsForReadyFile || existsSync(rc.readyFile)));
       if (!ready) continue;
       sb.ready = true;
