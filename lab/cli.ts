@@ -150,6 +150,12 @@ export async function labRestartNode(stateDir: string, node: string): Promise<{ 
   return res.body;
 }
 
+export async function labUdpPort(stateDir: string, node: string, port: number, action: 'drop' | 'restore'): Promise<void> {
+  const res = await controlRequest<{ error?: string }>(stateDir, 'POST', `/udp-port?node=${encodeURIComponent(node)}&port=${port}&action=${action}`);
+  if (!res) throw new LabError(`no lab is running (state directory ${stateDir})`, 'start one with: sudo make lab-up');
+  if (res.status !== 200) throw new LabError(`cannot ${action} UDP ${port} on ${node}: ${res.body.error ?? `HTTP ${res.status}`}`);
+}
+
 function printStatus(st: LabStatus): void {
   out(`lab: ${st.ready ? 'up' : 'starting'} since ${st.startedAt} (daemon pid ${st.pid}), API server ${st.server}`);
   out(`kubeconfig: ${st.kubeconfig}`);
@@ -164,7 +170,8 @@ export async function main(argv: string[]): Promise<number> {
   let code = 0;
   const parser = yargs(argv)
     .scriptName('lab')
-    .usage('$0 <command> [flags]\n\nThe local dual-overlay lab: a real control plane, nodes as network namespaces with Flannel\'s\nand Cilium\'s VXLAN overlays, and a runtime that runs the pods as real processes. Needs root.')
+    .usage('$0 <command> [flags]\n\nThe local dual-overlay lab: a real control plane, nodes as network namespaces with Flannel\'s and Cilium\'s VXLAN overlays, and a runtime that runs the pods as real processes. Needs root.')
+    .wrap(Math.min(100, process.stdout.columns || 100))
     .option('state-dir', stateOption)
     .command('up', 'Bring the lab up and leave it running', (y) => y.option('nodes', { type: 'number', default: 3, describe: 'Nodes: kind-control-plane, kind-worker, kind-worker2, ...' }), async (a) => {
       const st = await labUp({ stateDir: a['state-dir'], nodes: a.nodes });
@@ -184,6 +191,14 @@ export async function main(argv: string[]): Promise<number> {
     .command('restart-node <node>', 'Restart a node like docker restart: pods stop, sandboxes are recreated through the CNI config active now, new bootID', (y) => y.positional('node', { type: 'string', demandOption: true }), async (a) => {
       const r = await labRestartNode(a['state-dir'], a.node);
       out(`restarted ${r.node}: bootID ${r.bootIDBefore?.slice(0, 8)} -> ${r.bootIDAfter?.slice(0, 8)}, ${r.pods} pods recreated`);
+    })
+    .command('drop-udp <node> <port>', 'Fault: drop incoming UDP to a port on a node (e.g. 8473, Cilium\'s VXLAN), as a broken overlay would', (y) => y.positional('node', { type: 'string', demandOption: true }).positional('port', { type: 'number', demandOption: true }), async (a) => {
+      await labUdpPort(a['state-dir'], a.node, a.port, 'drop');
+      out(`dropping UDP ${a.port} on ${a.node}`);
+    })
+    .command('restore-udp <node> <port>', 'Undo drop-udp', (y) => y.positional('node', { type: 'string', demandOption: true }).positional('port', { type: 'number', demandOption: true }), async (a) => {
+      await labUdpPort(a['state-dir'], a.node, a.port, 'restore');
+      out(`UDP ${a.port} on ${a.node} flows again`);
     })
     .command('demo', 'Bring a lab up, migrate it to Cilium with the plugin as the seed does, print the matrix after every step, tear it down', (y) => y.option('nodes', { type: 'number', default: 3 }), async (a) => {
       code = await runDemo({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), labUp, labDown, out, err });

@@ -9,7 +9,7 @@
 //     control-plane node that pipes to a Unix socket served here, which connects to the API
 //     server on the host's loopback.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -147,6 +147,19 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
       );
       return;
     }
+    if (req.method === 'POST' && url.pathname === '/udp-port') {
+      // Fault injection: drop (or stop dropping) incoming UDP to a port on a node, as a broken overlay would.
+      const node = topo?.nodes.find((n) => n.name === url.searchParams.get('node'));
+      const port = Number(url.searchParams.get('port'));
+      const drop = url.searchParams.get('action') === 'drop';
+      if (!topo || !node) return reply(400, { error: `no lab node ${url.searchParams.get('node') ?? ''}` });
+      if (!Number.isInteger(port) || port < 1 || port > 65535) return reply(400, { error: `bad port ${url.searchParams.get('port') ?? ''}` });
+      (drop ? topo.dropUdpPort(node.index, port) : topo.restoreUdpPort(node.index, port)).then(
+        () => reply(200, { node: node.name, port, dropped: drop }),
+        (err: Error) => reply(500, { error: err.message }),
+      );
+      return;
+    }
     reply(404, { error: `no ${req.method} ${url.pathname}` });
   });
   await new Promise<void>((resolve, reject) => control!.once('error', reject).listen(paths.control, resolve));
@@ -192,7 +205,9 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     await applyAll(cp, [...flannelObjects(), ...ciliumObjects(), ...ciliumNodeObjects(nodes)]);
     runtime = new LabRuntime({ kube, topology: topo, labNodes, nodes, stateDir: o.stateDir, caFile: cp.pki.caCert, apiHost: labApiHost, apiPort: labApiPort, programs, log: o.log });
     await runtime.start();
-    await waitDaemonSets(kube, [['kube-flannel', 'kube-flannel-ds'], ['kube-system', 'cilium']], o.nodes, o.log);
+    await waitDaemonSets(kube, [['kube-flannel', 'kube-flannel-ds'], ['kube-system', 'cilium']], o.nodes, o.log).catch((err: Error) => {
+      throw new Error(`${err.message}\n${notReadyPods(join(o.stateDir, 'pods'))}`);
+    });
     ready = true;
     o.log(`lab up in ${((Date.now() - startedAt.getTime()) / 1000).toFixed(1)}s: ${names.map((n) => n.name).join(', ')}; kubeconfig ${paths.kubeconfig}`);
   } catch (err) {
@@ -202,6 +217,20 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
   }
   await shutdownRequested;
   await teardown();
+}
+
+/** The last log lines of every container without a ready mark, for a failed start. */
+function notReadyPods(podsDir: string): string {
+  const lines: string[] = [];
+  for (const dir of existsSync(podsDir) ? readdirSync(podsDir) : []) {
+    for (const f of readdirSync(join(podsDir, dir)).filter((x) => x.endsWith('.log'))) {
+      if (existsSync(join(podsDir, dir, f.replace(/\.log$/, '.ready')))) continue;
+      if (readFileSync(join(podsDir, dir, f), 'utf8').trim() === '') continue;
+      const tail = readFileSync(join(podsDir, dir, f), 'utf8').trimEnd().split('\n').slice(-3).join('\n    ');
+      lines.push(`  ${dir}/${f}:\n    ${tail}`);
+    }
+  }
+  return lines.length ? `containers not ready:\n${lines.join('\n')}` : 'no container log';
 }
 
 async function mustExec(topo: Topology, netns: string, argv: string[]): Promise<void> {

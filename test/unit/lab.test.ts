@@ -1,0 +1,102 @@
+// The lab's pure parts: which CNI config a node uses, which program an image runs, kubelet's $(VAR)
+// expansion, the migration order and the matrix the agents' rows make.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { seedOrder } from '../../lab/demo.js';
+import { activeCni, expandVars, programFor } from '../../lab/runtime.js';
+import { matrixOf } from '../../lab/scenario.js';
+import { rowSchema, type CellStats, type Row } from '../../lib/row.js';
+
+describe('activeCni', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lab-cni-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('says why there is none in an empty directory', () => {
+    assert.match((activeCni(dir) as { error: string }).error, /no CNI configuration/);
+  });
+
+  it('takes the first file by name, as kubelet does: Flannel\'s, then Cilium\'s once written, ignoring *.cilium_bak', () => {
+    writeFileSync(join(dir, '10-flannel.conflist'), JSON.stringify({ plugins: [{ type: 'flannel' }] }));
+    assert.deepEqual(activeCni(dir), { file: '10-flannel.conflist', overlay: 'legacy' });
+    writeFileSync(join(dir, '05-cilium.conflist'), JSON.stringify({ plugins: [{ type: 'cilium-cni' }] }));
+    assert.deepEqual(activeCni(dir), { file: '05-cilium.conflist', overlay: 'cilium' });
+    rmSync(join(dir, '05-cilium.conflist'));
+    writeFileSync(join(dir, '00-other.conflist.cilium_bak'), '{}');
+    assert.deepEqual(activeCni(dir), { file: '10-flannel.conflist', overlay: 'legacy' });
+  });
+
+  it('refuses a plugin type the lab does not have', () => {
+    writeFileSync(join(dir, '01-calico.conflist'), JSON.stringify({ plugins: [{ type: 'calico' }] }));
+    assert.match((activeCni(dir) as { error: string }).error, /plugin type "calico"/);
+  });
+});
+
+describe('programFor', () => {
+  const programs = { agentJs: '/d/agent.js', ciliumAgentJs: '/d/cilium.js', nginxJs: '/d/nginx.js', trafficCheckerJs: '/d/tc.js' };
+  const table: [string, string[] | undefined, string[] | undefined, string][] = [
+    ['nginx', undefined, undefined, 'nginx'],
+    ['docker.io/library/nginx:1.27', undefined, undefined, 'nginx'],
+    ['quay.io/cilium/cilium:v1.18.0', undefined, undefined, 'cilium agent'],
+    ['ghcr.io/cilium-migrate/agent:dev', undefined, ['--interval', '1s'], 'probe agent'],
+    ['registry.k8s.io/pause:3.10', undefined, undefined, 'idle'],
+    ['ghcr.io/flannel-io/flannel:v0.26.4', undefined, ['--ip-masq'], 'idle'],
+    ['alpine/curl', undefined, ['/bin/sh', '-c', 'curl -s $NGINX'], 'command'],
+    ['alpine', ['sh', '-c'], ['ip addr'], 'command'],
+    ['busybox', undefined, undefined, 'idle'],
+  ];
+  for (const [image, command, args, role] of table) {
+    it(`${image} ${[...(command ?? []), ...(args ?? [])].join(' ')} -> ${role}`, () => {
+      const p = programFor({ name: 'c', image, ...(command ? { command } : {}), ...(args ? { args } : {}) }, programs);
+      assert.equal(p.role, role);
+      if (role === 'command') assert.deepEqual(p.argv, [...(command ?? []), ...(args ?? [])]);
+      if (role === 'probe agent') assert.deepEqual(p.argv.slice(1), ['/d/agent.js', ...(args ?? [])]);
+    });
+  }
+});
+
+describe('expandVars', () => {
+  it('expands $(VAR), keeps unknown references and $$ escapes, as kubelet does', () => {
+    assert.equal(expandVars('http://$(NGINX):80/$(NOPE)/$$(NGINX)', { NGINX: '10.244.2.11' }), 'http://10.244.2.11:80/$(NOPE)/$(NGINX)');
+  });
+});
+
+describe('seedOrder', () => {
+  it('migrates the workers first and the control plane last', () => {
+    assert.deepEqual(seedOrder(['kind-control-plane', 'kind-worker', 'kind-worker2']), ['kind-worker', 'kind-worker2', 'kind-control-plane']);
+  });
+});
+
+describe('matrixOf', () => {
+  const now = Date.parse('2026-01-01T00:00:10Z');
+  const stats = (protocol: 'icmp' | 'http', ok: boolean, at = now - 500): CellStats => ({
+    protocol, samples: 5, successes: ok ? 5 : 4, successRatio: ok ? 1 : 0.8, rttP50Ms: 1, rttP90Ms: 1, rttP99Ms: 1,
+    firstSampleAt: new Date(now - 9000).toISOString(), lastSampleAt: new Date(at).toISOString(),
+    lastSuccessAt: new Date(ok ? at : at - 1000).toISOString(), lastFailureAt: ok ? null : new Date(at).toISOString(), lastError: ok ? null : 'timeout',
+  });
+  const row = (node: string, overlay: 'legacy' | 'cilium', peers: [string, 'legacy' | 'cilium', boolean][]): { row: Row } => ({
+    row: {
+      schema: rowSchema, generation: 1, generatedAt: '', startedAt: '', intervalMs: 1000, windowMs: 15_000,
+      identity: { node, pod: `agent-${node}`, namespace: 'x', ip: '', overlay, expectedOverlay: overlay, version: '' },
+      cells: peers.map(([peer, o, ok]) => ({ peer: { node: peer, pod: `agent-${peer}`, ip: '', overlay: o }, focus: false, stats: [stats('icmp', true), stats('http', ok)] })),
+    },
+  });
+
+  it('is green when every cell\'s freshest ICMP and HTTP samples succeeded, and counts overlay pairs', () => {
+    const m = matrixOf([row('a', 'legacy', [['b', 'cilium', true]]), row('b', 'cilium', [['a', 'legacy', true]])], now);
+    assert.equal(m.green, true);
+    assert.deepEqual(m.pairs, { 'legacy->cilium': { ok: 1, total: 1 }, 'cilium->legacy': { ok: 1, total: 1 } });
+  });
+
+  it('is not green with a failing cell, and says which and why', () => {
+    const m = matrixOf([row('a', 'legacy', [['b', 'cilium', false]]), row('b', 'cilium', [['a', 'legacy', true]])], now);
+    assert.equal(m.green, false);
+    assert.deepEqual(m.cells.filter((c) => c.state === 'fail').map((c) => `${c.src}->${c.dst} ${c.error}`), ['a->b http: timeout']);
+  });
+
+  it('is not green while an agent is missing from the rows (an incomplete matrix)', () => {
+    assert.equal(matrixOf([row('a', 'legacy', [['b', 'cilium', true]])], now).green, false);
+  });
+});
