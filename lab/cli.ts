@@ -2,11 +2,11 @@
 // ready, `down` stops it and checks nothing is left, `status` shows the nodes, `restart-node NODE`
 // restarts one node like `docker restart` (the plugin's `--restart exec` calls it), `demo` runs
 // the seed's migration end to end. The daemon runs as `lab daemon`, started by `up`.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import yargs from 'yargs';
-import { reapStaleControlPlanes } from './control-plane.js';
+import { pidsMentioning, reapStaleControlPlanes } from './control-plane.js';
 import { defaultDistDir, defaultStateDir, runDaemon, statePaths, type LabStatus } from './daemon.js';
 import { runDemo } from './demo.js';
 import { netnsUnsupportedReason, reapStaleTopologies } from './netns.js';
@@ -38,6 +38,11 @@ export function controlRequest<T>(stateDir: string, method: string, path: string
     req.on('error', () => resolve(undefined)).on('timeout', () => req.destroy());
     req.end();
   });
+}
+
+function listNetns(): string[] {
+  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean) : [];
 }
 
 function daemonPid(stateDir: string): number | undefined {
@@ -115,6 +120,7 @@ export async function labDown(opts: { stateDir: string; progress?: (line: string
   requireRoot('down');
   const progress = opts.progress ?? err;
   const pid = daemonPid(opts.stateDir);
+  const status = await controlRequest<LabStatus>(opts.stateDir, 'GET', '/status', 5000);
   const answered = await controlRequest(opts.stateDir, 'POST', '/shutdown', 5000);
   if (!answered && pid !== undefined) process.kill(pid, 'SIGTERM');
   const wasRunning = answered !== undefined || pid !== undefined;
@@ -134,6 +140,11 @@ export async function labDown(opts: { stateDir: string; progress?: (line: string
   reapStaleTopologies();
   reapStaleControlPlanes();
   rmSync(opts.stateDir, { recursive: true, force: true });
+  const left = [
+    ...(status?.body.underlayNetns ? listNetns().filter((n) => n.startsWith(`${status.body.underlayNetns.split('-')[0]}-`)).map((n) => `namespace ${n}`) : []),
+    ...pidsMentioning(opts.stateDir).map((p) => `process ${p}`),
+  ];
+  if (left.length > 0) throw new LabError(`the lab is down but left ${left.join(', ')}`, 'remove them by hand (ip netns del NAME, kill PID) and report this');
   return { wasRunning };
 }
 
@@ -178,7 +189,9 @@ export async function main(argv: string[]): Promise<number> {
       out(`lab up: ${st.nodes.map((n) => n.name).join(', ')}`);
       out(`kubeconfig: ${st.kubeconfig}`);
       out(`  export KUBECONFIG=${st.kubeconfig}`);
-      out(`  restart a node:  node ${process.argv[1]} restart-node kind-worker   (the plugin: --restart exec --restart-command "node ${process.argv[1]} restart-node {node}")`);
+      const lab = `node ${process.argv[1]}${a['state-dir'] === defaultStateDir ? '' : ` --state-dir ${a['state-dir']}`}`;
+      out(`  status:          ${lab} status`);
+      out(`  restart a node:  ${lab} restart-node kind-worker   (the plugin: --restart exec --restart-command "${lab} restart-node {node}")`);
       out('  tear it down:    make lab-down');
     })
     .command('down', 'Stop the lab and remove everything it made', (y) => y, async (a) => {
