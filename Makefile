@@ -7,7 +7,7 @@ NODE_TEST := node --import tsx --test --test-reporter=spec
 # Per-test limit; a hung test fails instead of eating CI's time.
 TEST_TIMEOUT_MS ?= 600000
 
-.PHONY: help deps system-deps bins build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent
+.PHONY: help deps system-deps bins build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-scale
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -43,7 +43,16 @@ test-integration: build bins ## integration tests against a real control plane
 	SUITE_TMPDIR=$$run_tmp $(NODE_TEST) test/after-suite.ts || rc=$${rc/#0/1}; \
 	rm -rf "$$run_tmp"; exit $$rc
 
-bench: bench-agent ## run every benchmark and rewrite BENCHMARKS.md
+bench: bench-agent bench-drain bench-node ## run every benchmark but the scale one and rewrite BENCHMARKS.md (make bench-scale for 1,000 nodes)
+
+bench-drain: build bins ## drain of 100 pods: ours against kubectl drain, time and API requests
+	node --import tsx bench/drain.ts
+
+bench-node: build bins ## the engine's time and API requests per node beyond the drain
+	node --import tsx bench/node-overhead.ts
+
+bench-scale: build bins ## status, plan and run --max-unavailable 50 on 1,000 simulated nodes (takes a while)
+	node --import tsx bench/scale.ts
 
 bench-agent: build system-deps ## agent RSS, CPU, probes/s and series at 10, 100 and 1,000 peers
 	node --import tsx bench/agent-resources.ts

@@ -4,16 +4,19 @@ import { describeError, exitCodeFor, ExitCode, UsageError } from '../lib/errors.
 import type { KubeEnvironment } from '../lib/kube.js';
 import { version } from '../lib/version.js';
 import { makeContext, outputFormats, type CommandSpec, type GlobalOptions, type Io } from './context.js';
+import { finalizeCommand } from './finalize.js';
 import { nodeCommand } from './node.js';
 import { planCommand } from './plan.js';
 import { preflightCommand } from './preflight.js';
+import { prepareCommand } from './prepare.js';
+import { rollbackCommand } from './rollback.js';
 import { runCommand } from './run.js';
 import { statusCommand } from './status.js';
 import { valuesCommand } from './values.js';
 import { versionCommand } from './version.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-const commands: CommandSpec<any>[] = [preflightCommand, valuesCommand, planCommand, nodeCommand, runCommand, statusCommand, versionCommand];
+const commands: CommandSpec<any>[] = [preflightCommand, valuesCommand, prepareCommand, planCommand, nodeCommand, runCommand, statusCommand, rollbackCommand, finalizeCommand, versionCommand];
 
 const epilogue = `kubectl passes every flag after "cilium-migrate" to the plugin unchanged, so the global
 flags (--kubeconfig, --context, -n) are read by the plugin itself, as kubectl would read them.

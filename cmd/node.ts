@@ -2,11 +2,11 @@
 import { randomBytes } from 'node:crypto';
 import { ciliumNamespace, defaultGate, defaultTimeouts, hostCommandImage, lockLeaseName, lockTtlSeconds, migrationLabel, verifyImage } from '../lib/defaults.js';
 import { parseDuration } from '../lib/duration.js';
-import { UsageError } from '../lib/errors.js';
+import { InterruptedError, UsageError } from '../lib/errors.js';
 import { defineCommand, type CommandContext } from './context.js';
 import type { NodeView } from './engine/cluster.js';
 import { defaultDrainOptions, systemClock, type DrainOptions } from './engine/drain.js';
-import { clusterStateGate } from './engine/gate.js';
+import { clusterStateGate, type Gate } from './engine/gate.js';
 import { kubeEngineCluster, toNodeView } from './engine/kube-cluster.js';
 import { acquireLock } from './engine/lock.js';
 import { migrateNode, type BoundaryHook, type EngineOptions, type NodeResult } from './engine/migrate-node.js';
@@ -43,7 +43,7 @@ export interface NodeArgs {
   yes: boolean;
 }
 
-const durationOf = (flag: string, value: string) => {
+export const durationOf = (flag: string, value: string) => {
   try {
     return parseDuration(value);
   } catch (err) {
@@ -87,7 +87,7 @@ export function engineOptions(args: NodeArgs, runId: string): Omit<EngineOptions
   };
 }
 
-function restarterFor(args: NodeArgs, node: NodeView, cluster: ReturnType<typeof kubeEngineCluster>, namespace: string): NodeRestarter {
+export function restarterFor(args: NodeArgs, node: NodeView, cluster: ReturnType<typeof kubeEngineCluster>, namespace: string): NodeRestarter {
   const method = chooseRestartMethod(args.restart, node);
   switch (method) {
     case 'kind':
@@ -107,7 +107,7 @@ function restarterFor(args: NodeArgs, node: NodeView, cluster: ReturnType<typeof
  * Test hook: CILIUM_MIGRATE_TEST_KILL_AT=[node/]step:intent|done kills the process at that
  * boundary (of that node, or of any). It does nothing unless set.
  */
-function killHook(): BoundaryHook {
+export function killHook(): BoundaryHook {
   const at = process.env.CILIUM_MIGRATE_TEST_KILL_AT;
   if (!at) return () => {};
   return (node, step, when) => {
@@ -115,7 +115,13 @@ function killHook(): BoundaryHook {
   };
 }
 
-export async function runNodes(ctx: CommandContext, args: NodeArgs): Promise<NodeResult[]> {
+/**
+ * Migrates the nodes wave by wave: the nodes of a wave at the same time, the next wave only when
+ * every node of this one is migrated. Without waves, each node is a wave of its own. The first
+ * failure stops the other nodes of its wave at their next safe point (their state recorded) and
+ * no further wave starts.
+ */
+export async function runNodes(ctx: CommandContext, args: NodeArgs, waves?: string[][]): Promise<NodeResult[]> {
   const runId = `${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}-${randomBytes(3).toString('hex')}`;
   const base = engineOptions(args, runId);
   const kube = ctx.kube();
@@ -126,24 +132,27 @@ export async function runNodes(ctx: CommandContext, args: NodeArgs): Promise<Nod
   const cluster = retryingUnreachable(kubeEngineCluster(kube), systemClock, 60_000, (what) => log(`API server unreachable during ${what}; retrying`), ctx.signal);
   if (args['disable-eviction']) log('warning: --disable-eviction deletes pods directly: PodDisruptionBudgets are NOT respected');
 
+  const order = (waves ?? [...new Set(args.nodes)].map((n) => [n])).filter((w) => w.length > 0);
+  const concurrent = order.some((w) => w.length > 1);
   // Resolve every node (and its restart method) before touching any.
-  const nodes: { view: NodeView; restarter: NodeRestarter }[] = [];
-  for (const name of new Set(args.nodes)) {
+  const restarters = new Map<string, NodeRestarter>();
+  for (const name of order.flat()) {
     const view = await cluster.getNode(name);
-    nodes.push({ view, restarter: restarterFor(args, view, cluster, args['cilium-namespace']) });
+    restarters.set(name, restarterFor(args, view, cluster, args['cilium-namespace']));
   }
-  // A terminal redraws the live status in place; a log gets a line when the status changes in
-  // substance (phase, what blocks), not for every pod.
-  let lastKey = '';
+  // A terminal running one node redraws its live status in place; otherwise (a log, or several
+  // nodes at once) a node gets a line when its status changes in substance, not for every pod.
+  const lastKey = new Map<string, string>();
+  const inPlace = io.isTTY && !concurrent;
   const reporter = {
     line: (node: string, text: string) => {
-      if (io.isTTY) io.err('\r\x1b[K');
+      if (inPlace) io.err('\r\x1b[K');
       log(`[${node}] ${text}`);
     },
     status: (node: string, text: string, key = text) => {
-      if (io.isTTY) return io.err(`\r\x1b[K[${node}] ${text}`);
-      if (key === lastKey) return;
-      lastKey = key;
+      if (inPlace) return io.err(`\r\x1b[K[${node}] ${text}`);
+      if (lastKey.get(node) === key) return;
+      lastKey.set(node, key);
       log(`[${node}] ${text}`);
     },
   };
@@ -151,7 +160,7 @@ export async function runNodes(ctx: CommandContext, args: NodeArgs): Promise<Nod
 
   if (args['dry-run']) {
     const results: NodeResult[] = [];
-    for (const n of nodes) results.push(await migrateNode(cluster, gate, n.view.name, { ...base, restarter: n.restarter }, systemClock, reporter, ctx.signal));
+    for (const name of order.flat()) results.push(await migrateNode(cluster, gate, name, { ...base, restarter: restarters.get(name)! }, systemClock, reporter, ctx.signal));
     return results;
   }
 
@@ -159,8 +168,29 @@ export async function runNodes(ctx: CommandContext, args: NodeArgs): Promise<Nod
   const signal = AbortSignal.any([ctx.signal, lock.lost]);
   const results: NodeResult[] = [];
   try {
-    for (const n of nodes) {
-      results.push(await migrateNode(cluster, gate, n.view.name, { ...base, restarter: n.restarter }, systemClock, reporter, signal, killHook()));
+    for (const [i, wave] of order.entries()) {
+      if (concurrent) log(`wave ${i + 1} of ${order.length}: ${wave.join(', ')}`);
+      const stopWave = new AbortController();
+      const waveSignal = AbortSignal.any([signal, stopWave.signal]);
+      // One baseline per wave, taken before any node of the wave is touched: a node's baseline
+      // must not see another node of its own wave half way through its restart.
+      let baseline: ReturnType<Gate['baseline']> | undefined;
+      const waveGate: Gate = { name: gate.name, baseline: () => (baseline ??= gate.baseline()), check: (focus, since) => gate.check(focus, since) };
+      const settled = await Promise.allSettled(
+        wave.map(async (name) => {
+          try {
+            return await migrateNode(cluster, waveGate, name, { ...base, restarter: restarters.get(name)! }, systemClock, reporter, waveSignal, killHook());
+          } catch (err) {
+            if (!stopWave.signal.aborted && wave.length > 1) log(`[${name}] failed; stopping the other nodes of wave ${i + 1} at their next safe point`);
+            stopWave.abort();
+            throw err;
+          }
+        }),
+      );
+      for (const s of settled) if (s.status === 'fulfilled') results.push(s.value);
+      const failures = settled.flatMap((s) => (s.status === 'rejected' ? [s.reason as unknown] : []));
+      // The cause, not the stops it caused in the other nodes of the wave.
+      if (failures.length > 0) throw failures.find((f) => !(f instanceof InterruptedError)) ?? failures[0];
     }
   } finally {
     await lock.release().catch(() => log('warning: could not release the migration lock; it expires by itself'));

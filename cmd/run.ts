@@ -3,7 +3,8 @@
 // node's state recorded; a rerun resumes with the nodes left.
 import { defaultDrainFlags } from './engine/drain-filter.js';
 import { defineCommand } from './context.js';
-import { migrationPlan, readCluster } from './migration/cluster-view.js';
+import { migrationPlan, planWaves, readCluster } from './migration/cluster-view.js';
+import { UsageError } from '../lib/errors.js';
 import { engineFlags, runNodes, stepTable, type NodeArgs } from './node.js';
 import { render } from './output.js';
 
@@ -13,18 +14,23 @@ export const runCommand = defineCommand({
   builder: (y) =>
     y
       .options(engineFlags)
+      .option('max-unavailable', { type: 'number', default: 1, describe: 'Nodes migrated at once: waves of this many (see plan --max-unavailable); PodDisruptionBudgets still hold' })
+      .example('$0 run --max-unavailable 5 --restart exec --restart-command "ssh {node} sudo systemctl reboot"', 'a large cluster, five nodes at a time')
       .example('$0 run --restart exec --restart-command "ssh {node} sudo systemctl reboot"', 'the whole cluster, nodes restarted over ssh')
       .example('$0 run --dry-run', 'every step for every remaining node, changing nothing'),
   run: async (ctx, args) => {
     const a = args as unknown as NodeArgs;
-    const plan = migrationPlan(await readCluster(ctx.kube()), { ...defaultDrainFlags, ignoreDaemonSets: a['ignore-daemonsets'], deleteEmptyDirData: a['delete-emptydir-data'], force: a.force }, 1, new Date());
+    const maxUnavailable = args['max-unavailable'];
+    if (!(Number.isInteger(maxUnavailable) && maxUnavailable >= 1)) throw new UsageError('--max-unavailable must be a whole number of at least 1');
+    const plan = migrationPlan(await readCluster(ctx.kube()), { ...defaultDrainFlags, ignoreDaemonSets: a['ignore-daemonsets'], deleteEmptyDirData: a['delete-emptydir-data'], force: a.force }, maxUnavailable, new Date());
     if (plan.length === 0) {
       ctx.io.err('every node is migrated: nothing to do (next: kubectl cilium-migrate finalize)\n');
       ctx.io.out(render([], ctx.options.output, () => ''));
       return;
     }
-    ctx.io.err(`migrating ${plan.length} node${plan.length === 1 ? '' : 's'} in this order: ${plan.map((p) => p.node).join(', ')}\n`);
-    const results = await runNodes(ctx, { ...a, nodes: plan.map((p) => p.node) });
+    const waves = planWaves(plan);
+    ctx.io.err(`migrating ${plan.length} node${plan.length === 1 ? '' : 's'} in this order: ${plan.map((p) => p.node).join(', ')}` + (maxUnavailable > 1 ? ` (${waves.length} waves of up to ${maxUnavailable})` : '') + '\n');
+    const results = await runNodes(ctx, { ...a, nodes: plan.map((p) => p.node) }, waves);
     ctx.io.out(render(results, ctx.options.output, (r) => stepTable(r)));
   },
 });

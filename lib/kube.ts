@@ -6,7 +6,7 @@ import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import { CliError, ConfigError, ExitCode, NotFoundError, UnreachableError } from './errors.js';
+import { CliError, ConfigError, ExitCode, NotFoundError, PreconditionError, UnreachableError } from './errors.js';
 
 export { k8s };
 
@@ -109,6 +109,8 @@ export interface Kube {
   readonly authorization: k8s.AuthorizationV1Api;
   readonly networking: k8s.NetworkingV1Api;
   readonly version: k8s.VersionApi;
+  /** Any object by its apiVersion and kind (discovery maps it to a resource). */
+  readonly objects: k8s.KubernetesObjectApi;
 }
 
 /** Connects (lazily: no request is made) to the cluster the target names. */
@@ -128,6 +130,7 @@ export function connect(target: KubeTarget, environment?: KubeEnvironment): Kube
     authorization: config.makeApiClient(k8s.AuthorizationV1Api),
     networking: config.makeApiClient(k8s.NetworkingV1Api),
     version: config.makeApiClient(k8s.VersionApi),
+    objects: k8s.KubernetesObjectApi.makeApiClient(config),
   };
 }
 
@@ -310,4 +313,80 @@ function apiMessage(err: unknown): string | undefined {
 
 function firstLine(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
+}
+
+/** A Kubernetes object as plain data (what a manifest holds). */
+export interface ManifestObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; [key: string]: unknown };
+  [key: string]: unknown;
+}
+
+export type ApplyOutcome = 'created' | 'configured' | 'unchanged' | 'created (dry run)' | 'configured (dry run)' | 'unchanged (dry run)';
+
+/** Our field manager for server-side apply, so `kubectl get -o yaml --show-managed-fields` names us. */
+export const fieldManager = 'kubectl-cilium-migrate';
+
+/**
+ * Server-side applies `obj` (as `kubectl apply --server-side`), saying whether it created, changed
+ * or left the object as it was. A field owned by another manager is a conflict unless `force`.
+ */
+export async function applyObject(kube: Pick<Kube, 'objects' | 'server'>, obj: ManifestObject, opts: { dryRun?: boolean; force?: boolean } = {}): Promise<ApplyOutcome> {
+  const what = `apply ${obj.kind} ${obj.metadata.namespace ? `${obj.metadata.namespace}/` : ''}${obj.metadata.name}`;
+  const header = { apiVersion: obj.apiVersion, kind: obj.kind, metadata: { name: obj.metadata.name, ...(obj.metadata.namespace ? { namespace: obj.metadata.namespace } : {}) } };
+  const before = await call(kube, what, async () => {
+    try {
+      return await kube.objects.read(header);
+    } catch (err) {
+      if (statusCode(err) === 404) return undefined;
+      throw err;
+    }
+  });
+  let after: k8s.KubernetesObject;
+  try {
+    after = await kube.objects.patch(obj, undefined, opts.dryRun ? 'All' : undefined, fieldManager, opts.force ?? false, k8s.PatchStrategy.ServerSideApply);
+  } catch (err) {
+    if (statusCode(err) === 409) {
+      throw new PreconditionError(
+        `${what}: another field manager owns fields this would change (${conflictDetail(err)})`,
+        'check who manages it (kubectl get --show-managed-fields -o yaml), then rerun with --force-conflicts to take the fields over',
+      );
+    }
+    throw translateKubeError(err, what, kube.server);
+  }
+  const outcome = before === undefined ? 'created' : before.metadata?.resourceVersion === after.metadata?.resourceVersion ? 'unchanged' : 'configured';
+  if (!opts.dryRun) return outcome;
+  // A dry run never changes the resourceVersion: compare what the object would become instead.
+  if (before === undefined) return 'created (dry run)';
+  return JSON.stringify(stripVolatile(before)) === JSON.stringify(stripVolatile(after)) ? 'unchanged (dry run)' : 'configured (dry run)';
+}
+
+function stripVolatile(o: k8s.KubernetesObject): unknown {
+  const { managedFields: _m, resourceVersion: _r, generation: _g, ...metadata } = (o.metadata ?? {}) as Record<string, unknown>;
+  return { ...o, metadata };
+}
+
+function conflictDetail(err: unknown): string {
+  const body = (err as { body?: unknown }).body;
+  try {
+    const parsed = (typeof body === 'string' ? JSON.parse(body) : body) as { message?: string };
+    return parsed.message?.replace(/^Apply failed with \d+ conflicts?: /, '') ?? 'conflict';
+  } catch {
+    return 'conflict';
+  }
+}
+
+/** Deletes the object; false when it was not there (already deleted counts as done). */
+export async function deleteObject(kube: Pick<Kube, 'objects' | 'server'>, header: Pick<ManifestObject, 'apiVersion' | 'kind' | 'metadata'>, opts: { dryRun?: boolean } = {}): Promise<boolean> {
+  const what = `delete ${header.kind} ${header.metadata.namespace ? `${header.metadata.namespace}/` : ''}${header.metadata.name}`;
+  return call(kube, what, async () => {
+    try {
+      await kube.objects.delete(header, undefined, opts.dryRun ? 'All' : undefined, undefined, undefined, 'Background');
+      return true;
+    } catch (err) {
+      if (statusCode(err) === 404) return false;
+      throw err;
+    }
+  });
 }

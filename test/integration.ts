@@ -16,5 +16,6 @@ import './integration/netns-topology.test.js';
 import './integration/node-engine.test.js';
 import './integration/plugin.test.js';
 import './integration/preflight.test.js';
+import './integration/waves.test.js';
 
 after(() => stopSharedControlPlane());

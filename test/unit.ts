@@ -14,6 +14,7 @@ import './unit/eviction.test.js';
 import './unit/gate.test.js';
 import './unit/kube-config.test.js';
 import './unit/lab.test.js';
+import './unit/lifecycle.test.js';
 import './unit/lock.test.js';
 import './unit/matrix.test.js';
 import './unit/restart.test.js';

@@ -52,6 +52,8 @@ export interface EngineCluster extends DrainCluster, HostCommandRunner {
   getNode(name: string): Promise<NodeView>;
   patchNode(name: string, patch: NodePatch): Promise<NodeView>;
   listNodePods(node: string, labelSelector?: string): Promise<PodView[]>;
+  /** Pods in `namespace` matching `labelSelector`, on every node (one LIST). */
+  listPodsBySelector(namespace: string, labelSelector: string): Promise<PodView[]>;
   deletePodByUid(namespace: string, name: string, uid: string, gracePeriodSeconds?: number): Promise<void>;
   /** The node's Cilium pod CIDRs (CiliumNode spec.ipam.podCIDRs); undefined without a CiliumNode. */
   ciliumPodCidrs(node: string): Promise<string[] | undefined>;

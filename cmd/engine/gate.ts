@@ -32,11 +32,10 @@ export function clusterStateGate(cluster: EngineCluster, nodes: () => Promise<No
   return {
     name: 'cluster-state',
     async baseline() {
-      const reasons: string[] = [];
-      for (const node of await nodes()) {
-        if (!node.ready) continue;
-        if (!(await agentReady(node.name))) reasons.push(`node ${node.name}: no Ready Cilium agent pod (${agentNamespace}, ${ciliumAgentSelector})`);
-      }
+      // Two LISTs whatever the cluster size: the nodes and every Cilium agent pod.
+      const [all, agents] = await Promise.all([nodes(), cluster.listPodsBySelector(agentNamespace, ciliumAgentSelector)]);
+      const withReadyAgent = new Set(agents.filter((p) => p.ready).map((p) => p.nodeName));
+      const reasons = all.filter((n) => n.ready && !withReadyAgent.has(n.name)).map((n) => `node ${n.name}: no Ready Cilium agent pod (${agentNamespace}, ${ciliumAgentSelector})`);
       return reasons.length ? { verdict: 'FAIL', reasons } : { verdict: 'PASS', reasons: ['every Ready node has a Ready Cilium agent pod'] };
     },
     async check(focus, since) {

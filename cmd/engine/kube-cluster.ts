@@ -111,6 +111,9 @@ export function kubeEngineCluster(kube: Kube): EngineCluster {
       };
       return toNodeView(await call(kube, `patch node ${name}`, () => kube.core.patchNode({ name, body }, mergePatch)));
     },
+    async listPodsBySelector(namespace, labelSelector) {
+      return (await call(kube, `list pods ${labelSelector} in ${namespace}`, () => kube.core.listNamespacedPod({ namespace, labelSelector }))).items.map(toPodView);
+    },
     async listNodePods(node, labelSelector) {
       return (await listPods(node, labelSelector)).items.map(toPodView);
     },

@@ -6,11 +6,11 @@ import { createHash } from 'node:crypto';
 import { CliError, ExitCode, InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
 import { cidrContains } from '../../lib/cidr.js';
 import { ciliumAgentSelector } from '../../lib/defaults.js';
-import type { EngineCluster, NodeView } from './cluster.js';
+import type { EngineCluster, NodeView, PodView } from './cluster.js';
 import { drainNode, DrainRefusedError, planDrain, podKey, type Clock, type DrainOptions, type DrainProgress } from './drain.js';
 import { podsOffCilium, type Gate, type GateResult } from './gate.js';
 import { restartBaseline, restartCompletion, type NodeRestarter, type RestartBaseline } from './restart.js';
-import { initialState, phaseOf, readState, stateAnnotations, stepNames, type NodeState, type StepName } from './state.js';
+import { initialState, phaseOf, readState, rollbackAnnotation, stateAnnotations, stepNames, type NodeState, type StepName } from './state.js';
 
 export interface EngineOptions {
   runId: string;
@@ -55,7 +55,7 @@ export interface EngineReporter {
 }
 
 /** Called at every step boundary; tests use it to kill the run at exact points. */
-export type BoundaryHook = (node: string, step: StepName, at: 'intent' | 'done') => void;
+export type BoundaryHook = (node: string, step: string, at: 'intent' | 'done') => void;
 
 export class GateError extends CliError {
   constructor(node: string, step: string, result: GateResult) {
@@ -106,8 +106,15 @@ export async function migrateNode(
   } else {
     state = initialState(opts.runId, new Date(clock.now()), node.unschedulable, node.bootID);
   }
+  // A step's "done" is written together with the next step's intent: one patch instead of two. A
+  // run killed in between redoes that step, which finds it done already (every step looks at the
+  // cluster first) and changes nothing. The "done" boundary of a step is when its done is written.
+  let unsavedDone: StepName[] = [];
   const save = async () => {
     node = await cluster.patchNode(name, { annotations: stateAnnotations(state) });
+    const saved = unsavedDone;
+    unsavedDone = [];
+    for (const s of saved) boundary(name, s, 'done');
   };
   await save();
 
@@ -134,14 +141,15 @@ export async function migrateNode(
     report.line(name, `${step}: started`);
     const { outcome, message } = await runStep(step, { cluster, gate, opts, clock, report, signal, name, getNode: () => node, state: () => state, intent, record });
     state = { ...state, steps: { ...state.steps, [step]: { ...state.steps[step], done: new Date(clock.now()).toISOString() } } };
-    await save();
     await cluster.recordEvent(node, 'Normal', eventReason[step], message);
-    boundary(name, step, 'done');
+    unsavedDone.push(step);
     const durationMs = clock.now() - started;
     results.push({ step, outcome, message, durationMs });
     report.line(name, `${step}: ${message} (${(durationMs / 1000).toFixed(1)}s)`);
   }
 
+  // The last step's done on its own first: "migrated" is recorded only once every step is.
+  if (unsavedDone.length > 0) await save();
   state = { ...state, migratedAt: new Date(clock.now()).toISOString() };
   await save();
   await cluster.recordEvent(node, 'Normal', 'MigrationComplete', `migrated to Cilium by run ${opts.runId}`);
@@ -150,6 +158,9 @@ export async function migrateNode(
 }
 
 async function checkPreconditions(cluster: EngineCluster, node: NodeView, opts: EngineOptions): Promise<void> {
+  if (node.annotations[rollbackAnnotation]) {
+    throw new PreconditionError(`a rollback of ${node.name} is under way (annotation ${rollbackAnnotation})`, `finish it first: kubectl cilium-migrate rollback ${node.name}`);
+  }
   const configs = await cluster.nodeConfigsSelecting(opts.ciliumNamespace, { ...node.labels, [opts.labelKey]: 'true' });
   if (configs.length === 0) {
     throw new PreconditionError(
@@ -334,14 +345,20 @@ async function verify(ctx: StepContext): Promise<{ outcome: StepOutcome; message
   const podName = `cilium-migrate-verify-${createHash('sha256').update(name).digest('hex').slice(0, 10)}`;
   // A leftover from an interrupted run would hold the name.
   const leftover = await cluster.getPod(opts.verifyNamespace, podName);
-  if (leftover) await cluster.deletePodByUid(leftover.namespace, leftover.name, leftover.uid, 0);
-  await waitFor(ctx, `the old verify pod ${podName} to go`, opts.timeoutsMs.verify, async () => ((await cluster.getPod(opts.verifyNamespace, podName)) ? undefined : true));
+  if (leftover) {
+    await cluster.deletePodByUid(leftover.namespace, leftover.name, leftover.uid, 0);
+    await waitFor(ctx, `the old verify pod ${podName} to go`, opts.timeoutsMs.verify, async () => ((await cluster.getPod(opts.verifyNamespace, podName)) ? undefined : true));
+  }
   await cluster.createProbePod(opts.verifyNamespace, podName, name, opts.verifyImage);
+  let seen: PodView | undefined;
   let ip: string;
   try {
-    ip = await waitFor(ctx, `the verify pod on ${name} to get an IP`, opts.timeoutsMs.verify, async () => (await cluster.getPod(opts.verifyNamespace, podName))?.podIP || undefined);
+    ip = await waitFor(ctx, `the verify pod on ${name} to get an IP`, opts.timeoutsMs.verify, async () => {
+      seen = await cluster.getPod(opts.verifyNamespace, podName);
+      return seen?.podIP || undefined;
+    });
   } finally {
-    const pod = await cluster.getPod(opts.verifyNamespace, podName);
+    const pod = seen ?? (await cluster.getPod(opts.verifyNamespace, podName));
     if (pod) await cluster.deletePodByUid(pod.namespace, pod.name, pod.uid, 0);
   }
   if (!cidrs.some((c) => cidrContains(c, ip))) {

@@ -5,6 +5,8 @@ import { annotationPrefix } from '../../lib/defaults.js';
 
 export const phaseAnnotation = `${annotationPrefix}/phase`;
 export const stateAnnotation = `${annotationPrefix}/state`;
+/** A rollback under way (cmd/engine/rollback-node.ts). */
+export const rollbackAnnotation = `${annotationPrefix}/rollback`;
 
 /** The steps of a node migration, in order (DESIGN.md "The node step machine"). */
 export const stepNames = ['baseline-gate', 'cordon', 'drain', 'label', 'restart-agent', 'restart-node', 'verify', 'gate', 'uncordon'] as const;

@@ -137,7 +137,10 @@ export interface PlannedNode {
 
 /**
  * The order: nodes already under way first (to finish them), then workers, then control-plane
- * nodes last; migrated nodes left out; waves of `maxUnavailable` nodes.
+ * nodes last; migrated nodes left out. Nodes go in waves of at most `maxUnavailable`, in that
+ * order; a wave never mixes workers and control-plane nodes, and never holds together more pods
+ * of one PodDisruptionBudget than the budget allows to be disrupted, so the drains of one wave do
+ * not wait on each other.
  */
 export function migrationPlan(snap: ClusterSnapshot, flags: DrainFlags, maxUnavailable: number, now: Date): PlannedNode[] {
   const rank = (n: NodeView) => {
@@ -145,23 +148,44 @@ export function migrationPlan(snap: ClusterSnapshot, flags: DrainFlags, maxUnava
     return phase !== 'pending' ? 0 : n.controlPlane ? 2 : 1;
   };
   const todo = snap.nodes.filter((n) => phaseOf(readState(n.annotations)) !== 'migrated').sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
-  return todo.map((n, i) => {
+  const size = Math.max(1, maxUnavailable);
+  let wave = 0;
+  let current = { nodes: 0, role: '', budgets: new Map<string, number>() };
+  return todo.map((n) => {
     const onNode = snap.pods.filter((p) => p.node === n.name);
     const decisions = classifyDrainPods(onNode.map((p) => toDrainPod(p.raw)), flags, (ns, name) => snap.daemonSets.has(`${ns}/${name}`), now);
     const evicting = decisions.filter((d) => d.action === 'evict');
     const blockers = decisions.filter((d) => d.action === 'refuse').map((d) => `${d.pod.namespace}/${d.pod.name}: ${d.reason}`);
+    const budgets = new Map<string, number>();
     for (const pdb of snap.pdbs) {
-      if (pdb.disruptionsAllowed > 0) continue;
       const covered = evicting.filter((d) => d.pod.namespace === pdb.namespace && selectorMatches(pdb.selector, onNode.find((p) => p.namespace === d.pod.namespace && p.name === d.pod.name)?.labels ?? {}));
-      if (covered.length) blockers.push(`PodDisruptionBudget ${pdb.namespace}/${pdb.name} allows no disruption now (${covered.length} pod${covered.length === 1 ? '' : 's'} on the node)`);
+      if (covered.length === 0) continue;
+      budgets.set(`${pdb.namespace}/${pdb.name}`, covered.length);
+      if (pdb.disruptionsAllowed === 0) blockers.push(`PodDisruptionBudget ${pdb.namespace}/${pdb.name} allows no disruption now (${covered.length} pod${covered.length === 1 ? '' : 's'} on the node)`);
     }
+    const role = n.controlPlane ? 'control-plane' : 'worker';
+    const allowed = (key: string) => snap.pdbs.find((p) => `${p.namespace}/${p.name}` === key)?.disruptionsAllowed ?? 0;
+    const contended = [...budgets].some(([key, count]) => (current.budgets.get(key) ?? 0) > 0 && (current.budgets.get(key) ?? 0) + count > allowed(key));
+    if (wave === 0 || current.nodes >= size || current.role !== role || contended) {
+      wave++;
+      current = { nodes: 0, role, budgets: new Map() };
+    }
+    current.nodes++;
+    for (const [key, count] of budgets) current.budgets.set(key, (current.budgets.get(key) ?? 0) + count);
     return {
       node: n.name,
-      wave: Math.floor(i / Math.max(1, maxUnavailable)) + 1,
-      role: n.controlPlane ? 'control-plane' : 'worker',
+      wave,
+      role,
       phase: phaseOf(readState(n.annotations)),
       evicts: evicting.map((d) => `${d.pod.namespace}/${d.pod.name}`),
       blockers,
     };
   });
+}
+
+/** The plan's nodes grouped by wave, in order. */
+export function planWaves(plan: PlannedNode[]): string[][] {
+  const waves: string[][] = [];
+  for (const p of plan) (waves[p.wave - 1] ??= []).push(p.node);
+  return waves.filter((w) => w.length > 0);
 }

@@ -1,7 +1,8 @@
 // Read-only checks before a migration: each pitfall of REFERENCE.md section 1 that can be seen from
 // the API is detected here, with a one-line fix. Gathering reads the cluster; judging is pure.
 import { cidrContains, cidrsOverlap, parseCidr } from '../../lib/cidr.js';
-import { call, statusCode, type Kube } from '../../lib/kube.js';
+import { preferredNodeConfigVersion } from './node-config.js';
+import { call, statusCode, type k8s, type Kube } from '../../lib/kube.js';
 
 export type CheckResult = 'pass' | 'warn' | 'fail';
 
@@ -51,6 +52,11 @@ export const requiredPermissions: { verb: string; group: string; resource: strin
   { verb: 'create', group: '', resource: 'pods', subresource: 'eviction' },
   { verb: 'create', group: '', resource: 'events' },
   { verb: 'get', group: 'apps', resource: 'daemonsets' },
+  { verb: 'patch', group: 'apps', resource: 'daemonsets' },
+  { verb: 'delete', group: 'apps', resource: 'daemonsets' },
+  { verb: 'get', group: '', resource: 'configmaps' },
+  { verb: 'create', group: '', resource: 'configmaps' },
+  { verb: 'update', group: '', resource: 'configmaps' },
   { verb: 'list', group: 'apps', resource: 'daemonsets' },
   { verb: 'list', group: 'policy', resource: 'poddisruptionbudgets' },
   { verb: 'get', group: 'coordination.k8s.io', resource: 'leases' },
@@ -60,6 +66,9 @@ export const requiredPermissions: { verb: string; group: string; resource: strin
   { verb: 'get', group: 'cilium.io', resource: 'ciliumnodes' },
   { verb: 'list', group: 'cilium.io', resource: 'ciliumnodes' },
   { verb: 'list', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
+  { verb: 'get', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
+  { verb: 'patch', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
+  { verb: 'delete', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
   { verb: 'get', group: 'apiextensions.k8s.io', resource: 'customresourcedefinitions' },
 ];
 
@@ -108,7 +117,7 @@ export function preflightChecks(f: PreflightFacts): Check[] {
   }
 
   if (f.cncVersions.length === 0) add('CiliumNodeConfig API', 'fail', 'ciliumnodeconfigs.cilium.io is not served', 'Cilium 1.13 or newer installs it; check the CRD (kubectl get crd ciliumnodeconfigs.cilium.io)');
-  else add('CiliumNodeConfig API', 'pass', `served as ${f.cncVersions.map((v) => `cilium.io/${v}`).join(', ')}; the plugin uses ${f.cncVersions.includes('v2') ? 'v2' : f.cncVersions[0]}`);
+  else add('CiliumNodeConfig API', 'pass', `served as ${f.cncVersions.map((v) => `cilium.io/${v}`).join(', ')}; the plugin uses ${preferredNodeConfigVersion(f.cncVersions)}`);
 
   const missing = f.nodes.filter((n) => !f.agentNodes.has(n.name)).map((n) => n.name);
   add('probe agents', missing.length ? 'fail' : 'pass', missing.length ? `no Ready probe agent on ${missing.join(', ')}` : `a Ready agent on each of ${f.nodes.length} nodes`, 'deploy the agent DaemonSet (manifests/) and wait for it; without agents the gate cannot see connectivity');
@@ -135,20 +144,10 @@ async function optional<T>(fn: () => Promise<T>): Promise<T | undefined> {
   }
 }
 
-/** Reads the facts from the cluster. */
-export async function gatherFacts(kube: Kube, opts: { agentNamespace: string; serviceCidr: string; ciliumCidr: string }): Promise<PreflightFacts> {
-  const [dss, nodes, pods, pdbs, netpols, crd, ciliumConfig] = await Promise.all([
-    call(kube, 'list daemonsets', () => kube.apps.listDaemonSetForAllNamespaces()),
-    call(kube, 'list nodes', () => kube.core.listNode()),
-    call(kube, `list pods in ${opts.agentNamespace}`, () => kube.core.listNamespacedPod({ namespace: opts.agentNamespace, labelSelector: 'app.kubernetes.io/name=cilium-migrate-agent' })),
-    call(kube, 'list poddisruptionbudgets', () => kube.policy.listPodDisruptionBudgetForAllNamespaces()),
-    call(kube, 'list networkpolicies', () => optional(() => kube.networking.listNetworkPolicyForAllNamespaces())),
-    call(kube, 'get crd ciliumnodeconfigs.cilium.io', () => optional(() => kube.extensions.readCustomResourceDefinition({ name: 'ciliumnodeconfigs.cilium.io' }))),
-    call(kube, 'get configmap kube-system/cilium-config', () => optional(() => kube.core.readNamespacedConfigMap({ namespace: 'kube-system', name: 'cilium-config' }))),
-  ]);
-
+/** The legacy CNI among the DaemonSets (Flannel with its net-conf.json, Calico, AWS-CNI), if any. */
+export async function detectLegacyCni(kube: Kube, daemonSets: k8s.V1DaemonSet[]): Promise<LegacyCni | undefined> {
   let legacy: LegacyCni | undefined;
-  for (const ds of dss.items) {
+  for (const ds of daemonSets) {
     const name = ds.metadata?.name ?? '';
     const ns = ds.metadata?.namespace ?? '';
     if (/flannel/.test(name)) {
@@ -164,6 +163,22 @@ export async function gatherFacts(kube: Kube, opts: { agentNamespace: string; se
     } else if (name === 'calico-node') legacy = { kind: 'calico', daemonSet: `${ns}/${name}`, vxlanPort: 4789 };
     else if (name === 'aws-node') legacy = { kind: 'aws-cni', daemonSet: `${ns}/${name}` };
   }
+  return legacy;
+}
+
+/** Reads the facts from the cluster. */
+export async function gatherFacts(kube: Kube, opts: { agentNamespace: string; serviceCidr: string; ciliumCidr: string }): Promise<PreflightFacts> {
+  const [dss, nodes, pods, pdbs, netpols, crd, ciliumConfig] = await Promise.all([
+    call(kube, 'list daemonsets', () => kube.apps.listDaemonSetForAllNamespaces()),
+    call(kube, 'list nodes', () => kube.core.listNode()),
+    call(kube, `list pods in ${opts.agentNamespace}`, () => kube.core.listNamespacedPod({ namespace: opts.agentNamespace, labelSelector: 'app.kubernetes.io/name=cilium-migrate-agent' })),
+    call(kube, 'list poddisruptionbudgets', () => kube.policy.listPodDisruptionBudgetForAllNamespaces()),
+    call(kube, 'list networkpolicies', () => optional(() => kube.networking.listNetworkPolicyForAllNamespaces())),
+    call(kube, 'get crd ciliumnodeconfigs.cilium.io', () => optional(() => kube.extensions.readCustomResourceDefinition({ name: 'ciliumnodeconfigs.cilium.io' }))),
+    call(kube, 'get configmap kube-system/cilium-config', () => optional(() => kube.core.readNamespacedConfigMap({ namespace: 'kube-system', name: 'cilium-config' }))),
+  ]);
+
+  const legacy = await detectLegacyCni(kube, dss.items);
 
   const denied: string[] = [];
   await Promise.all(

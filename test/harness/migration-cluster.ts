@@ -26,6 +26,68 @@ spec:
       containers: [{name: cilium-agent, image: quay.io/cilium/cilium:v1.18.0}]
 `;
 
+/** Flannel as the seed has it (DaemonSet and kube-flannel-cfg), and Cilium's config in migration mode. */
+export const legacyAndCiliumConfig = `
+apiVersion: v1
+kind: Namespace
+metadata: {name: kube-flannel}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: kube-flannel-cfg, namespace: kube-flannel}
+data:
+  net-conf.json: '{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}'
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: kube-flannel-ds, namespace: kube-flannel}
+spec:
+  selector: {matchLabels: {app: flannel}}
+  template:
+    metadata: {labels: {app: flannel}}
+    spec: {hostNetwork: true, tolerations: [{operator: Exists}], containers: [{name: kube-flannel, image: flannel/flannel}]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cilium-config, namespace: kube-system}
+data: {custom-cni-conf: "true", ipam: cluster-pool, cluster-pool-ipv4-cidr: 10.245.0.0/16, routing-mode: tunnel, tunnel-protocol: vxlan, tunnel-port: "8473"}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: cilium-migrate}
+`;
+
+/** A probe agent pod (kwok makes it Ready) on each node, as preflight expects; waits until Ready. */
+export async function createAgentPods(cp: ControlPlane, nodes: string[]): Promise<void> {
+  for (const node of nodes) {
+    const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: `agent-${node}`, namespace: 'cilium-migrate', labels: { 'app.kubernetes.io/name': 'cilium-migrate-agent' } }, spec: { nodeName: node, tolerations: [{ operator: 'Exists' }], containers: [{ name: 'agent', image: 'agent' }] } };
+    await cp.kubectl(['apply', '-f', '-'], { input: JSON.stringify(pod) });
+  }
+  await eventually('agents Ready', async () => {
+    const { stdout } = await cp.kubectl(['-n', 'cilium-migrate', 'get', 'pods', '-o', 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{" "}{end}']);
+    const ready = stdout.trim().split(/\s+/).filter((s) => s === 'True').length;
+    return ready === nodes.length ? true : undefined;
+  });
+}
+
+/** The probe agent as a DaemonSet (kwok makes its pods Ready) on every node; waits until all are Ready. */
+export async function createAgentDaemonSet(cp: ControlPlane, nodes: number): Promise<void> {
+  const ds = {
+    apiVersion: 'apps/v1',
+    kind: 'DaemonSet',
+    metadata: { name: 'cilium-migrate-agent', namespace: 'cilium-migrate' },
+    spec: {
+      selector: { matchLabels: { 'app.kubernetes.io/name': 'cilium-migrate-agent' } },
+      template: { metadata: { labels: { 'app.kubernetes.io/name': 'cilium-migrate-agent' } }, spec: { tolerations: [{ operator: 'Exists' }], containers: [{ name: 'agent', image: 'agent' }] } },
+    },
+  };
+  await cp.kubectl(['apply', '-f', '-'], { input: JSON.stringify(ds) });
+  await eventually('agents Ready', async () => {
+    const got = await cp.get<{ status: { numberReady?: number } }>('/apis/apps/v1/namespaces/cilium-migrate/daemonsets/cilium-migrate-agent');
+    return got.status.numberReady === nodes ? true : undefined;
+  });
+}
+
 interface NodeList {
   items: { metadata: { name: string }; spec: { podCIDR?: string } }[];
 }
@@ -44,15 +106,15 @@ export async function deploymentsAvailable(cp: ControlPlane, namespace: string):
   return list.items.every((d) => (d.status.availableReplicas ?? 0) === d.spec.replicas);
 }
 
-/** Starts the cluster; `progress` gets the harness's lines. */
-export async function startMigrationCluster(progress: (line: string) => void, workers = 2): Promise<ControlPlane> {
+/** Starts the cluster; `progress` gets the harness's lines. Without `nodeConfig` no CiliumNodeConfig is applied (prepare's job). */
+export async function startMigrationCluster(progress: (line: string) => void, workers = 2, opts: { nodeConfig?: boolean } = {}): Promise<ControlPlane> {
   const cp = await startControlPlane({ progress });
   try {
     await installCiliumCrds(cp);
     await createSimulatedNodes(cp, kindNodes(workers));
     await cp.kubectl(['apply', '-f', '-'], { input: ciliumDaemonSet });
     await createCiliumNodes(cp, (_n, podCIDR) => [podCIDR]);
-    await cp.kubectl(['apply', '--server-side', '-f', join(repoRoot, 'manifests', 'ciliumnodeconfig.yaml')]);
+    if (opts.nodeConfig ?? true) await cp.kubectl(['apply', '--server-side', '-f', join(repoRoot, 'manifests', 'ciliumnodeconfig.yaml')]);
     await cp.kubectl(['create', 'deployment', 'nginx', '--image', 'nginx', '--port', '80', '--replicas', '10']);
     await eventually('nginx and the Cilium agents ready', async () => {
       const ds = await cp.get<{ status: { numberReady?: number; desiredNumberScheduled?: number } }>('/apis/apps/v1/namespaces/kube-system/daemonsets/cilium');

@@ -1,23 +1,51 @@
-// plan, run and status on a cluster shaped like the seed's: the order, a run killed half way and
-// resumed without redoing finished nodes, and the status before and after.
+// The whole lifecycle on a cluster shaped like the seed's (Flannel DaemonSet and kube-flannel-cfg on
+// 10.244.0.0/16, a cilium DaemonSet, CiliumNodes, probe agents): preflight, prepare, plan, run
+// (killed half way and resumed without redoing finished nodes), status, rollback of one node,
+// finalize refusing until it may, then removing the CiliumNodeConfig and Flannel.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { PlannedNode, ClusterStatus } from '../../cmd/migration/cluster-view.js';
 import type { ControlPlane } from '../../lab/control-plane.js';
-import { startMigrationCluster } from '../harness/migration-cluster.js';
+import { createAgentDaemonSet, legacyAndCiliumConfig, startMigrationCluster } from '../harness/migration-cluster.js';
 import { runPlugin } from '../harness/plugin.js';
 import { progress } from '../harness/shared-cluster.js';
 
-describe('plan, run and status', () => {
+describe('preflight, prepare, plan, run, status, rollback and finalize', () => {
   let cp: ControlPlane;
   const env = () => ({ PATH: process.env.PATH ?? '', HOME: cp.rootDir });
   const plugin = (...args: string[]) => runPlugin([...args, '--kubeconfig', cp.kubeconfig], { env: env() });
   const runArgs = ['run', '--restart', 'none', '--gate-rounds', '1', '--gate-interval', '1s'];
 
   before(async () => {
-    cp = await startMigrationCluster(progress, 2);
+    cp = await startMigrationCluster(progress, 2, { nodeConfig: false });
+    await cp.kubectl(['apply', '-f', '-'], { input: legacyAndCiliumConfig });
+    await createAgentDaemonSet(cp, 3);
   });
   after(() => cp?.stop());
+
+  it('preflight passes on the seed-shaped cluster', async () => {
+    const r = await plugin('preflight');
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+  });
+
+  it('prepare applies the CiliumNodeConfig in the served version, and again changes nothing', async () => {
+    const first = await plugin('prepare', '-o', 'json');
+    assert.equal(first.code, 0, first.stderr);
+    assert.deepEqual(JSON.parse(first.stdout), [{ kind: 'CiliumNodeConfig', name: 'kube-system/cilium-default', apiVersion: 'cilium.io/v2', outcome: 'created' }]);
+    const cnc = await cp.get<{ spec: { nodeSelector: { matchLabels: Record<string, string> }; defaults: Record<string, string> }; metadata: { managedFields: { manager: string; operation: string }[] } }>(
+      '/apis/cilium.io/v2/namespaces/kube-system/ciliumnodeconfigs/cilium-default',
+    );
+    assert.deepEqual(cnc.spec.nodeSelector.matchLabels, { 'io.cilium.migration/cilium-default': 'true' });
+    assert.equal(cnc.spec.defaults['write-cni-conf-when-ready'], '/host/etc/cni/net.d/05-cilium.conflist');
+    assert.ok(cnc.metadata.managedFields.some((f) => f.manager === 'kubectl-cilium-migrate' && f.operation === 'Apply'), 'server-side applied by the plugin');
+    const again = await plugin('prepare', '-o', 'json');
+    assert.equal(JSON.parse(again.stdout)[0].outcome, 'unchanged');
+    const dry = await plugin('prepare', '--dry-run', '--label-key', 'example.com/other', '-o', 'json');
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.equal(JSON.parse(dry.stdout)[0].outcome, 'configured (dry run)');
+    const still = await cp.get<{ spec: { nodeSelector: { matchLabels: Record<string, string> } } }>('/apis/cilium.io/v2/namespaces/kube-system/ciliumnodeconfigs/cilium-default');
+    assert.deepEqual(still.spec.nodeSelector.matchLabels, { 'io.cilium.migration/cilium-default': 'true' }, 'a dry run changes nothing');
+  });
 
   it('status shows every node pending before the migration', async () => {
     const r = await plugin('status');
@@ -26,8 +54,8 @@ describe('plan, run and status', () => {
     assert.match(r.stdout, /^kind-control-plane\s+control-plane\s+pending\s+legacy\s/m);
     assert.match(r.stdout, /^0 of 3 nodes migrated, /m);
     const json = JSON.parse((await plugin('status', '-o', 'json')).stdout) as ClusterStatus;
-    assert.deepEqual(json.nodes.map((n) => [n.node, n.phase, n.agent]), [['kind-control-plane', 'pending', 'missing'], ['kind-worker', 'pending', 'missing'], ['kind-worker2', 'pending', 'missing']]);
-    assert.equal(json.nodes.reduce((s, n) => s + n.pods.legacy + n.pods.cilium, 0), 10, 'the 10 nginx pods are counted');
+    assert.deepEqual(json.nodes.map((n) => [n.node, n.phase, n.agent]), [['kind-control-plane', 'pending', 'ready'], ['kind-worker', 'pending', 'ready'], ['kind-worker2', 'pending', 'ready']]);
+    assert.equal(json.nodes.reduce((s, n) => s + n.pods.legacy + n.pods.cilium, 0), 13, 'the 10 nginx pods and the 3 probe agents are counted');
   });
 
   it('plan orders the workers first and the control plane last, with what each drain evicts', async () => {
@@ -82,5 +110,108 @@ describe('plan, run and status', () => {
     const again = await plugin(...runArgs);
     assert.equal(again.code, 0);
     assert.match(again.stderr, /every node is migrated: nothing to do/);
+  });
+
+  /**
+   * Runs the plugin's rollback while playing the kubelet's part for its privileged restore pod,
+   * which kwok would leave Running forever: checks what it would run, then reports it Succeeded.
+   */
+  async function rollbackWithKubelet(node: string, extraEnv: NodeJS.ProcessEnv = {}) {
+    const stop = new AbortController();
+    const kubelet = (async () => {
+      while (!stop.signal.aborted) {
+        const pods = await cp.get<{ items: { metadata: { name: string }; spec: { nodeName: string; containers: { command: string[] }[] }; status: { phase?: string } }[] }>('/api/v1/namespaces/kube-system/pods?labelSelector=app.kubernetes.io/name%3Dcilium-migrate-host-command');
+        for (const p of pods.items.filter((x) => x.status.phase === 'Running')) {
+          assert.equal(p.spec.nodeName, node);
+          assert.match(p.spec.containers[0]!.command.join(' '), /rm -f 05-cilium\.conflist.*mv -f "\$f" "\$\{f%\.cilium_bak\}"/s);
+          await cp.kubectl(['-n', 'kube-system', 'patch', 'pod', p.metadata.name, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { phase: 'Succeeded' } })]);
+        }
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    })();
+    try {
+      return await runPlugin(['rollback', node, '--restart', 'none', '-o', 'json', '--kubeconfig', cp.kubeconfig], { env: { ...env(), ...extraEnv } });
+    } finally {
+      stop.abort();
+      await kubelet;
+    }
+  }
+
+  // kwok gives pods addresses from the node's podCIDR whatever its CNI, so for a rollback the
+  // CiliumNode gets a range of its own, as it has on a real cluster: verify must see a legacy IP.
+  const ciliumRange = (node: string, cidr: string) => cp.kubectl(['patch', 'ciliumnode', node, '--type=merge', '-p', JSON.stringify({ spec: { ipam: { podCIDRs: [cidr] } } })]);
+  const nodeObject = (name: string) => cp.get<{ metadata: { labels: Record<string, string>; annotations: Record<string, string> }; spec: { unschedulable?: boolean; podCIDR: string } }>(`/api/v1/nodes/${name}`);
+
+  it('rollback returns a migrated node to the legacy CNI', async () => {
+    await ciliumRange('kind-worker', '10.245.1.0/24');
+    const r = await rollbackWithKubelet('kind-worker');
+    assert.equal(r.code, 0, r.stderr);
+    const result = JSON.parse(r.stdout) as { steps: { step: string; outcome: string; message: string }[] };
+    assert.deepEqual(result.steps.map((s) => s.step), ['cordon', 'drain', 'unlabel', 'restore-cni', 'restart-agent', 'restart-node', 'verify', 'uncordon']);
+    assert.match(result.steps.find((s) => s.step === 'verify')!.message, /a new pod got 10\.244\.\d+\.\d+, inside the legacy 10\.244\./);
+    const node = await nodeObject('kind-worker');
+    assert.equal(node.metadata.labels['io.cilium.migration/cilium-default'], undefined);
+    assert.deepEqual(Object.keys(node.metadata.annotations).filter((k) => k.startsWith('cilium-migrate.io/')), []);
+    assert.equal(node.spec.unschedulable, undefined, 'uncordoned: the rollback had cordoned it');
+    const status = JSON.parse((await plugin('status', '-o', 'json')).stdout) as ClusterStatus;
+    assert.deepEqual(status.nodes.map((n) => [n.node, n.phase, n.overlay]), [['kind-control-plane', 'migrated', 'cilium'], ['kind-worker', 'pending', 'legacy'], ['kind-worker2', 'migrated', 'cilium']]);
+  });
+
+  it('rollback, SIGKILLed after restoring the CNI config, resumes there; a node cordoned by hand stays cordoned', async () => {
+    await ciliumRange('kind-worker2', '10.245.2.0/24');
+    await cp.kubectl(['cordon', 'kind-worker2']);
+    const killed = await rollbackWithKubelet('kind-worker2', { CILIUM_MIGRATE_TEST_KILL_AT: 'kind-worker2/rollback-restore-cni:done' });
+    assert.equal(killed.signal, 'SIGKILL', killed.stderr);
+    assert.match((await nodeObject('kind-worker2')).metadata.annotations['cilium-migrate.io/phase'] ?? '', /^rollback-restart-agent$/);
+    const resumed = await rollbackWithKubelet('kind-worker2');
+    assert.equal(resumed.code, 0, resumed.stderr);
+    const steps = (JSON.parse(resumed.stdout) as { steps: { step: string; outcome: string; message: string }[] }).steps;
+    assert.deepEqual(steps.filter((s) => s.outcome === 'done-before').map((s) => s.step), ['cordon', 'drain', 'unlabel', 'restore-cni']);
+    assert.equal(steps.find((s) => s.step === 'uncordon')!.outcome, 'not-needed');
+    assert.equal((await nodeObject('kind-worker2')).spec.unschedulable, true, 'still cordoned, as its operator left it');
+    await cp.kubectl(['uncordon', 'kind-worker2']);
+  });
+
+  it('finalize refuses while a node is not migrated', async () => {
+    const r = await plugin('finalize', '--yes');
+    assert.equal(r.code, 6, r.stderr);
+    assert.match(r.stderr, /finalize refused: not migrated: kind-worker \(pending\), kind-worker2 \(pending\)/);
+    assert.equal((await cp.kubectl(['-n', 'kube-system', 'get', 'ciliumnodeconfig', 'cilium-default', '-o', 'name'])).stdout.trim(), 'ciliumnodeconfig.cilium.io/cilium-default');
+  });
+
+  it('finalize refuses while Cilium has the migration values, then removes the CiliumNodeConfig, the labels and Flannel', async () => {
+    for (const n of ['kind-worker', 'kind-worker2']) await ciliumRange(n, (await nodeObject(n)).spec.podCIDR);
+    const again = await plugin(...runArgs);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /migrating 2 nodes in this order: kind-worker, kind-worker2/, 'rolled-back nodes are pending again');
+
+    const early = await plugin('finalize', '--yes');
+    assert.equal(early.code, 6, early.stderr);
+    assert.match(early.stderr, /still runs with the migration's values/);
+    assert.match(early.stdout, /customConf: false/, 'the final values are printed');
+
+    // What `helm upgrade` with the final values does to cilium-config.
+    await cp.kubectl(['-n', 'kube-system', 'patch', 'configmap', 'cilium-config', '--type=merge', '-p', JSON.stringify({ data: { 'custom-cni-conf': 'false' } })]);
+    const r = await plugin('finalize', '--yes', '-o', 'json');
+    assert.equal(r.code, 0, r.stderr);
+    const result = JSON.parse(r.stdout) as { steps: { step: string; outcome: string }[]; cleanup: string[] };
+    assert.deepEqual(result.steps.map((s) => [s.step, s.outcome]), [['check', 'applied'], ['final-values', 'done-before'], ['delete-node-config', 'applied'], ['unlabel-nodes', 'applied'], ['remove-legacy-cni', 'applied']]);
+    assert.ok(result.cleanup.some((c) => /flannel\.1/.test(c)), 'the per-node cleanup is named');
+    await assert.rejects(cp.kubectl(['-n', 'kube-system', 'get', 'ciliumnodeconfig', 'cilium-default']), /NotFound/);
+    await assert.rejects(cp.kubectl(['-n', 'kube-flannel', 'get', 'daemonset', 'kube-flannel-ds']), /NotFound/);
+    const nodes = await cp.get<{ items: { metadata: { labels: Record<string, string>; annotations: Record<string, string> } }[] }>('/api/v1/nodes');
+    for (const n of nodes.items) {
+      assert.equal(n.metadata.labels['io.cilium.migration/cilium-default'], undefined);
+      assert.deepEqual(Object.keys(n.metadata.annotations).filter((k) => k.startsWith('cilium-migrate.io/')), []);
+    }
+  });
+
+  it('finalize again changes nothing, and rollback is refused after finalize', async () => {
+    const again = await plugin('finalize', '--yes', '-o', 'json');
+    assert.equal(again.code, 0, again.stderr);
+    assert.ok((JSON.parse(again.stdout) as { steps: { outcome: string }[] }).steps.every((s) => s.outcome === 'done-before'), again.stdout);
+    const r = await plugin('rollback', 'kind-worker2', '--restart', 'none');
+    assert.equal(r.code, 6, r.stderr);
+    assert.match(r.stderr, /the migration was finalized/);
   });
 });

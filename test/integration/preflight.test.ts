@@ -8,42 +8,10 @@ import type { Check } from '../../cmd/migration/preflight.js';
 import { ExitCode } from '../../lib/errors.js';
 import { ciliumCrdsFile } from '../../lab/cluster-objects.js';
 import type { ControlPlane } from '../../lab/control-plane.js';
-import { startMigrationCluster } from '../harness/migration-cluster.js';
+import { createAgentPods, legacyAndCiliumConfig, startMigrationCluster } from '../harness/migration-cluster.js';
 import { runPlugin } from '../harness/plugin.js';
 import { progress } from '../harness/shared-cluster.js';
 import { eventually } from '../harness/wait.js';
-
-const flannel = `
-apiVersion: v1
-kind: Namespace
-metadata: {name: kube-flannel}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: kube-flannel-cfg, namespace: kube-flannel}
-data:
-  net-conf.json: '{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}'
----
-apiVersion: apps/v1
-kind: DaemonSet
-metadata: {name: kube-flannel-ds, namespace: kube-flannel}
-spec:
-  selector: {matchLabels: {app: flannel}}
-  template:
-    metadata: {labels: {app: flannel}}
-    spec: {hostNetwork: true, tolerations: [{operator: Exists}], containers: [{name: kube-flannel, image: flannel/flannel}]}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: cilium-config, namespace: kube-system}
-data: {custom-cni-conf: "true", ipam: cluster-pool, cluster-pool-ipv4-cidr: 10.245.0.0/16, routing-mode: tunnel, tunnel-protocol: vxlan, tunnel-port: "8473"}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: cilium-migrate}
-`;
-const agentPod = (node: string) =>
-  JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: `agent-${node}`, namespace: 'cilium-migrate', labels: { 'app.kubernetes.io/name': 'cilium-migrate-agent' } }, spec: { nodeName: node, tolerations: [{ operator: 'Exists' }], containers: [{ name: 'agent', image: 'agent' }] } });
 
 describe('preflight', () => {
   let cp: ControlPlane;
@@ -53,12 +21,8 @@ describe('preflight', () => {
 
   before(async () => {
     cp = await startMigrationCluster(progress, 2);
-    await cp.kubectl(['apply', '-f', '-'], { input: flannel });
-    for (const node of ['kind-control-plane', 'kind-worker', 'kind-worker2']) await cp.kubectl(['apply', '-f', '-'], { input: agentPod(node) });
-    await eventually('agents Ready', async () => {
-      const { stdout } = await cp.kubectl(['-n', 'cilium-migrate', 'get', 'pods', '-o', 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{" "}{end}']);
-      return stdout.trim() === 'True True True' ? true : undefined;
-    });
+    await cp.kubectl(['apply', '-f', '-'], { input: legacyAndCiliumConfig });
+    await createAgentPods(cp, ['kind-control-plane', 'kind-worker', 'kind-worker2']);
   });
   after(() => cp?.stop());
 
@@ -119,10 +83,7 @@ describe('preflight', () => {
     {
       name: 'a node without a probe agent',
       inject: () => cp.kubectl(['-n', 'cilium-migrate', 'delete', 'pod', 'agent-kind-worker2', '--grace-period=0', '--force']),
-      undo: async () => {
-        await cp.kubectl(['apply', '-f', '-'], { input: agentPod('kind-worker2') });
-        await eventually('agent Ready', async () => ((await cp.kubectl(['-n', 'cilium-migrate', 'get', 'pod', 'agent-kind-worker2', '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'])).stdout === 'True' ? true : undefined));
-      },
+      undo: () => createAgentPods(cp, ['kind-control-plane', 'kind-worker', 'kind-worker2']),
       check: 'probe agents',
       message: /no Ready probe agent on kind-worker2/,
     },

@@ -1,0 +1,50 @@
+// Counting one client's requests with the API server's own metrics: API Priority and Fairness
+// dispatches every request of a user matched by a FlowSchema under that schema's name, so a
+// FlowSchema per benchmark user turns apiserver_flowcontrol_dispatched_requests_total into a
+// per-client request counter. The user is bound to cluster-admin but is not in system:masters
+// (whose requests the built-in "exempt" schema takes first).
+import type { ControlPlane } from '../lab/control-plane.js';
+
+/** A kubeconfig for `user` whose requests the API server counts under flow schema `user`. */
+export async function countedUser(cp: ControlPlane, user: string): Promise<string> {
+  const docs = [
+    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: `bench-${user}` }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' }, subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user }] },
+    {
+      apiVersion: 'flowcontrol.apiserver.k8s.io/v1',
+      kind: 'FlowSchema',
+      metadata: { name: user },
+      spec: {
+        priorityLevelConfiguration: { name: 'workload-high' },
+        matchingPrecedence: 200,
+        distinguisherMethod: { type: 'ByUser' },
+        rules: [{
+          subjects: [{ kind: 'User', user: { name: user } }],
+          resourceRules: [{ verbs: ['*'], apiGroups: ['*'], resources: ['*'], clusterScope: true, namespaces: ['*'] }],
+          nonResourceRules: [{ verbs: ['*'], nonResourceURLs: ['*'] }],
+        }],
+      },
+    },
+  ];
+  for (const d of docs) await cp.kubectl(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(d) });
+  return cp.userKubeconfig(user);
+}
+
+/** Requests the API server has dispatched for each flow schema so far. */
+export async function dispatchedByFlowSchema(cp: ControlPlane): Promise<Map<string, number>> {
+  const { stdout } = await cp.kubectl(['get', '--raw', '/metrics'], { timeoutMs: 60_000 });
+  const out = new Map<string, number>();
+  for (const line of stdout.split('\n')) {
+    if (!line.startsWith('apiserver_flowcontrol_dispatched_requests_total{')) continue;
+    const schema = /flow_schema="([^"]+)"/.exec(line)?.[1];
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (schema) out.set(schema, (out.get(schema) ?? 0) + value);
+  }
+  return out;
+}
+
+/** min, median and max of `xs`, formatted with `digits`. */
+export function spread(xs: number[], digits = 1): string {
+  const s = [...xs].sort((a, b) => a - b);
+  const median = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  return `${median.toFixed(digits)} (${s[0]!.toFixed(digits)}-${s.at(-1)!.toFixed(digits)})`;
+}

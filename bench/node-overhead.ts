@@ -1,0 +1,87 @@
+// The engine's cost per node beyond the drain: `kubectl cilium-migrate node` on five kwok nodes at
+// once with --restart none and the cluster-state gate passing at once (one round), first on nodes
+// holding no evictable pod (only the Cilium agent pod of its DaemonSet), then on nodes holding 20
+// pods each. Wall time per node, and the requests the API server dispatched for the plugin's user.
+import { cpus, hostname } from 'node:os';
+import { join } from 'node:path';
+import { installCiliumCrds } from '../lab/cluster-objects.js';
+import { createSimulatedNodes } from '../lab/cluster-objects.js';
+import { startControlPlane, type ControlPlane } from '../lab/control-plane.js';
+import { ciliumDaemonSet, createCiliumNodes } from '../test/harness/migration-cluster.js';
+import { repoRoot, runPlugin } from '../test/harness/plugin.js';
+import { countedUser, dispatchedByFlowSchema, spread } from './apiserver-requests.js';
+import { updateSection } from './report.js';
+
+const runs = Number(process.env.BENCH_RUNS ?? 3);
+const perRun = 5;
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 180_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+async function main(): Promise<void> {
+  const cp: ControlPlane = await startControlPlane({ progress: (l) => process.stderr.write(`${l}\n`) });
+  try {
+    const names = (podsPerNode: number, run: number) => Array.from({ length: perRun }, (_, i) => `n${podsPerNode}-r${run}-${i}`);
+    const all = [0, 20].flatMap((p) => Array.from({ length: runs }, (_, r) => names(p, r)).flat());
+    await installCiliumCrds(cp);
+    await createSimulatedNodes(cp, all.map((name) => ({ name, role: 'worker' as const })));
+    await cp.kubectl(['apply', '-f', '-'], { input: ciliumDaemonSet });
+    await createCiliumNodes(cp, (_n, podCIDR) => [podCIDR]);
+    await cp.kubectl(['apply', '--server-side', '-f', join(repoRoot, 'manifests', 'ciliumnodeconfig.yaml')]);
+    // 20 pods on each node of the "20 pods" runs: one Deployment per node, pinned by nodeName.
+    for (const n of all.filter((x) => x.startsWith('n20-'))) {
+      await cp.kubectl(['create', 'deployment', n, '--image', 'nginx', '--replicas', '20']);
+      await cp.kubectl(['patch', 'deployment', n, '-p', JSON.stringify({ spec: { template: { spec: { nodeSelector: { 'kubernetes.io/hostname': n } } } } })]);
+    }
+    await waitFor('pods and agents Running', async () => {
+      const ds = await cp.get<{ status: { numberReady?: number } }>('/apis/apps/v1/namespaces/kube-system/daemonsets/cilium');
+      const pods = await cp.get<{ items: { status: { phase?: string } }[] }>('/api/v1/namespaces/default/pods');
+      return ds.status.numberReady === all.length && pods.items.filter((p) => p.status.phase === 'Running').length === 20 * perRun * runs;
+    }, 300_000);
+    const kubeconfig = await countedUser(cp, 'bench-plugin');
+    const rows: string[] = [];
+    const verdicts: string[] = [];
+    for (const pods of [0, 20]) {
+      const seconds: number[] = [];
+      const drains: number[] = [];
+      const requests: number[] = [];
+      for (let r = 0; r < runs; r++) {
+        const before = (await dispatchedByFlowSchema(cp)).get('bench-plugin') ?? 0;
+        const started = performance.now();
+        const res = await runPlugin(['node', ...names(pods, r), '--restart', 'none', '--gate-rounds', '1', '-o', 'json', '--kubeconfig', kubeconfig], { env: { PATH: process.env.PATH ?? '', HOME: cp.rootDir }, timeoutMs: 600_000 });
+        if (res.code !== 0) throw new Error(`node failed: ${res.stderr}`);
+        const wall = (performance.now() - started) / 1000;
+        const drainSeconds = (JSON.parse(res.stdout) as { steps: { step: string; durationMs: number }[] }[]).reduce((sum, n) => sum + (n.steps.find((x) => x.step === 'drain')?.durationMs ?? 0) / 1000, 0);
+        drains.push(drainSeconds / perRun);
+        seconds.push((wall - drainSeconds) / perRun);
+        requests.push((((await dispatchedByFlowSchema(cp)).get('bench-plugin') ?? 0) - before) / perRun);
+        process.stderr.write(`${pods} pods, run ${r + 1}: ${seconds.at(-1)!.toFixed(2)} s beyond a ${drains.at(-1)!.toFixed(2)} s drain and ${requests.at(-1)} requests per node\n`);
+      }
+      rows.push(`| ${pods} | ${spread(seconds, 2)} | ${spread(drains, 2)} | ${spread(requests, 0)} | ${50 + 2 * pods} |`);
+      const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+      verdicts.push(`${pods} pods: time ${med(seconds) < 2 ? 'met' : 'MISSED'}, requests ${med(requests) < 50 + 2 * pods ? 'met' : 'MISSED'}`);
+    }
+    const body = [
+      `Command: \`make bench-node\` (bench/node-overhead.ts), ${runs} runs per row, each \`kubectl cilium-migrate node\` over ${perRun} kwok nodes one after another (the figure is per node: the run's total divided by ${perRun}, so the plugin's start and the lock are shared; "beyond the drain" is the wall time minus the drain steps' own durations from \`-o json\`).`,
+      `Machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'} (${hostname()}), Node ${process.version}; the real control plane (v1.36.5) with kwok v0.8.0.`,
+      'Engine settings: `--restart none`, `--gate-rounds 1` (the cluster-state gate passes at its first round), defaults otherwise. Every step runs: preconditions, lock, baseline gate, cordon, drain, label, replacing the Cilium agent pod (kwok makes the new one Ready), verify pod, gate, uncordon, the Events and the state annotations. Requests: what the API server dispatched for the plugin\'s user (`apiserver_flowcontrol_dispatched_requests_total`, a FlowSchema for that user), watches included.',
+      '',
+      '| evictable pods on the node | seconds per node beyond the drain, median (min-max) | the drain step itself, s | API requests per node (drain included), median (min-max) | request target (50 + 2 per pod) |',
+      '|---|---|---|---|---|',
+      ...rows,
+      '',
+      `Target: under 2 s and under 50 requests plus 2 per pod: ${verdicts.join('; ')}.`,
+    ].join('\n');
+    process.stdout.write(`${body}\n`);
+    updateSection('Per-node overhead of the engine', body);
+  } finally {
+    await cp.stop();
+  }
+}
+
+await main();

@@ -1,0 +1,218 @@
+// Returns one node to the legacy CNI (REFERENCE.md section 1: Cilium's guide has no rollback):
+// cordon, drain, remove the migration label, delete Cilium's CNI config and restore the renamed
+// `*.cilium_bak` files on the host, restart the Cilium agent (it no longer applies the node config)
+// and the node, check that a new pod gets a legacy address, uncordon if we cordoned. Like the
+// migration, every step records its intent on the Node first (annotation
+// `cilium-migrate.io/rollback`), so a killed rollback resumes; at the end the node's migration
+// records are removed and it is `pending` again.
+import { cidrContains } from '../../lib/cidr.js';
+import { ciliumAgentSelector } from '../../lib/defaults.js';
+import { InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
+import type { EngineCluster, NodeView } from './cluster.js';
+import { drainNode, type Clock, type DrainOptions } from './drain.js';
+import { hostCommandPodName, restoreLegacyCniScript, runHostScript } from './host-command.js';
+import { GateError, type BoundaryHook, type EngineReporter, type StepResult } from './migrate-node.js';
+import { restartBaseline, restartCompletion, type NodeRestarter, type RestartBaseline } from './restart.js';
+import { phaseAnnotation, readState, rollbackAnnotation, stateAnnotation } from './state.js';
+
+export { rollbackAnnotation };
+
+export const rollbackSteps = ['cordon', 'drain', 'unlabel', 'restore-cni', 'restart-agent', 'restart-node', 'verify', 'uncordon'] as const;
+export type RollbackStep = (typeof rollbackSteps)[number];
+
+export interface RollbackState {
+  v: 1;
+  runId: string;
+  startedAt: string;
+  wasUnschedulable: boolean;
+  cordonedByUs: boolean;
+  steps: Partial<Record<RollbackStep, { intent?: string; done?: string; data?: Record<string, unknown> }>>;
+}
+
+export interface RollbackOptions {
+  runId: string;
+  labelKey: string;
+  ciliumNamespace: string;
+  drain: DrainOptions;
+  restarter: NodeRestarter;
+  /** Image of the privileged pod that restores the CNI files (needs sh, and nsenter). */
+  hostImage: string;
+  verifyNamespace: string;
+  verifyImage: string;
+  timeoutsMs: { hostCommand: number; agentRestart: number; nodeRestart: number; verify: number };
+  pollMs: number;
+}
+
+export interface RollbackResult {
+  node: string;
+  result: 'rolled-back';
+  steps: { step: RollbackStep; outcome: StepResult['outcome']; message: string; durationMs: number }[];
+}
+
+export function readRollbackState(annotations: Record<string, string>): RollbackState | undefined {
+  try {
+    const s = JSON.parse(annotations[rollbackAnnotation] ?? '') as RollbackState;
+    return s?.v === 1 && typeof s.steps === 'object' ? s : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether there is anything to roll back on this node: the label, a migration record, or a rollback under way. */
+export function needsRollback(node: NodeView, labelKey: string): boolean {
+  return node.labels[labelKey] !== undefined || readState(node.annotations) !== undefined || readRollbackState(node.annotations) !== undefined;
+}
+
+export async function rollbackNode(cluster: EngineCluster, name: string, opts: RollbackOptions, clock: Clock, report: EngineReporter, signal?: AbortSignal, boundary: BoundaryHook = () => {}): Promise<RollbackResult> {
+  let node = await cluster.getNode(name);
+  if (!needsRollback(node, opts.labelKey)) {
+    throw new PreconditionError(`node ${name} was never migrated (no ${opts.labelKey} label, no migration record): nothing to roll back`);
+  }
+  const migration = readState(node.annotations);
+  const midMigrationCordon = migration !== undefined && !migration.migratedAt && migration.cordonedByUs && !migration.steps.uncordon?.done && node.unschedulable;
+  let state: RollbackState = readRollbackState(node.annotations) ?? {
+    v: 1,
+    runId: opts.runId,
+    startedAt: new Date(clock.now()).toISOString(),
+    // Only a cordon the stopped migration made counts as ours; any other (from before the
+    // migration, or made by someone after it finished) stays when the rollback ends.
+    wasUnschedulable: midMigrationCordon ? migration!.wasUnschedulable : node.unschedulable,
+    cordonedByUs: midMigrationCordon,
+    steps: {},
+  };
+  const save = async () => {
+    node = await cluster.patchNode(name, { annotations: { [rollbackAnnotation]: JSON.stringify(state), [phaseAnnotation]: `rollback-${rollbackSteps.find((s) => !state.steps[s]?.done) ?? 'finishing'}` } });
+  };
+  await save();
+  const results: RollbackResult['steps'] = [];
+
+  for (const step of rollbackSteps) {
+    if (signal?.aborted) throw new InterruptedError(`rollback of ${name} stopped before ${step}; the state is recorded on the node`, 'rerun the same command to resume');
+    const record = state.steps[step] ?? {};
+    if (record.done) {
+      results.push({ step, outcome: 'done-before', message: 'done in an earlier run', durationMs: 0 });
+      continue;
+    }
+    const started = clock.now();
+    const intent = async (data?: Record<string, unknown>, extra: Partial<RollbackState> = {}) => {
+      const first = !state.steps[step]?.intent;
+      state = { ...state, ...extra, steps: { ...state.steps, [step]: { ...state.steps[step], intent: state.steps[step]?.intent ?? new Date(clock.now()).toISOString(), ...(data ? { data } : {}) } } };
+      await save();
+      if (first || data) boundary(name, `rollback-${step}`, 'intent');
+    };
+    report.line(name, `${step}: started`);
+    const { outcome, message } = await runRollbackStep(step);
+    state = { ...state, steps: { ...state.steps, [step]: { ...state.steps[step], done: new Date(clock.now()).toISOString() } } };
+    await save();
+    await cluster.recordEvent(node, 'Normal', `Rollback${step.replace(/(^|-)(\w)/g, (_m, _d, c: string) => c.toUpperCase())}`, message);
+    boundary(name, `rollback-${step}`, 'done');
+    const durationMs = clock.now() - started;
+    results.push({ step, outcome, message, durationMs });
+    report.line(name, `${step}: ${message} (${(durationMs / 1000).toFixed(1)}s)`);
+
+    async function runRollbackStep(s: RollbackStep): Promise<{ outcome: StepResult['outcome']; message: string }> {
+      switch (s) {
+        case 'cordon':
+          if (state.wasUnschedulable) return { outcome: 'not-needed', message: 'already cordoned before; it stays cordoned' };
+          await intent(undefined, { cordonedByUs: true });
+          if (!node.unschedulable) await cluster.patchNode(name, { unschedulable: true });
+          return { outcome: 'applied', message: 'cordoned' };
+        case 'drain': {
+          await intent();
+          const drained = await drainNode(cluster, name, opts.drain, clock, (p) => report.status(name, `drain: ${p.left}/${p.total} pods left`, `${p.phase}|${Math.ceil(p.left / 10)}`), signal);
+          return { outcome: 'applied', message: `evicted ${drained.evicted.length} pods` };
+        }
+        case 'unlabel':
+          if (node.labels[opts.labelKey] === undefined) return { outcome: 'not-needed', message: `no ${opts.labelKey} label` };
+          await intent();
+          await cluster.patchNode(name, { labels: { [opts.labelKey]: null } });
+          return { outcome: 'applied', message: `removed ${opts.labelKey}: the CiliumNodeConfig no longer selects the node` };
+        case 'restore-cni':
+          await intent();
+          await runHostScript(cluster, { namespace: opts.ciliumNamespace, node: name, purpose: 'rollback', image: opts.hostImage, script: restoreLegacyCniScript, timeoutMs: opts.timeoutsMs.hostCommand, pollMs: opts.pollMs }, clock, signal);
+          return { outcome: 'applied', message: `deleted 05-cilium.conflist and restored the *.cilium_bak files (pod ${hostCommandPodName('rollback', name)})` };
+        case 'restart-agent': {
+          const current = await agentPods();
+          const old = (record.data?.oldUids as string[] | undefined) ?? current.map((p) => p.uid);
+          if (!record.data) await intent({ oldUids: old });
+          for (const p of current) if (old.includes(p.uid)) await cluster.deletePodByUid(p.namespace, p.name, p.uid);
+          const fresh = await waitFor(`a new Ready Cilium agent pod on ${name}`, opts.timeoutsMs.agentRestart, async () => (await agentPods()).find((p) => !old.includes(p.uid) && p.ready));
+          return { outcome: 'applied', message: `Cilium agent pod replaced (${fresh.name} Ready); it no longer writes a CNI config on this node` };
+        }
+        case 'restart-node': {
+          if (opts.restarter.method === 'none') {
+            await intent();
+            return { outcome: 'not-needed', message: 'no node restart (--restart none)' };
+          }
+          let baseline = record.data?.baseline as (Omit<RestartBaseline, 'requestedAt'> & { requestedAt: string }) | undefined;
+          if (!baseline) {
+            const b = restartBaseline(node, await cluster.listNodePods(name), new Date(clock.now()));
+            baseline = { ...b, requestedAt: b.requestedAt.toISOString() };
+            await intent({ baseline });
+          }
+          if (!record.data?.requested) {
+            await opts.restarter.request(node);
+            await intent({ baseline, requested: new Date(clock.now()).toISOString() });
+          }
+          const before: RestartBaseline = { ...baseline, requestedAt: new Date(baseline.requestedAt) };
+          const how = await waitFor(`${name} to come back from its restart`, opts.timeoutsMs.nodeRestart, async () => restartCompletion(before, await cluster.getNode(name), await cluster.listNodePods(name)));
+          return { outcome: 'applied', message: `restarted (${opts.restarter.method}): ${how}` };
+        }
+        case 'verify':
+          await intent();
+          return verifyLegacy();
+        case 'uncordon':
+          if (state.wasUnschedulable || !state.cordonedByUs) return { outcome: 'not-needed', message: 'left cordoned: it was cordoned before' };
+          await intent();
+          await cluster.patchNode(name, { unschedulable: false });
+          return { outcome: 'applied', message: 'uncordoned' };
+      }
+    }
+  }
+
+  // Back to where it started: no migration records, so `run` treats it as any pending node.
+  await cluster.patchNode(name, { annotations: { [rollbackAnnotation]: null, [stateAnnotation]: null, [phaseAnnotation]: null } });
+  await cluster.recordEvent(node, 'Normal', 'RollbackComplete', `returned to the legacy CNI by run ${opts.runId}`);
+  report.line(name, 'rolled back to the legacy CNI');
+  return { node: name, result: 'rolled-back', steps: results };
+
+  async function agentPods() {
+    return (await cluster.listNodePods(name, ciliumAgentSelector)).filter((p) => p.namespace === opts.ciliumNamespace);
+  }
+
+  async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+    const deadline = clock.now() + timeoutMs;
+    for (;;) {
+      const value = await probe();
+      if (value !== undefined) return value;
+      if (signal?.aborted) throw new InterruptedError(`stopped while waiting for ${what}; the state is recorded on the node`, 'rerun the same command to resume');
+      if (clock.now() > deadline) throw new TimeoutError(`timed out after ${Math.round(timeoutMs / 1000)}s waiting for ${what}`, 'the node stays cordoned with its rollback state recorded; rerun to resume');
+      await clock.sleep(opts.pollMs, signal);
+    }
+  }
+
+  async function verifyLegacy(): Promise<{ outcome: StepResult['outcome']; message: string }> {
+    const legacy = (await cluster.getNode(name)).podCIDRs;
+    const cilium = (await cluster.ciliumPodCidrs(name)) ?? [];
+    const podName = hostCommandPodName('rollback-verify', name);
+    const leftover = await cluster.getPod(opts.verifyNamespace, podName);
+    if (leftover) await cluster.deletePodByUid(leftover.namespace, leftover.name, leftover.uid, 0);
+    await waitFor(`the old verify pod ${podName} to go`, opts.timeoutsMs.verify, async () => ((await cluster.getPod(opts.verifyNamespace, podName)) ? undefined : true));
+    await cluster.createProbePod(opts.verifyNamespace, podName, name, opts.verifyImage);
+    let ip: string;
+    try {
+      ip = await waitFor(`the verify pod on ${name} to get an IP`, opts.timeoutsMs.verify, async () => (await cluster.getPod(opts.verifyNamespace, podName))?.podIP || undefined);
+    } finally {
+      const pod = await cluster.getPod(opts.verifyNamespace, podName);
+      if (pod) await cluster.deletePodByUid(pod.namespace, pod.name, pod.uid, 0);
+    }
+    const onCilium = cilium.some((c) => cidrContains(c, ip));
+    if (onCilium || !legacy.some((c) => cidrContains(c, ip))) {
+      throw new GateError(name, 'rollback verify', {
+        verdict: 'FAIL',
+        reasons: [`a new pod on ${name} got ${ip}, ${onCilium ? `inside its Cilium pod CIDRs ${cilium.join(', ')}` : `outside its legacy pod CIDRs ${legacy.join(', ')}`}: is 05-cilium.conflist still on the host? was the node restarted?`],
+      });
+    }
+    return { outcome: 'applied', message: `a new pod got ${ip}, inside the legacy ${legacy.join(', ')}` };
+  }
+}

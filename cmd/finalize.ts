@@ -1,0 +1,226 @@
+// `finalize`: after the last node. Refuses unless every node is migrated and no pod is left on the
+// legacy network, and until Cilium runs with its final values (it writes its own CNI config from
+// then on; `--apply` upgrades it through helm). Then, each step recorded first and skipped when
+// done: deletes the CiliumNodeConfig, removes the migration's labels and annotations from the
+// nodes, deletes the legacy CNI's DaemonSet (only with --yes) and cleans the nodes of what it left
+// (only with --cleanup-nodes) or prints how.
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ciliumClusterCidr, ciliumNamespace, ciliumNodeConfigName, ciliumVxlanPort, hostCommandImage, legacyVxlanPort, migrationLabel } from '../lib/defaults.js';
+import { parseDuration } from '../lib/duration.js';
+import { ConfigError, PreconditionError, UsageError } from '../lib/errors.js';
+import { call, deleteObject, statusCode, type Kube } from '../lib/kube.js';
+import { defineCommand, type CommandContext } from './context.js';
+import { systemClock } from './engine/drain.js';
+import { legacyCleanupHints, legacyCleanupScript, runHostScript } from './engine/host-command.js';
+import { kubeEngineCluster } from './engine/kube-cluster.js';
+import { phaseAnnotation, stateAnnotation } from './engine/state.js';
+import { readCluster } from './migration/cluster-view.js';
+import { ciliumVersionFromImage, finalizeBlockers, readFinalizeRecord, stillInMigrationMode, writeFinalizeRecord, type FinalizeRecord } from './migration/finalize.js';
+import { valuesYaml } from './migration/helm-values.js';
+import { preferredNodeConfigVersion, servedNodeConfigVersions } from './migration/node-config.js';
+import { detectLegacyCni } from './migration/preflight.js';
+import { render } from './output.js';
+import { table } from './table.js';
+
+export interface FinalizeStep {
+  step: string;
+  outcome: 'applied' | 'done-before' | 'skipped' | 'would-apply';
+  message: string;
+}
+
+export interface FinalizeResult {
+  steps: FinalizeStep[];
+  /** What is left to do by hand on each node. */
+  cleanup: string[];
+}
+
+function human(r: FinalizeResult): string {
+  return `${table(['STEP', 'RESULT', 'DETAIL'], r.steps.map((s) => [s.step, s.outcome, s.message]))}\n` + (r.cleanup.length ? `\nleft to do on every node (or rerun with --cleanup-nodes --yes):\n${r.cleanup.map((c) => `  ${c}`).join('\n')}\n` : '');
+}
+
+export const finalizeCommand = defineCommand({
+  command: 'finalize',
+  describe: 'After the last node: check nothing is left on the legacy network, then remove the CiliumNodeConfig, the migration labels and (with --yes) the legacy CNI',
+  builder: (y) =>
+    y
+      .option('label-key', { type: 'string', default: migrationLabel, describe: 'The migration label to remove from the nodes' })
+      .option('cilium-namespace', { type: 'string', default: ciliumNamespace, describe: 'Namespace of Cilium and its CiliumNodeConfig' })
+      .option('name', { type: 'string', default: ciliumNodeConfigName, describe: 'Name of the CiliumNodeConfig to delete' })
+      .option('cilium-version', { type: 'string', describe: 'Cilium version for the final values (default: the cilium DaemonSet\'s image tag)' })
+      .option('cilium-cidr', { type: 'string', default: ciliumClusterCidr, describe: 'Cilium\'s cluster-pool CIDR, as in the initial values' })
+      .option('tunnel-port', { type: 'number', default: ciliumVxlanPort, describe: 'Cilium\'s VXLAN port, as in the initial values' })
+      .option('apply', { type: 'boolean', default: false, describe: 'Upgrade Cilium to the final values with helm (on PATH) and restart its agents first' })
+      .option('helm-release', { type: 'string', default: 'cilium', describe: 'With --apply: the Cilium Helm release' })
+      .option('helm-chart', { type: 'string', default: 'cilium/cilium', describe: 'With --apply: the chart to upgrade to' })
+      .option('rollout-timeout', { type: 'string', default: '10m', describe: 'With --apply: how long the Cilium agents may take to restart' })
+      .option('cleanup-nodes', { type: 'boolean', default: false, describe: 'Remove flannel.1, cni0, FLANNEL-* iptables chains and old CNI files on every node through a privileged pod (needs --yes)' })
+      .option('cleanup-timeout', { type: 'string', default: '2m', describe: 'How long each node\'s cleanup pod may take' })
+      .option('yes', { type: 'boolean', default: false, describe: 'Confirm deleting the legacy CNI DaemonSet (and, with --cleanup-nodes, cleaning the nodes)' })
+      .option('dry-run', { type: 'boolean', default: false, describe: 'Check and print what would be done; change nothing' })
+      .example('$0 finalize --dry-run', 'what finalize would check and do')
+      .example('$0 finalize --apply --yes', 'upgrade Cilium to its final values, then remove the migration and Flannel'),
+  run: async (ctx, args) => {
+    const kube = ctx.kube();
+    const ns = args['cilium-namespace'];
+    const log = (line: string) => ctx.io.err(`${line}\n`);
+    if (args['cleanup-nodes'] && !args.yes && !args['dry-run']) throw new UsageError('--cleanup-nodes runs a privileged pod on every node; confirm with --yes');
+    const rolloutTimeoutMs = duration('rollout-timeout', args['rollout-timeout']);
+    const cleanupTimeoutMs = duration('cleanup-timeout', args['cleanup-timeout']);
+
+    const daemonSets = (await call(kube, 'list daemonsets', () => kube.apps.listDaemonSetForAllNamespaces())).items;
+    const legacy = await detectLegacyCni(kube, daemonSets);
+    let record = await readFinalizeRecord(kube, ns);
+    const snap = await readCluster(kube, { ...(legacy?.podCidr ? { legacyCidrs: [legacy.podCidr] } : {}), ciliumCidrs: [args['cilium-cidr']] });
+    const steps: FinalizeStep[] = [];
+
+    // The checks hold the door only once: a resumed finalize finds the nodes' migration records
+    // already removed by its first run.
+    if (record === undefined) {
+      const blockers = finalizeBlockers(snap);
+      if (blockers.length) {
+        throw new PreconditionError(`finalize refused: ${blockers.join('; ')}`, 'finish the migration first (kubectl cilium-migrate run; --restart-stragglers moves pods left behind), then rerun finalize');
+      }
+      steps.push({ step: 'check', outcome: 'applied', message: `all ${snap.nodes.length} nodes migrated; no pod on the legacy network` });
+    } else {
+      steps.push({ step: 'check', outcome: 'done-before', message: `finalize began at ${record.startedAt} (${record.phase}); resuming` });
+    }
+
+    const ciliumDs = daemonSets.find((d) => d.metadata?.namespace === ns && d.metadata?.name === 'cilium');
+    const version = args['cilium-version'] ?? ciliumVersionFromImage(ciliumDs?.spec?.template.spec?.containers.find((c) => c.name === 'cilium-agent')?.image ?? ciliumDs?.spec?.template.spec?.containers[0]?.image);
+    const ciliumConfig = await readCiliumConfig(kube, ns);
+    if (stillInMigrationMode(ciliumConfig)) {
+      if (!version) throw new UsageError('cannot tell the Cilium version from the cilium DaemonSet\'s image', 'pass --cilium-version');
+      const values = valuesYaml({ phase: 'final', ciliumVersion: version, ciliumCidr: args['cilium-cidr'], tunnelPort: args['tunnel-port'], legacyTunnelPort: legacy?.vxlanPort ?? legacyVxlanPort });
+      if (args['dry-run']) {
+        steps.push({ step: 'final-values', outcome: 'would-apply', message: `Cilium is still in migration mode (custom-cni-conf=true): ${args.apply ? 'would upgrade it with helm' : 'apply the final values first (--apply does it with helm)'}` });
+      } else if (!args.apply) {
+        ctx.io.out(values);
+        throw new PreconditionError(
+          'Cilium still runs with the migration\'s values (cilium-config custom-cni-conf=true): it must write its own CNI config before the CiliumNodeConfig and the legacy CNI go',
+          `apply the final values printed above: helm upgrade -n ${ns} ${args['helm-release']} ${args['helm-chart']} --version ${version} --reuse-values -f values-final.yaml && kubectl -n ${ns} rollout restart ds/cilium; or rerun with --apply`,
+        );
+      } else {
+        await helmUpgrade(ctx, { namespace: ns, release: args['helm-release'], chart: args['helm-chart'], version, values });
+        await restartCilium(ctx, kube, ns, rolloutTimeoutMs);
+        steps.push({ step: 'final-values', outcome: 'applied', message: `helm upgrade ${args['helm-release']} to the final values of Cilium ${version}; cilium agents restarted` });
+      }
+    } else {
+      steps.push({ step: 'final-values', outcome: 'done-before', message: 'Cilium runs with its final values (custom-cni-conf is not true)' });
+    }
+
+    if (args['dry-run']) {
+      steps.push({ step: 'delete-node-config', outcome: 'would-apply', message: `delete CiliumNodeConfig ${ns}/${args.name}` });
+      steps.push({ step: 'unlabel-nodes', outcome: 'would-apply', message: `remove ${args['label-key']} and the ${phaseAnnotation} / ${stateAnnotation} annotations from ${snap.nodes.length} nodes` });
+      steps.push(legacyStep(legacy?.daemonSet, args.yes, true));
+      ctx.io.out(render({ steps, cleanup: legacy ? legacyCleanupHints : [] }, ctx.options.output, human));
+      return;
+    }
+
+    if (record === undefined) {
+      record = { phase: 'finalizing', startedAt: new Date().toISOString(), nodes: snap.nodes.map((n) => n.name) };
+      await writeFinalizeRecord(kube, ns, record);
+    }
+
+    const served = await servedNodeConfigVersions(kube);
+    const cncVersion = preferredNodeConfigVersion(served);
+    const deleted = cncVersion ? await deleteObject(kube, { apiVersion: `cilium.io/${cncVersion}`, kind: 'CiliumNodeConfig', metadata: { name: args.name, namespace: ns } }) : false;
+    steps.push({ step: 'delete-node-config', outcome: deleted ? 'applied' : 'done-before', message: deleted ? `deleted CiliumNodeConfig ${ns}/${args.name}` : `no CiliumNodeConfig ${ns}/${args.name}` });
+
+    const cluster = kubeEngineCluster(kube);
+    let unlabelled = 0;
+    for (const n of snap.nodes) {
+      if (!(args['label-key'] in n.labels) && !(phaseAnnotation in n.annotations) && !(stateAnnotation in n.annotations)) continue;
+      await cluster.patchNode(n.name, { labels: { [args['label-key']]: null }, annotations: { [phaseAnnotation]: null, [stateAnnotation]: null } });
+      unlabelled++;
+    }
+    steps.push({ step: 'unlabel-nodes', outcome: unlabelled ? 'applied' : 'done-before', message: unlabelled ? `removed the migration label and annotations from ${unlabelled} nodes` : 'no node carries them' });
+
+    let legacyRemoved = !legacy;
+    if (legacy && args.yes) {
+      const [dsNs, dsName] = legacy.daemonSet.split('/') as [string, string];
+      await deleteObject(kube, { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { namespace: dsNs, name: dsName } });
+      legacyRemoved = true;
+      steps.push({ step: 'remove-legacy-cni', outcome: 'applied', message: `deleted DaemonSet ${legacy.daemonSet} (${legacy.kind})` });
+    } else steps.push(legacyStep(legacy?.daemonSet, args.yes, false));
+
+    let cleanup = legacy || record.phase === 'finalizing' ? legacyCleanupHints : [];
+    if (args['cleanup-nodes']) {
+      for (const n of snap.nodes) {
+        log(`[${n.name}] cleaning up what the legacy CNI left`);
+        await runHostScript(cluster, { namespace: ns, node: n.name, purpose: 'cleanup', image: hostCommandImage, script: legacyCleanupScript, timeoutMs: cleanupTimeoutMs, pollMs: 1000 }, systemClock, ctx.signal);
+      }
+      cleanup = [];
+      steps.push({ step: 'cleanup-nodes', outcome: 'applied', message: `removed flannel.1, cni0, FLANNEL-* chains and old CNI files on ${snap.nodes.length} nodes` });
+    }
+
+    if (legacyRemoved) {
+      record = { ...record, phase: 'finalized', finishedAt: new Date().toISOString() };
+      await writeFinalizeRecord(kube, ns, record);
+    }
+    ctx.io.out(render({ steps, cleanup }, ctx.options.output, human));
+    log(legacyRemoved ? 'finalized: the cluster runs on Cilium only' : 'finalize is not complete: the legacy CNI still runs; rerun with --yes to remove it');
+  },
+});
+
+function legacyStep(daemonSet: string | undefined, yes: boolean, dryRun: boolean): FinalizeStep {
+  if (!daemonSet) return { step: 'remove-legacy-cni', outcome: 'done-before', message: 'no legacy CNI DaemonSet found' };
+  if (yes) return { step: 'remove-legacy-cni', outcome: 'would-apply', message: `delete DaemonSet ${daemonSet}` };
+  return { step: 'remove-legacy-cni', outcome: 'skipped', message: `kept DaemonSet ${daemonSet}: ${dryRun ? 'would need' : 'rerun with'} --yes to delete it` };
+}
+
+function duration(flag: string, value: string): number {
+  try {
+    return parseDuration(value);
+  } catch (err) {
+    throw new UsageError(`--${flag}: ${(err as Error).message}`);
+  }
+}
+
+async function readCiliumConfig(kube: Kube, namespace: string): Promise<Record<string, string> | undefined> {
+  return call(kube, `get configmap ${namespace}/cilium-config`, async () => {
+    try {
+      return (await kube.core.readNamespacedConfigMap({ namespace, name: 'cilium-config' })).data ?? {};
+    } catch (err) {
+      if (statusCode(err) === 404) return undefined;
+      throw err;
+    }
+  });
+}
+
+async function helmUpgrade(ctx: CommandContext, o: { namespace: string; release: string; chart: string; version: string; values: string }): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'cilium-migrate-values-'));
+  const file = join(dir, 'values-final.yaml');
+  try {
+    await writeFile(file, o.values);
+    const argv = ['upgrade', '--namespace', o.namespace, o.release, o.chart, '--version', o.version, '--reuse-values', '--values', file, '--wait'];
+    ctx.io.err(`running: helm ${argv.join(' ')}\n`);
+    const code = await new Promise<number>((resolve, reject) => {
+      const child = spawn('helm', argv, { stdio: ['ignore', 'inherit', 'inherit'] });
+      child.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'ENOENT' ? new ConfigError('--apply needs helm on PATH, and it is not there', 'install helm, or apply the final values yourself (kubectl cilium-migrate values --phase final) and rerun without --apply') : err));
+      child.once('exit', (c) => resolve(c ?? 1));
+    });
+    if (code !== 0) throw new PreconditionError(`helm upgrade failed (exit ${code}); nothing was removed`, 'fix what helm says, then rerun finalize');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function restartCilium(ctx: CommandContext, kube: Kube, namespace: string, timeoutMs: number): Promise<void> {
+  const at = new Date().toISOString();
+  await call(kube, `restart daemonset ${namespace}/cilium`, () =>
+    kube.apps.patchNamespacedDaemonSet({ namespace, name: 'cilium', body: { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': at } } } } } }),
+  );
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ds = await call(kube, `get daemonset ${namespace}/cilium`, () => kube.apps.readNamespacedDaemonSet({ namespace, name: 'cilium' }));
+    const s = ds.status;
+    const want = s?.desiredNumberScheduled ?? 0;
+    if ((ds.metadata?.generation ?? 0) <= (s?.observedGeneration ?? 0) && s?.updatedNumberScheduled === want && s?.numberAvailable === want) return;
+    ctx.io.err(`waiting for the cilium agents to restart: ${s?.updatedNumberScheduled ?? 0} of ${want} updated, ${s?.numberAvailable ?? 0} available\n`);
+    if (Date.now() > deadline) throw new PreconditionError(`the cilium DaemonSet did not finish restarting in ${Math.round(timeoutMs / 1000)}s; nothing was removed`, `check: kubectl -n ${namespace} rollout status ds/cilium; then rerun finalize`);
+    await systemClock.sleep(2000, ctx.signal);
+  }
+}

@@ -1,0 +1,122 @@
+// The pure parts of prepare, plan waves and finalize: the node config (and its manifest), the
+// served-version choice, manifest parsing, wave assignment, and what blocks finalize.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { parse } from 'yaml';
+import type { NodeView } from '../../cmd/engine/cluster.js';
+import { stateAnnotation } from '../../cmd/engine/state.js';
+import { migrationPlan, planWaves, type ClusterSnapshot, type ViewPod } from '../../cmd/migration/cluster-view.js';
+import { ciliumVersionFromImage, finalizeBlockers, stillInMigrationMode } from '../../cmd/migration/finalize.js';
+import { ciliumNodeConfig, parseManifests, preferredNodeConfigVersion } from '../../cmd/migration/node-config.js';
+import { defaultDrainFlags } from '../../cmd/engine/drain-filter.js';
+import { ExitCode, type CliError } from '../../lib/errors.js';
+
+const node = (name: string, extra: Partial<NodeView> = {}): NodeView => ({
+  name, uid: `uid-${name}`, unschedulable: false, labels: {}, annotations: {}, providerID: '', bootID: 'b', ready: true, podCIDRs: ['10.244.1.0/24'], controlPlane: false, ...extra,
+});
+const pod = (name: string, nodeName: string, ip: string, labels: Record<string, string> = { app: 'web' }, hostNetwork = false): ViewPod => ({
+  namespace: 'default', name, node: nodeName, ip, hostNetwork, labels,
+  raw: { metadata: { name, namespace: 'default', uid: `uid-${name}`, labels, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'web', uid: 'rs', controller: true }] }, spec: { nodeName, containers: [] }, status: { phase: 'Running', podIP: ip } },
+});
+const snapshot = (nodes: NodeView[], pods: ViewPod[] = [], pdbs: ClusterSnapshot['pdbs'] = [], ciliumCidrs: Record<string, string[]> = {}): ClusterSnapshot => ({
+  nodes, pods, pdbs, ciliumCidrs, daemonSets: new Set(), agents: {}, legacyCidrs: ['10.244.0.0/16'], ciliumClusterCidrs: ['10.245.0.0/16'],
+});
+const migrated = { [stateAnnotation]: JSON.stringify({ v: 1, startedBy: 'r', lastRun: 'r', startedAt: 't', wasUnschedulable: false, cordonedByUs: true, bootID: 'b', steps: {}, migratedAt: 't' }) };
+
+describe('prepare', () => {
+  it('builds the CiliumNodeConfig that manifests/ciliumnodeconfig.yaml holds', () => {
+    const file = parse(readFileSync(join(import.meta.dirname, '..', '..', 'manifests', 'ciliumnodeconfig.yaml'), 'utf8')) as unknown;
+    assert.deepEqual(ciliumNodeConfig({ version: 'v2' }), file);
+  });
+
+  it('selects on the label key it is given, in the version it is given', () => {
+    const o = ciliumNodeConfig({ version: 'v2alpha1', labelKey: 'example.com/cilium', namespace: 'cilium' }) as unknown as { apiVersion: string; metadata: { namespace: string }; spec: { nodeSelector: { matchLabels: Record<string, string> } } };
+    assert.equal(o.apiVersion, 'cilium.io/v2alpha1');
+    assert.equal(o.metadata.namespace, 'cilium');
+    assert.deepEqual(o.spec.nodeSelector.matchLabels, { 'example.com/cilium': 'true' });
+  });
+
+  const versions: [string[], string | undefined][] = [
+    [['v2', 'v2alpha1'], 'v2'],
+    [['v2alpha1'], 'v2alpha1'],
+    [['v2'], 'v2'],
+    [[], undefined],
+  ];
+  for (const [served, want] of versions) {
+    it(`uses ${want ?? 'nothing'} when [${served.join(', ')}] are served`, () => assert.equal(preferredNodeConfigVersion(served), want));
+  }
+
+  it('parses multi-document manifests and Lists, and refuses a document that is not an object', () => {
+    const objs = parseManifests('apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ServiceAccount, metadata: {name: b, namespace: a}}\n', 'f.yaml');
+    assert.deepEqual(objs.map((o) => `${o.kind}/${o.metadata.name}`), ['Namespace/a', 'ServiceAccount/b']);
+    assert.throws(() => parseManifests('just: text\n', 'f.yaml'), (e: CliError) => e.exitCode === ExitCode.precondition && /f\.yaml: a document without apiVersion/.test(e.message));
+    assert.throws(() => parseManifests('a: [\n', 'f.yaml'), (e: CliError) => /not valid YAML/.test(e.message));
+  });
+});
+
+describe('plan waves', () => {
+  const workers = ['w1', 'w2', 'w3', 'w4', 'w5'].map((n) => node(n));
+  const cp = node('cp', { controlPlane: true });
+
+  it('groups nodes in plan order into waves of max-unavailable, control-plane nodes in waves of their own', () => {
+    const plan = migrationPlan(snapshot([cp, ...workers]), defaultDrainFlags, 2, new Date());
+    assert.deepEqual(planWaves(plan), [['w1', 'w2'], ['w3', 'w4'], ['w5'], ['cp']]);
+  });
+
+  it('never puts more pods of a budget in one wave than the budget may disrupt', () => {
+    const pods = [pod('a', 'w1', '10.244.1.2'), pod('b', 'w2', '10.244.2.2'), pod('c', 'w3', '10.244.3.2'), pod('x', 'w4', '10.244.4.2', { app: 'other' })];
+    const pdbs = [{ namespace: 'default', name: 'web', selector: { matchLabels: { app: 'web' } }, disruptionsAllowed: 2 }];
+    const plan = migrationPlan(snapshot(workers, pods, pdbs), defaultDrainFlags, 5, new Date());
+    assert.deepEqual(planWaves(plan), [['w1', 'w2'], ['w3', 'w4', 'w5']]);
+    assert.deepEqual(plan.map((p) => p.blockers), [[], [], [], [], []]);
+  });
+
+  it('names a budget that allows no disruption as a blocker and keeps its nodes apart', () => {
+    const pods = [pod('a', 'w1', '10.244.1.2'), pod('b', 'w2', '10.244.2.2')];
+    const pdbs = [{ namespace: 'default', name: 'web', selector: { matchLabels: { app: 'web' } }, disruptionsAllowed: 0 }];
+    const plan = migrationPlan(snapshot(workers.slice(0, 2), pods, pdbs), defaultDrainFlags, 5, new Date());
+    assert.deepEqual(planWaves(plan), [['w1'], ['w2']]);
+    assert.match(plan[0]!.blockers.join(), /PodDisruptionBudget default\/web allows no disruption now \(1 pod on the node\)/);
+  });
+
+  it('leaves migrated nodes out', () => {
+    const plan = migrationPlan(snapshot([node('w1', { annotations: migrated }), node('w2')]), defaultDrainFlags, 5, new Date());
+    assert.deepEqual(plan.map((p) => p.node), ['w2']);
+  });
+});
+
+describe('finalize', () => {
+  it('refuses while a node is not migrated', () => {
+    assert.deepEqual(finalizeBlockers(snapshot([node('w1', { annotations: migrated }), node('w2')])), ['not migrated: w2 (pending)']);
+  });
+
+  it('refuses while a pod is on the legacy network, not for host-network pods or pods on Cilium', () => {
+    const pods = [pod('old', 'w1', '10.244.1.7'), pod('host', 'w1', '172.18.0.2', {}, true), pod('new', 'w1', '10.245.1.9'), pod('pending', 'w1', '')];
+    assert.deepEqual(finalizeBlockers(snapshot([node('w1', { annotations: migrated })], pods)), ['1 pod still on the legacy network: default/old (10.244.1.7 on w1)']);
+  });
+
+  it('counts a pod inside its node\'s CiliumNode CIDRs as on Cilium', () => {
+    const pods = [pod('p', 'w1', '10.244.1.7')];
+    assert.deepEqual(finalizeBlockers(snapshot([node('w1', { annotations: migrated })], pods, [], { w1: ['10.244.1.0/24'] })), []);
+  });
+
+  it('knows Cilium is still in migration mode from custom-cni-conf', () => {
+    assert.equal(stillInMigrationMode({ 'custom-cni-conf': 'true' }), true);
+    assert.equal(stillInMigrationMode({ 'custom-cni-conf': 'false' }), false);
+    assert.equal(stillInMigrationMode({}), false);
+    assert.equal(stillInMigrationMode(undefined), false);
+  });
+
+  const images: [string, string | undefined][] = [
+    ['quay.io/cilium/cilium:v1.16.3', '1.16.3'],
+    ['quay.io/cilium/cilium:v1.18.0@sha256:abc', '1.18.0'],
+    ['localhost:5000/cilium:1.15', '1.15'],
+    ['quay.io/cilium/cilium@sha256:abc', undefined],
+    ['quay.io/cilium/cilium:latest', undefined],
+  ];
+  for (const [image, want] of images) {
+    it(`reads Cilium ${want ?? 'no version'} from ${image}`, () => assert.equal(ciliumVersionFromImage(image), want));
+  }
+});
