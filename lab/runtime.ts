@@ -8,7 +8,7 @@
 // grace period, removes the sandbox and then the object. A node restart stops every pod on the node
 // and recreates the sandboxes through the CNI config active then.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { stringify } from 'yaml';
 import type { Kube } from '../lib/kube.js';
 import { reflect, type KubeObject, type Reflector } from '../lib/kube-watch.js';
@@ -105,6 +105,7 @@ interface Sandbox {
 }
 
 const readyPollMs = 300;
+const resyncTicks = 20;
 const restartBackoffMs = 1000;
 const maxConcurrentSyncs = 4;
 const firstPodHost = 10;
@@ -142,7 +143,37 @@ export function programFor(c: Container, programs: LabPrograms): { argv: string[
   if (/(^|\/)nginx$/.test(repo)) return { argv: [node, programs.nginxJs], readyFile: true, role: 'nginx' };
   if (/traffic-checker/.test(repo)) return { argv: [node, programs.trafficCheckerJs, ...(c.args ?? [])], readyFile: true, role: 'traffic checker' };
   if (/flannel|pause/.test(repo) || given.length === 0) return { argv: ['sleep', 'infinity'], readyFile: false, role: 'idle' };
+  if (given[0] !== undefined && basename(given[0]) === 'nsenter' && given.includes('--')) {
+    // A privileged pod entering the host (the plugin's reboot and host scripts): the lab's host is the node.
+    const inner = given.slice(given.indexOf('--') + 1);
+    if (/^(systemctl reboot|reboot|shutdown -r now)$/.test(inner.join(' '))) return { argv: inner, readyFile: false, role: 'node reboot' };
+    return { argv: inner, readyFile: false, role: 'host command' };
+  }
   return { argv: given, readyFile: false, role: 'command' };
+}
+
+/**
+ * Wraps a command so that it cannot change the machine's files: it runs in a private mount
+ * namespace where every mount is read-only except `writable` (the node's or pod's lab directory).
+ * Commands from pod specs run as root on this machine, so this is what keeps a host script
+ * (`rm -f /etc/cni/net.d/...`) inside the lab.
+ */
+export function readOnlyExcept(writable: string, argv: string[]): string[] {
+  const guard = [
+    'mount --make-rprivate / || exit 125',
+    'mount --bind "$LAB_RW" "$LAB_RW" || exit 125',
+    'for m in $(sed -n "s/^[^ ]* [^ ]* [^ ]* [^ ]* \\([^ ]*\\) .*/\\1/p" /proc/self/mountinfo); do',
+    '  [ "$m" = "$LAB_RW" ] || mount -o remount,bind,ro "$m" 2>/dev/null || true',
+    'done',
+    'unset LAB_RW',
+    'exec "$@"',
+  ].join('\n');
+  return ['env', `LAB_RW=${writable}`, 'unshare', '--mount', '--propagation', 'private', 'sh', '-c', guard, 'lab-guard', ...argv];
+}
+
+/** A host path as the lab node has it: its CNI directory and Flannel's run directory live under `hostRoot`. */
+export function nodeHostPaths(arg: string, hostRoot: string): string {
+  return arg.replace(/(^|[\s'"=:;])\/(etc\/cni|run\/flannel|var\/lib\/cni)(?=[\/\s'";]|$)/g, `$1${hostRoot}/$2`);
 }
 
 /** Expands $(VAR) in a command or argument, as kubelet does; $$ escapes. */
@@ -193,6 +224,7 @@ export class LabRuntime {
   private reflectors: Reflector[] = [];
   private readyTimer: NodeJS.Timeout | undefined;
   private running = 0;
+  private ticks = 0;
   private readonly waiting: (() => void)[] = [];
   private stopped = false;
 
@@ -204,10 +236,15 @@ export class LabRuntime {
     this.reflectors = [
       reflect(this.o.kube, '/api/v1/nodes', { onChange: (items) => ((this.nodeObjects = items), this.reconcile()), onError }),
       reflect(this.o.kube, '/apis/cilium.io/v2/ciliumnodes', { onChange: (items) => ((this.ciliumNodes = items), this.reconcile()), onError }),
-      reflect(this.o.kube, '/api/v1/pods', { onChange: (items) => ((this.pods = items), this.reconcile()), onError }),
+      // A watch that stalls silently would stall the node; a bounded watch is resumed every 30 s.
+      reflect(this.o.kube, '/api/v1/pods', { query: { timeoutSeconds: '30' }, onChange: (items) => ((this.pods = items), this.reconcile()), onError }),
     ];
     while (!this.reflectors.every((r) => r.synced())) await new Promise((r) => setTimeout(r, 50));
-    this.readyTimer = setInterval(() => void this.checkReadiness(), readyPollMs);
+    this.readyTimer = setInterval(() => {
+      void this.checkReadiness();
+      // Level-triggered: now and then every pod is looked at again, as kubelet's periodic sync does.
+      if (++this.ticks % resyncTicks === 0) this.reconcile();
+    }, readyPollMs);
     this.reconcile();
   }
 
@@ -449,10 +486,21 @@ export class LabRuntime {
     rmSync(readyFile, { force: true });
     const program = programFor(c, this.o.programs);
     const env = this.envFor(sb, c, kubeconfig, readyFile);
-    const argv = program.argv.map((a) => expandVars(a, env));
+    let argv = program.argv.map((a) => expandVars(a, env));
+    if (program.role === 'node reboot') {
+      // The pod completes, then the node restarts as `lab restart-node` does (a new bootID).
+      argv = ['true'];
+      setTimeout(() => void this.restartNode(sb.node.name).catch((err: Error) => this.o.log(`reboot of ${sb.node.name}: ${err.message}`)), 500);
+    } else if (program.role === 'host command') {
+      argv = readOnlyExcept(sb.node.hostRoot, argv.map((a) => nodeHostPaths(a, sb.node.hostRoot)));
+    } else if (program.role === 'command') {
+      argv = readOnlyExcept(sb.dir, argv);
+    }
     const rc: RunningContainer = { spec: c, startedAt: new Date().toISOString(), restarts, readyFile, waitsForReadyFile: program.readyFile };
     sb.containers.set(c.name, rc);
-    const proc = this.o.topology.spawn(this.netnsOf(sb), argv, env, join(sb.dir, `${c.name}.log`));
+    // A host command acts on the node itself: its network namespace, whatever the pod's own is.
+    const netns = program.role === 'host command' ? sb.node.netns : this.netnsOf(sb);
+    const proc = this.o.topology.spawn(netns, argv, env, join(sb.dir, `${c.name}.log`));
     rc.proc = proc;
     void proc.exited.then((code) => this.onContainerExit(sb, rc, proc, typeof code === 'number' ? code : 137));
   }

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { seedOrder } from '../../lab/demo.js';
-import { activeCni, expandVars, programFor } from '../../lab/runtime.js';
+import { activeCni, expandVars, nodeHostPaths, programFor } from '../../lab/runtime.js';
 import { matrixOf } from '../../lab/scenario.js';
 import { rowSchema, type CellStats, type Row } from '../../lib/row.js';
 
@@ -46,15 +46,25 @@ describe('programFor', () => {
     ['alpine/curl', undefined, ['/bin/sh', '-c', 'curl -s $NGINX'], 'command'],
     ['alpine', ['sh', '-c'], ['ip addr'], 'command'],
     ['busybox', undefined, undefined, 'idle'],
+    ['alpine:3.20', ['nsenter', '-t', '1', '-m', '-u', '-i', '-n', '-p', '--', 'systemctl', 'reboot'], undefined, 'node reboot'],
+    ['alpine:3.20', ['nsenter', '-t', '1', '-m', '-n', '--', 'sh', '-c', 'ip link delete flannel.1'], undefined, 'host command'],
   ];
   for (const [image, command, args, role] of table) {
     it(`${image} ${[...(command ?? []), ...(args ?? [])].join(' ')} -> ${role}`, () => {
       const p = programFor({ name: 'c', image, ...(command ? { command } : {}), ...(args ? { args } : {}) }, programs);
       assert.equal(p.role, role);
       if (role === 'command') assert.deepEqual(p.argv, [...(command ?? []), ...(args ?? [])]);
+      if (role === 'host command') assert.deepEqual(p.argv, ['sh', '-c', 'ip link delete flannel.1'], 'nsenter itself is never run');
       if (role === 'probe agent') assert.deepEqual(p.argv.slice(1), ['/d/agent.js', ...(args ?? [])]);
     });
   }
+});
+
+describe('nodeHostPaths', () => {
+  it('maps the node\'s CNI and Flannel directories into the lab node, and nothing else', () => {
+    const script = 'cd /etc/cni/net.d\nrm -f /etc/cni/net.d/*.cilium_bak "/etc/cni/net.d/10-flannel.conflist"\nrm -rf /run/flannel /etc/cnix /usr/etc/cni';
+    assert.equal(nodeHostPaths(script, '/S/n1'), 'cd /S/n1/etc/cni/net.d\nrm -f /S/n1/etc/cni/net.d/*.cilium_bak "/S/n1/etc/cni/net.d/10-flannel.conflist"\nrm -rf /S/n1/run/flannel /etc/cnix /usr/etc/cni');
+  });
 });
 
 describe('expandVars', () => {
