@@ -40,6 +40,22 @@ export function controlRequest<T>(stateDir: string, method: string, path: string
   });
 }
 
+/** This process and its ancestors. */
+function ancestors(): Set<number> {
+  const seen = new Set<number>();
+  let pid = process.pid;
+  while (pid > 1 && !seen.has(pid)) {
+    seen.add(pid);
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      pid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    } catch {
+      break;
+    }
+  }
+  return seen;
+}
+
 function listNetns(): string[] {
   const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
   return r.status === 0 ? r.stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean) : [];
@@ -140,9 +156,14 @@ export async function labDown(opts: { stateDir: string; progress?: (line: string
   reapStaleTopologies();
   reapStaleControlPlanes();
   rmSync(opts.stateDir, { recursive: true, force: true });
+  // The lab's processes die with the daemon (parent-death signal); give the last ones a moment.
+  // Our own ancestors (a shell, make, a test runner) may name the state directory too: not the lab's.
+  const ours = ancestors();
+  const leftovers = () => pidsMentioning(opts.stateDir).filter((p) => !ours.has(p));
+  for (let i = 0; i < 100 && leftovers().length > 0; i++) await new Promise((r) => setTimeout(r, 100));
   const left = [
     ...(status?.body.underlayNetns ? listNetns().filter((n) => n.startsWith(`${status.body.underlayNetns.split('-')[0]}-`)).map((n) => `namespace ${n}`) : []),
-    ...pidsMentioning(opts.stateDir).map((p) => `process ${p}`),
+    ...leftovers().map((p) => `process ${p}`),
   ];
   if (left.length > 0) throw new LabError(`the lab is down but left ${left.join(', ')}`, 'remove them by hand (ip netns del NAME, kill PID) and report this');
   return { wasRunning };

@@ -2,6 +2,7 @@
 // fresh lab with the real plugin: preflight, values, prepare, node kind-worker, node kind-worker2,
 // node kind-control-plane, finalize, with the plugin's status and the reachability matrix after
 // every step and a summary at the end. The lab is torn down afterwards, also on failure or Ctrl-C.
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LabStatus } from './daemon.js';
 import { statePaths } from './daemon.js';
@@ -38,7 +39,7 @@ export function labNodeFlags(s: Scenario): string[] {
 export async function prepareStep(s: Scenario, echo: (line: string) => void): Promise<void> {
   if ((await s.pluginCommands()).has('prepare')) {
     const r = await s.plugin(['prepare'], echo);
-    if (r.code !== 0) throw new Error(`prepare failed (exit ${r.code})`);
+    if (r.code !== 0) throw new Error(`prepare failed (exit ${r.code}): ${r.stderr.trim()}`);
     return;
   }
   // TODO(lead): `prepare` is not in this build of the plugin; remove this fallback once it lands.
@@ -46,16 +47,30 @@ export async function prepareStep(s: Scenario, echo: (line: string) => void): Pr
   echo(s.kubectl(['apply', '--server-side', '-f', join(s.distDir, '..', 'manifests', 'ciliumnodeconfig.yaml')]).trim());
 }
 
-/** The seed's last part: `finalize` where the plugin has it; else what the seed does by hand. */
+/**
+ * The seed's `helm upgrade` to the final values and `rollout restart ds/cilium`, done the lab's way
+ * (it has no Helm): cilium-config gets what the final values set, then the agents restart and each
+ * writes its CNI config.
+ */
+export async function finalCiliumValues(s: Scenario, echo: (line: string) => void): Promise<void> {
+  echo('(the lab has no Helm: cilium-config gets the final values as `helm upgrade` would, then kubectl -n kube-system rollout restart ds/cilium)');
+  await api(s.kube, 'PATCH', '/api/v1/namespaces/kube-system/configmaps/cilium-config', {
+    data: { 'custom-cni-conf': 'false', 'write-cni-conf-when-ready': '/host/etc/cni/net.d/05-cilium.conflist', 'cni-exclusive': 'true', 'unmanaged-pod-watcher-restart': 'true', 'enable-policy': 'default' },
+  }, 'merge');
+  echo(s.kubectl(['-n', 'kube-system', 'rollout', 'restart', 'daemonset/cilium']).trim());
+  echo(s.kubectl(['-n', 'kube-system', 'rollout', 'status', 'daemonset/cilium', '--timeout=180s']).trim().split('\n').pop() ?? '');
+}
+
+/** The seed's last part: the final values, then `finalize` where the plugin has it, else what the seed does by hand. */
 export async function finalizeStep(s: Scenario, echo: (line: string) => void): Promise<void> {
+  await finalCiliumValues(s, echo);
   if ((await s.pluginCommands()).has('finalize')) {
-    const r = await s.plugin(['finalize', '--yes'], echo);
-    if (r.code !== 0) throw new Error(`finalize failed (exit ${r.code})`);
+    const r = await s.plugin(['finalize', '--yes', '--cleanup-nodes'], echo);
+    if (r.code !== 0) throw new Error(`finalize failed (exit ${r.code}): ${r.stderr.trim()}`);
     return;
   }
   // TODO(lead): `finalize` is not in this build of the plugin; remove this fallback once it lands.
-  echo('(this build of the plugin has no `finalize`: final Cilium config, CiliumNodeConfig removed, Flannel deleted, as the seed does by hand)');
-  await api(s.kube, 'PATCH', '/api/v1/namespaces/kube-system/configmaps/cilium-config', { data: { 'custom-cni-conf': 'false', 'unmanaged-pod-watcher-restart': 'true', 'enable-policy': 'default' } }, 'merge');
+  echo('(this build of the plugin has no `finalize`: CiliumNodeConfig removed, Flannel deleted, as the seed does by hand)');
   echo(s.kubectl(['-n', 'kube-system', 'delete', 'ciliumnodeconfigs.cilium.io', 'cilium-default', '--ignore-not-found']).trim());
   echo(s.kubectl(['delete', 'namespace', 'kube-flannel', '--wait=true', '--timeout=120s']).trim());
 }
@@ -74,6 +89,14 @@ async function afterStep(s: Scenario, tally: ProbeTally, o: DemoOptions): Promis
     for (const l of renderMatrix(m).split('\n')) o.out(`  ${l}`);
   }
   await tally.sample(s);
+}
+
+function tailOf(file: string, lines: number): string[] {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines);
+  } catch {
+    return [];
+  }
 }
 
 export async function runDemo(o: DemoOptions): Promise<number> {
@@ -115,11 +138,12 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       await afterStep(s, tally, o);
     }
 
+    // finalize removes the migration's marks from the nodes: count them before.
+    const migrated = await migratedNodes(s);
     step('kubectl cilium-migrate finalize');
     await finalizeStep(s, indent);
     await afterStep(s, tally, o);
 
-    const migrated = await migratedNodes(s);
     const nginx = await podsPerOverlay(s, 'app=nginx');
     const all = await podsPerOverlay(s);
     const probes = tally.totals();
@@ -135,6 +159,10 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     return 0;
   } catch (err) {
     o.err(`\ndemo failed: ${(err as Error).message}`);
+    if (up) {
+      o.err(`the lab's log ended with:`);
+      for (const l of tailOf(statePaths(o.stateDir).log, 25)) o.err(`  ${l}`);
+    }
     return 1;
   } finally {
     if (up) {

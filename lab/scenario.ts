@@ -92,14 +92,27 @@ export async function waitUntil<T>(what: string, check: () => Promise<T | undefi
 
 /** nginx (the seed's `kubectl create deployment nginx --image nginx --port 80 --replicas 10`) and the probe agents. */
 export async function deployWorkloads(s: Scenario, opts: { nginxReplicas?: number; trafficResultsDir?: string } = {}): Promise<void> {
+  let lastNotReady = '';
   s.kubectl(['create', 'deployment', 'nginx', '--image', 'nginx', '--port', '80', '--replicas', String(opts.nginxReplicas ?? 10)]);
   apply(s, probeAgentObjects());
   if (opts.trafficResultsDir !== undefined) apply(s, trafficCheckerObjects(opts.trafficResultsDir));
   await waitUntil('nginx and the probe agents Ready', async () => {
+    lastNotReady = await notReadyPods(s);
     const d = await api<{ spec: { replicas: number }; status: { readyReplicas?: number } }>(s.kube, 'GET', '/apis/apps/v1/namespaces/default/deployments/nginx');
     const ds = await api<{ status: { numberReady?: number; desiredNumberScheduled?: number } }>(s.kube, 'GET', `/apis/apps/v1/namespaces/${agentNamespace}/daemonsets/cilium-migrate-agent`);
     return d.status.readyReplicas === d.spec.replicas && (ds.status.desiredNumberScheduled ?? 0) > 0 && ds.status.numberReady === ds.status.desiredNumberScheduled ? true : undefined;
-  }, 120_000);
+  }, 120_000).catch((err: Error) => {
+    throw new Error(`${err.message}; not Ready: ${lastNotReady || 'none'}`);
+  });
+}
+
+/** Pods that are not Ready, with their phase, node and IP: what a failed wait reports. */
+export async function notReadyPods(s: Scenario): Promise<string> {
+  const pods = await api<{ items: (PodItem & { status: { conditions?: { type: string; status: string; message?: string }[] } })[] }>(s.kube, 'GET', '/api/v1/pods');
+  return pods.items
+    .filter((p) => !p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') && p.status.phase !== 'Succeeded')
+    .map((p) => `${p.metadata.namespace}/${p.metadata.name} ${p.status.phase ?? '?'} on ${p.spec.nodeName ?? 'no node'} ${p.status.podIP ?? ''} ${p.status.conditions?.map((c) => c.message).filter(Boolean).join(' ') ?? ''}`.trim())
+    .join('; ');
 }
 
 interface PodItem {

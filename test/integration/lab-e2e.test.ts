@@ -95,25 +95,53 @@ describe('the local lab: the seed migration end to end with the plugin', () => {
     }
   });
 
+  it('keeps pods\' commands off the machine\'s files: a pod cannot write outside the lab, a host script acts on its lab node', async () => {
+    const marker = `/etc/lab-escape-${Date.now()}`;
+    const run = async (name: string, command: string[], extra: Record<string, unknown> = {}) => {
+      s.kubectl(['run', '--restart=Never', name, `--overrides=${JSON.stringify({ spec: { nodeName: 'kind-worker', tolerations: [{ operator: 'Exists' }], ...extra } })}`, '--image', 'alpine', '--command', '--', ...command]);
+      const phase = await waitUntil(`${name} to complete`, async () => {
+        const p = await api<{ status: { phase?: string } }>(s.kube, 'GET', `/api/v1/namespaces/default/pods/${name}`);
+        return p.status.phase === 'Succeeded' || p.status.phase === 'Failed' ? p.status.phase : undefined;
+      }, 30_000);
+      s.kubectl(['delete', 'pod', name, '--wait=true']);
+      return phase;
+    };
+    assert.equal(await run('escape', ['sh', '-c', `touch ${marker}`]), 'Failed', 'the write is refused');
+    assert.equal(existsSync(marker), false, `${marker} was not created on the machine`);
+    // What the plugin's rollback and finalize do through a privileged pod: nsenter into the host.
+    assert.equal(await run('host-script', ['nsenter', '-t', '1', '-m', '-n', '--', 'sh', '-c', `touch /etc/cni/net.d/99-host-script && ip link show flannel.1`], { hostPID: true }), 'Succeeded');
+    const nodeCni = join(stateDir, 'nodes', 'kind-worker', 'etc', 'cni', 'net.d');
+    assert.ok(existsSync(join(nodeCni, '99-host-script')), 'the host script wrote into the lab node\'s CNI directory');
+    assert.equal(existsSync('/etc/cni/net.d/99-host-script'), false, 'not into the machine\'s');
+    execFileSync('rm', [join(nodeCni, '99-host-script')]);
+  });
+
   it('migrates every node with the plugin while requests to pods not being drained never fail, with cross-overlay traffic both ways', async () => {
     const pre = await s.plugin(['preflight'], progress);
     assert.equal(pre.code, 0, `preflight passes on the lab:\n${pre.stdout}${pre.stderr}`);
     assert.match(pre.stdout, /flannel \(DaemonSet kube-flannel\/kube-flannel-ds\), pod CIDR 10\.244\.0\.0\/16, VXLAN port 8472/);
     await prepareStep(s, progress);
     for (const node of seedOrder(lab.nodes.map((n) => n.name))) {
-      const r = await s.plugin(['node', node, ...labNodeFlags(s)], progress);
+      // kind-worker2 through the plugin's reboot method (a privileged pod, nsenter, systemctl reboot).
+      const flags = node === 'kind-worker2' ? [...labNodeFlags(s).filter((f, i, all) => !['--restart', '--restart-command'].includes(f) && !['--restart', '--restart-command'].includes(all[i - 1] ?? '')), '--restart', 'reboot', '--yes'] : labNodeFlags(s);
+      const r = await s.plugin(['node', node, ...flags], progress);
       assert.equal(r.code, 0, `node ${node}:\n${r.stderr}`);
       if (node === 'kind-worker') await seedManualCheck(node);
     }
+    assert.deepEqual((await migratedNodes(s)).sort(), ['kind-control-plane', 'kind-worker', 'kind-worker2']);
     await finalizeStep(s, progress);
     // A few more rounds of traffic with everything on Cilium.
     await new Promise((r) => setTimeout(r, 2000));
 
-    assert.deepEqual((await migratedNodes(s)).sort(), ['kind-control-plane', 'kind-worker', 'kind-worker2']);
     const nginx = await podsPerOverlay(s, 'app=nginx');
     assert.equal(nginx.pods.length, 10);
     for (const p of nginx.pods) assert.ok(cidrContains(ciliumClusterCidr, p.ip), `${p.name} is on Cilium (${p.ip})`);
     assert.equal(await flannelInstalled(s), false, 'Flannel is removed');
+    for (const n of lab.nodes) {
+      // finalize --cleanup-nodes ran its host script on each lab node, not on this machine.
+      assert.throws(() => execFileSync('ip', ['-n', n.netns, 'link', 'show', 'flannel.1'], { stdio: 'pipe' }), /does not exist/, `flannel.1 is gone from ${n.name}`);
+      assert.deepEqual(readdirSync(join(stateDir, 'nodes', n.name, 'etc', 'cni', 'net.d')), ['05-cilium.conflist'], `${n.name} keeps only Cilium's CNI config`);
+    }
 
     const records = readdirSync(join(stateDir, 'traffic')).flatMap((f) => readFileSync(join(stateDir, 'traffic', f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as TrafficRecord));
     const failures = records.filter((r) => !r.ok);
