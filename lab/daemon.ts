@@ -96,12 +96,17 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
   const shutdownRequested = new Promise<void>((r) => (resolveShutdown = r));
 
   const teardown = async () => {
+    const t0 = Date.now();
+    const took = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
     o.log('tearing the lab down');
     await runtime?.stop().catch((err: Error) => o.log(`runtime stop: ${err.message}`));
     labNodes?.stop();
+    o.log(`pods stopped (${took()})`);
     await topo?.destroy().catch((err: Error) => o.log(`topology: ${err.message}`));
     await apiForward?.close().catch(() => undefined);
+    o.log(`namespaces deleted (${took()})`);
     await cp?.stop().catch((err: Error) => o.log(`control plane: ${err.message}`));
+    o.log(`control plane stopped (${took()})`);
     await new Promise<void>((r) => (control ? control.close(() => r()) : r()));
     for (const f of [paths.control, paths.egress, paths.api, paths.kubeconfig, paths.pid]) rmSync(f, { force: true });
     rmSync(paths.nodes, { recursive: true, force: true });
@@ -194,6 +199,11 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     topo.spawn(cpNs, [process.execPath, join(o.distDir, 'lab', 'egress-proxy.js'), '--socket', paths.egress], undefined, join(o.stateDir, 'egress-proxy.log'));
     topo.spawn(cpNs, [process.execPath, join(o.distDir, 'lab', 'tcp-forward.js'), '--listen', `${labApiHost}:${labApiPort}`, '--unix', paths.api], undefined, join(o.stateDir, 'api-forward.log'));
 
+    // kubelet's log API on every node, for kubectl logs.
+    mkdirSync(join(o.stateDir, 'pods'), { recursive: true });
+    for (const n of topo.nodes) {
+      topo.spawn(n.netns, [process.execPath, join(o.distDir, 'lab', 'kubelet-api.js'), '--listen', `${n.underlayIp}:10250`, '--pods', join(o.stateDir, 'pods'), '--cert', cp.pki.serverCert, '--key', cp.pki.serverKey], undefined, join(o.stateDir, `kubelet-api-${n.name}.log`));
+    }
     const nodes: RuntimeNode[] = topo.nodes.map((n) => ({ name: n.name, index: n.index, netns: n.netns, internalIp: n.underlayIp, hostRoot: join(paths.nodes, n.name) }));
     for (const n of nodes) {
       const cniDir = join(n.hostRoot, 'etc', 'cni', 'net.d');

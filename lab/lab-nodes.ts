@@ -138,7 +138,8 @@ export class LabNodes {
       conditions: conditions(n.ready, n.readySince, now),
       ...(full
         ? {
-            addresses: [{ type: 'InternalIP', address: n.internalIp }, { type: 'Hostname', address: n.name }],
+            // No Hostname address: the API server would dial kubelet by a name nothing in the lab resolves.
+            addresses: [{ type: 'InternalIP', address: n.internalIp }],
             capacity: { cpu: '8', memory: '32Gi', pods: '110' },
             allocatable: { cpu: '8', memory: '32Gi', pods: '110' },
             daemonEndpoints: { kubeletEndpoint: { Port: 10250 } },

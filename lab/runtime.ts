@@ -99,6 +99,8 @@ interface Sandbox {
   ready: boolean;
   /** Network and every container started; before that the sandbox is never Ready. */
   started: boolean;
+  /** Its address went back to the pool. */
+  released?: boolean;
   stopping: boolean;
   finished: boolean;
   pod: PodObject;
@@ -425,6 +427,8 @@ export class LabRuntime {
         await this.o.topology.attachPod(node.index, overlay as OverlayName, ip, sb.topoName);
       }
       const kubeconfig = pod.spec.automountServiceAccountToken === false ? undefined : await this.writeKubeconfig(pod, dir);
+      // A node restart (or the runtime stopping) may have come in meanwhile: start nothing then.
+      if (sb.stopping) throw new Error(`${namespace}/${name}: stopped while its sandbox was being made`);
       const counts = this.restartCounts.get(uid);
       for (const c of pod.spec.containers) this.startContainer(sb, c, kubeconfig, counts?.get(c.name) ?? 0);
       sb.started = true;
@@ -484,6 +488,7 @@ export class LabRuntime {
   private startContainer(sb: Sandbox, c: Container, kubeconfig: string | undefined, restarts: number): void {
     const readyFile = join(sb.dir, `${c.name}.ready`);
     rmSync(readyFile, { force: true });
+    rmSync(join(sb.dir, `${c.name}.exit`), { force: true });
     const program = programFor(c, this.o.programs);
     const env = this.envFor(sb, c, kubeconfig, readyFile);
     let argv = program.argv.map((a) => expandVars(a, env));
@@ -506,6 +511,7 @@ export class LabRuntime {
   }
 
   private async onContainerExit(sb: Sandbox, rc: RunningContainer, proc: ManagedProcess, exitCode: number): Promise<void> {
+    if (rc.proc === proc) writeFileSync(join(sb.dir, `${rc.spec.name}.exit`), `${exitCode}\n`);
     if (sb.stopping || rc.proc !== proc || this.stopped) return;
     const policy = sb.pod.spec.restartPolicy ?? 'Always';
     if (policy === 'Always' || (policy === 'OnFailure' && exitCode !== 0)) {
@@ -576,7 +582,9 @@ export class LabRuntime {
     sb.stopping = true;
     await Promise.all([...sb.containers.values()].map((rc) => rc.proc?.stop(Math.min(graceSeconds, 30) * 1000 || 100)));
     if (sb.topoName !== undefined) await this.o.topology.removePod(sb.topoName);
-    if (sb.cidr !== undefined) this.ipam.release(sb.cidr, sb.ip);
+    // Once: a second stop must not free an address another pod may hold by now.
+    if (sb.cidr !== undefined && !sb.released) this.ipam.release(sb.cidr, sb.ip);
+    sb.released = true;
     if (this.sandboxes.get(sb.uid) === sb) this.sandboxes.delete(sb.uid);
   }
 

@@ -169,8 +169,8 @@ describe('the local lab: the seed migration end to end with the plugin', () => {
       const p = await api<{ status: { phase?: string; podIP?: string } }>(s.kube, 'GET', '/api/v1/namespaces/default/pods/verify');
       return p.status.phase === 'Succeeded' || p.status.phase === 'Failed' ? p : undefined;
     }, 30_000);
-    const dir = readdirSync(join(stateDir, 'pods')).find((d) => d.startsWith('default_verify_'))!;
-    const output = readFileSync(join(stateDir, 'pods', dir, 'verify.log'), 'utf8');
+    // Through the API server, as the seed reads it: pods/log, which the lab's kubelet API serves.
+    const output = s.kubectl(['logs', 'verify']);
     assert.equal(pod.status.phase, 'Succeeded', output);
     assert.ok(cidrContains(ciliumClusterCidr, pod.status.podIP ?? ''), `the verify pod got a Cilium address (${pod.status.podIP})`);
     assert.match(output, new RegExp(`inet ${pod.status.podIP!.replace(/\./g, '\\.')}/32`));
@@ -179,6 +179,8 @@ describe('the local lab: the seed migration end to end with the plugin', () => {
   }
 
   it('lab down leaves no namespace, link, mount, process or file behind', async () => {
+    // Our own watch would hold the API server's graceful shutdown open.
+    watcher?.stop();
     const r = await labDown({ stateDir, progress });
     assert.equal(r.wasRunning, true);
     const prefix = `${lab.underlayNetns.split('-')[0]!}-`;

@@ -1,11 +1,12 @@
 // The lab's pure parts: which CNI config a node uses, which program an image runs, kubelet's $(VAR)
 // expansion, the migration order and the matrix the agents' rows make.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { seedOrder } from '../../lab/demo.js';
+import { containerLog, lastLines } from '../../lab/programs/kubelet-api.js';
 import { activeCni, expandVars, nodeHostPaths, programFor } from '../../lab/runtime.js';
 import { matrixOf } from '../../lab/scenario.js';
 import { rowSchema, type CellStats, type Row } from '../../lib/row.js';
@@ -64,6 +65,29 @@ describe('nodeHostPaths', () => {
   it('maps the node\'s CNI and Flannel directories into the lab node, and nothing else', () => {
     const script = 'cd /etc/cni/net.d\nrm -f /etc/cni/net.d/*.cilium_bak "/etc/cni/net.d/10-flannel.conflist"\nrm -rf /run/flannel /etc/cnix /usr/etc/cni';
     assert.equal(nodeHostPaths(script, '/S/n1'), 'cd /S/n1/etc/cni/net.d\nrm -f /S/n1/etc/cni/net.d/*.cilium_bak "/S/n1/etc/cni/net.d/10-flannel.conflist"\nrm -rf /S/n1/run/flannel /etc/cnix /usr/etc/cni');
+  });
+});
+
+describe('kubelet log API', () => {
+  it('serves the last lines asked for (tailLines), all without it', () => {
+    assert.equal(lastLines('a\nb\nc\n', 2), 'b\nc\n');
+    assert.equal(lastLines('a\nb\nc\n', undefined), 'a\nb\nc\n');
+    assert.equal(lastLines('a\nb\nc\n', 0), '');
+  });
+
+  it('finds the newest incarnation of a pod\'s container log', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lab-logs-'));
+    try {
+      for (const [d, t] of [['default_verify_aaaaaaaa', 1000], ['default_verify_bbbbbbbb', 2000], ['default_verify-2_cccccccc', 3000]] as const) {
+        mkdirSync(join(dir, d));
+        writeFileSync(join(dir, d, 'verify.log'), d);
+        utimesSync(join(dir, d), t, t);
+      }
+      assert.equal(containerLog(dir, 'default', 'verify', 'verify'), join(dir, 'default_verify_bbbbbbbb', 'verify.log'));
+      assert.equal(containerLog(dir, 'default', 'verify', 'other'), undefined);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
