@@ -1,7 +1,8 @@
-// The lab's few API calls as plain JSON over lib/kube.ts's raw request: the lab writes status the
-// way kubelet does (merge and strategic-merge patches of plain objects), which the typed client's
-// model serialisation gets in the way of.
-import { rawRequest, type Kube } from '../lib/kube.js';
+// The lab's few API calls as plain JSON with the kubeconfig's credentials: the lab writes status
+// the way kubelet does (merge and strategic-merge patches of plain objects), which the typed
+// client's model serialisation gets in the way of.
+import { request as httpsRequest, type RequestOptions } from 'node:https';
+import type { Kube } from '../lib/kube.js';
 
 export class ApiError extends Error {
   constructor(readonly status: number, message: string) {
@@ -17,8 +18,35 @@ const contentTypes = {
 } as const;
 
 /** One request; throws ApiError on a non-2xx answer, with the server's message. */
+async function send(kube: Kube, method: string, path: string, body: unknown, contentType: string, timeoutMs = 30_000): Promise<{ status: number; body: unknown }> {
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  const options: RequestOptions = {
+    method,
+    headers: { Accept: 'application/json', ...(payload ? { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(payload) } : {}) },
+    timeout: timeoutMs,
+  };
+  await kube.config.applyToHTTPSOptions(options);
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(new URL(path, kube.server), options, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (d: string) => (text += d)).on('error', reject).on('end', () => {
+        let parsed: unknown = text;
+        try {
+          parsed = text ? JSON.parse(text) : undefined;
+        } catch {
+          // not JSON: keep the text
+        }
+        resolve({ status: res.statusCode ?? 0, body: parsed });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${path} timed out after ${timeoutMs / 1000}s`)));
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
 export async function api<T = unknown>(kube: Kube, method: string, path: string, body?: unknown, patch: keyof typeof contentTypes = 'json'): Promise<T> {
-  const res = await rawRequest(kube, method, path, body, 30_000, contentTypes[patch]);
+  const res = await send(kube, method, path, body, contentTypes[patch]);
   if (res.status < 200 || res.status > 299) {
     const message = (res.body as { message?: string } | undefined)?.message ?? String(res.body ?? '');
     throw new ApiError(res.status, `${method} ${path}: HTTP ${res.status}${message ? `: ${message}` : ''}`);

@@ -194,12 +194,12 @@ export interface RawResponse {
  * One request with the kubeconfig's credentials, returning status and raw body. For the calls
  * where client-node's parsing loses information (an eviction answered 201 with a failure Status).
  */
-export async function rawRequest(kube: Pick<Kube, 'config' | 'server'>, method: string, path: string, body?: unknown, timeoutMs = 30_000, contentType = 'application/json'): Promise<RawResponse> {
+export async function rawRequest(kube: Pick<Kube, 'config' | 'server'>, method: string, path: string, body?: unknown, timeoutMs = 30_000): Promise<RawResponse> {
   const url = new URL(path, kube.server);
   const payload = body === undefined ? undefined : JSON.stringify(body);
   const options: RequestOptions = {
     method,
-    headers: { Accept: 'application/json', ...(payload ? { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(payload) } : {}) },
+    headers: { Accept: 'application/json', ...(payload ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) } : {}) },
     timeout: timeoutMs,
   };
   await kube.config.applyToHTTPSOptions(options);
