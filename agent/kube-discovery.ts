@@ -1,7 +1,7 @@
 // Discovery from the Kubernetes API: the agent pods, the nodes and the CiliumNodes, each kept by a
 // watch (lib/kube-watch.ts), never by periodic LIST. While the API server is away the last view
 // stays, so probing goes on with the peers the agent knew.
-import type { Kube } from '../lib/kube.js';
+import type { LiteKube } from '../lib/kube-lite.js';
 import { reflect, type KubeObject, type Reflector } from '../lib/kube-watch.js';
 import type { AgentEndpoint, ClusterView, Discovery, NodeInfo } from './discovery.js';
 
@@ -18,7 +18,7 @@ interface CiliumNodeObject extends KubeObject {
   spec?: { ipam?: { podCIDRs?: string[] } };
 }
 
-export function kubeDiscovery(kube: Kube, namespace: string, agentSelector: string, phaseAnnotation: string, log: (line: string) => void): Discovery {
+export function kubeDiscovery(kube: LiteKube, namespace: string, agentSelector: string, phaseAnnotation: string, log: (line: string) => void): Discovery {
   let reflectors: Reflector[] = [];
   return {
     start(onChange) {

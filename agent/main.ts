@@ -1,6 +1,8 @@
 // Entry point of the probe agent: wiring only, and the only place that exits the agent process.
 import type { Server } from 'node:http';
 import { describeError, exitCodeFor } from '../lib/errors.js';
+import { liteCredentials, liteKube } from '../lib/kube-lite.js';
+import { kubeDiscovery } from './kube-discovery.js';
 import { version } from '../lib/version.js';
 import { parseAgentConfig } from './config.js';
 import { fileDiscovery, type ClusterView, type Discovery } from './discovery.js';
@@ -12,10 +14,9 @@ import { identityOf, peersOf, type SelfInfo } from './view.js';
 
 const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
 
-/** The Kubernetes client is loaded only when discovery uses the API server. */
-async function kubeDiscoveryFor(kubeconfig: string | undefined, namespace: string, selector: string): Promise<Discovery> {
-  const [{ connect }, { kubeDiscovery }] = await Promise.all([import('../lib/kube.js'), import('./kube-discovery.js')]);
-  return kubeDiscovery(connect({ kubeconfig }), namespace, selector, 'cilium-migrate.io/phase', (line) => log(`discovery: ${line}`));
+/** Discovery through the API server, with the agent's own small client (lib/kube-lite.ts). */
+function kubeDiscoveryFor(kubeconfig: string | undefined, namespace: string, selector: string): Discovery {
+  return kubeDiscovery(liteKube(liteCredentials(kubeconfig)), namespace, selector, 'cilium-migrate.io/phase', (line) => log(`discovery: ${line}`));
 }
 
 async function main(): Promise<void> {
@@ -30,7 +31,7 @@ async function main(): Promise<void> {
   let identity = identityOf(self, view, cfg);
   const metrics = new AgentMetrics(identity, cfg.maxFailingSeries);
 
-  const discovery: Discovery = cfg.peersFile ? fileDiscovery(cfg.peersFile, (err) => log(`discovery: ${err.message}`)) : await kubeDiscoveryFor(cfg.kubeconfig, cfg.namespace, cfg.agentSelector);
+  const discovery: Discovery = cfg.peersFile ? fileDiscovery(cfg.peersFile, (err) => log(`discovery: ${err.message}`)) : kubeDiscoveryFor(cfg.kubeconfig, cfg.namespace, cfg.agentSelector);
   discovery.start((next) => {
     view = next;
     synced = true;

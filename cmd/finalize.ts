@@ -156,7 +156,7 @@ export const finalizeCommand = defineCommand({
       steps.push({ step: 'cleanup-nodes', outcome: 'applied', message: `removed flannel.1, cni0, FLANNEL-* chains and old CNI files on ${snap.nodes.length} nodes` });
     }
 
-    if (legacyRemoved) {
+    if (legacyRemoved && record.phase !== 'finalized') {
       record = { ...record, phase: 'finalized', finishedAt: new Date().toISOString() };
       await writeFinalizeRecord(kube, ns, record);
     }

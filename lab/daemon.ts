@@ -15,10 +15,9 @@ import { connect as netConnect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { connect, type Kube } from '../lib/kube.js';
 import { kindNodes } from './cluster-objects.js';
 import { startControlPlane, type ControlPlane } from './control-plane.js';
-import { api } from './lab-api.js';
+import { api, labClient, type LabClient } from './lab-api.js';
 import { ciliumNodeObjects, ciliumObjects, flannelConflist, flannelObjects } from './lab-install.js';
 import { LabNodes } from './lab-nodes.js';
 import { createTopology, type Topology } from './netns.js';
@@ -80,6 +79,7 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
   const programs: LabPrograms = {
     agentJs: join(o.distDir, 'agent.js'),
     ciliumAgentJs: join(o.distDir, 'lab', 'cilium-agent.js'),
+    flanneldJs: join(o.distDir, 'lab', 'flanneld.js'),
     nginxJs: join(o.distDir, 'lab', 'nginx.js'),
     trafficCheckerJs: join(o.distDir, 'lab', 'traffic-checker.js'),
   };
@@ -174,20 +174,17 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     o.log(`starting the control plane`);
     const binDir = execFileSync(join(o.distDir, '..', 'lab', 'bins', 'build.sh'), ['--dir'], { encoding: 'utf8' }).trim();
     cp = await startControlPlane({ binDir, clusterEgressSocket: paths.egress, kwok: false, progress: o.log });
-    const kube = connect({ kubeconfig: cp.kubeconfig });
+    const kube = labClient(cp.kubeconfig);
     // The CRD manifests sit in the repository next to dist/ (this may run bundled).
     await cp.kubectl(['apply', '--server-side', '-f', join(o.distDir, '..', 'lab', 'crds', 'cilium.yaml')]);
     await cp.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/ciliumnodeconfigs.cilium.io', 'crd/ciliumnodes.cilium.io']);
     writeKubeconfig(cp, paths.kubeconfig);
 
-    o.log(`creating ${o.nodes} nodes as network namespaces on a private underlay (Flannel's VXLAN on UDP 8472)`);
-    topo = await createTopology(o.nodes, { nodeNames: names.map((n) => n.name), overlays: ['legacy'] });
+    o.log(`creating ${o.nodes} nodes as network namespaces on a private underlay`);
+    // No overlay yet: Flannel's and Cilium's agents build theirs from what the API says.
+    topo = await createTopology(o.nodes, { nodeNames: names.map((n) => n.name), overlays: [] });
     labNodes = new LabNodes(kube, o.log);
     await labNodes.register(names.map((node, i) => ({ node, internalIp: underlayIp(i) })));
-    for (const n of topo.nodes) {
-      const registered = labNodes.nodes.get(n.name)!;
-      if (registered.podCIDR !== n.legacyCidr) throw new Error(`${n.name} got pod CIDR ${registered.podCIDR} from the controller manager, but its Flannel routes are for ${n.legacyCidr}`);
-    }
 
     // The API server's ways in and out of the lab, both through the control-plane node.
     const cpNs = topo.nodes[0]!.netns;
@@ -211,7 +208,7 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
       writeFileSync(join(cniDir, '10-flannel.conflist'), JSON.stringify(flannelConflist, null, 2) + '\n');
     }
 
-    o.log('installing Flannel and Cilium (migration mode: an overlay on UDP 8473, no CNI config yet)');
+    o.log('installing Flannel (VXLAN on UDP 8472) and Cilium (migration mode: VXLAN on UDP 8473, no CNI config yet)');
     await applyAll(cp, [...flannelObjects(), ...ciliumObjects(), ...ciliumNodeObjects(nodes)]);
     runtime = new LabRuntime({ kube, topology: topo, labNodes, nodes, stateDir: o.stateDir, caFile: cp.pki.caCert, apiHost: labApiHost, apiPort: labApiPort, programs, log: o.log });
     await runtime.start();
@@ -252,7 +249,7 @@ async function applyAll(cp: ControlPlane, objects: Record<string, unknown>[]): P
   await cp.kubectl(['apply', '--server-side', '--field-manager=cilium-migrate-lab', '-f', '-'], { input: objects.map((o) => JSON.stringify(o)).join('\n') });
 }
 
-async function waitDaemonSets(kube: Kube, sets: [string, string][], count: number, log: (line: string) => void, timeoutMs = 120_000): Promise<void> {
+async function waitDaemonSets(kube: LabClient, sets: [string, string][], count: number, log: (line: string) => void, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   for (;;) {

@@ -23,6 +23,15 @@ export function flannelObjects(): Obj[] {
     { apiVersion: 'v1', kind: 'Namespace', metadata: { name: flannelNamespace, labels: { 'pod-security.kubernetes.io/enforce': 'privileged' } } },
     { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'flannel', namespace: flannelNamespace } },
     {
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: 'flannel' },
+      rules: [{ apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch'] }, { apiGroups: [''], resources: ['configmaps'], verbs: ['get'] }],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'flannel' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'flannel' },
+      subjects: [{ kind: 'ServiceAccount', name: 'flannel', namespace: flannelNamespace }],
+    },
+    {
       apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'kube-flannel-cfg', namespace: flannelNamespace, labels },
       data: {
         'cni-conf.json': JSON.stringify(flannelConflist, null, 2),

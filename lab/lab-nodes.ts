@@ -3,9 +3,8 @@
 // kept Ready by status heartbeats and node Leases, and taken NotReady and back by a restart, which
 // also changes the bootID as a real reboot does.
 import { randomUUID } from 'node:crypto';
-import type { Kube } from '../lib/kube.js';
 import type { SimulatedNode } from './cluster-objects.js';
-import { api, ApiError } from './lab-api.js';
+import { api, ApiError, type LabClient } from './lab-api.js';
 
 type Json = Record<string, unknown>;
 export const heartbeatMs = 10_000;
@@ -63,12 +62,9 @@ export class LabNodes {
   readonly nodes = new Map<string, LabNodeState>();
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly kube: Kube, private readonly log: (line: string) => void) {}
+  constructor(private readonly kube: LabClient, private readonly log: (line: string) => void) {}
 
-  /**
-   * Registers the nodes one after another, so the controller manager hands out pod CIDRs in
-   * order (node i gets 10.244.i.0/24), and reports them Ready.
-   */
+  /** Registers the nodes, waits for the controller manager to give each a pod CIDR, and reports them Ready. */
   async register(nodes: { node: SimulatedNode; internalIp: string }[], timeoutMs = 60_000): Promise<void> {
     for (const { node, internalIp } of nodes) {
       try {

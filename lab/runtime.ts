@@ -10,9 +10,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { stringify } from 'yaml';
-import type { Kube } from '../lib/kube.js';
 import { reflect, type KubeObject, type Reflector } from '../lib/kube-watch.js';
-import { api, ApiError } from './lab-api.js';
+import { api, ApiError, type LabClient } from './lab-api.js';
 import type { LabNodes } from './lab-nodes.js';
 import type { Topology } from './netns.js';
 import type { OverlayName } from './overlay-net.js';
@@ -31,12 +30,13 @@ export interface RuntimeNode {
 export interface LabPrograms {
   agentJs: string;
   ciliumAgentJs: string;
+  flanneldJs: string;
   nginxJs: string;
   trafficCheckerJs: string;
 }
 
 export interface RuntimeOptions {
-  kube: Kube;
+  kube: LabClient;
   topology: Topology;
   labNodes: LabNodes;
   nodes: RuntimeNode[];
@@ -143,8 +143,9 @@ export function programFor(c: Container, programs: LabPrograms): { argv: string[
   if (/cilium-migrate[^/]*agent|cilium-migrate\/agent/.test(repo)) return { argv: [node, programs.agentJs, ...(c.args ?? [])], readyFile: false, role: 'probe agent' };
   if (/(^|\/)cilium$/.test(repo)) return { argv: [node, programs.ciliumAgentJs], readyFile: true, role: 'cilium agent' };
   if (/(^|\/)nginx$/.test(repo)) return { argv: [node, programs.nginxJs], readyFile: true, role: 'nginx' };
+  if (/flannel$/.test(repo)) return { argv: [node, programs.flanneldJs], readyFile: true, role: 'flanneld' };
   if (/traffic-checker/.test(repo)) return { argv: [node, programs.trafficCheckerJs, ...(c.args ?? [])], readyFile: true, role: 'traffic checker' };
-  if (/flannel|pause/.test(repo) || given.length === 0) return { argv: ['sleep', 'infinity'], readyFile: false, role: 'idle' };
+  if (/pause/.test(repo) || given.length === 0) return { argv: ['sleep', 'infinity'], readyFile: false, role: 'idle' };
   if (given[0] !== undefined && basename(given[0]) === 'nsenter' && given.includes('--')) {
     // A privileged pod entering the host (the plugin's reboot and host scripts): the lab's host is the node.
     const inner = given.slice(given.indexOf('--') + 1);
@@ -236,10 +237,10 @@ export class LabRuntime {
   async start(): Promise<void> {
     const onError = (line: string) => this.o.log(`runtime: ${line}`);
     this.reflectors = [
-      reflect(this.o.kube, '/api/v1/nodes', { onChange: (items) => ((this.nodeObjects = items), this.reconcile()), onError }),
-      reflect(this.o.kube, '/apis/cilium.io/v2/ciliumnodes', { onChange: (items) => ((this.ciliumNodes = items), this.reconcile()), onError }),
+      reflect(this.o.kube.lite, '/api/v1/nodes', { onChange: (items) => ((this.nodeObjects = items), this.reconcile()), onError }),
+      reflect(this.o.kube.lite, '/apis/cilium.io/v2/ciliumnodes', { onChange: (items) => ((this.ciliumNodes = items), this.reconcile()), onError }),
       // A watch that stalls silently would stall the node; a bounded watch is resumed every 30 s.
-      reflect(this.o.kube, '/api/v1/pods', { query: { timeoutSeconds: '30' }, onChange: (items) => ((this.pods = items), this.reconcile()), onError }),
+      reflect(this.o.kube.lite, '/api/v1/pods', { query: { timeoutSeconds: '30' }, onChange: (items) => ((this.pods = items), this.reconcile()), onError }),
     ];
     while (!this.reflectors.every((r) => r.synced())) await new Promise((r) => setTimeout(r, 50));
     this.readyTimer = setInterval(() => {

@@ -3,16 +3,15 @@
 // and a reading of the reachability matrix from the agents' rows.
 import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { connect, type Kube } from '../lib/kube.js';
 import { parseRow, cellFreshness, type Row } from '../lib/row.js';
 import { agentNamespace, ciliumClusterCidr } from '../lib/defaults.js';
 import { cidrContains } from '../lib/cidr.js';
 import { phaseOf, readState } from '../cmd/engine/state.js';
-import { api, apiOrNotFound } from './lab-api.js';
+import { api, apiOrNotFound, labClient, type LabClient } from './lab-api.js';
 import { probeAgentObjects, trafficCheckerObjects } from './lab-install.js';
 
 export interface Scenario {
-  kube: Kube;
+  kube: LabClient;
   kubeconfig: string;
   distDir: string;
   stateDir: string;
@@ -31,7 +30,7 @@ export function scenario(o: { kubeconfig: string; distDir: string; stateDir: str
   const pluginJs = join(o.distDir, 'kubectl-cilium_migrate');
   let commands: Set<string> | undefined;
   const s: Scenario = {
-    kube: connect({ kubeconfig: o.kubeconfig }),
+    kube: labClient(o.kubeconfig),
     kubeconfig: o.kubeconfig,
     distDir: o.distDir,
     stateDir: o.stateDir,

@@ -1,7 +1,7 @@
 // Keeping a local copy of a collection with LIST once and WATCH from then on (a reflector): the
 // watch is resumed from the last resourceVersion after it closes or the API server goes away, and
 // the collection is listed again only when the server says that version is gone (410).
-import { k8s, rawRequest, type Kube } from './kube.js';
+import type { LiteKube } from './kube-lite.js';
 
 export interface KubeObject {
   metadata?: { name?: string; namespace?: string; resourceVersion?: string };
@@ -28,7 +28,7 @@ export interface ReflectOptions {
 const keyOf = (o: KubeObject) => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
 
 /** Reflects the collection at `path` (e.g. /api/v1/nodes) until stopped. */
-export function reflect(kube: Kube, path: string, opts: ReflectOptions): Reflector {
+export function reflect(kube: LiteKube, path: string, opts: ReflectOptions): Reflector {
   let stopped = false;
   let isSynced = false;
   let current: AbortController | undefined;
@@ -52,7 +52,7 @@ export function reflect(kube: Kube, path: string, opts: ReflectOptions): Reflect
       let items: Map<string, KubeObject>;
       let rv: string;
       try {
-        const res = await rawRequest(kube, 'GET', qs ? `${path}?${qs}` : path);
+        const res = await kube.request('GET', qs ? `${path}?${qs}` : path);
         if (res.status !== 200) throw new Error(`list ${path}: HTTP ${res.status}`);
         const body = res.body as { items?: KubeObject[]; metadata?: { resourceVersion?: string } };
         items = new Map((body.items ?? []).map((o) => [keyOf(o), o]));
@@ -69,27 +69,31 @@ export function reflect(kube: Kube, path: string, opts: ReflectOptions): Reflect
       // WATCH, resumed from the last version seen, until the server says it is gone.
       let gone = false;
       while (!stopped && !gone) {
-        const outcome = await new Promise<'closed' | 'error'>((resolve) => {
-          const watch = new k8s.Watch(kube.config);
-          watch
-            .watch(path, { ...query, resourceVersion: rv, allowWatchBookmarks: true }, (type: string, obj: KubeObject & { code?: number }) => {
-              if (type === 'ERROR') {
-                if (obj.code === 410) gone = true;
-                return;
+        const ctl = new AbortController();
+        current = ctl;
+        if (stopped) ctl.abort();
+        const params = new URLSearchParams({ ...query, watch: '1', resourceVersion: rv, allowWatchBookmarks: 'true' });
+        let outcome: 'closed' | 'error' = 'closed';
+        try {
+          await kube.watch(`${path}?${params.toString()}`, (event) => {
+            const { type, object: obj } = event as { type: string; object: KubeObject & { code?: number } };
+            if (type === 'ERROR') {
+              if (obj.code === 410) {
+                gone = true;
+                ctl.abort();
               }
-              if (obj.metadata?.resourceVersion) rv = obj.metadata.resourceVersion;
-              if (type === 'BOOKMARK') return;
-              if (type === 'DELETED') items.delete(keyOf(obj));
-              else items.set(keyOf(obj), obj);
-              backoff = minBackoff;
-              opts.onChange(items);
-            }, (err: unknown) => resolve(err ? 'error' : 'closed'))
-            .then((ctl) => {
-              current = ctl;
-              if (stopped) ctl.abort();
-            })
-            .catch(() => resolve('error'));
-        });
+              return;
+            }
+            if (obj.metadata?.resourceVersion) rv = obj.metadata.resourceVersion;
+            if (type === 'BOOKMARK') return;
+            if (type === 'DELETED') items.delete(keyOf(obj));
+            else items.set(keyOf(obj), obj);
+            backoff = minBackoff;
+            opts.onChange(items);
+          }, ctl.signal);
+        } catch {
+          outcome = 'error';
+        }
         if (stopped) return;
         if (gone) break;
         if (outcome === 'error') {

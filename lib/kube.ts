@@ -109,8 +109,6 @@ export interface Kube {
   readonly authorization: k8s.AuthorizationV1Api;
   readonly networking: k8s.NetworkingV1Api;
   readonly version: k8s.VersionApi;
-  /** Any object by its apiVersion and kind (discovery maps it to a resource). */
-  readonly objects: k8s.KubernetesObjectApi;
 }
 
 /** Connects (lazily: no request is made) to the cluster the target names. */
@@ -130,7 +128,6 @@ export function connect(target: KubeTarget, environment?: KubeEnvironment): Kube
     authorization: config.makeApiClient(k8s.AuthorizationV1Api),
     networking: config.makeApiClient(k8s.NetworkingV1Api),
     version: config.makeApiClient(k8s.VersionApi),
-    objects: k8s.KubernetesObjectApi.makeApiClient(config),
   };
 }
 
@@ -194,12 +191,12 @@ export interface RawResponse {
  * One request with the kubeconfig's credentials, returning status and raw body. For the calls
  * where client-node's parsing loses information (an eviction answered 201 with a failure Status).
  */
-export async function rawRequest(kube: Pick<Kube, 'config' | 'server'>, method: string, path: string, body?: unknown, timeoutMs = 30_000): Promise<RawResponse> {
+export async function rawRequest(kube: Pick<Kube, 'config' | 'server'>, method: string, path: string, body?: unknown, timeoutMs = 30_000, contentType = 'application/json'): Promise<RawResponse> {
   const url = new URL(path, kube.server);
   const payload = body === undefined ? undefined : JSON.stringify(body);
   const options: RequestOptions = {
     method,
-    headers: { Accept: 'application/json', ...(payload ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) } : {}) },
+    headers: { Accept: 'application/json', ...(payload ? { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(payload) } : {}) },
     timeout: timeoutMs,
   };
   await kube.config.applyToHTTPSOptions(options);
@@ -328,33 +325,46 @@ export type ApplyOutcome = 'created' | 'configured' | 'unchanged' | 'created (dr
 /** Our field manager for server-side apply, so `kubectl get -o yaml --show-managed-fields` names us. */
 export const fieldManager = 'kubectl-cilium-migrate';
 
+/** The REST path of `obj` (discovery maps its kind to a resource); a clear error for an unknown kind. */
+export async function objectPath(kube: Pick<Kube, 'config' | 'server'>, obj: Pick<ManifestObject, 'apiVersion' | 'kind' | 'metadata'>): Promise<string> {
+  const base = obj.apiVersion.includes('/') ? `/apis/${obj.apiVersion}` : `/api/${obj.apiVersion}`;
+  const res = await rawRequest(kube, 'GET', base);
+  const list = res.body as { resources?: { name: string; kind: string; namespaced: boolean }[] } | undefined;
+  const resource = res.status === 200 ? list?.resources?.find((r) => r.kind === obj.kind && !r.name.includes('/')) : undefined;
+  if (!resource) {
+    throw new PreconditionError(`the API server does not serve ${obj.kind} in ${obj.apiVersion}`, 'install the CRD (or the component) that defines it first');
+  }
+  const ns = resource.namespaced ? `/namespaces/${encodeURIComponent(obj.metadata.namespace ?? 'default')}` : '';
+  return `${base}${ns}/${resource.name}/${encodeURIComponent(obj.metadata.name)}`;
+}
+
 /**
  * Server-side applies `obj` (as `kubectl apply --server-side`), saying whether it created, changed
  * or left the object as it was. A field owned by another manager is a conflict unless `force`.
  */
-export async function applyObject(kube: Pick<Kube, 'objects' | 'server'>, obj: ManifestObject, opts: { dryRun?: boolean; force?: boolean } = {}): Promise<ApplyOutcome> {
+export async function applyObject(kube: Pick<Kube, 'config' | 'server'>, obj: ManifestObject, opts: { dryRun?: boolean; force?: boolean } = {}): Promise<ApplyOutcome> {
   const what = `apply ${obj.kind} ${obj.metadata.namespace ? `${obj.metadata.namespace}/` : ''}${obj.metadata.name}`;
-  const header = { apiVersion: obj.apiVersion, kind: obj.kind, metadata: { name: obj.metadata.name, ...(obj.metadata.namespace ? { namespace: obj.metadata.namespace } : {}) } };
-  const before = await call(kube, what, async () => {
-    try {
-      return await kube.objects.read(header);
-    } catch (err) {
-      if (statusCode(err) === 404) return undefined;
-      throw err;
-    }
-  });
-  let after: k8s.KubernetesObject;
-  try {
-    after = await kube.objects.patch(obj, undefined, opts.dryRun ? 'All' : undefined, fieldManager, opts.force ?? false, k8s.PatchStrategy.ServerSideApply);
-  } catch (err) {
-    if (statusCode(err) === 409) {
-      throw new PreconditionError(
-        `${what}: another field manager owns fields this would change (${conflictDetail(err)})`,
-        'check who manages it (kubectl get --show-managed-fields -o yaml), then rerun with --force-conflicts to take the fields over',
-      );
-    }
-    throw translateKubeError(err, what, kube.server);
+  const path = await objectPath(kube, obj);
+  const failed = (res: RawResponse) => {
+    const message = (res.body as { message?: string } | undefined)?.message ?? `HTTP ${res.status}`;
+    if (res.status === 403) return new CliError(`${what}: forbidden: ${message}`, ExitCode.forbidden, 'ask for the permissions listed in the README (manifests/rbac/plugin-clusterrole.yaml)');
+    if (res.status >= 500 || res.status === 429) return new UnreachableError(`${what}: the API server answered ${res.status}: ${message}`, 'retry shortly');
+    return new PreconditionError(`${what}: the API server answered ${res.status}: ${message}`);
+  };
+  const current = await rawRequest(kube, 'GET', path);
+  if (current.status !== 200 && current.status !== 404) throw failed(current);
+  const before = current.status === 200 ? (current.body as k8s.KubernetesObject) : undefined;
+  const query = new URLSearchParams({ fieldManager, ...(opts.force ? { force: 'true' } : {}), ...(opts.dryRun ? { dryRun: 'All' } : {}) });
+  const res = await rawRequest(kube, 'PATCH', `${path}?${query.toString()}`, obj, 30_000, 'application/apply-patch+yaml');
+  if (res.status === 409) {
+    const detail = ((res.body as { message?: string } | undefined)?.message ?? 'conflict').replace(/^Apply failed with \d+ conflicts?: /, '');
+    throw new PreconditionError(
+      `${what}: another field manager owns fields this would change (${detail})`,
+      'check who manages it (kubectl get --show-managed-fields -o yaml), then rerun with --force-conflicts to take the fields over',
+    );
   }
+  if (res.status !== 200 && res.status !== 201) throw failed(res);
+  const after = res.body as k8s.KubernetesObject;
   const outcome = before === undefined ? 'created' : before.metadata?.resourceVersion === after.metadata?.resourceVersion ? 'unchanged' : 'configured';
   if (!opts.dryRun) return outcome;
   // A dry run never changes the resourceVersion: compare what the object would become instead.
@@ -367,26 +377,14 @@ function stripVolatile(o: k8s.KubernetesObject): unknown {
   return { ...o, metadata };
 }
 
-function conflictDetail(err: unknown): string {
-  const body = (err as { body?: unknown }).body;
-  try {
-    const parsed = (typeof body === 'string' ? JSON.parse(body) : body) as { message?: string };
-    return parsed.message?.replace(/^Apply failed with \d+ conflicts?: /, '') ?? 'conflict';
-  } catch {
-    return 'conflict';
-  }
-}
-
-/** Deletes the object; false when it was not there (already deleted counts as done). */
-export async function deleteObject(kube: Pick<Kube, 'objects' | 'server'>, header: Pick<ManifestObject, 'apiVersion' | 'kind' | 'metadata'>, opts: { dryRun?: boolean } = {}): Promise<boolean> {
+/** Deletes the object (dependents in the background, as kubectl); false when it was not there. */
+export async function deleteObject(kube: Pick<Kube, 'config' | 'server'>, header: Pick<ManifestObject, 'apiVersion' | 'kind' | 'metadata'>, opts: { dryRun?: boolean } = {}): Promise<boolean> {
   const what = `delete ${header.kind} ${header.metadata.namespace ? `${header.metadata.namespace}/` : ''}${header.metadata.name}`;
-  return call(kube, what, async () => {
-    try {
-      await kube.objects.delete(header, undefined, opts.dryRun ? 'All' : undefined, undefined, undefined, 'Background');
-      return true;
-    } catch (err) {
-      if (statusCode(err) === 404) return false;
-      throw err;
-    }
-  });
+  const path = await objectPath(kube, header);
+  const res = await rawRequest(kube, 'DELETE', `${path}${opts.dryRun ? '?dryRun=All' : ''}`, { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' });
+  if (res.status === 404) return false;
+  if (res.status === 200 || res.status === 202) return true;
+  const message = (res.body as { message?: string } | undefined)?.message ?? `HTTP ${res.status}`;
+  if (res.status === 403) throw new CliError(`${what}: forbidden: ${message}`, ExitCode.forbidden, 'ask for the permissions listed in the README (manifests/rbac/plugin-clusterrole.yaml)');
+  throw new UnreachableError(`${what}: the API server answered ${res.status}: ${message}`, 'retry shortly');
 }

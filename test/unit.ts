@@ -13,6 +13,7 @@ import './unit/errors.test.js';
 import './unit/eviction.test.js';
 import './unit/gate.test.js';
 import './unit/kube-config.test.js';
+import './unit/kube-lite.test.js';
 import './unit/lab.test.js';
 import './unit/lifecycle.test.js';
 import './unit/lock.test.js';

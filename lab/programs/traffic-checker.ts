@@ -7,7 +7,7 @@
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { connect } from '../../lib/kube.js';
+import { labClient } from '../lab-api.js';
 import { reflect, type KubeObject } from '../../lib/kube-watch.js';
 
 interface PodObject extends KubeObject {
@@ -37,7 +37,7 @@ async function main(): Promise<void> {
   const self = { src: process.env.POD_NAME ?? 'checker', srcIp: process.env.POD_IP ?? '', srcNode: process.env.NODE_NAME ?? '' };
   mkdirSync(values.results, { recursive: true });
   const file = join(values.results, `${self.src}.jsonl`);
-  const kube = connect({ kubeconfig: process.env.KUBECONFIG });
+  const kube = labClient(process.env.KUBECONFIG).lite;
   let pods = new Map<string, KubeObject>();
   const r = reflect(kube, `/api/v1/namespaces/${values.namespace}/pods`, { query: { labelSelector: values.selector }, onChange: (items) => (pods = items), onError: (l) => process.stderr.write(`${l}\n`) });
   while (!r.synced()) await new Promise((res) => setTimeout(res, 50));

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ClusterView } from '../../agent/discovery.js';
 import { agentSelector } from '../../agent/config.js';
 import { kubeDiscovery } from '../../agent/kube-discovery.js';
-import { connect } from '../../lib/kube.js';
+import { liteCredentials, liteKube } from '../../lib/kube-lite.js';
 import { createSimulatedNodes, installCiliumCrds, kindNodes } from '../../lab/cluster-objects.js';
 import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
 import { progress } from '../harness/shared-cluster.js';
@@ -44,7 +44,7 @@ describe('agent discovery by watch', () => {
     for (const [pod, node] of [['agent-cp', 'kind-control-plane'], ['agent-w1', 'kind-worker'], ['agent-w2', 'kind-worker2']]) {
       await cp.kubectl(['apply', '-f', '-'], { input: agentPod(pod!, node!) });
     }
-    const discovery = kubeDiscovery(connect({ kubeconfig: cp.kubeconfig }), ns, agentSelector, 'cilium-migrate.io/phase', (l) => logs.push(l));
+    const discovery = kubeDiscovery(liteKube(liteCredentials(cp.kubeconfig)), ns, agentSelector, 'cilium-migrate.io/phase', (l) => logs.push(l));
     discovery.start((v) => {
       latest = v;
       views.push(v);

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ControlPlane } from '../../lab/control-plane.js';
-import { connect } from '../../lib/kube.js';
+import { liteCredentials, liteKube } from '../../lib/kube-lite.js';
 import { reflect, type KubeObject } from '../../lib/kube-watch.js';
 import { startMigrationCluster } from '../harness/migration-cluster.js';
 import { runPlugin } from '../harness/plugin.js';
@@ -21,7 +21,7 @@ describe('run --max-unavailable 5 on 50 nodes', () => {
   it('never has more than 5 nodes cordoned at once, runs them side by side, and migrates every node', async () => {
     const cordoned = new Set<string>();
     let most = 0;
-    const watcher = reflect(connect({ kubeconfig: cp.kubeconfig }), '/api/v1/nodes', {
+    const watcher = reflect(liteKube(liteCredentials(cp.kubeconfig)), '/api/v1/nodes', {
       onChange(items: Map<string, KubeObject>) {
         cordoned.clear();
         for (const n of items.values()) if ((n as { spec?: { unschedulable?: boolean } }).spec?.unschedulable) cordoned.add(n.metadata?.name ?? '');

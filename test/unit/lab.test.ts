@@ -36,14 +36,14 @@ describe('activeCni', () => {
 });
 
 describe('programFor', () => {
-  const programs = { agentJs: '/d/agent.js', ciliumAgentJs: '/d/cilium.js', nginxJs: '/d/nginx.js', trafficCheckerJs: '/d/tc.js' };
+  const programs = { agentJs: '/d/agent.js', ciliumAgentJs: '/d/cilium.js', flanneldJs: '/d/flanneld.js', nginxJs: '/d/nginx.js', trafficCheckerJs: '/d/tc.js' };
   const table: [string, string[] | undefined, string[] | undefined, string][] = [
     ['nginx', undefined, undefined, 'nginx'],
     ['docker.io/library/nginx:1.27', undefined, undefined, 'nginx'],
     ['quay.io/cilium/cilium:v1.18.0', undefined, undefined, 'cilium agent'],
     ['ghcr.io/cilium-migrate/agent:dev', undefined, ['--interval', '1s'], 'probe agent'],
     ['registry.k8s.io/pause:3.10', undefined, undefined, 'idle'],
-    ['ghcr.io/flannel-io/flannel:v0.26.4', undefined, ['--ip-masq'], 'idle'],
+    ['ghcr.io/flannel-io/flannel:v0.26.4', undefined, ['--ip-masq'], 'flanneld'],
     ['alpine/curl', undefined, ['/bin/sh', '-c', 'curl -s $NGINX'], 'command'],
     ['alpine', ['sh', '-c'], ['ip addr'], 'command'],
     ['busybox', undefined, undefined, 'idle'],
