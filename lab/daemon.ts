@@ -199,9 +199,13 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     // kubelet's log API on every node, for kubectl logs.
     mkdirSync(join(o.stateDir, 'pods'), { recursive: true });
     for (const n of topo.nodes) {
-      topo.spawn(n.netns, [process.execPath, join(o.distDir, 'lab', 'kubelet-api.js'), '--listen', `${n.underlayIp}:10250`, '--pods', join(o.stateDir, 'pods'), '--cert', cp.pki.serverCert, '--key', cp.pki.serverKey], undefined, join(o.stateDir, `kubelet-api-${n.name}.log`));
+      mkdirSync(join(paths.nodes, n.name), { recursive: true });
+      topo.spawn(n.netns, [
+        process.execPath, join(o.distDir, 'lab', 'kubelet-api.js'), '--listen', `${n.underlayIp}:10250`, '--pods', join(o.stateDir, 'pods'),
+        '--cert', cp.pki.serverCert, '--key', cp.pki.serverKey, '--probe-socket', join(paths.nodes, n.name, 'kubelet.sock'),
+      ], undefined, join(o.stateDir, `kubelet-api-${n.name}.log`));
     }
-    const nodes: RuntimeNode[] = topo.nodes.map((n) => ({ name: n.name, index: n.index, netns: n.netns, internalIp: n.underlayIp, hostRoot: join(paths.nodes, n.name) }));
+    const nodes: RuntimeNode[] = topo.nodes.map((n) => ({ name: n.name, index: n.index, netns: n.netns, internalIp: n.underlayIp, hostRoot: join(paths.nodes, n.name), probeSocket: join(paths.nodes, n.name, 'kubelet.sock') }));
     for (const n of nodes) {
       const cniDir = join(n.hostRoot, 'etc', 'cni', 'net.d');
       mkdirSync(cniDir, { recursive: true });

@@ -155,6 +155,7 @@ export function probeAgentObjects(namespace = agentNamespace, image = 'ghcr.io/c
             containers: [{
               name: 'agent', image, args: ['--interval', '1s', '--timeout', '500ms', '--window', '15s'],
               ports: [{ name: 'http', containerPort: 8080 }],
+              readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 2 },
               env: [fieldEnv('NODE_NAME', 'spec.nodeName'), fieldEnv('POD_NAME', 'metadata.name'), fieldEnv('POD_NAMESPACE', 'metadata.namespace'), fieldEnv('POD_IP', 'status.podIP')],
             }],
           },

@@ -8,6 +8,7 @@
 // grace period, removes the sandbox and then the object. A node restart stops every pod on the node
 // and recreates the sandboxes through the CNI config active then.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { basename, join } from 'node:path';
 import { stringify } from 'yaml';
 import { reflect, type KubeObject, type Reflector } from '../lib/kube-watch.js';
@@ -24,6 +25,8 @@ export interface RuntimeNode {
   internalIp: string;
   /** What /host/ is for pods on this node; its etc/cni/net.d is the node's CNI directory. */
   hostRoot: string;
+  /** The node's prober (lab/programs/kubelet-api.ts): kubelet probes pods from the node's namespace. */
+  probeSocket?: string;
 }
 
 /** The local programs images map to. */
@@ -51,9 +54,17 @@ export interface RuntimeOptions {
   log: (line: string) => void;
 }
 
+interface Probe {
+  httpGet?: { path?: string; port: number | string; scheme?: string };
+  tcpSocket?: { port: number | string };
+  timeoutSeconds?: number;
+}
+
 interface Container {
   name: string;
   image: string;
+  ports?: { name?: string; containerPort: number }[];
+  readinessProbe?: Probe;
   command?: string[];
   args?: string[];
   env?: { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
@@ -101,12 +112,17 @@ interface Sandbox {
   started: boolean;
   /** Its address went back to the pool. */
   released?: boolean;
+  /** Readiness probes: the last verdict and when to probe next. */
+  probeOk?: boolean;
+  nextProbeAt?: number;
   stopping: boolean;
   finished: boolean;
   pod: PodObject;
 }
 
 const readyPollMs = 300;
+/** Readiness probes every second whatever periodSeconds says: the lab's steps are seconds apart. */
+const probePeriodMs = 1000;
 const resyncTicks = 20;
 const restartBackoffMs = 1000;
 const maxConcurrentSyncs = 4;
@@ -228,6 +244,7 @@ export class LabRuntime {
   private readyTimer: NodeJS.Timeout | undefined;
   private running = 0;
   private ticks = 0;
+  private checking = false;
   private readonly waiting: (() => void)[] = [];
   private stopped = false;
 
@@ -567,16 +584,58 @@ export class LabRuntime {
   }
 
   private async checkReadiness(): Promise<void> {
-    for (const sb of this.sandboxes.values()) {
-      if (!sb.started || sb.ready || sb.stopping || sb.finished) continue;
-      const ready = [...sb.containers.values()].every((rc) => rc.proc?.running() && (!rc.waitsForReadyFile || existsSync(rc.readyFile)));
-      if (!ready) continue;
-      sb.ready = true;
-      await this.reportRunning(sb).catch((err: Error) => {
-        sb.ready = false;
-        this.o.log(`pod ${sb.namespace}/${sb.name}: status: ${err.message}`);
-      });
+    if (this.checking) return;
+    this.checking = true;
+    try {
+      await Promise.all([...this.sandboxes.values()].map((sb) => this.checkSandbox(sb)));
+    } finally {
+      this.checking = false;
     }
+  }
+
+  /** Ready when every container runs (and the lab's programs have said so), and its readiness probes pass. */
+  private async checkSandbox(sb: Sandbox): Promise<void> {
+    if (!sb.started || sb.stopping || sb.finished) return;
+    const running = [...sb.containers.values()].every((rc) => rc.proc?.running() && (!rc.waitsForReadyFile || existsSync(rc.readyFile)));
+    const probes = sb.pod.spec.containers.filter((c) => c.readinessProbe?.httpGet || c.readinessProbe?.tcpSocket);
+    if (running && probes.length > 0 && Date.now() >= (sb.nextProbeAt ?? 0)) {
+      sb.nextProbeAt = Date.now() + probePeriodMs;
+      sb.probeOk = (await Promise.all(probes.map((c) => this.probe(sb, c)))).every(Boolean);
+    }
+    const ready = running && (probes.length === 0 || sb.probeOk === true);
+    if (ready === sb.ready || sb.stopping) return;
+    sb.ready = ready;
+    await this.reportRunning(sb).catch((err: Error) => {
+      sb.ready = !ready;
+      this.o.log(`pod ${sb.namespace}/${sb.name}: status: ${err.message}`);
+    });
+  }
+
+  /** One readiness probe, sent from the pod's node as kubelet sends it. */
+  private probe(sb: Sandbox, c: Container): Promise<boolean> {
+    const p = c.readinessProbe!;
+    const named = (port: number | string) => (typeof port === 'number' ? port : c.ports?.find((x) => x.name === port)?.containerPort ?? Number(port));
+    const q = new URLSearchParams({
+      host: sb.ip,
+      timeoutMs: String((p.timeoutSeconds ?? 1) * 1000),
+      ...(p.httpGet ? { type: 'http', port: String(named(p.httpGet.port)), path: p.httpGet.path ?? '/' } : { type: 'tcp', port: String(named(p.tcpSocket!.port)) }),
+    });
+    const socketPath = sb.node.probeSocket;
+    if (socketPath === undefined) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const req = httpRequest({ socketPath, path: `/probe?${q}`, timeout: 5000 }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (d: string) => (text += d)).on('end', () => {
+          try {
+            resolve((JSON.parse(text) as { ok: boolean }).ok);
+          } catch {
+            resolve(false);
+          }
+        });
+      });
+      req.on('error', () => resolve(false)).on('timeout', () => req.destroy());
+      req.end();
+    });
   }
 
   private async stopSandbox(sb: Sandbox, graceSeconds: number): Promise<void> {

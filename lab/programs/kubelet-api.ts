@@ -1,11 +1,15 @@
-// The part of kubelet's API the lab serves on each node (HTTPS on the node's address, port 10250):
-// container logs, so `kubectl logs` works for lab pods. The API server reaches it through its
-// cluster egress (the lab's egress proxy). Logs are the files the lab runtime writes:
-// PODS/<namespace>_<pod>_<uid8>/<container>.log, with <container>.exit once the container ended.
+// The parts of kubelet that must sit in the node's network namespace, run there by the lab for each
+// node: kubelet's API (HTTPS on the node's address, port 10250) with container logs, so
+// `kubectl logs` works (the API server reaches it through its cluster egress), and, on a Unix socket
+// for the lab runtime, readiness probes, which kubelet sends from the node to the pod's address.
+// Logs are the files the lab runtime writes: PODS/<namespace>_<pod>_<uid8>/<container>.log, with
+// <container>.exit once the container ended.
 //
-//   kubelet-api --listen 172.18.0.3:10250 --pods DIR --cert FILE --key FILE
+//   kubelet-api --listen 172.18.0.3:10250 --pods DIR --cert FILE --key FILE --probe-socket FILE
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { createServer } from 'node:https';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -30,8 +34,32 @@ export function lastLines(text: string, n: number | undefined): string {
   return n === 0 ? '' : lines.slice(-n).join('\n') + (text ? '\n' : '');
 }
 
+/** One probe from here (the node) to a pod: HTTP GET answered 200-399, or a TCP connection accepted. */
+export function probe(q: URLSearchParams): Promise<{ ok: boolean; detail: string }> {
+  const host = q.get('host') ?? '';
+  const port = Number(q.get('port'));
+  const timeout = Number(q.get('timeoutMs') ?? 1000);
+  return new Promise((resolve) => {
+    if (q.get('type') === 'tcp') {
+      const sock = connect({ host, port, timeout });
+      sock.once('connect', () => (sock.destroy(), resolve({ ok: true, detail: 'connected' })));
+      sock.once('timeout', () => (sock.destroy(), resolve({ ok: false, detail: 'timeout' })));
+      sock.once('error', (err) => resolve({ ok: false, detail: err.message }));
+      return;
+    }
+    const req = httpRequest({ host, port, path: q.get('path') ?? '/', timeout, headers: { 'user-agent': 'kube-probe/lab', connection: 'close' } }, (res) => {
+      res.resume();
+      const code = res.statusCode ?? 0;
+      resolve({ ok: code >= 200 && code < 400, detail: `HTTP ${code}` });
+    });
+    req.once('timeout', () => req.destroy(new Error('timeout')));
+    req.once('error', (err) => resolve({ ok: false, detail: err.message }));
+    req.end();
+  });
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { listen: { type: 'string' }, pods: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' } } });
+  const { values } = parseArgs({ options: { listen: { type: 'string' }, pods: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, 'probe-socket': { type: 'string' } } });
   const m = /^(.+):(\d+)$/.exec(values.listen ?? '');
   if (m === null || !values.pods || !values.cert || !values.key) {
     process.stderr.write('usage: kubelet-api --listen HOST:PORT --pods DIR --cert FILE --key FILE\n');
@@ -76,9 +104,17 @@ async function main(): Promise<void> {
     req.once('close', () => clearInterval(timer));
   });
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(Number(m[2]), m[1], resolve));
+  const probeSocket = values['probe-socket'];
+  const prober = createHttpServer((req, res) => {
+    void probe(new URL(req.url ?? '/', 'http://kubelet').searchParams).then((r) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(r)));
+  });
+  if (probeSocket) await new Promise<void>((resolve, reject) => prober.once('error', reject).listen(probeSocket, resolve));
   process.stdout.write(`kubelet API (logs) on ${values.listen}\n`);
   if (process.env.LAB_READY_FILE) writeFileSync(process.env.LAB_READY_FILE, 'ready\n');
-  const stop = () => server.close(() => process.exit(0));
+  const stop = () => {
+    prober.close();
+    server.close(() => process.exit(0));
+  };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
 }

@@ -117,6 +117,17 @@ describe('the local lab: the seed migration end to end with the plugin', () => {
     execFileSync('rm', [join(nodeCni, '99-host-script')]);
   });
 
+  it('probes readiness from the node as kubelet does: Ready only while the probed port answers', async () => {
+    const pod = (name: string, port: number) => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'default' }, spec: { nodeName: 'kind-worker2', containers: [{ name: 'web', image: 'nginx', readinessProbe: { httpGet: { path: '/', port } } }] } });
+    s.kubectl(['apply', '-f', '-'], [pod('probe-open', 80), pod('probe-closed', 81)].map((p) => JSON.stringify(p)).join('\n'));
+    const ready = async (name: string) => (await api<{ status: { phase?: string; conditions?: { type: string; status: string }[] } }>(s.kube, 'GET', `/api/v1/namespaces/default/pods/${name}`)).status;
+    await waitUntil('probe-open Ready', async () => ((await ready('probe-open')).conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined), 20_000);
+    const closed = await ready('probe-closed');
+    assert.equal(closed.phase, 'Running');
+    assert.equal(closed.conditions?.find((c) => c.type === 'Ready')?.status, 'False', 'a pod whose probe fails is not Ready');
+    s.kubectl(['delete', 'pod', 'probe-open', 'probe-closed', '--wait=true']);
+  });
+
   it('migrates every node with the plugin while requests to pods not being drained never fail, with cross-overlay traffic both ways', async () => {
     const pre = await s.plugin(['preflight'], progress);
     assert.equal(pre.code, 0, `preflight passes on the lab:\n${pre.stdout}${pre.stderr}`);
