@@ -3,7 +3,7 @@
 // restarts one node like `docker restart` (the plugin's `--restart exec` calls it), `demo` runs
 // the seed's migration end to end. The daemon runs as `lab daemon`, started by `up`.
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import yargs from 'yargs';
 import { pidsMentioning, reapStaleControlPlanes } from './control-plane.js';
@@ -85,7 +85,6 @@ export async function labUp(opts: { stateDir: string; nodes: number; progress?: 
   if (running) throw new LabError(`a lab is already running (state ${opts.stateDir}, kubeconfig ${running.body.kubeconfig})`, 'tear it down first: make lab-down');
   const paths = statePaths(opts.stateDir);
   if (existsSync(paths.pid) && daemonPid(opts.stateDir) === undefined) rmSync(opts.stateDir, { recursive: true, force: true });
-  const { mkdirSync } = await import('node:fs');
   mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
   rmSync(paths.log, { force: true });
   const fd = openSync(paths.log, 'a');
