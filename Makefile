@@ -7,7 +7,7 @@ NODE_TEST := node --import tsx --test --test-reporter=spec
 # Per-test limit; a hung test fails instead of eating CI's time.
 TEST_TIMEOUT_MS ?= 600000
 
-.PHONY: help deps system-deps bins build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-scale
+.PHONY: help deps system-deps bins build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-scale bench-detection bench-connectivity
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -43,7 +43,7 @@ test-integration: build bins ## integration tests against a real control plane
 	SUITE_TMPDIR=$$run_tmp $(NODE_TEST) test/after-suite.ts || rc=$${rc/#0/1}; \
 	rm -rf "$$run_tmp"; exit $$rc
 
-bench: bench-agent bench-drain bench-node ## run every benchmark but the scale one and rewrite BENCHMARKS.md (make bench-scale for 1,000 nodes)
+bench: bench-agent bench-drain bench-node bench-connectivity bench-detection ## run every benchmark but the scale one and rewrite BENCHMARKS.md (make bench-scale for 1,000 nodes)
 
 bench-drain: build bins ## drain of 100 pods: ours against kubectl drain, time and API requests
 	node --import tsx bench/drain.ts
@@ -51,11 +51,17 @@ bench-drain: build bins ## drain of 100 pods: ours against kubectl drain, time a
 bench-node: build bins ## the engine's time and API requests per node beyond the drain
 	node --import tsx bench/node-overhead.ts
 
+bench-detection: build bins system-deps ## time from a fault to FAIL and from an agent Ready to PASS, real agents in network namespaces
+	node --import tsx bench/detection.ts
+
 bench-scale: build bins ## status, plan and run --max-unavailable 50 on 1,000 simulated nodes (takes a while)
 	node --import tsx bench/scale.ts
 
 bench-agent: build system-deps ## agent RSS, CPU, probes/s and series at 10, 100 and 1,000 peers
 	node --import tsx bench/agent-resources.ts
+
+bench-connectivity: build bins ## connectivity reading the matrix of 1,000 simulated agents through the API server
+	node --import tsx bench/connectivity-read.ts
 
 install: build ## put the plugin on PATH ($(PREFIX)/bin), so kubectl finds it
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -2,14 +2,14 @@
 // downward-API ones), validated at start so a bad value stops the agent with a message.
 import yargs from 'yargs';
 import ipaddr from 'ipaddr.js';
-import { agentNamespace, ciliumClusterCidr, legacyClusterCidr, migrationLabel } from '../lib/defaults.js';
+import { agentFullMeshMax, agentNamespace, agentPodSelector, ciliumClusterCidr, legacyClusterCidr, migrationLabel } from '../lib/defaults.js';
 import { parseCidr } from '../lib/cidr.js';
 import { parseDuration } from '../lib/duration.js';
 import { ConfigError } from '../lib/errors.js';
 import type { ProbeProtocol } from '../lib/row.js';
 import { version } from '../lib/version.js';
 
-export const agentSelector = 'app.kubernetes.io/name=cilium-migrate-agent';
+export const agentSelector = agentPodSelector;
 
 export interface AgentConfig {
   port: number;
@@ -20,6 +20,7 @@ export interface AgentConfig {
   legacyCidrs: string[];
   ciliumCidrs: string[];
   intervalMs: number;
+  focusIntervalMs: number;
   timeoutMs: number;
   windowMs: number;
   maxPerSecond: number;
@@ -50,11 +51,12 @@ export async function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv): 
     .option('legacy-cidrs', { type: 'string', default: env.LEGACY_CIDRS ?? legacyClusterCidr, describe: 'The legacy CNI\'s cluster CIDRs, comma-separated (LEGACY_CIDRS)' })
     .option('cilium-cidrs', { type: 'string', default: env.CILIUM_CIDRS ?? ciliumClusterCidr, describe: 'Cilium\'s cluster-pool CIDRs, comma-separated (CILIUM_CIDRS)' })
     .option('interval', { type: 'string', default: env.PROBE_INTERVAL ?? '5s', describe: 'Time between two probes of a peer per protocol (PROBE_INTERVAL)' })
+    .option('focus-interval', { type: 'string', default: env.PROBE_FOCUS_INTERVAL, describe: 'Time between probes of a peer whose node is being migrated, or of every peer while this node is; default 2s, or twice --timeout if longer, at most --interval (PROBE_FOCUS_INTERVAL)' })
     .option('timeout', { type: 'string', default: env.PROBE_TIMEOUT ?? '1s', describe: 'Per-probe timeout (PROBE_TIMEOUT)' })
     .option('window', { type: 'string', default: env.PROBE_WINDOW ?? '60s', describe: 'Sliding window of the statistics (PROBE_WINDOW)' })
     .option('max-probes-per-second', { type: 'number', default: Number(env.MAX_PROBES_PER_SECOND ?? 50), describe: 'Global probe rate limit (MAX_PROBES_PER_SECOND)' })
     .option('jitter', { type: 'number', default: Number(env.PROBE_JITTER ?? 0.2), describe: 'Each next probe at interval x (1 +/- jitter) (PROBE_JITTER)' })
-    .option('full-mesh-max', { type: 'number', default: Number(env.FULL_MESH_MAX ?? 50), describe: 'Probe every peer up to this many (FULL_MESH_MAX)' })
+    .option('full-mesh-max', { type: 'number', default: Number(env.FULL_MESH_MAX ?? agentFullMeshMax), describe: 'Probe every peer up to this many (FULL_MESH_MAX)' })
     .option('ring-size', { type: 'number', default: Number(env.RING_SIZE ?? 5), describe: 'Above that, peers per destination overlay (RING_SIZE)' })
     .option('large-packet-size', { type: 'number', default: Number(env.LARGE_PACKET_SIZE ?? 0), describe: 'ICMP payload bytes of the DF large-packet probe; 0 turns it off (LARGE_PACKET_SIZE)' })
     .option('peers-file', { type: 'string', default: env.PEERS_FILE, describe: 'Read the cluster view from this JSON file instead of the Kubernetes API (PEERS_FILE)' })
@@ -108,6 +110,7 @@ export async function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv): 
     legacyCidrs: cidrs(args['legacy-cidrs'], 'legacy-cidrs'),
     ciliumCidrs: cidrs(args['cilium-cidrs'], 'cilium-cidrs'),
     intervalMs: duration(args.interval, 'interval'),
+    focusIntervalMs: args['focus-interval'] ? duration(args['focus-interval'], 'focus-interval') : 0,
     timeoutMs: duration(args.timeout, 'timeout'),
     windowMs: duration(args.window, 'window'),
     maxPerSecond: positive(args['max-probes-per-second'], 'max-probes-per-second'),
@@ -125,6 +128,9 @@ export async function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv): 
   if (cfg.port === 0) throw new ConfigError('--port must be between 1 and 65535');
   if (cfg.intervalMs < 100) throw new ConfigError('--interval must be at least 100ms');
   if (cfg.timeoutMs >= cfg.intervalMs) throw new ConfigError(`--timeout (${args.timeout}) must be shorter than --interval (${args.interval})`);
+  if (args['focus-interval'] && cfg.focusIntervalMs <= cfg.timeoutMs) throw new ConfigError(`--focus-interval (${args['focus-interval']}) must be longer than --timeout (${args.timeout})`);
+  // Never slower than the interval: a focus interval above it is capped.
+  cfg.focusIntervalMs = Math.min(cfg.intervalMs, cfg.focusIntervalMs || Math.max(2000, 2 * cfg.timeoutMs));
   if (cfg.windowMs < cfg.intervalMs) throw new ConfigError('--window must be at least one --interval');
   if (cfg.maxPerSecond < 1) throw new ConfigError('--max-probes-per-second must be at least 1');
   if (cfg.largePacketSize > 0) cfg.protocols.push('icmp-large');

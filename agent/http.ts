@@ -23,7 +23,16 @@ export function agentApp(state: AgentState, store: MatrixStore, metrics: AgentMe
       res.status(400).json({ error: `protocol must be one of ${probeProtocols.join(', ')}` });
       return;
     }
-    const snap = store.snapshot();
+    const sinceText = req.query.since;
+    let since: number | undefined;
+    if (sinceText !== undefined) {
+      since = typeof sinceText === 'string' ? Date.parse(sinceText) : NaN;
+      if (!Number.isFinite(since)) {
+        res.status(400).json({ error: 'since must be an RFC 3339 time, e.g. 2026-01-02T15:04:05Z' });
+        return;
+      }
+    }
+    const snap = store.snapshot(since);
     const cells = protocol ? snap.cells.map((c) => ({ ...c, stats: c.stats.filter((s) => s.protocol === (protocol as ProbeProtocol)) })) : snap.cells;
     const row: Row = {
       schema: rowSchema,
@@ -33,6 +42,7 @@ export function agentApp(state: AgentState, store: MatrixStore, metrics: AgentMe
       startedAt: state.startedAt.toISOString(),
       intervalMs: state.intervalMs,
       windowMs: store.windowMs,
+      ...(since !== undefined ? { since: new Date(since).toISOString() } : {}),
       cells,
     };
     res.json(row);

@@ -89,19 +89,22 @@ export class MatrixStore {
     this.gen++;
   }
 
-  /** The statistics of one cell (trimmed to the window now). */
-  stats(peer: PeerRef, protocol: ProbeProtocol): CellStats {
+  /**
+   * The statistics of one cell (trimmed to the window now); with `since`, of the samples taken at
+   * or after it only, so a gate never counts evidence from before the change it judges.
+   */
+  stats(peer: PeerRef, protocol: ProbeProtocol, since?: number): CellStats {
     const window = this.windows.get(peerKey(peer))?.get(protocol) ?? [];
     this.trim(window);
-    return summarize(protocol, window);
+    return summarize(protocol, since === undefined ? window : window.filter((s) => s.at >= since));
   }
 
-  /** An immutable copy of the row's cells. */
-  snapshot(): { generation: number; cells: RowCell[] } {
+  /** An immutable copy of the row's cells, optionally limited to samples since a time. */
+  snapshot(since?: number): { generation: number; cells: RowCell[] } {
     const cells = [...this.peers.values()].map((p) => ({
       peer: { ...p.ref },
       focus: p.focus,
-      stats: p.protocols.map((proto) => this.stats(p.ref, proto)),
+      stats: p.protocols.map((proto) => this.stats(p.ref, proto, since)),
     }));
     return { generation: this.gen, cells };
   }

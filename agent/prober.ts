@@ -75,6 +75,11 @@ export function realProbes(port: number, largeSize: number): Probes {
 
 export interface ProberOptions {
   intervalMs: number;
+  /**
+   * For peers in the migration focus (a node being migrated, or this agent's own node then): the
+   * gate after a node's restart needs several fresh samples of its cells, so they come faster.
+   */
+  focusIntervalMs?: number;
   timeoutMs: number;
   /** Probes started per second at most, over all peers and protocols. */
   maxPerSecond: number;
@@ -82,7 +87,7 @@ export interface ProberOptions {
   jitter: number;
 }
 
-type Task = { peer: PeerRef; protocol: ProbeProtocol; due: number; running: boolean };
+type Task = { peer: PeerRef; protocol: ProbeProtocol; due: number; running: boolean; focus: boolean };
 
 /** Schedules probes of the store's selected peers and records the results (the store's one writer). */
 export class Prober {
@@ -125,10 +130,23 @@ export class Prober {
 
   /** Syncs the task list with the store's peers; new peers start at a random point of the interval. */
   private syncTasks(now: number): void {
-    const wanted = new Map<string, { peer: PeerRef; protocol: ProbeProtocol }>();
-    for (const sel of this.store.selected()) for (const protocol of sel.protocols) wanted.set(`${peerKey(sel.ref)}|${protocol}`, { peer: sel.ref, protocol });
+    const wanted = new Map<string, { peer: PeerRef; protocol: ProbeProtocol; focus: boolean }>();
+    for (const sel of this.store.selected()) for (const protocol of sel.protocols) wanted.set(`${peerKey(sel.ref)}|${protocol}`, { peer: sel.ref, protocol, focus: sel.focus });
     for (const key of this.tasks.keys()) if (!wanted.has(key)) this.tasks.delete(key);
-    for (const [key, w] of wanted) if (!this.tasks.has(key)) this.tasks.set(key, { ...w, due: now + this.random() * this.opts.intervalMs, running: false });
+    for (const [key, w] of wanted) {
+      const task = this.tasks.get(key);
+      if (!task) {
+        this.tasks.set(key, { ...w, due: now + this.random() * this.intervalOf(w.focus), running: false });
+      } else if (w.focus !== task.focus) {
+        task.focus = w.focus;
+        // Entering the focus: the next probe comes within the focus interval, not the old one.
+        if (w.focus && !task.running) task.due = Math.min(task.due, now + this.random() * this.intervalOf(true));
+      }
+    }
+  }
+
+  private intervalOf(focus: boolean): number {
+    return focus && this.opts.focusIntervalMs ? Math.min(this.opts.focusIntervalMs, this.opts.intervalMs) : this.opts.intervalMs;
   }
 
   /** Starts every due probe the rate limit allows. Exposed for tests. */
@@ -150,7 +168,7 @@ export class Prober {
         })
         .finally(() => {
           task.running = false;
-          task.due = started + this.opts.intervalMs * (1 + (this.random() * 2 - 1) * this.opts.jitter);
+          task.due = started + this.intervalOf(task.focus) * (1 + (this.random() * 2 - 1) * this.opts.jitter);
           this.inFlight.delete(p);
         });
       this.inFlight.add(p);

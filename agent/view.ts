@@ -55,9 +55,11 @@ export function peersOf(self: SelfInfo, identity: AgentIdentity, view: ClusterVi
   const candidates = view.agents
     .filter((a) => a.pod !== self.pod)
     .map((a) => ({ node: a.node, pod: a.pod, ip: a.ip, overlay: classifyAddress(a.ip, nets), focus: focusNodes.has(a.node) }));
+  // When this agent's own node is being migrated, every cell of its row involves the focus.
+  const selfInFocus = focusNodes.has(self.node);
   return selectPeers({ node: self.node, pod: self.pod, overlay: identity.overlay }, candidates, cfg).map(({ peer, focusOnly }) => ({
     ref: { node: peer.node, pod: peer.pod, ip: peer.ip, overlay: peer.overlay },
-    focus: focusOnly || peer.focus,
+    focus: focusOnly || peer.focus || selfInFocus,
     protocols: cfg.protocols,
   }));
 }

@@ -67,7 +67,7 @@ async function main(): Promise<void> {
     // `run` for a fixed time, then Ctrl-C: it stops at the next safe point of every node.
     const started = performance.now();
     let interrupted = false;
-    const run = await runPlugin(['run', '--max-unavailable', '50', '--restart', 'none', '--gate-rounds', '1', '--gate-interval', '1s', '--kubeconfig', cp.kubeconfig], {
+    const run = await runPlugin(['run', '--max-unavailable', '50', '--restart', 'none', '--gate', 'cluster-state', '--gate-rounds', '1', '--gate-interval', '1s', '--kubeconfig', cp.kubeconfig], {
       env,
       timeoutMs: (runSeconds + 300) * 1000,
       onStderr: (_t, kill) => {

@@ -3,6 +3,7 @@ import yargs, { type Argv } from 'yargs';
 import { describeError, exitCodeFor, ExitCode, UsageError } from '../lib/errors.js';
 import type { KubeEnvironment } from '../lib/kube.js';
 import { version } from '../lib/version.js';
+import { connectivityCommand } from './connectivity.js';
 import { makeContext, outputFormats, type CommandSpec, type GlobalOptions, type Io } from './context.js';
 import { finalizeCommand } from './finalize.js';
 import { nodeCommand } from './node.js';
@@ -16,7 +17,7 @@ import { valuesCommand } from './values.js';
 import { versionCommand } from './version.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-const commands: CommandSpec<any>[] = [preflightCommand, valuesCommand, prepareCommand, planCommand, nodeCommand, runCommand, statusCommand, rollbackCommand, finalizeCommand, versionCommand];
+const commands: CommandSpec<any>[] = [preflightCommand, valuesCommand, prepareCommand, planCommand, nodeCommand, runCommand, statusCommand, connectivityCommand, rollbackCommand, finalizeCommand, versionCommand];
 
 const epilogue = `kubectl passes every flag after "cilium-migrate" to the plugin unchanged, so the global
 flags (--kubeconfig, --context, -n) are read by the plugin itself, as kubectl would read them.

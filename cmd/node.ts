@@ -1,12 +1,14 @@
 // `node NODE...`: migrates the named nodes one after another through the step machine.
 import { randomBytes } from 'node:crypto';
-import { ciliumNamespace, defaultGate, defaultTimeouts, hostCommandImage, lockLeaseName, lockTtlSeconds, migrationLabel, verifyImage } from '../lib/defaults.js';
+import { ciliumNamespace, defaultConnectivity, defaultGate, defaultTimeouts, hostCommandImage, lockLeaseName, lockTtlSeconds, migrationLabel, verifyImage } from '../lib/defaults.js';
 import { parseDuration } from '../lib/duration.js';
 import { InterruptedError, UsageError } from '../lib/errors.js';
 import { defineCommand, type CommandContext } from './context.js';
 import type { NodeView } from './engine/cluster.js';
 import { defaultDrainOptions, systemClock, type DrainOptions } from './engine/drain.js';
 import { clusterStateGate, type Gate } from './engine/gate.js';
+import { matrixGate } from './engine/matrix-gate.js';
+import { matrixFlags, matrixSettings, type MatrixArgs } from './connectivity/options.js';
 import { kubeEngineCluster, toNodeView } from './engine/kube-cluster.js';
 import { acquireLock } from './engine/lock.js';
 import { migrateNode, type BoundaryHook, type EngineOptions, type NodeResult } from './engine/migrate-node.js';
@@ -15,8 +17,12 @@ import { retryingUnreachable } from './engine/retry.js';
 import { render } from './output.js';
 import { call, serverVersion } from '../lib/kube.js';
 
-export interface NodeArgs {
+export const gateKinds = ['matrix', 'cluster-state'] as const;
+export type GateKind = (typeof gateKinds)[number];
+
+export interface NodeArgs extends MatrixArgs {
   nodes: string[];
+  gate: GateKind;
   'label-key': string;
   'cilium-namespace': string;
   'ignore-daemonsets': boolean;
@@ -156,7 +162,15 @@ export async function runNodes(ctx: CommandContext, args: NodeArgs, waves?: stri
       log(`[${node}] ${text}`);
     },
   };
-  const gate = clusterStateGate(cluster, async () => (await call(kube, 'list nodes', () => kube.core.listNode())).items.map(toNodeView), args['cilium-namespace']);
+  let gate: Gate;
+  if (args.gate === 'cluster-state') {
+    gate = clusterStateGate(cluster, async () => (await call(kube, 'list nodes', () => kube.core.listNode())).items.map(toNodeView), args['cilium-namespace']);
+  } else {
+    const settings = matrixSettings(args);
+    const source = settings.source(kube, args['label-key']);
+    // Idle keep-alive sockets are unref'd by node's agent: they never hold the process open.
+    gate = matrixGate(source, { policy: settings.policy, concurrency: settings.concurrency, timeoutMs: settings.timeoutMs, lookbackMs: defaultConnectivity.lookbackSeconds * 1000 }, systemClock);
+  }
 
   if (args['dry-run']) {
     const results: NodeResult[] = [];
@@ -175,7 +189,8 @@ export async function runNodes(ctx: CommandContext, args: NodeArgs, waves?: stri
       // One baseline per wave, taken before any node of the wave is touched: a node's baseline
       // must not see another node of its own wave half way through its restart.
       let baseline: ReturnType<Gate['baseline']> | undefined;
-      const waveGate: Gate = { name: gate.name, baseline: () => (baseline ??= gate.baseline()), check: (focus, since) => gate.check(focus, since) };
+      // A node's gate leaves the cells of the other nodes of its wave to their own gates.
+      const waveGate: Gate = { name: gate.name, baseline: () => (baseline ??= gate.baseline()), check: (focus, since, record) => gate.check(focus, since, record, wave.filter((n) => n !== focus.name)) };
       const settled = await Promise.allSettled(
         wave.map(async (name) => {
           try {
@@ -228,7 +243,9 @@ export const engineFlags = {
   'verify-namespace': { type: 'string', default: 'default', describe: 'Namespace of the short-lived verify pod' },
   'verify-image': { type: 'string', default: verifyImage, describe: 'Image of the verify pod' },
   'verify-timeout': { type: 'string', default: `${defaultTimeouts.verifySeconds}s`, describe: 'How long the verify pod may take to get an IP' },
-  'gate-rounds': { type: 'number', default: defaultGate.rounds, describe: 'Consecutive passing gate rounds needed' },
+  'gate': { type: 'string', choices: gateKinds, default: 'matrix' as GateKind, describe: 'matrix: the probe agents\' reachability matrix (needs the agent DaemonSet); cluster-state: only Cilium agent readiness and new pod IPs (no probes)' },
+  ...matrixFlags,
+  'gate-rounds': { type: 'number', default: defaultGate.rounds, describe: 'Consecutive passing gate rounds needed (N)' },
   'gate-interval': { type: 'string', default: `${defaultGate.intervalSeconds}s`, describe: 'Time between gate rounds' },
   'gate-timeout': { type: 'string', default: `${defaultTimeouts.gateSeconds}s`, describe: 'Give up on the gate after this long' },
   'lock-ttl': { type: 'string', default: `${lockTtlSeconds}s`, describe: 'A run that stops renewing the lock loses it after this long' },

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the machine packages the build, the tests and the lab need, when they are missing:
 # openssl (test PKI), util-linux (setpriv), iproute2 and iptables (network namespaces), procps,
-# iputils-ping (the agent's ICMP probes through the ping package).
+# iputils-ping (the agent's ICMP probes through the ping package), chromium (the HTML view's test
+# opens the page headless).
 # Go (>= the version in lab/bins/*/go.mod) must already be there: Debian's is too old.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables)
 command -v pgrep >/dev/null || need+=(procps)
 command -v ping >/dev/null || need+=(iputils-ping)
+[[ -x /usr/bin/chromium ]] || need+=(chromium)
 
 if ((${#need[@]})); then
   if [[ $(id -u) != 0 ]]; then

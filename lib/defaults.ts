@@ -18,6 +18,12 @@ export const ciliumNodeConfigName = 'cilium-default';
 
 /** Namespace of the probe agent DaemonSet. */
 export const agentNamespace = 'cilium-migrate';
+/** Label selector of the probe agent pods. */
+export const agentPodSelector = 'app.kubernetes.io/name=cilium-migrate-agent';
+/** The agent's HTTP port (/v1/row), which the plugin reaches through the API server's pod proxy. */
+export const agentPort = 8080;
+/** Up to this many peers an agent probes every one (full mesh); above, a ring per overlay. */
+export const agentFullMeshMax = 50;
 
 /** Where the Cilium agent pods are and how they are labelled. */
 export const ciliumAgentSelector = 'k8s-app=cilium';
@@ -39,3 +45,21 @@ export const defaultTimeouts = {
   gateSeconds: 300,
 };
 export const defaultGate = { rounds: 2, intervalSeconds: 10 };
+
+/**
+ * Reading the matrix and judging it (DESIGN.md "Gate semantics"); flags override each. A cell passes
+ * at `successThreshold` or better; a cell of the focus node needs `minSamples` samples taken since
+ * the step started; `lookbackSeconds` is how far back `connectivity` looks without a step.
+ */
+export const defaultConnectivity = {
+  minSamples: 3,
+  successThreshold: 0.95,
+  lookbackSeconds: 30,
+  /** Proxy GETs in flight at once, and each one's limit. */
+  concurrency: 32,
+  requestTimeoutSeconds: 5,
+  /** A row generated longer ago than this (a cache, a frozen agent) is not evidence. */
+  staleRowSeconds: 30,
+  /** Above this many nodes the terminal shows the summary and failing cells, not the grid. */
+  maxGridNodes: 40,
+};

@@ -2,7 +2,7 @@
 // client errors into the plugin's typed errors. Only lib/kube*.ts imports @kubernetes/client-node.
 import { existsSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { request as httpsRequest, type RequestOptions } from 'node:https';
+import { request as httpsRequest, type Agent as HttpsAgent, type RequestOptions } from 'node:https';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
@@ -191,7 +191,7 @@ export interface RawResponse {
  * One request with the kubeconfig's credentials, returning status and raw body. For the calls
  * where client-node's parsing loses information (an eviction answered 201 with a failure Status).
  */
-export async function rawRequest(kube: Pick<Kube, 'config' | 'server'>, method: string, path: string, body?: unknown, timeoutMs = 30_000, contentType = 'application/json'): Promise<RawResponse> {
+export async function rawRequest(kube: Pick<Kube, 'config' | 'server'>, method: string, path: string, body?: unknown, timeoutMs = 30_000, contentType = 'application/json', agent?: HttpsAgent): Promise<RawResponse> {
   const url = new URL(path, kube.server);
   const payload = body === undefined ? undefined : JSON.stringify(body);
   const options: RequestOptions = {
@@ -200,6 +200,11 @@ export async function rawRequest(kube: Pick<Kube, 'config' | 'server'>, method: 
     timeout: timeoutMs,
   };
   await kube.config.applyToHTTPSOptions(options);
+  // client-node sets a fresh agent on every call, so every request would pay a TLS handshake (with a
+  // client certificate: milliseconds of CPU each). Many small requests (one per probe agent) share
+  // the caller's keep-alive agent instead; the TLS material stays in the options it uses. Not with
+  // a proxy-url: that agent is the proxy's.
+  if (agent && url.protocol === 'https:' && !kube.config.getCurrentCluster()?.proxyUrl) options.agent = agent;
   const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
   return new Promise<RawResponse>((resolve, reject) => {
     const req = send(url, options, (res) => {

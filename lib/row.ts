@@ -65,6 +65,8 @@ export interface Row {
   /** The target time between two probes of one peer over one protocol. */
   intervalMs: number;
   windowMs: number;
+  /** Set when the reader asked for `?since=`: every cell's statistics cover only samples from then on. */
+  since?: string;
   cells: RowCell[];
 }
 

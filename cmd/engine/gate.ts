@@ -1,6 +1,6 @@
 // The connectivity gate as the engine sees it: a baseline before the first cordon and a check
-// with the node in focus after its restart. The reachability-matrix gate arrives with the probe
-// agents; until then `clusterStateGate` checks what can be checked without them.
+// with the node in focus after its restart. The reachability-matrix gate (matrix-gate.ts) is the
+// default; `clusterStateGate` checks what can be checked without probe agents (--gate cluster-state).
 import { cidrContains } from '../../lib/cidr.js';
 import { ciliumAgentSelector, ciliumNamespace } from '../../lib/defaults.js';
 import type { EngineCluster, NodeView } from './cluster.js';
@@ -13,12 +13,21 @@ export interface GateResult {
   reasons: string[];
 }
 
+export interface BaselineResult extends GateResult {
+  /** What the gate wants kept on the node (what already failed), so a resumed run judges against the same baseline. */
+  record?: Record<string, unknown> | undefined;
+}
+
 export interface Gate {
   readonly name: string;
   /** Before anything is touched: is the cluster healthy enough to start? */
-  baseline(): Promise<GateResult>;
-  /** After the node's restart: does the node work on Cilium? Only evidence newer than `since` counts. */
-  check(focus: NodeView, since: Date): Promise<GateResult>;
+  baseline(): Promise<BaselineResult>;
+  /**
+   * After the node's restart: does the node work on Cilium? Only evidence newer than `since`
+   * counts; `baseline` is the record the baseline step kept, if any; `inFlight` names other nodes
+   * being migrated at the same time (a wave), whose cells their own gates judge.
+   */
+  check(focus: NodeView, since: Date, baseline?: Record<string, unknown>, inFlight?: string[]): Promise<GateResult>;
 }
 
 /** Which pods on a node sit outside its Cilium pod CIDRs (host-network pods and pods without an IP aside). */

@@ -70,6 +70,7 @@ async function notFoundAsUndefined<T>(fn: () => Promise<T>): Promise<T | undefin
 }
 
 export function kubeEngineCluster(kube: Kube): EngineCluster {
+  let cncVersion: string | undefined;
   const listPods = (node: string, labelSelector?: string) =>
     call(kube, `list pods on node ${node}`, () =>
       kube.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${node}`, ...(labelSelector ? { labelSelector } : {}) }),
@@ -124,12 +125,17 @@ export function kubeEngineCluster(kube: Kube): EngineCluster {
       return cn ? cn.spec?.ipam?.podCIDRs ?? [] : undefined;
     },
     async nodeConfigsSelecting(namespace, labels) {
-      const crd = await call(kube, 'get crd ciliumnodeconfigs.cilium.io', () =>
-        notFoundAsUndefined(() => kube.extensions.readCustomResourceDefinition({ name: 'ciliumnodeconfigs.cilium.io' })),
-      );
-      const served = crd?.spec.versions.filter((v) => v.served).map((v) => v.name) ?? [];
-      const version = served.includes('v2') ? 'v2' : served.includes('v2alpha1') ? 'v2alpha1' : undefined;
-      if (!version) return [];
+      // The served version is looked up once per run: a CRD does not change its versions mid-run.
+      if (cncVersion === undefined) {
+        const crd = await call(kube, 'get crd ciliumnodeconfigs.cilium.io', () =>
+          notFoundAsUndefined(() => kube.extensions.readCustomResourceDefinition({ name: 'ciliumnodeconfigs.cilium.io' })),
+        );
+        const served = crd?.spec.versions.filter((v) => v.served).map((v) => v.name) ?? [];
+        const found = served.includes('v2') ? 'v2' : served.includes('v2alpha1') ? 'v2alpha1' : undefined;
+        if (!found) return [];
+        cncVersion = found;
+      }
+      const version = cncVersion;
       const list = (await call(kube, 'list ciliumnodeconfigs', () =>
         kube.custom.listNamespacedCustomObject({ group: 'cilium.io', version, namespace, plural: 'ciliumnodeconfigs' }),
       )) as { items?: { metadata?: { name?: string }; spec?: { nodeSelector?: LabelSelector } }[] };

@@ -195,7 +195,7 @@ async function dryRun(cluster: EngineCluster, node: NodeView, state: NodeState |
     }
     switch (step) {
       case 'baseline-gate':
-        add(step, 'would-apply', 'check that every Ready node has a Ready Cilium agent before touching anything');
+        add(step, 'would-apply', 'run the baseline gate before touching anything (what fails already is recorded as the baseline)');
         break;
       case 'cordon':
         if (node.unschedulable) add(step, 'not-needed', 'already cordoned before the migration; it will stay cordoned afterwards');
@@ -256,6 +256,8 @@ async function runStep(step: StepName, ctx: StepContext): Promise<{ outcome: Ste
       await ctx.intent();
       const result = await ctx.gate.baseline();
       if (result.verdict !== 'PASS') throw new GateError(name, 'baseline gate', result);
+      // Kept on the node: a resumed run judges the gate against this baseline, not a new one.
+      if (result.record) await ctx.intent(result.record);
       return { outcome: 'applied', message: `PASS (${ctx.gate.name}): ${result.reasons.join('; ')}` };
     }
     case 'cordon': {
@@ -319,8 +321,10 @@ async function runStep(step: StepName, ctx: StepContext): Promise<{ outcome: Ste
     }
     case 'gate': {
       await ctx.intent();
-      const since = new Date(ctx.state().steps['restart-agent']?.done ?? ctx.state().startedAt);
-      return gateRounds(ctx, since);
+      // Evidence counts from the node's last change on: its restart, else the agent's.
+      const steps = ctx.state().steps;
+      const since = new Date(steps['restart-node']?.done ?? steps['restart-agent']?.done ?? ctx.state().startedAt);
+      return gateRounds(ctx, since, ctx.state().steps['baseline-gate']?.data);
     }
     case 'uncordon': {
       const state = ctx.state();
@@ -379,14 +383,14 @@ async function verify(ctx: StepContext): Promise<{ outcome: StepOutcome; message
   return { outcome: 'applied', message };
 }
 
-async function gateRounds(ctx: StepContext, since: Date): Promise<{ outcome: StepOutcome; message: string }> {
+async function gateRounds(ctx: StepContext, since: Date, baseline: Record<string, unknown> | undefined): Promise<{ outcome: StepOutcome; message: string }> {
   const { opts, clock, name } = ctx;
   const deadline = clock.now() + opts.timeoutsMs.gate;
   let streak = 0;
   let last: GateResult = { verdict: 'UNKNOWN', reasons: ['the gate has not run yet'] };
   for (;;) {
     if (ctx.signal?.aborted) throw new InterruptedError(`stopped during the gate of ${name}; the state is recorded on the node`, 'rerun the same command to resume');
-    last = await ctx.gate.check(ctx.getNode(), since);
+    last = await ctx.gate.check(ctx.getNode(), since, baseline);
     streak = last.verdict === 'PASS' ? streak + 1 : 0;
     ctx.report.status(name, `gate: ${last.verdict} (${streak}/${opts.gate.rounds} passes in a row)`);
     if (streak >= opts.gate.rounds) return { outcome: 'applied', message: `PASS ${streak} times in a row (${ctx.gate.name}): ${last.reasons.join('; ')}` };

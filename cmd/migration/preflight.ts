@@ -47,6 +47,8 @@ export const requiredPermissions: { verb: string; group: string; resource: strin
   { verb: 'patch', group: '', resource: 'nodes' },
   { verb: 'list', group: '', resource: 'pods' },
   { verb: 'get', group: '', resource: 'pods' },
+  // The reachability matrix: each agent's row through the API server's pod proxy.
+  { verb: 'get', group: '', resource: 'pods', subresource: 'proxy' },
   { verb: 'create', group: '', resource: 'pods' },
   { verb: 'delete', group: '', resource: 'pods' },
   { verb: 'create', group: '', resource: 'pods', subresource: 'eviction' },

@@ -29,7 +29,9 @@ describe('kubectl cilium-migrate node', () => {
   let cp: ControlPlane;
   let spreads = 0;
   const env = () => ({ PATH: process.env.PATH ?? '', HOME: cp.rootDir });
-  const base = (node: string, ...extra: string[]) => ['node', node, '--kubeconfig', cp.kubeconfig, '--restart', 'none', '--gate-rounds', '1', '--gate-interval', '1s', ...extra];
+  // kwok nodes run no probe agents, so these runs use the gate that needs none (--gate cluster-state);
+  // the matrix gate is tested with real agents in connectivity-gate-engine.test.ts.
+  const base = (node: string, ...extra: string[]) => ['node', node, '--kubeconfig', cp.kubeconfig, '--restart', 'none', '--gate', 'cluster-state', '--gate-rounds', '1', '--gate-interval', '1s', ...extra];
   const node = (name: string) => cp.get<Node>(`/api/v1/nodes/${name}`);
   const agentPod = async (name: string) => (await cp.get<{ items: Pod[] }>(`/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Dcilium&fieldSelector=spec.nodeName%3D${name}`)).items[0];
   const podsOn = async (name: string, ns = 'default') => (await cp.get<{ items: Pod[] }>(`/api/v1/namespaces/${ns}/pods?fieldSelector=spec.nodeName%3D${name}`)).items;
@@ -103,7 +105,7 @@ describe('kubectl cilium-migrate node', () => {
     await cp.kubectl(['cordon', 'kind-worker2']);
     const kubectl = join(cp.binDir, 'kubectl');
     const emulateReboot = `${kubectl} --kubeconfig ${cp.kubeconfig} patch node {node} --subresource=status --type=merge -p '{"status":{"nodeInfo":{"bootID":"rebooted-'$$'"}}}'`;
-    const r = await runPlugin(['node', 'kind-worker2', '--kubeconfig', cp.kubeconfig, '--restart', 'exec', '--restart-command', emulateReboot, '--gate-rounds', '1', '--gate-interval', '1s'], { env: env() });
+    const r = await runPlugin(['node', 'kind-worker2', '--kubeconfig', cp.kubeconfig, '--restart', 'exec', '--restart-command', emulateReboot, '--gate', 'cluster-state', '--gate-rounds', '1', '--gate-interval', '1s'], { env: env() });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /restart-node: restarted \(exec\): bootID changed/);
     assert.match(r.stderr, /uncordon: left cordoned: it was cordoned before the migration/);

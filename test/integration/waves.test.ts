@@ -30,7 +30,8 @@ describe('run --max-unavailable 5 on 50 nodes', () => {
     });
     let r;
     try {
-      r = await runPlugin(['run', '--max-unavailable', '5', '--restart', 'none', '--gate-rounds', '1', '--gate-interval', '1s', '-o', 'json', '--kubeconfig', cp.kubeconfig], { env: { PATH: process.env.PATH ?? '', HOME: cp.rootDir }, timeoutMs: 540_000 });
+      // Simulated nodes run no probe agents: the gate that needs none (--gate cluster-state).
+      r = await runPlugin(['run', '--max-unavailable', '5', '--restart', 'none', '--gate', 'cluster-state', '--gate-rounds', '1', '--gate-interval', '1s', '-o', 'json', '--kubeconfig', cp.kubeconfig], { env: { PATH: process.env.PATH ?? '', HOME: cp.rootDir }, timeoutMs: 540_000 });
     } finally {
       watcher.stop();
     }

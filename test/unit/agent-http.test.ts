@@ -51,6 +51,20 @@ describe('agent HTTP API', () => {
     assert.match(((await bad.json()) as { error: string }).error, /protocol must be one of icmp, http, icmp-large/);
   });
 
+  it('with ?since= counts only the samples taken from then on, and refuses a time it cannot parse', async () => {
+    const all = parseRow(await (await fetch(`${base}/v1/row`)).json());
+    assert.equal(all.since, undefined);
+    const later = new Date(Date.now() + 60_000).toISOString();
+    const none = parseRow(await (await fetch(`${base}/v1/row?since=${encodeURIComponent(later)}`)).json());
+    assert.equal(none.since, later);
+    assert.deepEqual(none.cells[0]!.stats.map((s) => s.samples), [0, 0], 'samples before `since` do not count');
+    const earlier = new Date(Date.now() - 60_000).toISOString();
+    const both = parseRow(await (await fetch(`${base}/v1/row?since=${encodeURIComponent(earlier)}`)).json());
+    assert.deepEqual(both.cells[0]!.stats.map((s) => s.samples), [1, 1]);
+    const bad = await fetch(`${base}/v1/row?since=yesterday`);
+    assert.equal(bad.status, 400);
+  });
+
   it('answers /v1/ping with who it is', async () => {
     const body = (await (await fetch(`${base}/v1/ping`)).json()) as Record<string, string>;
     assert.deepEqual([body.node, body.pod, body.ip, body.overlay], ['kind-worker', 'agent-a', '10.244.1.5', 'legacy']);

@@ -47,4 +47,10 @@ describe('peersOf', () => {
     const idle = peersOf(self, identityOf(self, view(false), cfg), view(false, 'migrated'), cfg);
     assert.equal(idle.find((p) => p.ref.pod === 'a2')?.focus, false);
   });
+
+  it('marks every peer as focus while its own node is being migrated', () => {
+    const self2 = { ...self, node: 'kind-worker2', pod: 'a2', ip: '10.245.2.5' };
+    const peers = peersOf(self2, identityOf(self2, view(false, 'gate'), cfg), view(false, 'gate'), cfg);
+    assert.deepEqual(peers.map((p) => [p.ref.pod, p.focus]).sort(), [['a0', true], ['a1', true]]);
+  });
 });

@@ -45,3 +45,33 @@ describe('Prober', () => {
     assert.ok(calls.length >= 20, `${calls.length} probes in 2 s`);
   });
 });
+
+describe('Prober in the migration focus', () => {
+  it('probes focus peers at the focus interval and the others at the interval, and speeds a peer up when it enters the focus', async () => {
+    let now = 0;
+    const calls: string[] = [];
+    const probes: Probes = {
+      icmp: async (ip) => (calls.push(ip), { ok: true, rttMs: 1 }),
+      icmpLarge: async () => ({ ok: true, rttMs: 1 }),
+      http: async () => ({ ok: true, rttMs: 1 }),
+    };
+    const store = new MatrixStore(60_000, 100, () => now);
+    const [calm, focused] = [peers[0]!, peers[1]!];
+    store.setPeers([{ ref: calm, focus: false, protocols: ['icmp'] }, { ref: focused, focus: true, protocols: ['icmp'] }]);
+    const prober = new Prober(store, probes, { intervalMs: 5000, focusIntervalMs: 1000, timeoutMs: 500, maxPerSecond: 1000, jitter: 0 }, undefined, () => now, () => 0.5);
+    const run = async (ms: number) => {
+      for (let t = 0; t < ms; t += 100) {
+        now += 100;
+        prober.runDue();
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    await run(10_000);
+    assert.equal(calls.filter((ip) => ip === focused.ip).length, 10, 'every second');
+    assert.equal(calls.filter((ip) => ip === calm.ip).length, 2, 'every five seconds');
+    calls.length = 0;
+    store.setPeers([{ ref: calm, focus: true, protocols: ['icmp'] }, { ref: focused, focus: true, protocols: ['icmp'] }]);
+    await run(3000);
+    assert.ok(calls.filter((ip) => ip === calm.ip).length >= 2, `the newly focused peer comes within the focus interval (${calls.filter((ip) => ip === calm.ip).length} probes in 3 s)`);
+  });
+});
