@@ -75,20 +75,41 @@ export async function finalizeStep(s: Scenario, echo: (line: string) => void): P
   echo(s.kubectl(['delete', 'namespace', 'kube-flannel', '--wait=true', '--timeout=120s']).trim());
 }
 
+/**
+ * After `finalize` the nodes no longer carry the migration label, and `connectivity` still expects
+ * unlabelled nodes on the legacy overlay, so every node's (Cilium) agent counts as on the wrong
+ * overlay although every cell is reachable. Only that finding, and only once Flannel is gone, is
+ * set aside here, and said so.
+ * TODO(lead): drop this once connectivity knows a finalized cluster is all Cilium.
+ */
+export function onlyPostFinalizeOverlayFindings(reportJson: string): boolean {
+  try {
+    const r = JSON.parse(reportJson) as { findings?: { rule: string; severity: string; message: string }[] };
+    const counted = (r.findings ?? []).filter((f) => f.severity !== 'INFO');
+    return counted.length > 0 && counted.every((f) => f.rule === 'overlay' && /is on cilium but node \S+ should be on legacy/.test(f.message));
+  } catch {
+    return false;
+  }
+}
+
 /** Status and matrix after a step: the plugin's status, then a green matrix (or the reason it is not). */
-async function afterStep(s: Scenario, tally: ProbeTally, o: DemoOptions): Promise<void> {
+async function afterStep(s: Scenario, tally: ProbeTally, o: DemoOptions, finalized = false): Promise<void> {
   const st = await s.plugin(['status']);
   for (const l of st.stdout.trimEnd().split('\n')) o.out(`  ${l}`);
   if ((await s.pluginCommands()).has('connectivity')) {
     // Fresh evidence only: agents restarted by the step need a few probe rounds to fill their cells.
     const deadline = Date.now() + 90_000;
+    const setAside = async () => finalized && !(await flannelInstalled(s)) && onlyPostFinalizeOverlayFindings((await s.plugin(['connectivity', '--since', '10s', '-o', 'json'])).stdout);
     let c = await s.plugin(['connectivity', '--since', '10s']);
-    while (c.code !== 0 && Date.now() < deadline) {
+    let onlyOverlay = false;
+    while (c.code !== 0 && !(onlyOverlay = await setAside()) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 3000));
       c = await s.plugin(['connectivity', '--since', '10s']);
     }
     for (const l of c.stdout.trimEnd().split('\n')) o.out(`  ${l}`);
-    if (c.code !== 0) throw new Error(`the connectivity matrix is not green after this step (exit ${c.code})`);
+    if (c.code !== 0 && onlyOverlay) {
+      o.out('  (every cell is reachable; the FAIL above only says the nodes, no longer labelled after finalize, are expected on the legacy overlay, which is gone)');
+    } else if (c.code !== 0) throw new Error(`the connectivity matrix is not green after this step (exit ${c.code})`);
   } else {
     // TODO(connectivity): switch to `kubectl cilium-migrate connectivity` once it lands.
     const m = await greenMatrix(s, 60_000);
@@ -148,7 +169,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     const migrated = await migratedNodes(s);
     step('kubectl cilium-migrate finalize');
     await finalizeStep(s, indent);
-    await afterStep(s, tally, o);
+    await afterStep(s, tally, o, true);
 
     const nginx = await podsPerOverlay(s, 'app=nginx');
     const all = await podsPerOverlay(s);
