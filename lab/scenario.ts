@@ -17,6 +17,8 @@ export interface Scenario {
   stateDir: string;
   /** kubectl from the binary cache, with the lab's kubeconfig. */
   kubectl(args: string[], input?: string): string;
+  /** That kubectl's path. */
+  kubectlPath: string;
   /** Runs the bundled plugin; its output goes to `echo` line by line as it comes. */
   plugin(args: string[], echo?: (line: string) => void): Promise<{ code: number; stdout: string; stderr: string }>;
   /** The commands this build of the plugin has (prepare, finalize, connectivity arrive separately). */
@@ -34,6 +36,7 @@ export function scenario(o: { kubeconfig: string; distDir: string; stateDir: str
     kubeconfig: o.kubeconfig,
     distDir: o.distDir,
     stateDir: o.stateDir,
+    kubectlPath: join(binDir, 'kubectl'),
     kubectl: (args, input) => execFileSync(join(binDir, 'kubectl'), [`--kubeconfig=${o.kubeconfig}`, ...args], { encoding: 'utf8', ...(input !== undefined ? { input } : {}), stdio: ['pipe', 'pipe', 'pipe'] }),
     plugin: (args, echo) =>
       new Promise((resolve) => {

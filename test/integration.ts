@@ -12,7 +12,6 @@ import './integration/drain.test.js';
 import './integration/egress-proxy.test.js';
 import './integration/lab-cli.test.js';
 import './integration/lab-e2e.test.js';
-import './integration/lab-gate.test.js';
 import './integration/lifecycle.test.js';
 import './integration/netns-topology.test.js';
 import './integration/node-engine.test.js';

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { cidrContains } from '../../lib/cidr.js';
 import { ciliumClusterCidr, legacyClusterCidr } from '../../lib/defaults.js';
 import { reflect, type KubeObject, type Reflector } from '../../lib/kube-watch.js';
-import { labDown, labUp } from '../../lab/cli.js';
+import { labDown, labUdpPort, labUp } from '../../lab/cli.js';
 import { pidsMentioning } from '../../lab/control-plane.js';
 import { statePaths, type LabStatus } from '../../lab/daemon.js';
 import { finalizeStep, labNodeFlags, prepareStep, seedOrder } from '../../lab/demo.js';
@@ -128,14 +128,16 @@ describe('the local lab: the seed migration end to end with the plugin', () => {
     s.kubectl(['delete', 'pod', 'probe-open', 'probe-closed', '--wait=true']);
   });
 
-  it('migrates every node with the plugin while requests to pods not being drained never fail, with cross-overlay traffic both ways', async () => {
+  it('migrates every node with the plugin while requests to pods not being drained never fail, with cross-overlay traffic both ways; a broken Cilium overlay stops the gate naming the tunnel port', async () => {
     const pre = await s.plugin(['preflight'], progress);
     assert.equal(pre.code, 0, `preflight passes on the lab:\n${pre.stdout}${pre.stderr}`);
     assert.match(pre.stdout, /flannel \(DaemonSet kube-flannel\/kube-flannel-ds\), pod CIDR 10\.244\.0\.0\/16, VXLAN port 8472/);
     await prepareStep(s, progress);
+    const withoutRestart = labNodeFlags(s).filter((f, i, all) => !['--restart', '--restart-command'].includes(f) && !['--restart', '--restart-command'].includes(all[i - 1] ?? ''));
     for (const node of seedOrder(lab.nodes.map((n) => n.name))) {
-      // kind-worker2 through the plugin's reboot method (a privileged pod, nsenter, systemctl reboot).
-      const flags = node === 'kind-worker2' ? [...labNodeFlags(s).filter((f, i, all) => !['--restart', '--restart-command'].includes(f) && !['--restart', '--restart-command'].includes(all[i - 1] ?? '')), '--restart', 'reboot', '--yes'] : labNodeFlags(s);
+      if (node === 'kind-worker2') await brokenOverlayStopsTheGate(node, withoutRestart);
+      // kind-control-plane through the plugin's reboot method (a privileged pod, nsenter, systemctl reboot).
+      const flags = node === 'kind-control-plane' ? [...withoutRestart, '--restart', 'reboot', '--yes'] : labNodeFlags(s);
       const r = await s.plugin(['node', node, ...flags], progress);
       assert.equal(r.code, 0, `node ${node}:\n${r.stderr}`);
       if (node === 'kind-worker') await seedManualCheck(node);
@@ -161,7 +163,9 @@ describe('the local lab: the seed migration end to end with the plugin', () => {
       const at = deletionRequested.get(r.dstUid);
       return at !== undefined && at <= Date.parse(r.t) + r.ms + 1000;
     };
-    const unexpected = failures.filter((r) => !drained(r));
+    // While Cilium's VXLAN port was dropped on kind-worker2 (on purpose), its own traffic could fail.
+    const faulted = (r: TrafficRecord) => fault.from > 0 && Date.parse(r.t) >= fault.from && Date.parse(r.t) <= fault.to + 3000 && (r.srcNode === 'kind-worker2' || r.dstNode === 'kind-worker2');
+    const unexpected = failures.filter((r) => !drained(r) && !faulted(r));
     assert.ok(records.length > 500, `the checkers made plenty of requests (${records.length})`);
     assert.equal(unexpected.length, 0, `requests to pods that were not being drained failed:\n${unexpected.slice(0, 10).map((r) => JSON.stringify(r)).join('\n')}`);
     const on = (cidr: string, ip: string) => cidrContains(cidr, ip);
@@ -171,6 +175,31 @@ describe('the local lab: the seed migration end to end with the plugin', () => {
     assert.ok(ciliumToLegacy.length > 0, 'Cilium pods reached legacy pods mid-migration');
     progress(`traffic: ${records.length} requests, ${failures.length} failed (all to pods being drained), ${legacyToCilium.length} legacy->cilium and ${ciliumToLegacy.length} cilium->legacy`);
   });
+
+  const fault = { from: 0, to: 0 };
+
+  /**
+   * Negative: Cilium's VXLAN port dropped on the node once it is back from its restart with its agent
+   * Ready. The gate must fail that node's step naming the tunnel port and leave the node cordoned;
+   * with the port open again, rerunning the same command resumes and completes.
+   */
+  async function brokenOverlayStopsTheGate(node: string, withoutRestart: string[]): Promise<void> {
+    const lab = `${process.execPath} ${labJs} --state-dir ${stateDir}`;
+    // The fault's window, for the traffic check: the whole run of the step it breaks.
+    fault.from = Date.now();
+    const agentReady = `${s.kubectlPath} --kubeconfig ${s.kubeconfig} -n cilium-migrate wait pod -l app.kubernetes.io/name=cilium-migrate-agent --field-selector spec.nodeName={node} --for=condition=Ready --timeout=60s`;
+    const broken = await s.plugin(['node', node, ...withoutRestart, '--restart', 'exec', '--restart-command', `${lab} restart-node {node} && ${agentReady} && ${lab} drop-udp {node} 8473`, '--gate-timeout', '20s'], progress);
+    try {
+      assert.equal(broken.code, 8, `the gate fails (exit 8):\n${broken.stderr}`);
+      assert.match(broken.stderr, new RegExp(`gate for ${node}: FAIL`));
+      assert.match(broken.stderr, /tunnel port UDP 8473/, 'the message names the tunnel port');
+      const n = await api<{ spec: { unschedulable?: boolean } }>(s.kube, 'GET', `/api/v1/nodes/${node}`);
+      assert.equal(n.spec.unschedulable, true, `${node} stays cordoned`);
+    } finally {
+      await labUdpPort(stateDir, node, 8473, 'restore');
+      fault.to = Date.now();
+    }
+  }
 
   /** The seed's check: a pod pinned to the migrated node gets a 10.245 address and fetches a page from an nginx pod still on the legacy overlay. */
   async function seedManualCheck(node: string): Promise<void> {
