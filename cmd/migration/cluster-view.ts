@@ -87,16 +87,29 @@ export interface ClusterStatus {
   summary: { nodes: number; migrated: number; podsOnLegacy: number; podsOnCilium: number };
 }
 
-const overlayOf = (snap: ClusterSnapshot, ip: string): Overlay =>
-  classifyAddress(ip, { legacyCidrs: snap.legacyCidrs, ciliumCidrs: snap.ciliumClusterCidrs, ciliumNodeCidrs: Object.values(snap.ciliumCidrs).flat(), nodeAddresses: [] });
+/** The overlay of a pod on `node`: its own node's Cilium CIDRs decide (REFERENCE.md), then the cluster CIDRs. */
+export const podOverlay = (snap: ClusterSnapshot, node: string, ip: string): Overlay =>
+  classifyAddress(ip, { legacyCidrs: snap.legacyCidrs, ciliumCidrs: snap.ciliumClusterCidrs, ciliumNodeCidrs: snap.ciliumCidrs[node] ?? [], nodeAddresses: [] });
+
+/** The pods of each node, in one pass. */
+export function podsByNode(snap: ClusterSnapshot): Map<string, ViewPod[]> {
+  const byNode = new Map<string, ViewPod[]>();
+  for (const p of snap.pods) {
+    const list = byNode.get(p.node);
+    if (list) list.push(p);
+    else byNode.set(p.node, [p]);
+  }
+  return byNode;
+}
 
 /** Per node: phase, overlay, CIDRs, pods per overlay, agent; and the cluster summary. */
 export function clusterStatus(snap: ClusterSnapshot, labelKey: string): ClusterStatus {
+  const byNode = podsByNode(snap);
   const nodes = [...snap.nodes].sort((a, b) => a.name.localeCompare(b.name)).map((n): NodeStatus => {
     const pods = { legacy: 0, cilium: 0, other: 0 };
-    for (const p of snap.pods) {
-      if (p.node !== n.name || p.hostNetwork || !p.ip) continue;
-      const o = overlayOf(snap, p.ip);
+    for (const p of byNode.get(n.name) ?? []) {
+      if (p.hostNetwork || !p.ip) continue;
+      const o = podOverlay(snap, n.name, p.ip);
       if (o === 'legacy' || o === 'cilium') pods[o]++;
       else pods.other++;
     }
@@ -149,10 +162,11 @@ export function migrationPlan(snap: ClusterSnapshot, flags: DrainFlags, maxUnava
   };
   const todo = snap.nodes.filter((n) => phaseOf(readState(n.annotations)) !== 'migrated').sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
   const size = Math.max(1, maxUnavailable);
+  const byNode = podsByNode(snap);
   let wave = 0;
   let current = { nodes: 0, role: '', budgets: new Map<string, number>() };
   return todo.map((n) => {
-    const onNode = snap.pods.filter((p) => p.node === n.name);
+    const onNode = byNode.get(n.name) ?? [];
     const decisions = classifyDrainPods(onNode.map((p) => toDrainPod(p.raw)), flags, (ns, name) => snap.daemonSets.has(`${ns}/${name}`), now);
     const evicting = decisions.filter((d) => d.action === 'evict');
     const blockers = decisions.filter((d) => d.action === 'refuse').map((d) => `${d.pod.namespace}/${d.pod.name}: ${d.reason}`);

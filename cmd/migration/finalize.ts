@@ -3,8 +3,7 @@
 // so a rerun resumes, and rollback refuses once the migration's scaffolding started to go.
 import { annotationPrefix } from '../../lib/defaults.js';
 import { call, statusCode, type Kube } from '../../lib/kube.js';
-import { classifyAddress } from '../../lib/overlay.js';
-import type { ClusterSnapshot } from './cluster-view.js';
+import { podOverlay, type ClusterSnapshot } from './cluster-view.js';
 import { phaseOf, readState } from '../engine/state.js';
 
 export const finalizeRecordName = 'cilium-migrate-finalize';
@@ -22,10 +21,7 @@ export function finalizeBlockers(snap: ClusterSnapshot): string[] {
   const blockers: string[] = [];
   const notMigrated = snap.nodes.filter((n) => phaseOf(readState(n.annotations)) !== 'migrated').map((n) => `${n.name} (${phaseOf(readState(n.annotations))})`);
   if (notMigrated.length) blockers.push(`not migrated: ${notMigrated.join(', ')}`);
-  const ciliumNodeCidrs = Object.values(snap.ciliumCidrs).flat();
-  const legacyPods = snap.pods.filter(
-    (p) => !p.hostNetwork && p.ip && classifyAddress(p.ip, { legacyCidrs: snap.legacyCidrs, ciliumCidrs: snap.ciliumClusterCidrs, ciliumNodeCidrs, nodeAddresses: [] }) === 'legacy',
-  );
+  const legacyPods = snap.pods.filter((p) => !p.hostNetwork && p.ip && podOverlay(snap, p.node, p.ip) === 'legacy');
   if (legacyPods.length) {
     const shown = legacyPods.slice(0, 10).map((p) => `${p.namespace}/${p.name} (${p.ip} on ${p.node})`);
     blockers.push(`${legacyPods.length} pod${legacyPods.length === 1 ? '' : 's'} still on the legacy network: ${shown.join(', ')}${legacyPods.length > 10 ? ', ...' : ''}`);
