@@ -188,7 +188,7 @@ describe('the local lab: the seed migration end to end with the plugin', () => {
     // The fault's window, for the traffic check: the whole run of the step it breaks.
     fault.from = Date.now();
     const agentReady = `${s.kubectlPath} --kubeconfig ${s.kubeconfig} -n cilium-migrate wait pod -l app.kubernetes.io/name=cilium-migrate-agent --field-selector spec.nodeName={node} --for=condition=Ready --timeout=60s`;
-    const broken = await s.plugin(['node', node, ...withoutRestart, '--restart', 'exec', '--restart-command', `${lab} restart-node {node} && ${agentReady} && ${lab} drop-udp {node} 8473`, '--gate-timeout', '20s'], progress);
+    const broken = await s.plugin(['node', node, ...withoutRestart, '--restart', 'exec', '--restart-command', `${lab} restart-node {node} && ${agentReady} && ${lab} drop-udp {node} 8473`, '--gate-timeout', '10s'], progress);
     try {
       assert.equal(broken.code, 8, `the gate fails (exit 8):\n${broken.stderr}`);
       assert.match(broken.stderr, new RegExp(`gate for ${node}: FAIL`));
