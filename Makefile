@@ -9,7 +9,7 @@ NODE_TEST := node --import tsx --test --test-reporter=spec
 # inside CI's 90 minutes.
 TEST_TIMEOUT_MS ?= 2700000
 
-.PHONY: help deps system-deps bins build typecheck test test-unit test-integration install uninstall demo clean bench bench-agent bench-drain bench-node bench-scale bench-detection bench-connectivity dashboard image image-ref krew-archive
+.PHONY: help deps system-deps bins build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-scale bench-detection bench-connectivity dashboard image image-ref krew-archive
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -96,8 +96,17 @@ install: build ## put the plugin on PATH ($(PREFIX)/bin), so kubectl finds it
 uninstall: ## remove the plugin from $(PREFIX)/bin
 	rm -f $(DESTDIR)$(PREFIX)/bin/kubectl-cilium_migrate
 
-demo: ## the seed migration on the local lab (not there yet)
-	@echo "make demo needs the local dual-overlay lab, which is not built yet; see README.md" >&2; exit 2
+demo: build bins ## the seed's migration to Cilium, end to end, on a local dual-overlay lab (needs root)
+	node dist/lab.js demo
+
+lab-up: build bins ## bring the local lab up and leave it running (needs root); prints its kubeconfig
+	node dist/lab.js up
+
+lab-down: ## stop the local lab and remove everything it made
+	@if [ -f dist/lab.js ]; then node dist/lab.js down; else echo "no lab (dist/lab.js is not built)"; fi
+
+lab-status: ## the lab's nodes, their CNI config and pods per overlay
+	node dist/lab.js status
 
 clean: ## remove build output (the binary cache outside the repo stays)
 	rm -rf dist .test-run

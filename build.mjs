@@ -27,3 +27,9 @@ await build({ ...common, entryPoints: ['agent/main.ts'], outfile: 'dist/agent.js
 await chmod('dist/kubectl-cilium_migrate', 0o755);
 // The lab's programs: run inside lab network namespaces, where tsx and the repository may not be.
 await build({ ...common, entryPoints: ['lab/egress-proxy.ts'], outfile: 'dist/lab/egress-proxy.js' });
+for (const program of ['cilium-agent', 'flanneld', 'kubelet-api', 'nginx', 'tcp-forward', 'traffic-checker']) {
+  await build({ ...common, entryPoints: [`lab/programs/${program}.ts`], outfile: `dist/lab/${program}.js` });
+}
+// The lab's command line: `node dist/lab.js up|down|status|restart-node|demo`.
+await build({ ...common, entryPoints: ['lab/cli.ts'], outfile: 'dist/lab.js' });
+await chmod('dist/lab.js', 0o755);

@@ -19,6 +19,7 @@ import './unit/image.test.js';
 import './unit/kube-config.test.js';
 import './unit/krew.test.js';
 import './unit/kube-lite.test.js';
+import './unit/lab.test.js';
 import './unit/lifecycle.test.js';
 import './unit/lock.test.js';
 import './unit/matrix.test.js';

@@ -1,0 +1,269 @@
+// The lab's command line (dist/lab.js): `up` starts the lab daemon and waits until the cluster is
+// ready, `down` stops it and checks nothing is left, `status` shows the nodes, `restart-node NODE`
+// restarts one node like `docker restart` (the plugin's `--restart exec` calls it), `demo` runs
+// the seed's migration end to end. The daemon runs as `lab daemon`, started by `up`.
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { request } from 'node:http';
+import yargs from 'yargs';
+import { pidsMentioning, reapStaleControlPlanes } from './control-plane.js';
+import { defaultDistDir, defaultStateDir, runDaemon, statePaths, type LabStatus } from './daemon.js';
+import { runDemo } from './demo.js';
+import { netnsUnsupportedReason, reapStaleTopologies } from './netns.js';
+import { pidAlive } from './process.js';
+
+export class LabError extends Error {
+  constructor(message: string, readonly hint?: string) {
+    super(message);
+    this.name = 'LabError';
+  }
+}
+
+const out = (line: string) => process.stdout.write(`${line}\n`);
+const err = (line: string) => process.stderr.write(`${line}\n`);
+
+/** One request on the lab's control socket; undefined when nothing answers there. */
+export function controlRequest<T>(stateDir: string, method: string, path: string, timeoutMs = 120_000): Promise<{ status: number; body: T } | undefined> {
+  return new Promise((resolve) => {
+    const req = request({ socketPath: statePaths(stateDir).control, method, path, timeout: timeoutMs }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (d: string) => (text += d)).on('end', () => {
+        try {
+          resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as T });
+        } catch {
+          resolve(undefined);
+        }
+      });
+    });
+    req.on('error', () => resolve(undefined)).on('timeout', () => req.destroy());
+    req.end();
+  });
+}
+
+/** This process and its ancestors. */
+function ancestors(): Set<number> {
+  const seen = new Set<number>();
+  let pid = process.pid;
+  while (pid > 1 && !seen.has(pid)) {
+    seen.add(pid);
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      pid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    } catch {
+      break;
+    }
+  }
+  return seen;
+}
+
+function listNetns(): string[] {
+  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean) : [];
+}
+
+function daemonPid(stateDir: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(statePaths(stateDir).pid, 'utf8').trim());
+    return pid > 0 && pidAlive(pid) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function requireRoot(what: string): void {
+  if (process.getuid?.() !== 0) throw new LabError(`lab ${what} needs root: the lab's nodes and pods are network namespaces`, `run it as root, e.g. sudo make lab-${what === 'up' ? 'up' : 'down'}`);
+  const reason = netnsUnsupportedReason();
+  if (reason !== undefined) throw new LabError(`the lab cannot run here: ${reason}`);
+}
+
+/** Starts the daemon and waits until the lab is ready, echoing its progress; returns the status. */
+export async function labUp(opts: { stateDir: string; nodes: number; progress?: (line: string) => void; timeoutMs?: number; labJs?: string }): Promise<LabStatus> {
+  requireRoot('up');
+  if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > 50) throw new LabError(`--nodes ${opts.nodes}: a lab has 1 to 50 nodes`);
+  const progress = opts.progress ?? err;
+  const running = await controlRequest<LabStatus>(opts.stateDir, 'GET', '/status', 5000);
+  if (running) throw new LabError(`a lab is already running (state ${opts.stateDir}, kubeconfig ${running.body.kubeconfig})`, 'tear it down first: make lab-down');
+  const paths = statePaths(opts.stateDir);
+  if (existsSync(paths.pid) && daemonPid(opts.stateDir) === undefined) rmSync(opts.stateDir, { recursive: true, force: true });
+  mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
+  rmSync(paths.log, { force: true });
+  const fd = openSync(paths.log, 'a');
+  // This program again (dist/lab.js, or lab/cli.ts under tsx), unless told which.
+  const [script, execArgv] = opts.labJs ? [opts.labJs, []] : [process.argv[1]!, process.execArgv];
+  const child = spawn(process.execPath, [...execArgv, script, 'daemon', '--state-dir', opts.stateDir, '--nodes', String(opts.nodes)], { detached: true, stdio: ['ignore', fd, fd], env: process.env });
+  closeSync(fd);
+  child.unref();
+  let exited: number | string | undefined;
+  child.once('exit', (code, signal) => (exited = code ?? signal ?? 'unknown'));
+
+  const deadline = Date.now() + (opts.timeoutMs ?? 300_000);
+  let shown = 0;
+  const echo = () => {
+    try {
+      const size = statSync(paths.log).size;
+      if (size <= shown) return;
+      const text = readFileSync(paths.log, 'utf8').slice(shown);
+      const complete = text.lastIndexOf('\n') + 1;
+      for (const line of text.slice(0, complete).split('\n').filter(Boolean)) progress(line);
+      shown += Buffer.byteLength(text.slice(0, complete));
+    } catch {
+      // no log yet
+    }
+  };
+  for (;;) {
+    echo();
+    if (exited !== undefined) {
+      echo();
+      const tail = readFileSync(paths.log, 'utf8').trimEnd().split('\n').slice(-8).join('\n  ');
+      throw new LabError(`the lab daemon stopped (${exited}) before the lab was up; the end of its log (${paths.log}):\n  ${tail}`);
+    }
+    const st = await controlRequest<LabStatus>(opts.stateDir, 'GET', '/status', 5000);
+    if (st?.body.ready) {
+      echo();
+      return st.body;
+    }
+    if (Date.now() > deadline) {
+      await labDown({ stateDir: opts.stateDir, progress });
+      throw new LabError(`the lab was not up after ${(opts.timeoutMs ?? 300_000) / 1000}s; it was torn down again (log: ${paths.log})`);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+/** Stops the daemon (and with it everything of the lab) and removes the state directory. */
+export async function labDown(opts: { stateDir: string; progress?: (line: string) => void; timeoutMs?: number }): Promise<{ wasRunning: boolean }> {
+  requireRoot('down');
+  const progress = opts.progress ?? err;
+  const pid = daemonPid(opts.stateDir);
+  const status = await controlRequest<LabStatus>(opts.stateDir, 'GET', '/status', 5000);
+  const answered = await controlRequest(opts.stateDir, 'POST', '/shutdown', 5000);
+  if (!answered && pid !== undefined) process.kill(pid, 'SIGTERM');
+  const wasRunning = answered !== undefined || pid !== undefined;
+  if (pid !== undefined) {
+    const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+    while (pidAlive(pid)) {
+      if (Date.now() > deadline) {
+        progress(`the lab daemon (pid ${pid}) did not stop in time; killing it`);
+        process.kill(pid, 'SIGKILL');
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    while (pidAlive(pid)) await new Promise((r) => setTimeout(r, 50));
+  }
+  // Whatever a killed daemon left: its namespaces and its control plane's files and processes.
+  reapStaleTopologies();
+  reapStaleControlPlanes();
+  rmSync(opts.stateDir, { recursive: true, force: true });
+  // The lab's processes die with the daemon (parent-death signal); give the last ones a moment.
+  // Our own ancestors (a shell, make, a test runner) may name the state directory too: not the lab's.
+  const ours = ancestors();
+  const leftovers = () => pidsMentioning(opts.stateDir).filter((p) => !ours.has(p));
+  for (let i = 0; i < 100 && leftovers().length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  const left = [
+    ...(status?.body.underlayNetns ? listNetns().filter((n) => n.startsWith(`${status.body.underlayNetns.split('-')[0]}-`)).map((n) => `namespace ${n}`) : []),
+    ...leftovers().map((p) => `process ${p}`),
+  ];
+  if (left.length > 0) throw new LabError(`the lab is down but left ${left.join(', ')}`, 'remove them by hand (ip netns del NAME, kill PID) and report this');
+  return { wasRunning };
+}
+
+export async function labStatus(stateDir: string): Promise<LabStatus> {
+  const st = await controlRequest<LabStatus>(stateDir, 'GET', '/status', 10_000);
+  if (!st) throw new LabError(`no lab is running (state directory ${stateDir})`, 'start one with: sudo make lab-up');
+  return st.body;
+}
+
+export async function labRestartNode(stateDir: string, node: string): Promise<{ node: string; pods: number; bootIDBefore?: string; bootIDAfter?: string }> {
+  const res = await controlRequest<{ error?: string; node: string; pods: number; bootIDBefore?: string; bootIDAfter?: string }>(stateDir, 'POST', `/restart-node?node=${encodeURIComponent(node)}`);
+  if (!res) throw new LabError(`no lab is running (state directory ${stateDir})`, 'start one with: sudo make lab-up');
+  if (res.status !== 200) throw new LabError(`cannot restart ${node}: ${res.body.error ?? `HTTP ${res.status}`}`);
+  return res.body;
+}
+
+export async function labUdpPort(stateDir: string, node: string, port: number, action: 'drop' | 'restore'): Promise<void> {
+  const res = await controlRequest<{ error?: string }>(stateDir, 'POST', `/udp-port?node=${encodeURIComponent(node)}&port=${port}&action=${action}`);
+  if (!res) throw new LabError(`no lab is running (state directory ${stateDir})`, 'start one with: sudo make lab-up');
+  if (res.status !== 200) throw new LabError(`cannot ${action} UDP ${port} on ${node}: ${res.body.error ?? `HTTP ${res.status}`}`);
+}
+
+function printStatus(st: LabStatus): void {
+  out(`lab: ${st.ready ? 'up' : 'starting'} since ${st.startedAt} (daemon pid ${st.pid}), API server ${st.server}`);
+  out(`kubeconfig: ${st.kubeconfig}`);
+  const rows = [['NODE', 'ROLE', 'READY', 'ADDRESS', 'POD CIDR', 'BOOT ID', 'CNI CONFIG', 'PODS legacy/cilium/host']];
+  for (const n of st.nodes) rows.push([n.name, n.role, n.ready ? 'True' : 'False', n.internalIp, n.podCIDR, n.bootID.slice(0, 8), n.cni, `${n.pods.legacy}/${n.pods.cilium}/${n.pods.host}`]);
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) out(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const stateOption = { type: 'string', default: process.env.CILIUM_MIGRATE_LAB_DIR ?? defaultStateDir, describe: 'State directory of the lab (CILIUM_MIGRATE_LAB_DIR)' } as const;
+  let code = 0;
+  const parser = yargs(argv)
+    .scriptName('lab')
+    .usage('$0 <command> [flags]\n\nThe local dual-overlay lab: a real control plane, nodes as network namespaces with Flannel\'s and Cilium\'s VXLAN overlays, and a runtime that runs the pods as real processes. Needs root.')
+    .wrap(Math.min(100, process.stdout.columns || 100))
+    .option('state-dir', stateOption)
+    .command('up', 'Bring the lab up and leave it running', (y) => y.option('nodes', { type: 'number', default: 3, describe: 'Nodes: kind-control-plane, kind-worker, kind-worker2, ...' }), async (a) => {
+      const st = await labUp({ stateDir: a['state-dir'], nodes: a.nodes });
+      out(`lab up: ${st.nodes.map((n) => n.name).join(', ')}`);
+      out(`kubeconfig: ${st.kubeconfig}`);
+      out(`  export KUBECONFIG=${st.kubeconfig}`);
+      const lab = `node ${process.argv[1]}${a['state-dir'] === defaultStateDir ? '' : ` --state-dir ${a['state-dir']}`}`;
+      out(`  status:          ${lab} status`);
+      out(`  restart a node:  ${lab} restart-node kind-worker   (the plugin: --restart exec --restart-command "${lab} restart-node {node}")`);
+      out('  tear it down:    make lab-down');
+    })
+    .command('down', 'Stop the lab and remove everything it made', (y) => y, async (a) => {
+      const r = await labDown({ stateDir: a['state-dir'] });
+      out(r.wasRunning ? 'lab down: no namespace, process or file of it is left' : `no lab was running (state directory ${a['state-dir']}); cleaned up anything left`);
+    })
+    .command('status', 'Show the lab\'s nodes, their CNI config and pods per overlay', (y) => y, async (a) => {
+      printStatus(await labStatus(a['state-dir']));
+    })
+    .command('restart-node <node>', 'Restart a node like docker restart: pods stop, sandboxes are recreated through the CNI config active now, new bootID', (y) => y.positional('node', { type: 'string', demandOption: true }), async (a) => {
+      const r = await labRestartNode(a['state-dir'], a.node);
+      out(`restarted ${r.node}: bootID ${r.bootIDBefore?.slice(0, 8)} -> ${r.bootIDAfter?.slice(0, 8)}, ${r.pods} pods recreated`);
+    })
+    .command('drop-udp <node> <port>', 'Fault: drop incoming UDP to a port on a node (e.g. 8473, Cilium\'s VXLAN), as a broken overlay would', (y) => y.positional('node', { type: 'string', demandOption: true }).positional('port', { type: 'number', demandOption: true }), async (a) => {
+      await labUdpPort(a['state-dir'], a.node, a.port, 'drop');
+      out(`dropping UDP ${a.port} on ${a.node}`);
+    })
+    .command('restore-udp <node> <port>', 'Undo drop-udp', (y) => y.positional('node', { type: 'string', demandOption: true }).positional('port', { type: 'number', demandOption: true }), async (a) => {
+      await labUdpPort(a['state-dir'], a.node, a.port, 'restore');
+      out(`UDP ${a.port} on ${a.node} flows again`);
+    })
+    .command('demo', 'Bring a lab up, migrate it to Cilium with the plugin as the seed does, print the matrix after every step, tear it down', (y) => y.option('nodes', { type: 'number', default: 3 }), async (a) => {
+      code = await runDemo({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), labUp, labDown, out, err });
+    })
+    .command('daemon', false, (y) => y.option('nodes', { type: 'number', default: 3 }), async (a) => {
+      requireRoot('up');
+      const log = (line: string) => process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
+      await runDaemon({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), log });
+    })
+    .demandCommand(1, 'name a command; see --help')
+    .strict()
+    .help()
+    .version(false)
+    .exitProcess(false)
+    .fail((msg, e) => {
+      throw e ?? new LabError(msg, 'see lab --help');
+    });
+  try {
+    await parser.parseAsync();
+    return code;
+  } catch (e) {
+    if (e instanceof LabError) {
+      err(`error: ${e.message}`);
+      if (e.hint) err(`  ${e.hint}`);
+      return e.message.startsWith('Unknown') || e.hint === 'see lab --help' ? 2 : 1;
+    }
+    err(`error: ${e instanceof Error ? e.message : String(e)}`);
+    return 1;
+  }
+}
+
+if (process.argv[1] !== undefined && /(lab\.js|lab[/\\]cli\.ts)$/.test(process.argv[1])) {
+  void main(process.argv.slice(2)).then((code) => process.exit(code));
+}
+
