@@ -40,8 +40,8 @@ async function main(): Promise<void> {
     identity = identityOf(self, view, cfg);
     metrics.setIdentity(identity);
     metrics.setNodes({
-      legacy: view.nodes.filter((n) => expectedOverlay(n.labels, cfg.labelKey) === 'legacy').length,
-      cilium: view.nodes.filter((n) => expectedOverlay(n.labels, cfg.labelKey) === 'cilium').length,
+      legacy: view.nodes.filter((n) => expectedOverlay(n.labels, cfg.labelKey, n.phase) === 'legacy').length,
+      cilium: view.nodes.filter((n) => expectedOverlay(n.labels, cfg.labelKey, n.phase) === 'cilium').length,
     });
     if (identity.overlayMismatch && identity.overlayMismatch !== before) log(`warning: ${identity.overlayMismatch}`);
     const peers = peersOf(self, identity, view, cfg);

@@ -21,7 +21,7 @@ export interface ViewConfig extends PeerSelection {
 }
 
 /** Phases in which a node is being migrated (the plugin's phase annotation). */
-const idlePhases = new Set(['pending', 'migrated']);
+const idlePhases = new Set(['pending', 'migrated', 'finalized']);
 
 export function networksOf(view: ClusterView, cfg: ViewConfig): OverlayNetworks {
   return {
@@ -37,7 +37,7 @@ export function identityOf(self: SelfInfo, view: ClusterView, cfg: ViewConfig): 
   const nets = networksOf(view, cfg);
   const overlay = classifyAddress(self.ip, nets);
   const node = view.nodes.find((n) => n.name === self.node);
-  const expected = expectedOverlay(node?.labels ?? {}, cfg.labelKey);
+  const expected = expectedOverlay(node?.labels ?? {}, cfg.labelKey, node?.phase);
   const identity: AgentIdentity = { node: self.node, pod: self.pod, namespace: self.namespace, ip: self.ip, overlay, expectedOverlay: expected, version: self.version };
   if (overlay !== expected) {
     identity.overlayMismatch =

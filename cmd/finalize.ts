@@ -12,6 +12,7 @@ import { ciliumClusterCidr, ciliumNamespace, ciliumNodeConfigName, ciliumVxlanPo
 import { parseDuration } from '../lib/duration.js';
 import { ConfigError, PreconditionError, UsageError } from '../lib/errors.js';
 import { call, deleteObject, statusCode, type Kube } from '../lib/kube.js';
+import { finalizedPhase } from '../lib/overlay.js';
 import { defineCommand, type CommandContext } from './context.js';
 import { systemClock } from './engine/drain.js';
 import { legacyCleanupHints, legacyCleanupScript, runHostScript } from './engine/host-command.js';
@@ -113,7 +114,7 @@ export const finalizeCommand = defineCommand({
 
     if (args['dry-run']) {
       steps.push({ step: 'delete-node-config', outcome: 'would-apply', message: `delete CiliumNodeConfig ${ns}/${args.name}` });
-      steps.push({ step: 'unlabel-nodes', outcome: 'would-apply', message: `remove ${args['label-key']} and the ${phaseAnnotation} / ${stateAnnotation} annotations from ${snap.nodes.length} nodes` });
+      steps.push({ step: 'unlabel-nodes', outcome: 'would-apply', message: `remove ${args['label-key']} and the ${stateAnnotation} annotation from ${snap.nodes.length} nodes, and set ${phaseAnnotation}=${finalizedPhase}` });
       steps.push(legacyStep(legacy?.daemonSet, args.yes, true));
       ctx.io.out(render({ steps, cleanup: legacy ? legacyCleanupHints : [] }, ctx.options.output, human));
       return;
@@ -132,11 +133,13 @@ export const finalizeCommand = defineCommand({
     const cluster = kubeEngineCluster(kube);
     let unlabelled = 0;
     for (const n of snap.nodes) {
-      if (!(args['label-key'] in n.labels) && !(phaseAnnotation in n.annotations) && !(stateAnnotation in n.annotations)) continue;
-      await cluster.patchNode(n.name, { labels: { [args['label-key']]: null }, annotations: { [phaseAnnotation]: null, [stateAnnotation]: null } });
+      if (!(args['label-key'] in n.labels) && n.annotations[phaseAnnotation] === finalizedPhase && !(stateAnnotation in n.annotations)) continue;
+      // The phase stays, as "finalized": without the label it is what tells the plugin and the
+      // agents that the node's pods belong on Cilium.
+      await cluster.patchNode(n.name, { labels: { [args['label-key']]: null }, annotations: { [phaseAnnotation]: finalizedPhase, [stateAnnotation]: null } });
       unlabelled++;
     }
-    steps.push({ step: 'unlabel-nodes', outcome: unlabelled ? 'applied' : 'done-before', message: unlabelled ? `removed the migration label and annotations from ${unlabelled} nodes` : 'no node carries them' });
+    steps.push({ step: 'unlabel-nodes', outcome: unlabelled ? 'applied' : 'done-before', message: unlabelled ? `removed the migration label and state from ${unlabelled} nodes (their phase is now ${finalizedPhase})` : 'no node carries them' });
 
     let legacyRemoved = !legacy;
     if (legacy && args.yes) {

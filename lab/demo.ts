@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LabStatus } from './daemon.js';
 import { statePaths } from './daemon.js';
-import { deployWorkloads, flannelInstalled, greenMatrix, migratedNodes, podsPerOverlay, ProbeTally, renderMatrix, scenario, type Scenario } from './scenario.js';
+import { deployWorkloads, flannelInstalled, migratedNodes, podsPerOverlay, ProbeTally, scenario, type Scenario } from './scenario.js';
 import { api } from './lab-api.js';
 
 export interface DemoOptions {
@@ -32,19 +32,10 @@ export function labNodeFlags(s: Scenario): string[] {
   return [...s.restartFlags(), '--gate-interval', '2s', '--restart-timeout', '120s', '--agent-restart-timeout', '120s'];
 }
 
-/**
- * The seed's `prepare` where the plugin has it; else the CiliumNodeConfig applied with server-side
- * apply, as the seed does by hand.
- */
+/** The seed's CiliumNodeConfig, applied by the plugin's `prepare`. */
 export async function prepareStep(s: Scenario, echo: (line: string) => void): Promise<void> {
-  if ((await s.pluginCommands()).has('prepare')) {
-    const r = await s.plugin(['prepare'], echo);
-    if (r.code !== 0) throw new Error(`prepare failed (exit ${r.code}): ${r.stderr.trim()}`);
-    return;
-  }
-  // TODO(lead): `prepare` is not in this build of the plugin; remove this fallback once it lands.
-  echo('(this build of the plugin has no `prepare`: applying manifests/ciliumnodeconfig.yaml with kubectl apply --server-side, as the seed does)');
-  echo(s.kubectl(['apply', '--server-side', '-f', join(s.distDir, '..', 'manifests', 'ciliumnodeconfig.yaml')]).trim());
+  const r = await s.plugin(['prepare'], echo);
+  if (r.code !== 0) throw new Error(`prepare failed (exit ${r.code}): ${r.stderr.trim()}`);
 }
 
 /**
@@ -61,60 +52,26 @@ export async function finalCiliumValues(s: Scenario, echo: (line: string) => voi
   echo(s.kubectl(['-n', 'kube-system', 'rollout', 'status', 'daemonset/cilium', '--timeout=180s']).trim().split('\n').pop() ?? '');
 }
 
-/** The seed's last part: the final values, then `finalize` where the plugin has it, else what the seed does by hand. */
+/** The seed's last part: the final values, then `finalize`, which removes the CiliumNodeConfig and Flannel and cleans the nodes. */
 export async function finalizeStep(s: Scenario, echo: (line: string) => void): Promise<void> {
   await finalCiliumValues(s, echo);
-  if ((await s.pluginCommands()).has('finalize')) {
-    const r = await s.plugin(['finalize', '--yes', '--cleanup-nodes'], echo);
-    if (r.code !== 0) throw new Error(`finalize failed (exit ${r.code}): ${r.stderr.trim()}`);
-    return;
-  }
-  // TODO(lead): `finalize` is not in this build of the plugin; remove this fallback once it lands.
-  echo('(this build of the plugin has no `finalize`: CiliumNodeConfig removed, Flannel deleted, as the seed does by hand)');
-  echo(s.kubectl(['-n', 'kube-system', 'delete', 'ciliumnodeconfigs.cilium.io', 'cilium-default', '--ignore-not-found']).trim());
-  echo(s.kubectl(['delete', 'namespace', 'kube-flannel', '--wait=true', '--timeout=120s']).trim());
-}
-
-/**
- * After `finalize` the nodes no longer carry the migration label, and `connectivity` still expects
- * unlabelled nodes on the legacy overlay, so every node's (Cilium) agent counts as on the wrong
- * overlay although every cell is reachable. Only that finding, and only once Flannel is gone, is
- * set aside here, and said so.
- * TODO(lead): drop this once connectivity knows a finalized cluster is all Cilium.
- */
-export function onlyPostFinalizeOverlayFindings(reportJson: string): boolean {
-  try {
-    const r = JSON.parse(reportJson) as { findings?: { rule: string; severity: string; message: string }[] };
-    const counted = (r.findings ?? []).filter((f) => f.severity !== 'INFO');
-    return counted.length > 0 && counted.every((f) => f.rule === 'overlay' && /is on cilium but node \S+ should be on legacy/.test(f.message));
-  } catch {
-    return false;
-  }
+  const r = await s.plugin(['finalize', '--yes', '--cleanup-nodes'], echo);
+  if (r.code !== 0) throw new Error(`finalize failed (exit ${r.code}): ${r.stderr.trim()}`);
 }
 
 /** Status and matrix after a step: the plugin's status, then a green matrix (or the reason it is not). */
-async function afterStep(s: Scenario, tally: ProbeTally, o: DemoOptions, finalized = false): Promise<void> {
+async function afterStep(s: Scenario, tally: ProbeTally, o: DemoOptions): Promise<void> {
   const st = await s.plugin(['status']);
   for (const l of st.stdout.trimEnd().split('\n')) o.out(`  ${l}`);
-  if ((await s.pluginCommands()).has('connectivity')) {
-    // Fresh evidence only: agents restarted by the step need a few probe rounds to fill their cells.
-    const deadline = Date.now() + 90_000;
-    const setAside = async () => finalized && !(await flannelInstalled(s)) && onlyPostFinalizeOverlayFindings((await s.plugin(['connectivity', '--since', '10s', '-o', 'json'])).stdout);
-    let c = await s.plugin(['connectivity', '--since', '10s']);
-    let onlyOverlay = false;
-    while (c.code !== 0 && !(onlyOverlay = await setAside()) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 3000));
-      c = await s.plugin(['connectivity', '--since', '10s']);
-    }
-    for (const l of c.stdout.trimEnd().split('\n')) o.out(`  ${l}`);
-    if (c.code !== 0 && onlyOverlay) {
-      o.out('  (every cell is reachable; the FAIL above only says the nodes, no longer labelled after finalize, are expected on the legacy overlay, which is gone)');
-    } else if (c.code !== 0) throw new Error(`the connectivity matrix is not green after this step (exit ${c.code})`);
-  } else {
-    // TODO(connectivity): switch to `kubectl cilium-migrate connectivity` once it lands.
-    const m = await greenMatrix(s, 60_000);
-    for (const l of renderMatrix(m).split('\n')) o.out(`  ${l}`);
+  // Fresh evidence only: agents restarted by the step need a few probe rounds to fill their cells.
+  const deadline = Date.now() + 90_000;
+  let c = await s.plugin(['connectivity', '--since', '10s']);
+  while (c.code !== 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 3000));
+    c = await s.plugin(['connectivity', '--since', '10s']);
   }
+  for (const l of c.stdout.trimEnd().split('\n')) o.out(`  ${l}`);
+  if (c.code !== 0) throw new Error(`the connectivity matrix is not green after this step (exit ${c.code})`);
   await tally.sample(s);
 }
 
@@ -169,7 +126,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     const migrated = await migratedNodes(s);
     step('kubectl cilium-migrate finalize');
     await finalizeStep(s, indent);
-    await afterStep(s, tally, o, true);
+    await afterStep(s, tally, o);
 
     const nginx = await podsPerOverlay(s, 'app=nginx');
     const all = await podsPerOverlay(s);

@@ -122,8 +122,8 @@ export function ciliumNodeObjects(nodes: { name: string; index: number; internal
 }
 
 /**
- * The probe agent DaemonSet for the lab, with the RBAC its discovery needs.
- * TODO(lead): replace with the agent manifests from manifests/ (or `prepare --agent`) once they land.
+ * The probe agent DaemonSet for the lab, with the RBAC its discovery needs: a copy of the deployable
+ * one in manifests/agent (kustomize), kept small for the lab; the manifests test checks that one.
  */
 export function probeAgentObjects(namespace = agentNamespace, image = 'ghcr.io/cilium-migrate/agent:dev'): Obj[] {
   const labels = { 'app.kubernetes.io/name': 'cilium-migrate-agent' };

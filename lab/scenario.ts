@@ -21,8 +21,6 @@ export interface Scenario {
   kubectlPath: string;
   /** Runs the bundled plugin; its output goes to `echo` line by line as it comes. */
   plugin(args: string[], echo?: (line: string) => void): Promise<{ code: number; stdout: string; stderr: string }>;
-  /** The commands this build of the plugin has (prepare, finalize, connectivity arrive separately). */
-  pluginCommands(): Promise<Set<string>>;
   /** The restart flags for `node`: the lab's restart-node through --restart exec. */
   restartFlags(): string[];
 }
@@ -30,7 +28,6 @@ export interface Scenario {
 export function scenario(o: { kubeconfig: string; distDir: string; stateDir: string }): Scenario {
   const binDir = execFileSync(join(o.distDir, '..', 'lab', 'bins', 'build.sh'), ['--dir'], { encoding: 'utf8' }).trim();
   const pluginJs = join(o.distDir, 'kubectl-cilium_migrate');
-  let commands: Set<string> | undefined;
   const s: Scenario = {
     kube: labClient(o.kubeconfig),
     kubeconfig: o.kubeconfig,
@@ -57,13 +54,6 @@ export function scenario(o: { kubeconfig: string; distDir: string; stateDir: str
         child.stderr.setEncoding('utf8').on('data', lines((d) => (stderr += d)));
         child.on('exit', (code) => resolve({ code: code ?? 1, stdout, stderr }));
       }),
-    async pluginCommands() {
-      if (!commands) {
-        const help = await s.plugin(['--help']);
-        commands = new Set([...help.stdout.matchAll(/^\s+kubectl cilium-migrate ([a-z-]+)/gm)].map((m) => m[1]!));
-      }
-      return commands;
-    },
     restartFlags: () => ['--restart', 'exec', '--restart-command', `${process.execPath} ${join(o.distDir, 'lab.js')} --state-dir ${o.stateDir} restart-node {node}`],
   };
   return s;

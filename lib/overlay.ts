@@ -25,7 +25,10 @@ export function classifyAddress(ip: string, nets: OverlayNetworks): Overlay {
   return 'unknown';
 }
 
-/** The overlay a node's pods should be on: Cilium once the node carries the migration label. */
-export function expectedOverlay(nodeLabels: Record<string, string>, labelKey: string): 'legacy' | 'cilium' {
-  return nodeLabels[labelKey] === 'true' ? 'cilium' : 'legacy';
+/** The phase a node carries once `finalize` has made Cilium the cluster's only CNI (its label is gone then). */
+export const finalizedPhase = 'finalized';
+
+/** The overlay a node's pods should be on: Cilium once the node carries the migration label, or after finalize. */
+export function expectedOverlay(nodeLabels: Record<string, string>, labelKey: string, phase?: string): 'legacy' | 'cilium' {
+  return nodeLabels[labelKey] === 'true' || phase === finalizedPhase ? 'cilium' : 'legacy';
 }

@@ -97,7 +97,7 @@ export function kubeRowSource(kube: Kube, opts: KubeRowSourceOptions): RowSource
     close: () => agent.destroy(),
     async nodes() {
       const list = await listJson<k8s.V1NodeList>(kube, 'list nodes', '/api/v1/nodes', agent);
-      return list.items.map(toNodeView).map((n) => ({ name: n.name, ready: n.ready, expectedOverlay: expectedOverlay(n.labels, opts.labelKey) }));
+      return list.items.map(toNodeView).map((n) => ({ name: n.name, ready: n.ready, expectedOverlay: expectedOverlay(n.labels, opts.labelKey, n.annotations['cilium-migrate.io/phase']) }));
     },
     async agents() {
       const path = `/api/v1/namespaces/${encodeURIComponent(opts.namespace)}/pods?labelSelector=${encodeURIComponent(opts.selector)}`;

@@ -60,6 +60,11 @@ export function phaseOf(state: NodeState | undefined): Phase {
   return stepNames.find((s) => !state.steps[s]?.done) ?? 'finishing';
 }
 
+/** A node's phase, counting a node finalize has passed (its records removed, `phase=finalized` left) as migrated. */
+export function nodePhase(annotations: Record<string, string>): Phase {
+  return annotations[phaseAnnotation] === 'finalized' ? 'migrated' : phaseOf(readState(annotations));
+}
+
 /** The annotations that store `state` (a merge patch's metadata.annotations). */
 export function stateAnnotations(state: NodeState): Record<string, string> {
   return { [stateAnnotation]: JSON.stringify(state), [phaseAnnotation]: phaseOf(state) };

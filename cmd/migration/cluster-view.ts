@@ -3,12 +3,12 @@
 // table and a migration plan.
 import { agentNamespace, ciliumClusterCidr, legacyClusterCidr } from '../../lib/defaults.js';
 import { call, k8s, statusCode, type Kube } from '../../lib/kube.js';
-import { classifyAddress, type Overlay } from '../../lib/overlay.js';
+import { classifyAddress, expectedOverlay, type Overlay } from '../../lib/overlay.js';
 import { selectorMatches, type LabelSelector } from '../../lib/selector.js';
 import { classifyDrainPods, type DrainFlags } from '../engine/drain-filter.js';
 import { toDrainPod, toNodeView } from '../engine/kube-cluster.js';
 import type { NodeView } from '../engine/cluster.js';
-import { phaseOf, readState, type Phase } from '../engine/state.js';
+import { nodePhase, phaseAnnotation, type Phase } from '../engine/state.js';
 
 export interface ViewPod {
   namespace: string;
@@ -117,8 +117,8 @@ export function clusterStatus(snap: ClusterSnapshot, labelKey: string): ClusterS
     return {
       node: n.name,
       role: n.controlPlane ? 'control-plane' : 'worker',
-      phase: phaseOf(readState(n.annotations)),
-      overlay: n.labels[labelKey] === 'true' ? 'cilium' : 'legacy',
+      phase: nodePhase(n.annotations),
+      overlay: expectedOverlay(n.labels, labelKey, n.annotations[phaseAnnotation]),
       legacyCidrs: n.podCIDRs,
       ciliumCidrs: snap.ciliumCidrs[n.name] ?? [],
       pods,
@@ -157,10 +157,10 @@ export interface PlannedNode {
  */
 export function migrationPlan(snap: ClusterSnapshot, flags: DrainFlags, maxUnavailable: number, now: Date): PlannedNode[] {
   const rank = (n: NodeView) => {
-    const phase = phaseOf(readState(n.annotations));
+    const phase = nodePhase(n.annotations);
     return phase !== 'pending' ? 0 : n.controlPlane ? 2 : 1;
   };
-  const todo = snap.nodes.filter((n) => phaseOf(readState(n.annotations)) !== 'migrated').sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
+  const todo = snap.nodes.filter((n) => nodePhase(n.annotations) !== 'migrated').sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
   const size = Math.max(1, maxUnavailable);
   const byNode = podsByNode(snap);
   let wave = 0;
@@ -190,7 +190,7 @@ export function migrationPlan(snap: ClusterSnapshot, flags: DrainFlags, maxUnava
       node: n.name,
       wave,
       role,
-      phase: phaseOf(readState(n.annotations)),
+      phase: nodePhase(n.annotations),
       evicts: evicting.map((d) => `${d.pod.namespace}/${d.pod.name}`),
       blockers,
     };

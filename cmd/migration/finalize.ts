@@ -4,7 +4,7 @@
 import { annotationPrefix } from '../../lib/defaults.js';
 import { call, statusCode, type Kube } from '../../lib/kube.js';
 import { podOverlay, type ClusterSnapshot } from './cluster-view.js';
-import { phaseOf, readState } from '../engine/state.js';
+import { nodePhase } from '../engine/state.js';
 
 export const finalizeRecordName = 'cilium-migrate-finalize';
 
@@ -19,7 +19,7 @@ export interface FinalizeRecord {
 /** Why finalize may not start: nodes not migrated, pods still on the legacy network. Pure. */
 export function finalizeBlockers(snap: ClusterSnapshot): string[] {
   const blockers: string[] = [];
-  const notMigrated = snap.nodes.filter((n) => phaseOf(readState(n.annotations)) !== 'migrated').map((n) => `${n.name} (${phaseOf(readState(n.annotations))})`);
+  const notMigrated = snap.nodes.filter((n) => nodePhase(n.annotations) !== 'migrated').map((n) => `${n.name} (${nodePhase(n.annotations)})`);
   if (notMigrated.length) blockers.push(`not migrated: ${notMigrated.join(', ')}`);
   const legacyPods = snap.pods.filter((p) => !p.hostNetwork && p.ip && podOverlay(snap, p.node, p.ip) === 'legacy');
   if (legacyPods.length) {

@@ -203,8 +203,13 @@ describe('preflight, prepare, plan, run, status, rollback and finalize', () => {
     const nodes = await cp.get<{ items: { metadata: { labels: Record<string, string>; annotations: Record<string, string> } }[] }>('/api/v1/nodes');
     for (const n of nodes.items) {
       assert.equal(n.metadata.labels['io.cilium.migration/cilium-default'], undefined);
-      assert.deepEqual(Object.keys(n.metadata.annotations).filter((k) => k.startsWith('cilium-migrate.io/')), []);
+      assert.deepEqual(Object.entries(n.metadata.annotations).filter(([k]) => k.startsWith('cilium-migrate.io/')), [['cilium-migrate.io/phase', 'finalized']]);
     }
+    // Without the label, the phase is what says the nodes are on Cilium for good.
+    const status = await plugin('status', '-o', 'json');
+    assert.deepEqual((JSON.parse(status.stdout) as ClusterStatus).nodes.map((n) => [n.phase, n.overlay]), [['migrated', 'cilium'], ['migrated', 'cilium'], ['migrated', 'cilium']]);
+    assert.match((await plugin('status')).stdout, /^3 of 3 nodes migrated, /m);
+    assert.match((await plugin(...runArgs)).stderr, /every node is migrated: nothing to do/);
   });
 
   it('finalize again changes nothing, and rollback is refused after finalize', async () => {

@@ -54,3 +54,14 @@ describe('peersOf', () => {
     assert.deepEqual(peers.map((p) => [p.ref.pod, p.focus]).sort(), [['a0', true], ['a1', true]]);
   });
 });
+
+describe('after finalize', () => {
+  it('expects a node whose label is gone but whose phase is finalized on Cilium, and does not count it in focus', () => {
+    const v: ClusterView = { ...view(false), nodes: view(false).nodes.map((n) => ({ ...n, labels: {}, phase: 'finalized' })) };
+    const self2 = { ...self, node: 'kind-worker2', pod: 'a2', ip: '10.245.2.5' };
+    const id = identityOf(self2, v, cfg);
+    assert.equal(id.expectedOverlay, 'cilium');
+    assert.equal(id.overlayMismatch, undefined);
+    assert.ok(peersOf(self2, id, v, cfg).every((p) => !p.focus));
+  });
+});

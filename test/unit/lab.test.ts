@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { onlyPostFinalizeOverlayFindings, seedOrder } from '../../lab/demo.js';
+import { seedOrder } from '../../lab/demo.js';
 import { containerLog, lastLines } from '../../lab/programs/kubelet-api.js';
 import { activeCni, expandVars, nodeHostPaths, programFor } from '../../lab/runtime.js';
 import { matrixOf } from '../../lab/scenario.js';
@@ -94,20 +94,6 @@ describe('kubelet log API', () => {
 describe('expandVars', () => {
   it('expands $(VAR), keeps unknown references and $$ escapes, as kubelet does', () => {
     assert.equal(expandVars('http://$(NGINX):80/$(NOPE)/$$(NGINX)', { NGINX: '10.244.2.11' }), 'http://10.244.2.11:80/$(NOPE)/$(NGINX)');
-  });
-});
-
-describe('onlyPostFinalizeOverlayFindings', () => {
-  const report = (findings: { rule: string; severity: string; message: string }[]) => JSON.stringify({ verdict: 'FAIL', findings });
-  const overlay = { rule: 'overlay', severity: 'FAIL', message: 'node kind-worker: pod IP 10.245.1.10 is on cilium but node kind-worker should be on legacy' };
-  it('sets aside only "on cilium but should be on legacy" findings', () => {
-    assert.equal(onlyPostFinalizeOverlayFindings(report([overlay, { rule: 'tolerated', severity: 'INFO', message: 'x' }])), true);
-  });
-  it('keeps any other failure, and a report it cannot read', () => {
-    assert.equal(onlyPostFinalizeOverlayFindings(report([overlay, { rule: 'threshold', severity: 'FAIL', message: 'kind-worker>kind-worker2: below 95%' }])), false);
-    assert.equal(onlyPostFinalizeOverlayFindings(report([{ ...overlay, message: 'pod IP 10.244.1.10 is on legacy but node kind-worker should be on cilium' }])), false);
-    assert.equal(onlyPostFinalizeOverlayFindings(report([])), false);
-    assert.equal(onlyPostFinalizeOverlayFindings('not json'), false);
   });
 });
 
