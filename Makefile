@@ -9,7 +9,7 @@ NODE_TEST := node --import tsx --test --test-reporter=spec
 # inside CI's 90 minutes.
 TEST_TIMEOUT_MS ?= 2700000
 
-.PHONY: help deps system-deps bins build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-scale bench-detection bench-connectivity dashboard image image-ref krew-archive
+.PHONY: help deps system-deps bins build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-scale bench-detection bench-connectivity bench-lab dashboard image image-ref krew-archive
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -45,7 +45,7 @@ test-integration: build bins ## integration tests against a real control plane
 	SUITE_TMPDIR=$$run_tmp $(NODE_TEST) test/after-suite.ts || rc=$${rc/#0/1}; \
 	rm -rf "$$run_tmp"; exit $$rc
 
-bench: bench-agent bench-drain bench-node bench-connectivity bench-detection ## run every benchmark but the scale one and rewrite BENCHMARKS.md (make bench-scale for 1,000 nodes)
+bench: bench-agent bench-drain bench-node bench-connectivity bench-detection bench-lab ## run every benchmark but the scale one and rewrite BENCHMARKS.md (make bench-scale for 1,000 nodes)
 
 bench-drain: build bins ## drain of 100 pods: ours against kubectl drain, time and API requests
 	node --import tsx bench/drain.ts
@@ -55,6 +55,9 @@ bench-node: build bins ## the engine's time and API requests per node beyond the
 
 bench-detection: build bins system-deps ## time from a fault to FAIL and from an agent Ready to PASS, real agents in network namespaces
 	node --import tsx bench/detection.ts
+
+bench-lab: build bins system-deps ## make demo's migration on the local lab, several times: its time and the probes that failed (needs root)
+	node --import tsx bench/lab-scenario.ts
 
 bench-scale: build bins ## status, plan and run --max-unavailable 50 on 1,000 simulated nodes (takes a while)
 	node --import tsx bench/scale.ts
