@@ -10,20 +10,13 @@ import { defaultDrainFlags } from '../cmd/engine/drain-filter.js';
 import { defaultDrainOptions, drainNode, systemClock } from '../cmd/engine/drain.js';
 import { kubeEngineCluster } from '../cmd/engine/kube-cluster.js';
 import { connect } from '../lib/kube.js';
-import { countedUser, dispatchedByFlowSchema, spread } from './apiserver-requests.js';
+import { countedUser, dispatchedByFlowSchema, spread, waitFor } from './apiserver-requests.js';
 import { updateSection } from './report.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const target = 'drain-a';
 const others = ['drain-b', 'drain-c'];
 
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 180_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
 
 /** 80 free pods and 20 under a budget, all on the target node (the others cordoned meanwhile). */
 async function populate(cp: ControlPlane): Promise<void> {

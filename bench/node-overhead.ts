@@ -9,19 +9,12 @@ import { createSimulatedNodes } from '../lab/cluster-objects.js';
 import { startControlPlane, type ControlPlane } from '../lab/control-plane.js';
 import { ciliumDaemonSet, createCiliumNodes } from '../test/harness/migration-cluster.js';
 import { repoRoot, runPlugin } from '../test/harness/plugin.js';
-import { countedUser, dispatchedByFlowSchema, spread } from './apiserver-requests.js';
+import { countedUser, dispatchedByFlowSchema, spread, waitFor } from './apiserver-requests.js';
 import { updateSection } from './report.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const perRun = 5;
 
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 180_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
 
 async function main(): Promise<void> {
   const cp: ControlPlane = await startControlPlane({ progress: (l) => process.stderr.write(`${l}\n`) });

@@ -9,7 +9,7 @@ import { createSimulatedNodes, installCiliumCrds, scaleNodes } from '../lab/clus
 import { startControlPlane } from '../lab/control-plane.js';
 import { ciliumDaemonSet } from '../test/harness/migration-cluster.js';
 import { repoRoot, runPlugin } from '../test/harness/plugin.js';
-import { spread } from './apiserver-requests.js';
+import { spread, waitFor } from './apiserver-requests.js';
 import { updateSection } from './report.js';
 
 const nodeCount = Number(process.env.BENCH_NODES ?? 1000);
@@ -17,13 +17,6 @@ const runs = Number(process.env.BENCH_RUNS ?? 3);
 const runSeconds = Number(process.env.BENCH_RUN_SECONDS ?? 180);
 const log = (l: string) => process.stderr.write(`${l}\n`);
 
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2000));
-  }
-}
 
 async function main(): Promise<void> {
   // /26 per node: 1,024 node CIDRs fit in 10.244.0.0/16.

@@ -32,16 +32,21 @@ export function scaleNodes(count: number, prefix = 'sim-worker-'): SimulatedNode
 }
 
 /** A Node that kwok manages (annotation kwok.x-k8s.io/node=fake), labelled and tainted like kind's. */
-export function simulatedNodeManifest(node: SimulatedNode): Record<string, unknown> {
+/** The labels kind gives a node (hostname, OS, architecture, and the control-plane role). */
+export function kindNodeLabels(node: SimulatedNode): Record<string, string> {
   const labels: Record<string, string> = {
     'kubernetes.io/hostname': node.name,
     'kubernetes.io/os': 'linux',
     'kubernetes.io/arch': 'amd64',
     'beta.kubernetes.io/os': 'linux',
     'beta.kubernetes.io/arch': 'amd64',
-    type: 'kwok',
   };
   if (node.role === 'control-plane') labels['node-role.kubernetes.io/control-plane'] = '';
+  return labels;
+}
+
+export function simulatedNodeManifest(node: SimulatedNode): Record<string, unknown> {
+  const labels = { ...kindNodeLabels(node), type: 'kwok' };
   return {
     apiVersion: 'v1',
     kind: 'Node',

@@ -3,7 +3,7 @@
 // kept Ready by status heartbeats and node Leases, and taken NotReady and back by a restart, which
 // also changes the bootID as a real reboot does.
 import { randomUUID } from 'node:crypto';
-import type { SimulatedNode } from './cluster-objects.js';
+import { kindNodeLabels, type SimulatedNode } from './cluster-objects.js';
 import { api, ApiError, type LabClient } from './lab-api.js';
 
 type Json = Record<string, unknown>;
@@ -21,14 +21,7 @@ export interface LabNodeState {
 }
 
 function nodeManifest(node: SimulatedNode): Json {
-  const labels: Record<string, string> = {
-    'kubernetes.io/hostname': node.name,
-    'kubernetes.io/os': 'linux',
-    'kubernetes.io/arch': 'amd64',
-    'beta.kubernetes.io/os': 'linux',
-    'beta.kubernetes.io/arch': 'amd64',
-  };
-  if (node.role === 'control-plane') labels['node-role.kubernetes.io/control-plane'] = '';
+  const labels = kindNodeLabels(node);
   return {
     apiVersion: 'v1',
     kind: 'Node',
