@@ -5,7 +5,8 @@
 #   control-plane  etcd, kwok, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
 #   node           what a lab node runs: kubelet, kube-proxy, containerd, containerd-shim-runc-v2,
 #                  ctr, the CNI plugins (bridge, host-local, loopback, portmap, and the lab's
-#                  flannel delegate), flanneld and install-conf, and pause (for the pause image)
+#                  flannel delegate), flanneld and install-conf, pause (for the pause image), and
+#                  Flannel's own kube-flannel.yml from its module (manifests/)
 #
 #   lab/bins/build.sh [GROUP...]   build (or reuse) the groups (default: all); the last line of
 #                                  stdout is the control-plane directory (for scripts)
@@ -30,28 +31,8 @@ containerd_version=$(modver containerd github.com/containerd/containerd/v2)
 cni_version=$(modver cni github.com/containernetworking/plugins)
 flannel_version=$(modver flannel github.com/flannel-io/flannel)
 
-# A group's directory name changes whenever one of its inputs (a version, a go.sum, our own
-# sources, this script) changes.
-fingerprint() { cat "$@" "$here/build.sh" | sha256sum | cut -c1-12; }
-group_dir() {
-  case $1 in
-    control-plane) echo "$root/k8s-$k8s_version-etcd-$etcd_version-kwok-$kwok_version-$(fingerprint "$here"/{kubernetes,etcd,kwok}/go.{mod,sum} "$here"/etcd/main.go)" ;;
-    node) echo "$root/node-k8s-$k8s_version-containerd-$containerd_version-cni-$cni_version-flannel-$flannel_version-$(fingerprint "$here"/{kubernetes,containerd,cni,flannel}/go.{mod,sum} "$here"/cni/flannel/main.go)" ;;
-    *) echo "unknown group $1 (one of: ${groups[*]})" >&2; return 2 ;;
-  esac
-}
-
-if [[ "${1:-}" == "--dir" ]]; then
-  group_dir "${2:-control-plane}"
-  exit 0
-fi
-wanted=("$@")
-((${#wanted[@]})) || wanted=("${groups[@]}")
-for g in "${wanted[@]}"; do group_dir "$g" >/dev/null; done
-
 say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 logs="$root/logs"
-mkdir -p "$logs"
 
 # run LABEL LOG CMD...: runs CMD with its output in LOG; prints one line; on failure the log's tail.
 run() {
@@ -66,7 +47,6 @@ run() {
   fi
 }
 
-command -v go >/dev/null || { echo "error: Go is needed to build the Kubernetes binaries (see go.dev/doc/install)" >&2; exit 1; }
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly
 
 minor=${k8s_version#v1.}; minor=${minor%%.*}
@@ -142,8 +122,32 @@ build_node() {
   run "install-conf $flannel_version" "$log/install-conf.log" gobuild flannel "$tmp" -ldflags "-s -w" github.com/flannel-io/flannel/cmd/install_conf
   mv "$tmp/install_conf" "$tmp/install-conf"
   run "flanneld $flannel_version" "$log/flanneld.log" build_flanneld "$tmp"
+  mkdir -p "$tmp/manifests"
+  cp "$(cd "$here/flannel" && go list -m -f '{{.Dir}}' github.com/flannel-io/flannel)/Documentation/kube-flannel.yml" "$tmp/manifests/"
   run "pause" "$log/pause.log" build_pause "$tmp"
 }
+
+# A group's directory name changes whenever one of its inputs changes: a version, a go.mod or
+# go.sum, our own sources, or the shell functions that build it (not the rest of this script).
+# shellcheck disable=SC2086 # $1 is a list of function names
+fingerprint() { { cat "${@:2}"; declare -f $1; } | sha256sum | cut -c1-12; }
+group_dir() {
+  case $1 in
+    control-plane) echo "$root/k8s-$k8s_version-etcd-$etcd_version-kwok-$kwok_version-$(fingerprint "build_control_plane gobuild" "$here"/{kubernetes,etcd,kwok}/go.{mod,sum} "$here"/etcd/main.go)" ;;
+    node) echo "$root/node-k8s-$k8s_version-containerd-$containerd_version-cni-$cni_version-flannel-$flannel_version-$(fingerprint "build_node build_flanneld build_pause gobuild" "$here"/{kubernetes,containerd,cni,flannel}/go.{mod,sum} "$here"/cni/flannel/main.go)" ;;
+    *) echo "unknown group $1 (one of: ${groups[*]})" >&2; return 2 ;;
+  esac
+}
+
+if [[ "${1:-}" == "--dir" ]]; then
+  group_dir "${2:-control-plane}"
+  exit 0
+fi
+wanted=("$@")
+((${#wanted[@]})) || wanted=("${groups[@]}")
+for g in "${wanted[@]}"; do group_dir "$g" >/dev/null; done
+mkdir -p "$logs"
+command -v go >/dev/null || { echo "error: Go is needed to build the Kubernetes binaries (see go.dev/doc/install)" >&2; exit 1; }
 
 for g in "${wanted[@]}"; do
   dir=$(group_dir "$g")

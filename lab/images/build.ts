@@ -24,7 +24,7 @@ export interface ImageBuildOptions {
   cacheRoot?: string;
   /** The node binary cache (lab/bins/build.sh --dir node). */
   nodeBinDir: string;
-  /** The repository's dist/ (make build). */
+  /** The repository's dist/ (make build); the repository is its parent. */
   distDir: string;
   bases?: DebianBase[];
   images?: ImageSpec[];
@@ -34,6 +34,8 @@ export interface ImageBuildOptions {
 export interface BuiltImages {
   /** The OCI archive holding every image: `ctr -n k8s.io images import ARCHIVE`. */
   archive: string;
+  /** The blob store the images' blobs are in (BLOBS/sha256/HEX), for the lab's registry mirror. */
+  blobs: string;
   images: { names: string[]; digest: string }[];
 }
 
@@ -78,7 +80,7 @@ function builder(o: ImageBuildOptions): Builder {
 export async function buildImages(o: ImageBuildOptions): Promise<BuiltImages> {
   const b = builder(o);
   const built: NamedImage[] = [];
-  for (const spec of o.images ?? labImages()) built.push({ names: spec.names, manifest: await buildImage(b, spec) });
+  for (const spec of o.images ?? labImages(join(o.distDir, '..'))) built.push({ names: spec.names, manifest: await buildImage(b, spec) });
   const archiveKey = hash(builderVersion, ...built.map((i) => `${i.names.join(',')}=${i.manifest.digest}`));
   const archive = join(b.root, 'archives', `lab-images-${archiveKey}.oci.tar`);
   if (!existsSync(archive)) {
@@ -86,7 +88,7 @@ export async function buildImages(o: ImageBuildOptions): Promise<BuiltImages> {
     await writeArchive(b.store, built, archive);
     b.progress(`images archive: ${archive} (${(statSync(archive).size / 1024 / 1024).toFixed(0)} MiB)`);
   }
-  return { archive, images: built.map((i) => ({ names: i.names, digest: i.manifest.digest })) };
+  return { archive, blobs: b.store.root, images: built.map((i) => ({ names: i.names, digest: i.manifest.digest })) };
 }
 
 /**
@@ -160,7 +162,7 @@ function resolveSource(from: FileSource, o: ImageBuildOptions): string | undefin
   if ('bin' in from) file = join(o.nodeBinDir, from.bin);
   else if ('dist' in from) file = join(o.distDir, from.dist);
   else if ('host' in from) file = from.host;
-  else if ('repo' in from) file = join(here, '..', '..', from.repo);
+  else if ('repo' in from) file = join(o.distDir, '..', from.repo);
   else return undefined;
   if (!existsSync(file)) {
     const how = 'bin' in from ? 'build the node binaries: make bins' : 'dist' in from ? 'build it: make build' : 'repo' in from ? 'a file of the repository' : 'it is a file of this machine';

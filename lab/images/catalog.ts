@@ -8,8 +8,7 @@
 // llvm-19, iproute2, ...) to `labBases` or a list of your own, and image specs naming it; then
 // pass both to buildImages (lab/images/build.ts). Nothing else changes.
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parse } from 'yaml';
 import type { ImageConfig } from './oci.js';
 import { normalizeReference } from './oci.js';
@@ -51,9 +50,6 @@ export interface ImageSpec {
   config: ImageConfig;
 }
 
-const here = dirname(fileURLToPath(import.meta.url));
-const repoRoot = join(here, '..', '..');
-
 /** The Kubernetes and Flannel versions the images carry (the node binaries' versions). */
 export const labVersions = { kubernetes: 'v1.36.5', flannel: 'v0.28.10', flannelCniPlugin: 'v1.9.1-flannel3', pause: '3.10' } as const;
 
@@ -74,7 +70,8 @@ export const labBases: DebianBase[] = [
 ];
 
 /** The probe agent's image reference, read from the one place that names it (manifests/agent/kustomization.yaml). */
-export function agentImageReference(kustomization = join(repoRoot, 'manifests', 'agent', 'kustomization.yaml')): string {
+export function agentImageReference(repoRoot: string): string {
+  const kustomization = join(repoRoot, 'manifests', 'agent', 'kustomization.yaml');
   const k = parse(readFileSync(kustomization, 'utf8')) as { images?: { name: string; newName?: string; newTag?: string }[] };
   const entry = k.images?.find((i) => i.name === 'cilium-migrate-agent');
   if (!entry) throw new Error(`${kustomization} has no images entry for cilium-migrate-agent`);
@@ -87,6 +84,9 @@ export function agentImageReference(kustomization = join(repoRoot, 'manifests', 
  * --host-image on the lab.
  */
 export const labHostCommandImage = 'docker.io/library/alpine:3.20';
+
+/** Where every node's containerd sends pulls: the lab's registry mirror (lab/registry.ts) on the underlay's gateway. */
+export const labRegistryMirror = '172.18.0.1:5000';
 
 /** The pause image containerd runs for every pod sandbox (and the engine's verify pod). */
 export const labPauseImage = `registry.k8s.io/pause:${labVersions.pause}`;
@@ -110,13 +110,16 @@ export function labNodeImage(): ImageSpec {
       { path: '/usr/local/bin/lab-node-init', from: { repo: 'lab/node/node-init.sh' }, mode: 0o755 },
       { path: '/usr/local/bin/systemctl', from: { repo: 'lab/node/systemctl.sh' }, mode: 0o755 },
       { path: '/etc/containerd/config.toml', from: { repo: 'lab/node/containerd.toml' }, mode: 0o644 },
+      // Pulls of any registry go to the lab's mirror (for imagePullPolicy Always); nothing leaves the lab.
+      { path: '/etc/containerd/certs.d/_default/hosts.toml', from: { text: `[host."http://${labRegistryMirror}"]\n  capabilities = ["pull", "resolve"]\n` } },
+      { path: '/etc/resolv.conf', from: { text: '# A lab node has no DNS server outside the cluster.\n' } },
     ],
     config: { Entrypoint: ['/usr/local/bin/lab-node-init'], Env: [path] },
   });
 }
 
-/** Every image a lab node gets. */
-export function labImages(): ImageSpec[] {
+/** Every image a lab node gets; `repoRoot` is the repository (where the agent's image is named). */
+export function labImages(repoRoot: string): ImageSpec[] {
   return [
     image([labPauseImage], { files: [{ path: '/pause', from: { bin: 'pause' } }], config: { Entrypoint: ['/pause'] } }),
     image([labKubeProxyImage], {
@@ -139,7 +142,7 @@ export function labImages(): ImageSpec[] {
       config: { Cmd: ['/bin/sh'], Env: [path] },
     }),
     // The Dockerfile's recipe: Node.js 20 (this machine's, which the repository requires), ping, dist/agent.js.
-    image([agentImageReference()], {
+    image([agentImageReference(repoRoot)], {
       base: 'debian',
       files: [
         { path: '/usr/local/bin/node', from: { host: process.execPath } },

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -73,10 +74,17 @@ func readSubnet(file string) (*subnet, error) {
 	for lines.Scan() {
 		key, value, _ := strings.Cut(strings.TrimSpace(lines.Text()), "=")
 		switch key {
-		case "FLANNEL_NETWORK":
-			s.network = value
-		case "FLANNEL_SUBNET":
-			s.subnet = value
+		// flanneld writes the node's gateway address (10.244.1.1/24); IPAM wants the network.
+		case "FLANNEL_NETWORK", "FLANNEL_SUBNET":
+			_, network, err := net.ParseCIDR(value)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %s=%q: %w", file, key, value, err)
+			}
+			if key == "FLANNEL_NETWORK" {
+				s.network = network.String()
+			} else {
+				s.subnet = network.String()
+			}
 		case "FLANNEL_MTU":
 			if s.mtu, err = strconv.Atoi(value); err != nil {
 				return nil, fmt.Errorf("%s: FLANNEL_MTU=%q: %w", file, value, err)
