@@ -9,7 +9,7 @@ import { ciliumAgentSelector } from '../../lib/defaults.js';
 import type { EngineCluster, NodeView, PodView } from './cluster.js';
 import { drainNode, DrainRefusedError, planDrain, podKey, type Clock, type DrainOptions, type DrainProgress } from './drain.js';
 import { podsOffCilium, type Gate, type GateResult } from './gate.js';
-import { restartBaseline, restartCompletion, type NodeRestarter, type RestartBaseline } from './restart.js';
+import { observeRestart, restartBaseline, restartCompletion, type NodeRestarter, type RestartBaseline } from './restart.js';
 import { initialState, phaseOf, readState, rollbackAnnotation, stateAnnotations, stepNames, type NodeState, type StepName } from './state.js';
 
 export interface EngineOptions {
@@ -311,7 +311,7 @@ async function runStep(step: StepName, ctx: StepContext): Promise<{ outcome: Ste
       }
       const before: RestartBaseline = { ...baseline, requestedAt: new Date(baseline.requestedAt) };
       const how = await waitFor(ctx, `${name} to come back from its restart`, opts.timeoutsMs.nodeRestart, async () =>
-        restartCompletion(before, await cluster.getNode(name), await cluster.listNodePods(name)),
+        restartCompletion(opts.restarter.method, before, await observeRestart(opts.restarter, cluster, name)),
       );
       return { outcome: 'applied', message: `restarted (${opts.restarter.method}): ${how}` };
     }

@@ -12,7 +12,7 @@ import type { EngineCluster, NodeView } from './cluster.js';
 import { drainNode, type Clock, type DrainOptions } from './drain.js';
 import { hostCommandPodName, restoreLegacyCniScript, runHostScript } from './host-command.js';
 import { GateError, type BoundaryHook, type EngineReporter, type StepResult } from './migrate-node.js';
-import { restartBaseline, restartCompletion, type NodeRestarter, type RestartBaseline } from './restart.js';
+import { observeRestart, restartBaseline, restartCompletion, type NodeRestarter, type RestartBaseline } from './restart.js';
 import { phaseAnnotation, readState, rollbackAnnotation, stateAnnotation } from './state.js';
 
 export { rollbackAnnotation };
@@ -155,7 +155,7 @@ export async function rollbackNode(cluster: EngineCluster, name: string, opts: R
             await intent({ baseline, requested: new Date(clock.now()).toISOString() });
           }
           const before: RestartBaseline = { ...baseline, requestedAt: new Date(baseline.requestedAt) };
-          const how = await waitFor(`${name} to come back from its restart`, opts.timeoutsMs.nodeRestart, async () => restartCompletion(before, await cluster.getNode(name), await cluster.listNodePods(name)));
+          const how = await waitFor(`${name} to come back from its restart`, opts.timeoutsMs.nodeRestart, async () => restartCompletion(opts.restarter.method, before, await observeRestart(opts.restarter, cluster, name)));
           return { outcome: 'applied', message: `restarted (${opts.restarter.method}): ${how}` };
         }
         case 'verify':
