@@ -9,7 +9,7 @@ NODE_TEST := node --import tsx --test --test-reporter=spec
 # inside CI's 90 minutes.
 TEST_TIMEOUT_MS ?= 2700000
 
-.PHONY: help deps system-deps bins build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-scale bench-detection bench-connectivity bench-lab dashboard image image-ref krew-archive
+.PHONY: help deps system-deps bins images build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-scale bench-detection bench-connectivity bench-lab dashboard image image-ref krew-archive
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -23,8 +23,11 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-bins: system-deps ## build (or reuse) etcd, kube-apiserver, controller manager, scheduler, kubectl and kwok
+bins: system-deps ## build (or reuse) the control plane (etcd, kube-apiserver, ..., kubectl, kwok) and the lab nodes' binaries (kubelet, containerd, CNI plugins, flanneld, ...)
 	@lab/bins/build.sh >/dev/null
+
+images: build bins ## build (or reuse) the lab's node image and the images its pods run (from Debian packages, needs root)
+	@node --import tsx lab/images/build.ts >/dev/null
 
 typecheck: deps ## type-check everything with tsc (strict)
 	node_modules/.bin/tsc -p .
@@ -39,7 +42,7 @@ test-unit: typecheck ## unit tests (no cluster)
 
 # The integration run gets its own TMPDIR, so that afterwards test/after-suite.ts can prove that
 # no process it started still runs and no temporary file is left (tsx's cache is off for that).
-test-integration: build bins ## integration tests against a real control plane
+test-integration: build bins images ## integration tests against a real control plane and the real-node lab
 	@run_tmp=$$(mktemp -d /tmp/cilium-migrate-test.XXXXXX); rc=0; \
 	TMPDIR=$$run_tmp TSX_DISABLE_CACHE=1 $(NODE_TEST) --test-timeout=$(TEST_TIMEOUT_MS) test/integration.ts || rc=$$?; \
 	SUITE_TMPDIR=$$run_tmp $(NODE_TEST) test/after-suite.ts || rc=$${rc/#0/1}; \
@@ -102,7 +105,7 @@ uninstall: ## remove the plugin from $(PREFIX)/bin
 demo: build bins ## the seed's migration to Cilium, end to end, on a local dual-overlay lab (needs root)
 	node dist/lab.js demo
 
-lab-up: build bins ## bring the local lab up and leave it running (needs root); prints its kubeconfig
+lab-up: build bins images ## bring the local lab (real nodes, as kind) up and leave it running (needs root); prints its kubeconfig
 	node dist/lab.js up
 
 lab-down: ## stop the local lab and remove everything it made

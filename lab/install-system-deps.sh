@@ -3,7 +3,8 @@
 # openssl (test PKI), util-linux (setpriv), iproute2 and iptables (network namespaces), procps,
 # iputils-ping (the agent's ICMP probes through the ping package), chromium (the HTML view's test
 # opens the page headless), prometheus (the monitoring test evaluates the dashboard's queries and
-# the alerts with it).
+# the alerts with it), mmdebstrap (the lab's images are Debian root file systems), gcc and
+# libc6-dev (pause and flanneld are linked statically, as upstream builds them).
 # Go (>= the version in lab/bins/*/go.mod) must already be there: Debian's is too old.
 set -euo pipefail
 
@@ -16,6 +17,9 @@ command -v pgrep >/dev/null || need+=(procps)
 command -v ping >/dev/null || need+=(iputils-ping)
 [[ -x /usr/bin/chromium ]] || need+=(chromium)
 command -v prometheus >/dev/null || need+=(prometheus)
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v gcc >/dev/null || need+=(gcc)
+[[ -f /usr/lib/x86_64-linux-gnu/libc.a ]] || need+=(libc6-dev)
 
 if ((${#need[@]})); then
   if [[ $(id -u) != 0 ]]; then

@@ -87,6 +87,8 @@ export async function buildImages(o: ImageBuildOptions): Promise<BuiltImages> {
     mkdirSync(dirname(archive), { recursive: true });
     await writeArchive(b.store, built, archive);
     b.progress(`images archive: ${archive} (${(statSync(archive).size / 1024 / 1024).toFixed(0)} MiB)`);
+  } else {
+    b.progress(`${built.length} lab images: cached in ${archive}`);
   }
   return { archive, blobs: b.store.root, images: built.map((i) => ({ names: i.names, digest: i.manifest.digest })) };
 }
@@ -129,10 +131,7 @@ async function buildImage(b: Builder, spec: ImageSpec): Promise<Descriptor> {
   const record = join(root, 'manifests', `${key}.json`);
   if (existsSync(record)) {
     const manifest = JSON.parse(readFileSync(record, 'utf8')) as Descriptor;
-    if (store.has(manifest.digest)) {
-      progress(`image ${spec.names[0]}: cached`);
-      return manifest;
-    }
+    if (store.has(manifest.digest)) return manifest;
   }
   const layers = baseLayer ? [baseLayer] : [];
   if (sources.length > 0) {
@@ -178,7 +177,6 @@ async function buildBase(store: BlobStore, root: string, logs: string, base: Deb
   if (existsSync(record)) {
     const layer = JSON.parse(readFileSync(record, 'utf8')) as Descriptor;
     if (store.has(layer.digest)) {
-      progress(`base ${base.name} (Debian ${base.suite}): cached`);
       return layer;
     }
   }

@@ -103,7 +103,9 @@ export class LabNode {
       `--net=/run/netns/${this.o.netns}`, '--',
       'unshare', '--mount', '--uts', '--ipc', '--pid', '--fork', '--kill-child', '--propagation', 'private', '--',
       'bash', script, 'boot', this.o.dir, this.o.rootfs, this.name, this.o.images.archive,
-    ], this.path('lab', 'init.log'));
+    // A node starts with a clean environment, as a container does: this process's (TMPDIR, say)
+    // names paths of the machine that do not exist inside the node.
+    ], this.path('lab', 'init.log'), { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' });
     const deadline = Date.now() + 180_000;
     while (readFileSync(this.path('lab', 'runtime-ready'), 'utf8').trim() !== 'ready') {
       if (!this.running()) throw new Error(`${this.name} stopped while starting; the end of its init log:\n${tailOf(this.path('lab', 'init.log'), 12)}`);
