@@ -76,8 +76,3 @@ export const sysctlShields = [
   'kernel.unprivileged_bpf_disabled',
   'kernel.timer_migration',
 ] as const;
-
-/** kind's node names for a cluster of `count` nodes: kind-control-plane, kind-worker, kind-worker2, ... */
-export function kindNodeNames(count: number): { name: string; role: 'control-plane' | 'worker' }[] {
-  return Array.from({ length: count }, (_, i) => (i === 0 ? { name: 'kind-control-plane', role: 'control-plane' as const } : { name: i === 1 ? 'kind-worker' : `kind-worker${i}`, role: 'worker' as const }));
-}
