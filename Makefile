@@ -9,7 +9,7 @@ NODE_TEST := node --import tsx --test --test-reporter=spec
 # inside CI's 90 minutes.
 TEST_TIMEOUT_MS ?= 2700000
 
-.PHONY: help deps system-deps bins images build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-scale bench-detection bench-connectivity bench-lab dashboard image image-ref krew-archive
+.PHONY: help deps system-deps bins images build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-scale bench-detection bench-connectivity bench-lab bench-real-lab dashboard image image-ref krew-archive
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -48,7 +48,7 @@ test-integration: build bins images ## integration tests against a real control 
 	SUITE_TMPDIR=$$run_tmp $(NODE_TEST) test/after-suite.ts || rc=$${rc/#0/1}; \
 	rm -rf "$$run_tmp"; exit $$rc
 
-bench: bench-agent bench-drain bench-node bench-connectivity bench-detection bench-lab ## run every benchmark but the scale one and rewrite BENCHMARKS.md (make bench-scale for 1,000 nodes)
+bench: bench-agent bench-drain bench-node bench-connectivity bench-detection bench-lab bench-real-lab ## run every benchmark but the scale one and rewrite BENCHMARKS.md (make bench-scale for 1,000 nodes)
 
 bench-drain: build bins ## drain of 100 pods: ours against kubectl drain, time and API requests
 	node --import tsx bench/drain.ts
@@ -61,6 +61,9 @@ bench-detection: build bins system-deps ## time from a fault to FAIL and from an
 
 bench-lab: build bins system-deps ## make demo's migration on the local lab, several times: its time and the probes that failed (needs root)
 	node --import tsx bench/lab-scenario.ts
+
+bench-real-lab: build bins images ## the real-node lab: lab up (3 and 5 nodes), a node at rest, back from docker restart, lab down (BENCH_COLD=1: the cold builds too; needs root)
+	node --import tsx bench/real-lab.ts
 
 bench-scale: build bins ## status, plan and run --max-unavailable 50 on 1,000 simulated nodes (takes a while)
 	node --import tsx bench/scale.ts
