@@ -165,7 +165,8 @@ export class KindLab {
     });
     node.create({
       kubeletConfig: kubeletConfig({
-        nodeName: n.name, nodeIp: ip, cgroupRoot: `${this.prefix}/${n.name}`, controlPlane: n.role === 'control-plane',
+        // As kind: a cluster of one node has no control-plane taint, or nothing could run on it.
+        nodeName: n.name, nodeIp: ip, cgroupRoot: `${this.prefix}/${n.name}`, controlPlane: n.role === 'control-plane' && this.o.nodes > 1,
         clusterDns: serviceIp(this.o.serviceCidr ?? '10.96.0.0/16', 10), providerID: `kind://docker/${kindClusterName}/${n.name}`,
       }),
       kubeconfig: clientKubeconfig({ server: this.cp.internalServer!, caPem: readFileSync(this.cp.pki.caCert, 'utf8'), certPem: readFileSync(cert.cert, 'utf8'), keyPem: readFileSync(cert.key, 'utf8'), user: `system:node:${n.name}` }),

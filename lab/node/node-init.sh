@@ -29,6 +29,9 @@ boot() {
   # This network namespace's sysfs, with the machine's cgroup hierarchies under it.
   mount -t sysfs sysfs "$root/sys"
   mount --rbind /sys/fs/cgroup "$root/sys/fs/cgroup"
+  # A BPF file system of the node's own (each mount is a new instance): what an agent pins there
+  # stays in this node, and goes with it.
+  mount -t bpf bpf "$root/sys/fs/bpf"
   mount -t tmpfs -o mode=755 tmpfs "$root/run"
   mount --rbind /dev "$root/dev"
   mount -t tmpfs -o mode=1777,size=64m shm "$root/dev/shm"
