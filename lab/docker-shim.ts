@@ -1,8 +1,9 @@
 // `docker` for the lab's nodes, so that the plugin's `--restart kind` (which runs `docker restart
 // NODE`, and `docker inspect` for when it started) works against the lab unchanged: put the lab's
 // bin directory (STATE_DIR/bin, which holds a `docker` script calling this) first on PATH.
-// It knows `restart`, `inspect` (with -f/--format '{{.Path.To.Field}}') and `ps`, for lab nodes
-// only, and answers the way docker does, including its "No such container" error.
+// It knows `restart`, `inspect` (with -f/--format '{{.Path.To.Field}}'), `exec` (without a
+// terminal) and `ps`, for lab nodes only, and answers the way docker does, including its "No such
+// container" error.
 import { request } from 'node:http';
 import { join } from 'node:path';
 
@@ -14,7 +15,7 @@ interface Inspect {
   NetworkSettings: { Networks: Record<string, { IPAddress: string }> };
 }
 
-function call<T>(stateDir: string, method: string, path: string): Promise<{ status: number; body: T }> {
+function call<T>(stateDir: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
   return new Promise((resolve, reject) => {
     const req = request({ socketPath: join(stateDir, 'control.sock'), method, path, timeout: 300_000 }, (res) => {
       let text = '';
@@ -28,7 +29,7 @@ function call<T>(stateDir: string, method: string, path: string): Promise<{ stat
     });
     req.on('error', (err) => reject(new Error(`Cannot connect to the lab at ${join(stateDir, 'control.sock')} (${err.message}). Is the lab running?`)));
     req.on('timeout', () => req.destroy(new Error('the lab did not answer in time')));
-    req.end();
+    req.end(body === undefined ? undefined : JSON.stringify(body));
   });
 }
 
@@ -50,6 +51,18 @@ export async function dockerMain(argv: string[], out: (s: string) => void, err: 
     args.splice(0, 2);
   }
   const [command, ...rest] = args;
+  if (command === 'exec') {
+    // docker exec [-i] [-t] NODE CMD...: the first operand is the node, the rest its command.
+    const at = rest.findIndex((a) => !a.startsWith('-'));
+    const [node, ...argv] = at < 0 ? [] : rest.slice(at);
+    if (!node || argv.length === 0) return err('"docker exec" requires at least 2 arguments.'), 1;
+    const r = await call<{ code?: number; stdout?: string; stderr?: string; error?: string }>(stateDir, 'POST', `/exec?node=${encodeURIComponent(node)}`, argv);
+    if (r.status === 404) return err(`Error response from daemon: No such container: ${node}`), 1;
+    if (r.status !== 200) return err(`Error response from daemon: ${r.body.error ?? `HTTP ${r.status}`}`), 1;
+    if (r.body.stdout) process.stdout.write(r.body.stdout);
+    if (r.body.stderr) process.stderr.write(r.body.stderr);
+    return r.body.code ?? 0;
+  }
   const names: string[] = [];
   let format: string | undefined;
   for (let i = 0; i < rest.length; i++) {
@@ -93,7 +106,7 @@ export async function dockerMain(argv: string[], out: (s: string) => void, err: 
       return 0;
     }
     default:
-      err(`docker (cilium-migrate lab): only restart, inspect and ps of lab nodes are supported, not "${command ?? ''}"`);
+      err(`docker (cilium-migrate lab): only restart, inspect, exec and ps of lab nodes are supported, not "${command ?? ''}"`);
       return 1;
   }
 }

@@ -117,6 +117,21 @@ export async function runKindDaemon(o: KindDaemonOptions): Promise<void> {
       );
       return;
     }
+    if (req.method === 'POST' && url.pathname === '/exec') {
+      // `docker exec NODE CMD...`: runs in the node's namespaces and root, without a terminal.
+      let body = '';
+      req.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => {
+        let argv: unknown;
+        try {
+          argv = JSON.parse(body);
+        } catch {
+          return reply(400, { error: 'the body must be a JSON array of strings' });
+        }
+        if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string')) return reply(400, { error: 'the body must be a JSON array of strings' });
+        lab!.node(nodeName).exec(argv as string[], 300_000).then((r) => reply(200, r), (err: Error) => reply(500, { error: err.message }));
+      });
+      return;
+    }
     if (req.method === 'POST' && url.pathname === '/udp-port') {
       const port = Number(url.searchParams.get('port'));
       if (!lab.nodes.has(nodeName)) return reply(400, { error: `no lab node ${nodeName}` });

@@ -83,6 +83,9 @@ describe('the real-node lab: kind without docker', () => {
   const node = async (name: string) => json<NodeJson>(stateDir, ['get', 'node', name]);
   const events = async (fieldSelector: string) => (await json<{ items: { reason: string; source?: { component?: string }; lastTimestamp?: string; eventTime?: string; involvedObject: { name: string } }[] }>(stateDir, ['get', 'events', '-A', '--field-selector', fieldSelector])).items;
 
+  // The machine's own values of two sysctls kubelet sets differently, read before any node runs.
+  const machineSysctls = ['/proc/sys/vm/overcommit_memory', '/proc/sys/kernel/panic'].map((f) => readFileSync(f, 'utf8').trim());
+
   before(async () => {
     stateDir = mkdtempSync(join(tmpdir(), 'kind-lab-'));
     const t0 = Date.now();
@@ -147,6 +150,18 @@ describe('the real-node lab: kind without docker', () => {
         return true;
       }, 90_000, 2000);
     }
+  });
+
+  it('a node is a machine of its own: docker exec sees its hostname, CNI config and boot ID; the sysctls kubelet set stayed inside it', async () => {
+    const docker = join(stateDir, 'bin', 'docker');
+    const inNode = execFileSync(docker, ['exec', 'kind-worker2', 'sh', '-c', 'hostname; ls /etc/cni/net.d; cat /proc/sys/kernel/random/boot_id /proc/sys/vm/overcommit_memory /proc/sys/kernel/panic'], { encoding: 'utf8' }).split('\n');
+    assert.deepEqual(inNode.slice(0, 2), ['kind-worker2', '10-flannel.conflist']);
+    assert.equal(inNode[2], (await node('kind-worker2')).status.nodeInfo.bootID);
+    assert.notEqual(inNode[2], readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
+    // kubelet wants vm.overcommit_memory=1 and kernel.panic=10: the node has them, the machine kept its own.
+    assert.deepEqual(inNode.slice(3, 5), ['1', '10']);
+    assert.deepEqual([readFileSync('/proc/sys/vm/overcommit_memory', 'utf8').trim(), readFileSync('/proc/sys/kernel/panic', 'utf8').trim()], machineSysctls);
+    assert.throws(() => execFileSync(docker, ['exec', 'kind-worker9', 'true'], { stdio: 'pipe' }), /No such container: kind-worker9/);
   });
 
   it('kubectl logs and exec reach the pods through their kubelet', async () => {
