@@ -9,7 +9,7 @@
 // when an image in it changed. IMAGE_CACHE overrides the cache root.
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -83,6 +83,8 @@ export async function buildImages(o: ImageBuildOptions): Promise<BuiltImages> {
   for (const spec of o.images ?? labImages(join(o.distDir, '..'))) built.push({ names: spec.names, manifest: await buildImage(b, spec) });
   const archiveKey = hash(builderVersion, ...built.map((i) => `${i.names.join(',')}=${i.manifest.digest}`));
   const archive = join(b.root, 'archives', `lab-images-${archiveKey}.oci.tar`);
+  if (existsSync(archive)) touch(archive);
+  pruneCache(b.root);
   if (!existsSync(archive)) {
     mkdirSync(dirname(archive), { recursive: true });
     await writeArchive(b.store, built, archive);
@@ -101,7 +103,10 @@ export async function buildNodeRootfs(o: ImageBuildOptions & { node?: ImageSpec 
   const b = builder(o);
   const manifest = await buildImage(b, o.node ?? labNodeImage());
   const dir = join(b.root, 'rootfs', manifest.digest.replace(/^sha256:/, '').slice(0, 24));
-  if (existsSync(join(dir, '.complete'))) return join(dir, 'root');
+  if (existsSync(join(dir, '.complete'))) {
+    touch(dir);
+    return join(dir, 'root');
+  }
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(join(dir, 'root'), { recursive: true });
   const m = JSON.parse(readFileSync(b.store.path(manifest.digest), 'utf8')) as { layers: Descriptor[] };
@@ -131,7 +136,10 @@ async function buildImage(b: Builder, spec: ImageSpec): Promise<Descriptor> {
   const record = join(root, 'manifests', `${key}.json`);
   if (existsSync(record)) {
     const manifest = JSON.parse(readFileSync(record, 'utf8')) as Descriptor;
-    if (store.has(manifest.digest)) return manifest;
+    if (store.has(manifest.digest)) {
+      touch(record);
+      return manifest;
+    }
   }
   const layers = baseLayer ? [baseLayer] : [];
   if (sources.length > 0) {
@@ -156,6 +164,56 @@ async function buildImage(b: Builder, spec: ImageSpec): Promise<Descriptor> {
   return manifest;
 }
 
+/** Marks a cached item as used now (pruneCache keeps what was used recently). */
+function touch(path: string): void {
+  const now = new Date();
+  try {
+    utimesSync(path, now, now);
+  } catch {
+    // gone meanwhile: it is rebuilt when needed
+  }
+}
+
+/** How long a cached image, archive or root file system is kept after its last use. */
+const keepUnusedMs = 2 * 24 * 3_600_000;
+
+/**
+ * Removes what no build has used for two days (other checkouts build other versions, so nothing
+ * recent goes): archives, unpacked node root file systems, image records, and then every blob no
+ * remaining image record or base refers to.
+ */
+export function pruneCache(root: string, now = Date.now()): void {
+  const old = (p: string) => {
+    try {
+      return now - statSync(p).mtimeMs > keepUnusedMs;
+    } catch {
+      return false;
+    }
+  };
+  const entries = (d: string) => (existsSync(d) ? readdirSync(d).map((e) => join(d, e)) : []);
+  for (const p of [...entries(join(root, 'archives')), ...entries(join(root, 'rootfs')), ...entries(join(root, 'manifests')), ...entries(join(root, 'bases'))]) {
+    if (old(p)) rmSync(p, { recursive: true, force: true });
+  }
+  const store = join(root, 'blobs', 'sha256');
+  if (!existsSync(store)) return;
+  const live = new Set<string>();
+  const read = (f: string) => JSON.parse(readFileSync(f, 'utf8')) as Descriptor;
+  for (const f of entries(join(root, 'bases')).filter((x) => x.endsWith('.json'))) live.add(read(f).digest);
+  for (const f of entries(join(root, 'manifests'))) {
+    const m = read(f);
+    live.add(m.digest);
+    const blob = join(store, m.digest.replace(/^sha256:/, ''));
+    if (!existsSync(blob)) continue;
+    const manifest = read(blob) as unknown as { config: Descriptor; layers: Descriptor[] };
+    live.add(manifest.config.digest);
+    for (const l of manifest.layers) live.add(l.digest);
+  }
+  for (const f of readdirSync(store)) {
+    // Temporary files of a build under way are not blobs yet.
+    if (/^[0-9a-f]{64}$/.test(f) && !live.has(`sha256:${f}`) && old(join(store, f))) rmSync(join(store, f), { force: true });
+  }
+}
+
 function resolveSource(from: FileSource, o: ImageBuildOptions): string | undefined {
   let file: string;
   if ('bin' in from) file = join(o.nodeBinDir, from.bin);
@@ -177,6 +235,7 @@ async function buildBase(store: BlobStore, root: string, logs: string, base: Deb
   if (existsSync(record)) {
     const layer = JSON.parse(readFileSync(record, 'utf8')) as Descriptor;
     if (store.has(layer.digest)) {
+      touch(record);
       return layer;
     }
   }

@@ -2,14 +2,15 @@
 // catalog, what a node's kubelet is configured with, Flannel's manifest with another network,
 // kube-proxy as kubeadm deploys it, the docker shim's templates, kind's node addresses.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { formatTemplate } from '../../lab/docker-shim.js';
 import { labHostCommandImage, labImages, labNodeImage, labPauseImage } from '../../lab/images/catalog.js';
-import { normalizeReference, tagOf } from '../../lab/images/oci.js';
+import { pruneCache } from '../../lab/images/build.js';
+import { BlobStore, normalizeReference, tagOf, writeImage } from '../../lab/images/oci.js';
 import { nodeIp } from '../../lab/kind-lab.js';
 import { flannelManifestObjects, kubeProxyObjects } from '../../lab/node/addons.js';
 import { kubeletConfig, sysctlShields } from '../../lab/node/node-config.js';
@@ -115,6 +116,31 @@ describe('addons', () => {
     const cfg = parse(cm['config.conf']!) as { mode: string; conntrack: { maxPerCore: number }; clusterCIDR: string };
     assert.deepEqual([cfg.mode, cfg.conntrack.maxPerCore, cfg.clusterCIDR], ['iptables', 0, '10.244.0.0/16']);
     assert.match(cm['kubeconfig.conf']!, /server: https:\/\/172\.18\.0\.254:6443/);
+  });
+});
+
+describe('the image cache', () => {
+  const root = mkdtempSync(join(tmpdir(), 'image-cache-'));
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  it('drops what no build used for two days, and every blob nothing left refers to', () => {
+    const store = new BlobStore(join(root, 'blobs'));
+    const base = store.putBytes('base layer', 'layer');
+    const kept = writeImage(store, [base, store.putBytes('kept files', 'layer')], { Cmd: ['/kept'] });
+    const dropped = writeImage(store, [base, store.putBytes('dropped files', 'layer')], { Cmd: ['/dropped'] });
+    for (const d of ['manifests', 'bases', 'archives']) mkdirSync(join(root, d), { recursive: true });
+    writeFileSync(join(root, 'bases', 'debian-x.json'), JSON.stringify(base));
+    writeFileSync(join(root, 'manifests', 'kept.json'), JSON.stringify(kept));
+    writeFileSync(join(root, 'manifests', 'dropped.json'), JSON.stringify(dropped));
+    writeFileSync(join(root, 'archives', 'old.oci.tar'), '');
+    const threeDaysAgo = new Date(Date.now() - 3 * 24 * 3_600_000);
+    for (const f of [join(root, 'manifests', 'dropped.json'), join(root, 'archives', 'old.oci.tar'), ...readdirSync(join(root, 'blobs', 'sha256')).map((b) => join(root, 'blobs', 'sha256', b))]) utimesSync(f, threeDaysAgo, threeDaysAgo);
+    pruneCache(root);
+    assert.deepEqual(readdirSync(join(root, 'manifests')), ['kept.json']);
+    assert.deepEqual(readdirSync(join(root, 'archives')), []);
+    assert.ok(store.has(base.digest) && store.has(kept.digest), 'what a kept image or a base refers to stays, however old');
+    assert.equal(store.has(dropped.digest), false);
+    assert.equal(readdirSync(join(root, 'blobs', 'sha256')).length, 4, 'the base, and the kept image\'s files layer, config and manifest');
   });
 });
 
