@@ -14,6 +14,8 @@ export interface NodeView {
   ready: boolean;
   /** When the Ready condition last changed. */
   readySince?: Date | undefined;
+  /** When kubelet last reported the Ready condition (whole seconds). */
+  readyHeartbeat?: Date | undefined;
   /** The legacy (Kubernetes) pod CIDRs of the node. */
   podCIDRs: string[];
   controlPlane: boolean;

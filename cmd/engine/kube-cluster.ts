@@ -43,6 +43,7 @@ export function toNodeView(node: k8s.V1Node): NodeView {
     bootID: node.status?.nodeInfo?.bootID ?? '',
     ready: ready?.status === 'True',
     readySince: ready?.lastTransitionTime ? new Date(ready.lastTransitionTime) : undefined,
+    readyHeartbeat: ready?.lastHeartbeatTime ? new Date(ready.lastHeartbeatTime) : undefined,
     podCIDRs: node.spec?.podCIDRs ?? (node.spec?.podCIDR ? [node.spec.podCIDR] : []),
     controlPlane: 'node-role.kubernetes.io/control-plane' in labels || 'node-role.kubernetes.io/master' in labels,
   };

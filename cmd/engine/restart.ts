@@ -146,14 +146,17 @@ export function restartCompletion(method: RestartMethod, before: RestartBaseline
 /**
  * `docker restart` of a kind node: the bootID and the pod UIDs stay, Ready usually stays True with
  * its old transition time. What does change: the container's start time, and kubelet's (its
- * Starting event on the Node, and every container on the node restarted). Events carry whole
- * seconds, so the request time is compared at that precision.
+ * Starting event on the Node, and every container on the node restarted); and the Ready it reports
+ * must come from the new kubelet (a heartbeat since the container started), not be the last word
+ * of the old one. Events and heartbeats carry whole seconds, so times are compared at that
+ * precision.
  */
 function kindCompletion(before: RestartBaseline, o: RestartObservation): string | undefined {
   if (!o.node.ready || !o.containerStartedAt || o.containerStartedAt.getTime() <= before.requestedAt.getTime()) return undefined;
-  const requestSecond = Math.floor(before.requestedAt.getTime() / 1000) * 1000;
+  const second = (d: Date) => Math.floor(d.getTime() / 1000) * 1000;
+  if (!o.node.readyHeartbeat || o.node.readyHeartbeat.getTime() < second(o.containerStartedAt)) return undefined;
   const container = `its container started at ${o.containerStartedAt.toISOString()}`;
-  if (o.kubeletStartedAt && o.kubeletStartedAt.getTime() >= requestSecond) return `${container} and kubelet announced its start (Starting event)`;
+  if (o.kubeletStartedAt && o.kubeletStartedAt.getTime() >= second(before.requestedAt)) return `${container} and kubelet announced its start (Starting event) and reports Ready`;
   if (daemonSetPodsRestarted(before, o.pods)) return `${container} and its DaemonSet pods restarted and are Ready`;
   return undefined;
 }

@@ -53,7 +53,8 @@ describe('restartCompletion for kind (docker restart keeps the bootID and every 
   // transition time, every container restarted once.
   const restartedPods = [dsPod('cilium', 'c1', true, 1), dsPod('kube-proxy', 'k1', true, 1)];
   const kubeletEvent = new Date(t0.getTime() + 3_000);
-  type Case = [string, { container?: Date; kubelet?: Date; ready?: boolean; pods?: PodView[] }, RegExp | undefined];
+  const heartbeat = new Date(t0.getTime() + 4_000);
+  type Case = [string, { container?: Date; kubelet?: Date; ready?: boolean; heartbeat?: Date; pods?: PodView[] }, RegExp | undefined];
   const cases: Case[] = [
     ['nothing changed yet', { pods: [dsPod('cilium', 'c1'), dsPod('kube-proxy', 'k1')] }, undefined],
     ['container restarted and kubelet announced its start', { container: started, kubelet: kubeletEvent, pods: [] }, /container started .*Starting event/],
@@ -65,10 +66,12 @@ describe('restartCompletion for kind (docker restart keeps the bootID and every 
     ['kubelet back but the container did not restart after the request', { container: new Date(t0.getTime() - 1_000), kubelet: kubeletEvent, pods: restartedPods }, undefined],
     ['the runtime cannot say when the container started', { kubelet: kubeletEvent, pods: restartedPods }, undefined],
     ['back but not Ready', { container: started, kubelet: kubeletEvent, ready: false, pods: restartedPods }, undefined],
+    ['kubelet announced its start but Ready is still the old kubelet\'s last report', { container: started, kubelet: kubeletEvent, heartbeat: new Date(t0.getTime() - 8_000), pods: restartedPods }, undefined],
+    ['a heartbeat in the second the container started (heartbeats carry whole seconds)', { container: new Date(t0.getTime() + 2_400), kubelet: kubeletEvent, heartbeat: new Date(t0.getTime() + 2_000), pods: [] }, /Starting event/],
   ];
   for (const [name, c, expected] of cases) {
     it(name, () => {
-      const how = restartCompletion('kind', before, { node: node({ ready: c.ready ?? true }), pods: c.pods ?? [], containerStartedAt: c.container, kubeletStartedAt: c.kubelet });
+      const how = restartCompletion('kind', before, { node: node({ ready: c.ready ?? true, readyHeartbeat: c.heartbeat ?? heartbeat }), pods: c.pods ?? [], containerStartedAt: c.container, kubeletStartedAt: c.kubelet });
       if (expected) assert.match(how ?? '', expected);
       else assert.equal(how, undefined);
     });
@@ -76,8 +79,8 @@ describe('restartCompletion for kind (docker restart keeps the bootID and every 
 
   it('is judged on no signal kind leaves unchanged: the reboot rule never completes such a restart', () => {
     // The rule every method used before: it waits for a new bootID or new DaemonSet pod UIDs.
-    assert.equal(rebootCompletion(before, node(), restartedPods), undefined);
-    assert.match(restartCompletion('kind', before, { node: node(), pods: restartedPods, containerStartedAt: started, kubeletStartedAt: kubeletEvent }) ?? '', /container started/);
+    assert.equal(rebootCompletion(before, node({ readyHeartbeat: heartbeat }), restartedPods), undefined);
+    assert.match(restartCompletion('kind', before, { node: node({ readyHeartbeat: heartbeat }), pods: restartedPods, containerStartedAt: started, kubeletStartedAt: kubeletEvent }) ?? '', /container started/);
   });
 });
 
