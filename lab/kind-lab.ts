@@ -11,6 +11,7 @@ import { stringify } from 'yaml';
 import { kindNodeLabels, kindNodes, type SimulatedNode } from './cluster-objects.js';
 import { startControlPlane, type ControlPlane } from './control-plane.js';
 import { buildImages, buildNodeRootfs } from './images/build.js';
+import type { DebianBase, ImageSpec } from './images/catalog.js';
 import { api, apiOrNotFound, labClient, type LabClient } from './lab-api.js';
 import { flannelManifestObjects, kubeProxyObjects } from './node/addons.js';
 import { claimPrefix, labMarker, removeLab } from './node/lab-resources.js';
@@ -39,6 +40,8 @@ export interface KindLabOptions {
   nginxReplicas?: number;
   /** Aborts a start under way (`lab down` while it comes up). */
   signal?: AbortSignal;
+  /** The images every node gets (default: lab/images/catalog.ts's labImages on labBases); add to them, e.g. Cilium's. */
+  images?: { bases: DebianBase[]; images: ImageSpec[] };
   log: (line: string) => void;
 }
 
@@ -90,7 +93,7 @@ export class KindLab {
     try {
       const progress = (line: string) => o.log(line);
       const rootfs = await buildNodeRootfs({ nodeBinDir: o.nodeBinDir, distDir: o.distDir, progress });
-      const images = await buildImages({ nodeBinDir: o.nodeBinDir, distDir: o.distDir, progress });
+      const images = await buildImages({ nodeBinDir: o.nodeBinDir, distDir: o.distDir, progress, ...(o.images ?? {}) });
       const index: RegistryIndex = {};
       for (const i of images.images) for (const n of i.names) index[n] = i.digest;
       writeFileSync(paths.registryIndex, JSON.stringify(index, null, 2));

@@ -9,7 +9,7 @@
 // when an image in it changed. IMAGE_CACHE overrides the cache root.
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -131,7 +131,7 @@ async function buildImage(b: Builder, spec: ImageSpec): Promise<Descriptor> {
     }
   }
   const sources = spec.files.map((f) => ({ ...f, file: resolveSource(f.from, o) }));
-  const fileHashes = await Promise.all(sources.map(async (s) => (s.file === undefined ? hash(String((s.from as { text: string }).text)) : sha256File(s.file))));
+  const fileHashes = await Promise.all(sources.map(async (s) => (s.file === undefined ? hash(String((s.from as { text: string }).text)) : 'tree' in s.from ? treeHash(s.file) : sha256File(s.file))));
   const key = hash(builderVersion, JSON.stringify(spec), baseLayer?.digest ?? 'scratch', ...fileHashes);
   const record = join(root, 'manifests', `${key}.json`);
   if (existsSync(record)) {
@@ -148,6 +148,10 @@ async function buildImage(b: Builder, spec: ImageSpec): Promise<Descriptor> {
       for (const s of sources) {
         const target = join(stage, s.path);
         mkdirSync(dirname(target), { recursive: true });
+        if ('tree' in s.from) {
+          cpSync(s.file!, target, { recursive: true, preserveTimestamps: false });
+          continue;
+        }
         if (s.file === undefined) writeFileSync(target, (s.from as { text: string }).text);
         else copyFileSync(s.file, target);
         chmodSync(target, s.mode ?? ('text' in s.from || 'dist' in s.from || 'repo' in s.from ? 0o644 : 0o755));
@@ -162,6 +166,21 @@ async function buildImage(b: Builder, spec: ImageSpec): Promise<Descriptor> {
   writeFileSync(record, JSON.stringify(manifest));
   progress(`image ${spec.names[0]}: built (${((Date.now() - t0) / 1000).toFixed(0)}s)`);
   return manifest;
+}
+
+/** A directory's content hash: every file's path, mode and content, in order. */
+async function treeHash(dir: string): Promise<string> {
+  const parts: string[] = [];
+  const walk = async (d: string, rel: string): Promise<void> => {
+    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p, `${rel}${e.name}/`);
+      else if (e.isFile()) parts.push(`${rel}${e.name}:${statSync(p).mode.toString(8)}:${await sha256File(p)}`);
+      else if (e.isSymbolicLink()) parts.push(`${rel}${e.name}->${readlinkSync(p)}`);
+    }
+  };
+  await walk(dir, '');
+  return hash(...parts);
 }
 
 /** Marks a cached item as used now (pruneCache keeps what was used recently). */
@@ -220,6 +239,7 @@ function resolveSource(from: FileSource, o: ImageBuildOptions): string | undefin
   else if ('dist' in from) file = join(o.distDir, from.dist);
   else if ('host' in from) file = from.host;
   else if ('repo' in from) file = join(o.distDir, '..', from.repo);
+  else if ('tree' in from) file = from.tree;
   else return undefined;
   if (!existsSync(file)) {
     const how = 'bin' in from ? 'build the node binaries: make bins' : 'dist' in from ? 'build it: make build' : 'repo' in from ? 'a file of the repository' : 'it is a file of this machine';

@@ -31,13 +31,15 @@ export type FileSource =
   /** Literal content. */
   | { text: string }
   /** A file of the repository, relative to its root, e.g. `lab/node/node-init.sh`. */
-  | { repo: string };
+  | { repo: string }
+  /** A whole directory of this machine (e.g. Cilium's BPF sources), copied with its modes. */
+  | { tree: string };
 
 export interface ImageFile {
-  /** Absolute path inside the image. */
+  /** Absolute path inside the image (for a `tree`, the directory it becomes). */
   path: string;
   from: FileSource;
-  /** Default: 0755 for binaries and host files, 0644 for dist files and text. */
+  /** Default: 0755 for binaries and host files, 0644 for dist files and text; a tree keeps its own. */
   mode?: number;
 }
 

@@ -2,6 +2,7 @@
 // catalog, what a node's kubelet is configured with, Flannel's manifest with another network,
 // kube-proxy as kubeadm deploys it, the docker shim's templates, kind's node addresses.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +10,7 @@ import { after, describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { formatTemplate } from '../../lab/docker-shim.js';
 import { labHostCommandImage, labImages, labNodeImage, labPauseImage } from '../../lab/images/catalog.js';
-import { pruneCache } from '../../lab/images/build.js';
+import { buildImages, pruneCache } from '../../lab/images/build.js';
 import { BlobStore, normalizeReference, tagOf, writeImage } from '../../lab/images/oci.js';
 import { nodeIp } from '../../lab/kind-lab.js';
 import { flannelManifestObjects, kubeProxyObjects } from '../../lab/node/addons.js';
@@ -141,6 +142,43 @@ describe('the image cache', () => {
     assert.ok(store.has(base.digest) && store.has(kept.digest), 'what a kept image or a base refers to stays, however old');
     assert.equal(store.has(dropped.digest), false);
     assert.equal(readdirSync(join(root, 'blobs', 'sha256')).length, 4, 'the base, and the kept image\'s files layer, config and manifest');
+  });
+});
+
+describe('building an image (scratch, no Debian base) into an archive ctr imports', () => {
+  const root = mkdtempSync(join(tmpdir(), 'image-build-'));
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  it('places binaries, text and whole trees, names every manifest, and reuses what did not change', async () => {
+    const src = join(root, 'src');
+    mkdirSync(join(src, 'bpf', 'lib'), { recursive: true });
+    writeFileSync(join(src, 'bpf', 'bpf_host.c'), 'int x;\n');
+    writeFileSync(join(src, 'bpf', 'lib', 'common.h'), '#define Y 1\n');
+    writeFileSync(join(src, 'agent'), '#!/bin/sh\n', { mode: 0o755 });
+    const spec = { names: ['quay.io/cilium/cilium:v1.18.3'], files: [
+      { path: '/usr/bin/cilium-agent', from: { host: join(src, 'agent') } },
+      { path: '/var/lib/cilium/bpf', from: { tree: join(src, 'bpf') } },
+      { path: '/etc/motd', from: { text: 'lab\n' } },
+    ], config: { Entrypoint: ['/usr/bin/cilium-agent'] } };
+    const lines: string[] = [];
+    const o = { cacheRoot: join(root, 'cache'), nodeBinDir: root, distDir: join(root, 'dist'), images: [spec], progress: (l: string) => lines.push(l) };
+    const built = await buildImages(o);
+    const listing = execFileSync('tar', ['-tvf', built.archive], { encoding: 'utf8' });
+    assert.match(listing, /index\.json/);
+    const index = JSON.parse(execFileSync('tar', ['-xOf', built.archive, 'index.json'], { encoding: 'utf8' })) as { manifests: { annotations: Record<string, string> }[] };
+    assert.deepEqual(index.manifests.map((m) => m.annotations['io.containerd.image.name']), ['quay.io/cilium/cilium:v1.18.3']);
+    const manifest = JSON.parse(readFileSync(join(built.blobs, 'sha256', built.images[0]!.digest.slice(7)), 'utf8')) as { layers: { digest: string }[] };
+    const layer = execFileSync('tar', ['-tvf', join(built.blobs, 'sha256', manifest.layers[0]!.digest.slice(7))], { encoding: 'utf8' });
+    for (const f of ['./usr/bin/cilium-agent', './var/lib/cilium/bpf/bpf_host.c', './var/lib/cilium/bpf/lib/common.h', './etc/motd']) assert.match(layer, new RegExp(`${f.replace(/\./g, '\\.')}$`, 'm'));
+    assert.match(layer, /^-rwxr-xr-x 0\/0 .* \.\/usr\/bin\/cilium-agent$/m);
+    assert.ok(lines.some((l) => /image quay\.io\/cilium\/cilium:v1\.18\.3: built/.test(l)));
+    // Again: nothing rebuilt, the same archive.
+    lines.length = 0;
+    assert.equal((await buildImages(o)).archive, built.archive);
+    assert.deepEqual(lines.filter((l) => /built/.test(l)), []);
+    // A file of the tree changes: a new image.
+    writeFileSync(join(src, 'bpf', 'lib', 'common.h'), '#define Y 2\n');
+    assert.notEqual((await buildImages(o)).images[0]!.digest, built.images[0]!.digest);
   });
 });
 
