@@ -5,7 +5,7 @@
 // mirror serving the same images to pulls. The machine reaches the API server only through a
 // forwarder on its loopback; no route leads from the machine into the lab or out of it.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { kindNodeLabels, kindNodes, type SimulatedNode } from './cluster-objects.js';
@@ -304,16 +304,6 @@ export class KindLab {
       const x = await d();
       return `${x.status.readyReplicas ?? 0}/${x.spec.replicas} Ready`;
     });
-  }
-
-  /** The node logs a failed start points to. */
-  logFiles(): string[] {
-    const out: string[] = [];
-    for (const n of this.nodes.values()) {
-      const dir = join(n.o.dir, 'var', 'log');
-      if (existsSync(dir)) for (const f of readdirSync(dir).filter((x) => x.endsWith('.log'))) out.push(join(dir, f));
-    }
-    return out;
   }
 }
 

@@ -6,7 +6,7 @@
 // the marker file `.cilium-migrate-lab`; nothing without it is ever removed.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const labMarker = '.cilium-migrate-lab';
@@ -243,13 +243,4 @@ export async function reapStaleLabs(): Promise<string[]> {
     left.push(...await removeLab(r.prefix, r.stateDir));
   }
   return left;
-}
-
-/** Removes a file if it exists (for sockets and pid files in a state directory). */
-export function unlinkQuiet(file: string): void {
-  try {
-    unlinkSync(file);
-  } catch {
-    // not there
-  }
 }
