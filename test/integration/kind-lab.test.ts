@@ -154,7 +154,7 @@ describe('the real-node lab: kind without docker', () => {
 
   it('a node is a machine of its own: docker exec sees its hostname, CNI config and boot ID; the sysctls kubelet set stayed inside it', async () => {
     const docker = join(stateDir, 'bin', 'docker');
-    const inNode = execFileSync(docker, ['exec', 'kind-worker2', 'sh', '-c', 'hostname; ls /etc/cni/net.d; for f in kernel/random/boot_id vm/overcommit_memory kernel/panic; do sed -n 1p /proc/sys/$f; done'], { encoding: 'utf8' }).split('\n');
+    const inNode = execFileSync(docker, ['exec', 'kind-worker2', 'sh', '-c', 'hostname; ls /etc/cni/net.d; for f in kernel/random/boot_id vm/overcommit_memory kernel/panic; do echo "$(cat /proc/sys/$f)"; done'], { encoding: 'utf8' }).split('\n');
     assert.deepEqual(inNode.slice(0, 2), ['kind-worker2', '10-flannel.conflist']);
     assert.equal(inNode[2], (await node('kind-worker2')).status.nodeInfo.bootID);
     assert.notEqual(inNode[2], readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
