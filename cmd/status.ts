@@ -1,5 +1,6 @@
 // `status`: where the migration stands, per node and for the cluster.
 import { migrationLabel } from '../lib/defaults.js';
+import { flagCoercion, labelKey } from '../lib/flag-values.js';
 import { defineCommand } from './context.js';
 import { clusterStatus, readCluster, type ClusterStatus } from './migration/cluster-view.js';
 import { render } from './output.js';
@@ -18,7 +19,7 @@ function human(s: ClusterStatus, wide: boolean): string {
 export const statusCommand = defineCommand({
   command: 'status',
   describe: 'Show each node\'s migration phase, overlay, pod CIDRs, pods per overlay and probe agent',
-  builder: (y) => y.option('label-key', { type: 'string', default: migrationLabel, describe: 'Label the CiliumNodeConfig selects on' }),
+  builder: (y) => y.option('label-key', { type: 'string', default: migrationLabel, coerce: flagCoercion('label-key', labelKey), describe: 'Label the CiliumNodeConfig selects on' }),
   run: async (ctx, args) => {
     const status = clusterStatus(await readCluster(ctx.kube()), args['label-key']);
     ctx.io.out(render(status, ctx.options.output, human));

@@ -1,6 +1,8 @@
 // Read-only checks before a migration: each pitfall of REFERENCE.md section 1 that can be seen from
 // the API is detected here, with a one-line fix. Gathering reads the cluster; judging is pure.
 import { cidrContains, cidrsOverlap, parseCidr } from '../../lib/cidr.js';
+import { ciliumNodeConfigName, lockLeaseName } from '../../lib/defaults.js';
+import { finalizeRecordName } from './finalize.js';
 import { preferredNodeConfigVersion } from './node-config.js';
 import { call, statusCode, type k8s, type Kube } from '../../lib/kube.js';
 
@@ -33,52 +35,94 @@ export interface PreflightFacts {
   agentNodes: Set<string>;
   zeroDisruptionPdbs: string[];
   networkPolicies: number;
-  /** "verb resource" pairs the caller may not do. */
+  /** The permissions the caller may not use, described. */
   deniedPermissions: string[];
+  /** How many permissions were checked. */
+  checkedPermissions: number;
   serviceCidr: string;
   /** The Cilium CIDR to check when cilium-config has none (not installed yet). */
   ciliumCidrFlag: string;
 }
 
-/**
- * What the plugin does with the API, for the permission check. manifests/rbac/plugin-clusterrole.yaml
- * grants exactly these (test/unit/plugin-rbac.test.ts holds the two together): add a permission to both.
- */
-export const requiredPermissions: { verb: string; group: string; resource: string; subresource?: string }[] = [
-  { verb: 'get', group: '', resource: 'nodes' },
-  { verb: 'list', group: '', resource: 'nodes' },
-  { verb: 'patch', group: '', resource: 'nodes' },
-  { verb: 'list', group: '', resource: 'pods' },
-  { verb: 'get', group: '', resource: 'pods' },
-  // The reachability matrix: each agent's row through the API server's pod proxy.
-  { verb: 'get', group: '', resource: 'pods', subresource: 'proxy' },
-  { verb: 'create', group: '', resource: 'pods' },
-  { verb: 'delete', group: '', resource: 'pods' },
-  { verb: 'create', group: '', resource: 'pods', subresource: 'eviction' },
-  { verb: 'create', group: '', resource: 'events' },
-  { verb: 'list', group: 'networking.k8s.io', resource: 'networkpolicies' },
-  { verb: 'get', group: 'apps', resource: 'daemonsets' },
-  { verb: 'patch', group: 'apps', resource: 'daemonsets' },
-  { verb: 'delete', group: 'apps', resource: 'daemonsets' },
-  { verb: 'get', group: '', resource: 'configmaps' },
-  { verb: 'create', group: '', resource: 'configmaps' },
-  { verb: 'update', group: '', resource: 'configmaps' },
-  { verb: 'list', group: 'apps', resource: 'daemonsets' },
-  { verb: 'list', group: 'policy', resource: 'poddisruptionbudgets' },
-  { verb: 'get', group: 'coordination.k8s.io', resource: 'leases' },
-  { verb: 'create', group: 'coordination.k8s.io', resource: 'leases' },
-  { verb: 'update', group: 'coordination.k8s.io', resource: 'leases' },
-  { verb: 'delete', group: 'coordination.k8s.io', resource: 'leases' },
-  { verb: 'get', group: 'cilium.io', resource: 'ciliumnodes' },
-  { verb: 'list', group: 'cilium.io', resource: 'ciliumnodes' },
-  { verb: 'list', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
-  { verb: 'get', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
-  // Server-side apply needs create as well as patch when the object does not exist yet.
-  { verb: 'create', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
-  { verb: 'patch', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
-  { verb: 'delete', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
-  { verb: 'get', group: 'apiextensions.k8s.io', resource: 'customresourcedefinitions' },
+/** One permission the plugin uses: where (namespace; none = cluster-wide) and on what (name; none = any). */
+export interface Permission {
+  verb: string;
+  group: string;
+  resource: string;
+  subresource?: string | undefined;
+  namespace?: string | undefined;
+  name?: string | undefined;
+}
+
+/** Where the plugin's objects are: the namespaces its flags name. */
+export interface PermissionScope {
+  ciliumNamespace: string;
+  verifyNamespace: string;
+  agentNamespace: string;
+  /** The legacy CNI's DaemonSet (deleted by finalize --yes) and, for Flannel, its ConfigMap. */
+  legacy?: { namespace: string; daemonSet: string; configMap?: string | undefined } | undefined;
+}
+
+/** The legacy CNIs the plugin knows, where their manifests put them (manifests/rbac names each). */
+export const knownLegacyCnis: NonNullable<PermissionScope['legacy']>[] = [
+  { namespace: 'kube-flannel', daemonSet: 'kube-flannel-ds', configMap: 'kube-flannel-cfg' },
+  { namespace: 'kube-system', daemonSet: 'kube-flannel-ds', configMap: 'kube-flannel-cfg' },
+  { namespace: 'kube-system', daemonSet: 'calico-node' },
+  { namespace: 'kube-system', daemonSet: 'aws-node' },
 ];
+
+/**
+ * What the plugin does with the API, and where: the permission check of preflight asks the API
+ * server about each (SelfSubjectAccessReview with its namespace and name). manifests/rbac grants
+ * exactly these for the default namespaces (test/unit/plugin-rbac.test.ts holds the two together):
+ * add a permission to both.
+ */
+export function requiredPermissions(scope: PermissionScope): Permission[] {
+  const core = (verb: string, resource: string, extra: Partial<Permission> = {}): Permission => ({ verb, group: '', resource, ...extra });
+  const c = scope.ciliumNamespace;
+  return [
+    // Cluster-wide by nature: nodes, listing every node's pods, evicting any workload.
+    core('get', 'nodes'),
+    core('list', 'nodes'),
+    core('patch', 'nodes'),
+    core('list', 'pods'),
+    core('create', 'pods', { subresource: 'eviction' }),
+    { verb: 'get', group: 'apps', resource: 'daemonsets' },
+    { verb: 'list', group: 'apps', resource: 'daemonsets' },
+    { verb: 'list', group: 'policy', resource: 'poddisruptionbudgets' },
+    { verb: 'list', group: 'networking.k8s.io', resource: 'networkpolicies' },
+    { verb: 'get', group: 'cilium.io', resource: 'ciliumnodes' },
+    { verb: 'list', group: 'cilium.io', resource: 'ciliumnodes' },
+    { verb: 'get', group: 'apiextensions.k8s.io', resource: 'customresourcedefinitions', name: 'ciliumnodeconfigs.cilium.io' },
+    // The Cilium namespace: the lock, cilium-config, finalize's record, the CiliumNodeConfig, the
+    // Cilium agent pods and the host-command pods.
+    { verb: 'create', group: 'coordination.k8s.io', resource: 'leases', namespace: c },
+    ...['get', 'update', 'delete'].map((verb) => ({ verb, group: 'coordination.k8s.io', resource: 'leases', namespace: c, name: lockLeaseName })),
+    core('get', 'configmaps', { namespace: c, name: 'cilium-config' }),
+    ...['get', 'create', 'patch'].map((verb) => core(verb, 'configmaps', { namespace: c, name: finalizeRecordName })),
+    { verb: 'patch', group: 'apps', resource: 'daemonsets', namespace: c, name: 'cilium' },
+    { verb: 'list', group: 'cilium.io', resource: 'ciliumnodeconfigs', namespace: c },
+    ...['get', 'create', 'patch', 'delete'].map((verb) => ({ verb, group: 'cilium.io', resource: 'ciliumnodeconfigs', namespace: c, name: ciliumNodeConfigName })),
+    ...['get', 'list', 'create', 'delete'].map((verb) => core(verb, 'pods', { namespace: c })),
+    // The verify pod, and the Events on Nodes (which live in default).
+    ...['get', 'create', 'delete'].map((verb) => core(verb, 'pods', { namespace: scope.verifyNamespace })),
+    core('create', 'events', { namespace: 'default' }),
+    // The probe agents' rows, through the pod proxy.
+    core('get', 'pods', { subresource: 'proxy', namespace: scope.agentNamespace }),
+    // The legacy CNI: its configuration, and its DaemonSet that finalize --yes deletes.
+    ...(scope.legacy
+      ? [
+          { verb: 'delete', group: 'apps', resource: 'daemonsets', namespace: scope.legacy.namespace, name: scope.legacy.daemonSet },
+          ...(scope.legacy.configMap ? [core('get', 'configmaps', { namespace: scope.legacy.namespace, name: scope.legacy.configMap })] : []),
+        ]
+      : []),
+  ];
+}
+
+/** "verb resource[/sub][.group] [in ns] [name]", for messages. */
+export function describePermission(p: Permission): string {
+  return `${p.verb} ${p.resource}${p.subresource ? `/${p.subresource}` : ''}${p.group ? `.${p.group}` : ''}${p.name ? ` ${p.name}` : ''}${p.namespace ? ` in ${p.namespace}` : ''}`;
+}
 
 /** Judges the facts; pure. */
 export function preflightChecks(f: PreflightFacts): Check[] {
@@ -134,7 +178,7 @@ export function preflightChecks(f: PreflightFacts): Check[] {
 
   add('NetworkPolicies', f.networkPolicies ? 'warn' : 'pass', f.networkPolicies ? `${f.networkPolicies} present` : 'none', 'Cilium enforces them after finalize; make sure they allow the Cilium pod CIDR (and the probe agents)');
 
-  add('permissions', f.deniedPermissions.length ? 'fail' : 'pass', f.deniedPermissions.length ? `not allowed: ${f.deniedPermissions.join(', ')}` : `all ${requiredPermissions.length} permissions the plugin uses`, 'bind the plugin\'s ClusterRole to your user (see README)');
+  add('permissions', f.deniedPermissions.length ? 'fail' : 'pass', f.deniedPermissions.length ? `not allowed: ${f.deniedPermissions.join(', ')}` : `all ${f.checkedPermissions} permissions the plugin uses`, 'apply manifests/rbac (plugin.yaml, and flannel.yaml for Flannel in kube-flannel) and put your user in the group cilium-migrate (see README "Permissions")');
   return checks;
 }
 
@@ -175,7 +219,7 @@ export async function detectLegacyCni(kube: Kube, daemonSets: k8s.V1DaemonSet[])
 }
 
 /** Reads the facts from the cluster. */
-export async function gatherFacts(kube: Kube, opts: { agentNamespace: string; serviceCidr: string; ciliumCidr: string }): Promise<PreflightFacts> {
+export async function gatherFacts(kube: Kube, opts: { agentNamespace: string; ciliumNamespace: string; verifyNamespace: string; serviceCidr: string; ciliumCidr: string }): Promise<PreflightFacts> {
   const [dss, nodes, pods, pdbs, netpols, crd, ciliumConfig] = await Promise.all([
     call(kube, 'list daemonsets', () => kube.apps.listDaemonSetForAllNamespaces()),
     call(kube, 'list nodes', () => kube.core.listNode()),
@@ -183,18 +227,27 @@ export async function gatherFacts(kube: Kube, opts: { agentNamespace: string; se
     call(kube, 'list poddisruptionbudgets', () => kube.policy.listPodDisruptionBudgetForAllNamespaces()),
     call(kube, 'list networkpolicies', () => optional(() => kube.networking.listNetworkPolicyForAllNamespaces())),
     call(kube, 'get crd ciliumnodeconfigs.cilium.io', () => optional(() => kube.extensions.readCustomResourceDefinition({ name: 'ciliumnodeconfigs.cilium.io' }))),
-    call(kube, 'get configmap kube-system/cilium-config', () => optional(() => kube.core.readNamespacedConfigMap({ namespace: 'kube-system', name: 'cilium-config' }))),
+    call(kube, `get configmap ${opts.ciliumNamespace}/cilium-config`, () => optional(() => kube.core.readNamespacedConfigMap({ namespace: opts.ciliumNamespace, name: 'cilium-config' }))),
   ]);
 
   const legacy = await detectLegacyCni(kube, dss.items);
 
+  const [legacyNamespace, legacyDaemonSet] = legacy?.daemonSet.split('/') ?? [];
+  const permissions = requiredPermissions({
+    ciliumNamespace: opts.ciliumNamespace,
+    verifyNamespace: opts.verifyNamespace,
+    agentNamespace: opts.agentNamespace,
+    legacy: legacyNamespace && legacyDaemonSet ? { namespace: legacyNamespace, daemonSet: legacyDaemonSet, ...(legacy?.kind === 'flannel' ? { configMap: 'kube-flannel-cfg' } : {}) } : undefined,
+  });
   const denied: string[] = [];
   await Promise.all(
-    requiredPermissions.map(async (p) => {
+    permissions.map(async (p) => {
       const review = await call(kube, 'selfsubjectaccessreview', () =>
-        kube.authorization.createSelfSubjectAccessReview({ body: { spec: { resourceAttributes: { verb: p.verb, group: p.group, resource: p.resource, ...(p.subresource ? { subresource: p.subresource } : {}) } } } }),
+        kube.authorization.createSelfSubjectAccessReview({
+          body: { spec: { resourceAttributes: { verb: p.verb, group: p.group, resource: p.resource, ...(p.subresource ? { subresource: p.subresource } : {}), ...(p.namespace ? { namespace: p.namespace } : {}), ...(p.name ? { name: p.name } : {}) } } },
+        }),
       );
-      if (!review.status?.allowed) denied.push(`${p.verb} ${p.resource}${p.subresource ? `/${p.subresource}` : ''}${p.group ? `.${p.group}` : ''}`);
+      if (!review.status?.allowed) denied.push(describePermission(p));
     }),
   );
 
@@ -207,6 +260,7 @@ export async function gatherFacts(kube: Kube, opts: { agentNamespace: string; se
     zeroDisruptionPdbs: pdbs.items.filter((p) => (p.status?.disruptionsAllowed ?? 0) === 0 && (p.status?.expectedPods ?? 0) > 0).map((p) => `${p.metadata?.namespace}/${p.metadata?.name}`),
     networkPolicies: netpols?.items.length ?? 0,
     deniedPermissions: denied.sort(),
+    checkedPermissions: permissions.length,
     serviceCidr: opts.serviceCidr,
     ciliumCidrFlag: opts.ciliumCidr,
   };
