@@ -1,7 +1,7 @@
 // `node NODE...`: migrates the named nodes one after another through the step machine.
 import { randomBytes } from 'node:crypto';
 import { ciliumNamespace, defaultConnectivity, defaultGate, defaultTimeouts, hostCommandImage, limits, lockLeaseName, lockTtlSeconds, migrationLabel, verifyImage } from '../lib/defaults.js';
-import { duration, flagCoercion, gracePeriod, imageReference, integer, labelKey, labelSelector, listCoercion, namespace, nodeName, requireCompanion, restartCommandTemplate } from '../lib/flag-values.js';
+import { duration, flagCoercion, gracePeriod, lastOccurrence, imageReference, integer, labelKey, labelSelector, listCoercion, namespace, nodeName, requireCompanion, restartCommandTemplate } from '../lib/flag-values.js';
 import { InterruptedError, UnreachableError, UsageError } from '../lib/errors.js';
 import type { Kube } from '../lib/kube.js';
 import { defineCommand, type CommandContext } from './context.js';
@@ -296,7 +296,7 @@ export const engineFlags = {
   'pod-selector': { type: 'string', coerce: flagCoercion('pod-selector', labelSelector), describe: 'Only evict pods matching this label selector; refused when pods outside it would be stopped by the restart' },
   'disable-eviction': { type: 'boolean', default: false, describe: 'Delete pods instead of evicting them: BYPASSES PodDisruptionBudgets' },
   'parallelism': { type: 'string', default: String(defaultDrainOptions.parallelism), coerce: flagCoercion('parallelism', integer(1, limits.parallelism)), describe: `Evictions in flight at once (1-${limits.parallelism})` },
-  'restart': { type: 'string', choices: restartMethods, describe: 'How to restart the node: kind (docker restart; default for kind nodes), reboot, exec, none' },
+  'restart': { type: 'string', choices: restartMethods, coerce: lastOccurrence<RestartMethod | undefined>, describe: 'How to restart the node: kind (docker restart; default for kind nodes), reboot, exec, none' },
   'restart-command': { type: 'string', coerce: flagCoercion('restart-command', restartCommandTemplate), describe: 'With --restart exec: a command with {node}, e.g. "ssh {node} sudo systemctl reboot"' },
   'restart-timeout': { type: 'string', default: `${defaultTimeouts.nodeRestartSeconds}s`, coerce: wait('restart-timeout'), describe: 'How long the node may take to come back, 1s to 24h' },
   'agent-restart-timeout': { type: 'string', default: `${defaultTimeouts.agentRestartSeconds}s`, coerce: wait('agent-restart-timeout'), describe: 'How long the new Cilium agent pod may take to be Ready, 1s to 24h' },
@@ -305,7 +305,7 @@ export const engineFlags = {
   'verify-namespace': { type: 'string', default: 'default', coerce: flagCoercion('verify-namespace', namespace), describe: 'Namespace of the short-lived verify pod' },
   'verify-image': { type: 'string', default: verifyImage, coerce: flagCoercion('verify-image', imageReference), describe: 'Image of the verify pod' },
   'verify-timeout': { type: 'string', default: `${defaultTimeouts.verifySeconds}s`, coerce: wait('verify-timeout'), describe: 'How long the verify pod may take to get an IP, 1s to 24h' },
-  'gate': { type: 'string', choices: gateKinds, default: 'matrix' as GateKind, describe: 'matrix: the probe agents\' reachability matrix (needs the agent DaemonSet); cluster-state: only Cilium agent readiness and new pod IPs (no probes)' },
+  'gate': { type: 'string', choices: gateKinds, default: 'matrix' as GateKind, coerce: lastOccurrence<GateKind>, describe: 'matrix: the probe agents\' reachability matrix (needs the agent DaemonSet); cluster-state: only Cilium agent readiness and new pod IPs (no probes)' },
   ...matrixFlags,
   'gate-rounds': { type: 'string', default: String(defaultGate.rounds), coerce: flagCoercion('gate-rounds', integer(1, limits.gateRounds)), describe: `Consecutive passing gate rounds needed (N, 1-${limits.gateRounds})` },
   'gate-interval': { type: 'string', default: `${defaultGate.intervalSeconds}s`, coerce: flagCoercion('gate-interval', duration(limits.readIntervalFloorMs, 3_600_000)), describe: 'Time between gate rounds, 1s to 1h' },

@@ -2,7 +2,7 @@
 import { writeFile } from 'node:fs/promises';
 import { parse } from 'yaml';
 import { ciliumClusterCidr, ciliumVxlanPort, legacyClusterCidr, legacyVxlanPort } from '../lib/defaults.js';
-import { cidr, ciliumVersion, flagCoercion, podCidrLimits, port, refuseOverlap } from '../lib/flag-values.js';
+import { cidr, ciliumVersion, flagCoercion, lastOccurrence, podCidrLimits, port, refuseOverlap } from '../lib/flag-values.js';
 import { ConfigError } from '../lib/errors.js';
 import { defineCommand } from './context.js';
 import { valuesYaml, type ValuesPhase } from './migration/helm-values.js';
@@ -12,7 +12,7 @@ export const valuesCommand = defineCommand({
   describe: 'Print the Cilium Helm values for the migration (--phase initial) or for after it (--phase final)',
   builder: (y) =>
     y
-      .option('phase', { choices: ['initial', 'final'] as const, demandOption: true, describe: 'initial: install Cilium next to the legacy CNI; final: after the last node' })
+      .option('phase', { choices: ['initial', 'final'] as const, demandOption: true, coerce: lastOccurrence<'initial' | 'final'>, describe: 'initial: install Cilium next to the legacy CNI; final: after the last node' })
       .option('cilium-version', { type: 'string', demandOption: true, coerce: flagCoercion('cilium-version', ciliumVersion), describe: 'Target Cilium version (key names differ between versions), e.g. 1.16.3' })
       .option('cilium-cidr', { type: 'string', default: ciliumClusterCidr, coerce: flagCoercion('cilium-cidr', cidr(podCidrLimits)), describe: 'Cilium\'s cluster-pool pod CIDR, distinct from the legacy one' })
       .option('legacy-cidr', { type: 'string', default: legacyClusterCidr, coerce: flagCoercion('legacy-cidr', cidr(podCidrLimits)), describe: 'The legacy CNI\'s pod CIDR, which --cilium-cidr must not overlap (Flannel\'s default; k3s uses 10.42.0.0/16, Calico often 192.168.0.0/16)' })

@@ -48,6 +48,9 @@ export function flagCoercion<T>(flag: string, parse: Parser<T>): (raw: unknown) 
   };
 }
 
+/** For a flag with `choices` (which yargs checks): the last occurrence of a repeated flag counts. */
+export const lastOccurrence = <T>(raw: T | T[]): T => (Array.isArray(raw) ? (raw.at(-1) as T) : raw);
+
 /** The same for a positional argument (`name` as the usage line shows it). */
 export function positionalCoercion<T>(name: string, parse: Parser<T>): (raw: unknown) => T {
   return (raw: unknown) => parseValue(name, String(Array.isArray(raw) ? raw.at(-1) : raw), parse);

@@ -248,6 +248,8 @@ export function readLimited(stream: NodeJS.ReadableStream, maxBytes: number): Pr
       size += b.length;
       if (size > maxBytes) {
         done = true;
+        // Read no further: whatever produces it stops when its stream is destroyed.
+        (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
         reject(new ResponseTooLargeError(maxBytes));
         return;
       }
