@@ -150,7 +150,7 @@ export function translateKubeError(err: unknown, what: string, server: string): 
   if (code !== undefined) {
     const message = apiMessage(err) ?? `HTTP ${code}`;
     if (code === 401) return new UnreachableError(`${what}: the API server at ${server} refused the credentials (401)`, 'refresh the credentials in your kubeconfig', { cause: err });
-    if (code === 403) return new CliError(`${what}: forbidden: ${message}`, ExitCode.forbidden, 'ask for the permissions listed in the README (manifests/rbac/plugin-clusterrole.yaml)', { cause: err });
+    if (code === 403) return new CliError(`${what}: forbidden: ${message}`, ExitCode.forbidden, 'ask for the permissions listed in the README (manifests/rbac/plugin.yaml)', { cause: err });
     if (code === 404) return new NotFoundError(`${what}: not found: ${message}`);
     // The server is there but cannot serve now (restarting, overloaded): worth retrying.
     if (code >= 500 || code === 429) return new UnreachableError(`${what}: the API server answered ${code}: ${message}`, 'the API server is restarting or overloaded; retry shortly', { cause: err });
@@ -393,7 +393,7 @@ export async function applyObject(kube: Pick<Kube, 'config' | 'server'>, obj: Ma
   const path = await objectPath(kube, obj);
   const failed = (res: RawResponse) => {
     const message = (res.body as { message?: string } | undefined)?.message ?? `HTTP ${res.status}`;
-    if (res.status === 403) return new CliError(`${what}: forbidden: ${message}`, ExitCode.forbidden, 'ask for the permissions listed in the README (manifests/rbac/plugin-clusterrole.yaml)');
+    if (res.status === 403) return new CliError(`${what}: forbidden: ${message}`, ExitCode.forbidden, 'ask for the permissions listed in the README (manifests/rbac/plugin.yaml)');
     if (res.status >= 500 || res.status === 429) return new UnreachableError(`${what}: the API server answered ${res.status}: ${message}`, 'retry shortly');
     return new PreconditionError(`${what}: the API server answered ${res.status}: ${message}`);
   };
@@ -431,6 +431,6 @@ export async function deleteObject(kube: Pick<Kube, 'config' | 'server'>, header
   if (res.status === 404) return false;
   if (res.status === 200 || res.status === 202) return true;
   const message = (res.body as { message?: string } | undefined)?.message ?? `HTTP ${res.status}`;
-  if (res.status === 403) throw new CliError(`${what}: forbidden: ${message}`, ExitCode.forbidden, 'ask for the permissions listed in the README (manifests/rbac/plugin-clusterrole.yaml)');
+  if (res.status === 403) throw new CliError(`${what}: forbidden: ${message}`, ExitCode.forbidden, 'ask for the permissions listed in the README (manifests/rbac/plugin.yaml)');
   throw new UnreachableError(`${what}: the API server answered ${res.status}: ${message}`, 'retry shortly');
 }
