@@ -6,7 +6,7 @@ import { defineCommand } from './context.js';
 import { migrationPlan, planWaves, readCluster } from './migration/cluster-view.js';
 import { limits } from '../lib/defaults.js';
 import { flagCoercion, integer } from '../lib/flag-values.js';
-import { engineFlags, engineOptions, runNodes, stepTable, type NodeArgs } from './node.js';
+import { checkEngineFlags, engineFlags, runNodes, stepTable, type NodeArgs } from './node.js';
 import { render } from './output.js';
 
 export const runCommand = defineCommand({
@@ -23,7 +23,7 @@ export const runCommand = defineCommand({
     const a = args as unknown as NodeArgs;
     const maxUnavailable = args['max-unavailable'];
     // Every rule between flags before the cluster is read.
-    engineOptions({ ...a, nodes: [] }, '');
+    checkEngineFlags(a);
     const plan = migrationPlan(await readCluster(ctx.kube()), { ...defaultDrainFlags, ignoreDaemonSets: a['ignore-daemonsets'], deleteEmptyDirData: a['delete-emptydir-data'], force: a.force }, maxUnavailable, new Date());
     if (plan.length === 0) {
       ctx.io.err('every node is migrated: nothing to do (next: kubectl cilium-migrate finalize)\n');

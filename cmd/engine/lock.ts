@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { lockFenceMargin } from '../../lib/defaults.js';
-import { CliError, ExitCode } from '../../lib/errors.js';
+import { CliError, ExitCode, InterruptedError } from '../../lib/errors.js';
 import type { EngineCluster, LeaseView } from './cluster.js';
 import type { Clock } from './drain.js';
 
@@ -180,7 +180,7 @@ export async function acquireLock(
       if (!told) log(`the migration lock (lease ${where}) is held by ${decision.holder}; watching for up to ${Math.ceil(decision.leftMs / 1000)}s whether it still renews it`);
       told = true;
       await clock.sleep(Math.min(1000, decision.leftMs), signal);
-      if (signal?.aborted) throw new LockedError(decision.holder, 'stopped while watching its lease', where, lease?.durationSeconds ?? options.ttlSeconds);
+      if (signal?.aborted) throw new InterruptedError(`stopped while watching the lease of ${decision.holder}; nothing was changed`);
       continue;
     }
     if (decision.kind === 'stale') log(`taking over the migration lock: ${decision.reason}`);
