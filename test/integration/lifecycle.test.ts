@@ -52,7 +52,7 @@ describe('preflight, prepare, plan, run, status, rollback and finalize', () => {
     for (const [ns, verb] of [['kube-system', 'create'], ['default', 'create'], ['kube-system', 'delete'], ['workloads', 'list']] as const) {
       assert.equal((await asOperator(['auth', 'can-i', verb, 'pods', '-n', ns])).stdout.trim(), 'yes', `${verb} pods in ${ns}`);
     }
-    assert.equal((await asOperator(['auth', 'can-i', 'create', 'pods/eviction', '-n', 'workloads'])).stdout.trim(), 'yes');
+    assert.equal((await asOperator(['auth', 'can-i', 'create', 'pods', '--subresource=eviction', '-n', 'workloads'])).stdout.trim(), 'yes');
     await cp.kubectl(['delete', 'namespace', 'workloads', '--wait=false']);
   });
 
