@@ -430,11 +430,18 @@ describe('kubectl cilium-migrate node', () => {
     })();
     const before = JSON.stringify(await node('kind-worker3'), ['metadata', 'labels', 'annotations', 'spec', 'unschedulable']);
     let held;
+    let others;
     try {
       held = await runPlugin(base('kind-worker3'), { env: env() });
+      // prepare and finalize change the cluster too: they take the same lock.
+      others = [await runPlugin(['prepare', '--kubeconfig', cp.kubeconfig], { env: env() }), await runPlugin(['finalize', '--yes', '--kubeconfig', cp.kubeconfig], { env: env() })];
     } finally {
       renewing = false;
       await holder;
+    }
+    for (const r of others) {
+      assert.equal(r.code, ExitCode.locked, r.stderr);
+      assert.match(r.stderr, /another migration run holds the lock .*it renewed the lease while we watched/);
     }
     assert.equal(held.code, ExitCode.locked, held.stderr);
     assert.match(held.stderr, /the migration lock \(lease kube-system\/cilium-migrate\) is held by run r-other \(pid 4242 on other-machine\); watching for up to 60s/);
