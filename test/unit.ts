@@ -24,6 +24,7 @@ import './unit/legacy-cni.test.js';
 import './unit/lifecycle.test.js';
 import './unit/lock.test.js';
 import './unit/matrix.test.js';
+import './unit/overlay.test.js';
 import './unit/restart.test.js';
 import './unit/retry.test.js';
 import './unit/peers.test.js';
