@@ -131,7 +131,7 @@ export function valuesYaml(req: ValuesRequest): string {
   const v = parseCiliumVersion(req.ciliumVersion);
   doc.commentBefore = ` Cilium ${v.major}.${v.minor} Helm values, ${req.phase} phase of a live migration (kubectl cilium-migrate values).\n` +
     (req.phase === 'initial'
-      ? ' Install with: helm install cilium cilium/cilium -n kube-system --version <V> -f <this file>'
-      : ' Apply with: helm upgrade cilium cilium/cilium -n kube-system -f <this file>; then kubectl -n kube-system rollout restart ds/cilium');
+      ? ' Install with: helm install cilium cilium/cilium -n kube-system --version <V> -f <this file>\n (in another namespace, pass it to every kubectl cilium-migrate command: --cilium-namespace)'
+      : ' Apply with: helm upgrade cilium cilium/cilium -n kube-system -f <this file>; then kubectl -n kube-system rollout restart ds/cilium\n (kube-system, or Cilium\'s namespace)');
   return doc.toString();
 }
