@@ -2,7 +2,7 @@
 // downward-API ones), validated at start so a bad value stops the agent with a message.
 import yargs from 'yargs';
 import ipaddr from 'ipaddr.js';
-import { agentFullMeshMax, agentNamespace, agentPodSelector, ciliumClusterCidr, legacyClusterCidr, migrationLabel } from '../lib/defaults.js';
+import { agentFullMeshMax, agentNamespace, agentPodSelector, ciliumClusterCidr, migrationLabel } from '../lib/defaults.js';
 import { parseCidr } from '../lib/cidr.js';
 import { parseDuration } from '../lib/duration.js';
 import { ConfigError } from '../lib/errors.js';
@@ -48,8 +48,8 @@ export async function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv): 
     .option('pod-name', { type: 'string', default: env.POD_NAME, describe: 'This pod (POD_NAME, downward API metadata.name)' })
     .option('pod-namespace', { type: 'string', default: env.POD_NAMESPACE ?? agentNamespace, describe: 'This pod\'s namespace, where the other agents are (POD_NAMESPACE)' })
     .option('pod-ip', { type: 'string', default: env.POD_IP, describe: 'This pod\'s IP (POD_IP, downward API status.podIP)' })
-    .option('legacy-cidrs', { type: 'string', default: env.LEGACY_CIDRS ?? legacyClusterCidr, describe: 'The legacy CNI\'s cluster CIDRs, comma-separated (LEGACY_CIDRS)' })
-    .option('cilium-cidrs', { type: 'string', default: env.CILIUM_CIDRS ?? ciliumClusterCidr, describe: 'Cilium\'s cluster-pool CIDRs, comma-separated (CILIUM_CIDRS)' })
+    .option('legacy-cidrs', { type: 'string', default: env.LEGACY_CIDRS ?? '', describe: 'The legacy CNI\'s pod CIDRs, comma-separated, when known; they only add detail to messages: an address is legacy when it is neither a node\'s nor inside Cilium\'s CIDRs (LEGACY_CIDRS)' })
+    .option('cilium-cidrs', { type: 'string', default: env.CILIUM_CIDRS ?? ciliumClusterCidr, describe: 'Cilium\'s cluster-pool CIDRs, comma-separated; a node\'s CiliumNode CIDRs take precedence for its pods (CILIUM_CIDRS)' })
     .option('interval', { type: 'string', default: env.PROBE_INTERVAL ?? '5s', describe: 'Time between two probes of a peer per protocol (PROBE_INTERVAL)' })
     .option('focus-interval', { type: 'string', default: env.PROBE_FOCUS_INTERVAL, describe: 'Time between probes of a peer whose node is being migrated, or of every peer while this node is; default 2s, or twice --timeout if longer, at most --interval (PROBE_FOCUS_INTERVAL)' })
     .option('timeout', { type: 'string', default: env.PROBE_TIMEOUT ?? '1s', describe: 'Per-probe timeout (PROBE_TIMEOUT)' })
@@ -83,9 +83,9 @@ export async function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv): 
       throw new ConfigError(`--${flag}: ${(err as Error).message}`);
     }
   };
-  const cidrs = (value: string, flag: string) => {
+  const cidrs = (value: string, flag: string, optional = false) => {
     const items = list(value);
-    if (items.length === 0) throw new ConfigError(`--${flag} names no CIDR`);
+    if (items.length === 0 && !optional) throw new ConfigError(`--${flag} names no CIDR`);
     for (const c of items) {
       try {
         parseCidr(c);
@@ -107,7 +107,7 @@ export async function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv): 
     pod: need(args['pod-name'], 'pod-name', 'POD_NAME'),
     namespace: need(args['pod-namespace'], 'pod-namespace', 'POD_NAMESPACE'),
     ip,
-    legacyCidrs: cidrs(args['legacy-cidrs'], 'legacy-cidrs'),
+    legacyCidrs: cidrs(args['legacy-cidrs'], 'legacy-cidrs', true),
     ciliumCidrs: cidrs(args['cilium-cidrs'], 'cilium-cidrs'),
     intervalMs: duration(args.interval, 'interval'),
     focusIntervalMs: args['focus-interval'] ? duration(args['focus-interval'], 'focus-interval') : 0,

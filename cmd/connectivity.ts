@@ -1,7 +1,7 @@
 // `connectivity`: reads every agent's row, shows the reachability matrix and exits with the gate's
 // verdict (0 PASS, 8 FAIL, 9 UNKNOWN).
 import { writeFileSync } from 'node:fs';
-import { defaultConnectivity, defaultGate, migrationLabel } from '../lib/defaults.js';
+import { ciliumNamespace, defaultConnectivity, defaultGate, migrationLabel } from '../lib/defaults.js';
 import { evaluateGate, roundsVerdict, type Verdict } from '../lib/connectivity-gate.js';
 import { CliError, ConfigError, ExitCode, UsageError } from '../lib/errors.js';
 import { assembleMatrix } from '../lib/reachability.js';
@@ -10,6 +10,7 @@ import { durationFlag, matrixFlags, matrixSettings, type MatrixArgs } from './co
 import { readMatrix } from './connectivity/read-matrix.js';
 import { parseListenAddress, serveReports } from './connectivity/serve.js';
 import { connectivityReport, htmlView, terminalView, type ConnectivityReport } from './connectivity/views.js';
+import { readOverlayTunnels } from './migration/cilium-config.js';
 import { systemClock } from './engine/drain.js';
 import { render } from './output.js';
 
@@ -23,6 +24,7 @@ export interface ConnectivityArgs extends MatrixArgs {
   serve?: string | undefined;
   'label-key': string;
   'max-grid': number;
+  'cilium-namespace': string;
 }
 
 /** The start of the evidence: a duration back from now ("30s") or a time (RFC 3339). */
@@ -55,6 +57,7 @@ export const connectivityCommand = defineCommand({
       .option('html', { type: 'string', describe: 'Also write the matrix as a self-contained HTML heatmap to this file' })
       .option('serve', { type: 'string', describe: 'Serve the heatmap at http://ADDR/ (and /report.json), re-read every --interval, until Ctrl-C; ADDR is HOST:PORT, :PORT for loopback' })
       .option('label-key', { type: 'string', default: migrationLabel, describe: 'Label that moves a node to Cilium (what overlay each node should be on)' })
+      .option('cilium-namespace', { type: 'string', default: ciliumNamespace, describe: 'Namespace of Cilium: its cilium-config names the tunnel the hints talk about' })
       .option('max-grid', { type: 'number', default: defaultConnectivity.maxGridNodes, describe: 'Draw the grid up to this many nodes; above, only the summary and failing cells' })
       .example('$0 connectivity', 'the matrix, the overlay summary and the failing cells; exit code = verdict')
       .example('$0 connectivity -o wide --since 1m', 'with loss and RTT per cell, over the last minute')
@@ -72,6 +75,7 @@ export const connectivityCommand = defineCommand({
     if (args.serve !== undefined) parseListenAddress(args.serve);
     const kube = ctx.kube();
     const source = settings.source(kube, args['label-key']);
+    const tunnels = await readOverlayTunnels(kube, args['cilium-namespace']);
     // A time is a fixed start (a change); a duration slides with every round.
     const fixedSince = /^\d{4}-/.test(args.since) ? sinceTime(args.since, Date.now()) : undefined;
     // A bad --since fails here, before anything is read.
@@ -94,7 +98,7 @@ export const connectivityCommand = defineCommand({
         timing?.('CPU of this process while reading', (used.user + used.system) / 1000);
         const t0 = performance.now();
         const matrix = assembleMatrix(read, { staleRowMs: defaultConnectivity.staleRowSeconds * 1000, focus: args.focus });
-        const evaluation = evaluateGate({ matrix, focus: args.focus, policy: settings.policy });
+        const evaluation = evaluateGate({ matrix, focus: args.focus, policy: settings.policy, tunnels });
         timing?.(`assemble ${matrix.cells.length} cells and judge them`, performance.now() - t0);
         history.push(evaluation.verdict);
         const combined = roundsVerdict(history, args.rounds);

@@ -10,6 +10,7 @@ import { kubeEngineCluster } from './engine/kube-cluster.js';
 import { acquireLock } from './engine/lock.js';
 import { rollbackNode, type RollbackResult } from './engine/rollback-node.js';
 import { retryingUnreachable } from './engine/retry.js';
+import { ciliumClusterCidrs, readCiliumConfig } from './migration/cilium-config.js';
 import { readFinalizeRecord } from './migration/finalize.js';
 import { durationOf, engineFlags, engineOptions, killHook, restarterFor, type NodeArgs } from './node.js';
 import { render } from './output.js';
@@ -48,6 +49,7 @@ export const rollbackCommand = defineCommand({
     if (record) {
       throw new PreconditionError(`the migration was finalized (${record.phase} since ${record.startedAt}): the CiliumNodeConfig and the legacy CNI may be gone, so a node cannot return to it`, 'to go back now, reinstall the legacy CNI and plan a new migration');
     }
+    const clusterCidrs = ciliumClusterCidrs(await readCiliumConfig(kube, a['cilium-namespace']));
     const cluster = retryingUnreachable(kubeEngineCluster(kube), systemClock, 60_000, (what) => log(`API server unreachable during ${what}; retrying`), ctx.signal);
     const view = await cluster.getNode(args.node);
     const restarter = restarterFor(a, view, cluster, a['cilium-namespace']);
@@ -68,6 +70,7 @@ export const rollbackCommand = defineCommand({
           hostImage: args['host-image'],
           verifyNamespace: base.verifyNamespace,
           verifyImage: base.verifyImage,
+          ciliumClusterCidrs: clusterCidrs,
           timeoutsMs: { hostCommand: durationOf('host-command-timeout', args['host-command-timeout']), agentRestart: base.timeoutsMs.agentRestart, nodeRestart: base.timeoutsMs.nodeRestart, verify: base.timeoutsMs.verify },
           pollMs: base.pollMs,
         },

@@ -22,7 +22,7 @@ export const runCommand = defineCommand({
     const a = args as unknown as NodeArgs;
     const maxUnavailable = args['max-unavailable'];
     if (!(Number.isInteger(maxUnavailable) && maxUnavailable >= 1)) throw new UsageError('--max-unavailable must be a whole number of at least 1');
-    const plan = migrationPlan(await readCluster(ctx.kube()), { ...defaultDrainFlags, ignoreDaemonSets: a['ignore-daemonsets'], deleteEmptyDirData: a['delete-emptydir-data'], force: a.force }, maxUnavailable, new Date());
+    const plan = migrationPlan(await readCluster(ctx.kube(), { ciliumNamespace: a['cilium-namespace'] }), { ...defaultDrainFlags, ignoreDaemonSets: a['ignore-daemonsets'], deleteEmptyDirData: a['delete-emptydir-data'], force: a.force }, maxUnavailable, new Date());
     if (plan.length === 0) {
       ctx.io.err('every node is migrated: nothing to do (next: kubectl cilium-migrate finalize)\n');
       ctx.io.out(render([], ctx.options.output, () => ''));

@@ -15,7 +15,7 @@ export const valuesCommand = defineCommand({
       .option('cilium-version', { type: 'string', demandOption: true, describe: 'Target Cilium version (key names differ between versions), e.g. 1.16.3' })
       .option('cilium-cidr', { type: 'string', default: ciliumClusterCidr, describe: 'Cilium\'s cluster-pool pod CIDR, distinct from the legacy one' })
       .option('tunnel-port', { type: 'number', default: ciliumVxlanPort, describe: 'Cilium\'s VXLAN port, distinct from the legacy CNI\'s' })
-      .option('legacy-tunnel-port', { type: 'number', default: legacyVxlanPort, describe: 'The legacy CNI\'s VXLAN port (Flannel: 8472)' })
+      .option('legacy-tunnel-port', { type: 'number', default: legacyVxlanPort, describe: 'The legacy CNI\'s UDP tunnel port (Flannel VXLAN: 8472, Calico VXLAN: 4789; 0 when it has none: Calico IP-in-IP, AWS-CNI)' })
       .option('file', { alias: 'f', type: 'string', describe: 'Write the values to this file instead of stdout' })
       .example('$0 values --phase initial --cilium-version 1.16.3 -f values-initial.yaml', 'the seed\'s values-initial.yaml'),
   run: async (ctx, args) => {

@@ -31,7 +31,7 @@ describe('preflight', () => {
     assert.equal(r.code, 0, r.stdout + r.stderr);
     const c = checks(r.stdout);
     assert.ok([...c.values()].every((x) => x.result === 'pass'), r.stdout);
-    assert.match(c.get('legacy CNI')!.detail, /flannel \(DaemonSet kube-flannel\/kube-flannel-ds\), pod CIDR 10\.244\.0\.0\/16, VXLAN port 8472/);
+    assert.match(c.get('legacy CNI')!.detail, /flannel \(DaemonSet kube-flannel\/kube-flannel-ds\), pod CIDR 10\.244\.0\.0\/16 \(net-conf\.json in kube-flannel\/kube-flannel-cfg\), VXLAN on UDP 8472/);
     assert.match(c.get('CiliumNodeConfig API')!.detail, /cilium\.io\/v2.*uses v2/);
     const table = await runPlugin(['preflight', '--kubeconfig', cp.kubeconfig], { env: { PATH: process.env.PATH ?? '', HOME: cp.rootDir } });
     assert.match(table.stdout, /^RESULT\s+CHECK\s+DETAIL$/m);
@@ -50,7 +50,7 @@ describe('preflight', () => {
       inject: () => patchCiliumConfig({ 'tunnel-port': '8472' }),
       undo: () => patchCiliumConfig({ 'tunnel-port': '8473' }),
       check: 'tunnel ports',
-      message: /both use VXLAN on UDP 8472/,
+      message: /Cilium \(VXLAN on UDP 8472\) and flannel \(VXLAN on UDP 8472\) both bind UDP 8472/,
     },
     {
       name: 'Cilium not in migration mode',

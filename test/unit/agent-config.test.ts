@@ -10,10 +10,16 @@ describe('parseAgentConfig', () => {
   it('takes the identity from the downward-API variables and sane defaults', async () => {
     const cfg = await parseAgentConfig([], env);
     assert.deepEqual([cfg.node, cfg.pod, cfg.namespace, cfg.ip], ['kind-worker', 'agent-x', 'cilium-migrate', '10.244.1.5']);
-    assert.deepEqual(cfg.legacyCidrs, ['10.244.0.0/16']);
+    // The legacy range is not needed to classify (anything outside Cilium's CIDRs is legacy): none by default.
+    assert.deepEqual(cfg.legacyCidrs, []);
     assert.deepEqual(cfg.ciliumCidrs, ['10.245.0.0/16']);
     assert.equal(cfg.intervalMs, 5000);
     assert.deepEqual(cfg.protocols, ['icmp', 'http']);
+  });
+
+  it('takes the legacy CIDRs (Calico\'s pools here) from LEGACY_CIDRS when they are given', async () => {
+    const cfg = await parseAgentConfig([], { ...env, LEGACY_CIDRS: '192.168.0.0/16, 10.42.0.0/16' });
+    assert.deepEqual(cfg.legacyCidrs, ['192.168.0.0/16', '10.42.0.0/16']);
   });
 
   it('lets flags override the environment and adds the large-packet probe when sized', async () => {
