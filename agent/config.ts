@@ -2,7 +2,7 @@
 // downward-API ones), validated at start so a bad value stops the agent with one line and exit 2.
 import yargs from 'yargs';
 import ipaddr from 'ipaddr.js';
-import { agentFullMeshMax, agentNamespace, agentPodSelector, ciliumClusterCidr, legacyClusterCidr, migrationLabel } from '../lib/defaults.js';
+import { agentFullMeshMax, agentNamespace, agentPodSelector, ciliumClusterCidr, migrationLabel } from '../lib/defaults.js';
 import { UsageError } from '../lib/errors.js';
 import { badValue, cidrList, duration, flagCoercion, integer, labelKey, labelSelector, namespace, nodeName, objectName, podCidrLimits, port, ratio, refuseOverlap } from '../lib/flag-values.js';
 import type { ProbeProtocol } from '../lib/row.js';
@@ -54,8 +54,8 @@ export async function parseAgentCommandLine(argv: string[], env: NodeJS.ProcessE
     .option('pod-name', { type: 'string', default: env.POD_NAME, coerce: flagCoercion('pod-name', objectName), describe: 'This pod (POD_NAME, downward API metadata.name)' })
     .option('pod-namespace', { type: 'string', default: env.POD_NAMESPACE ?? agentNamespace, coerce: flagCoercion('pod-namespace', namespace), describe: 'This pod\'s namespace, where the other agents are (POD_NAMESPACE)' })
     .option('pod-ip', { type: 'string', default: env.POD_IP, describe: 'This pod\'s IP (POD_IP, downward API status.podIP)' })
-    .option('legacy-cidrs', { type: 'string', default: env.LEGACY_CIDRS ?? legacyClusterCidr, coerce: flagCoercion('legacy-cidrs', cidrList(podCidrLimits)), describe: 'The legacy CNI\'s cluster CIDRs, comma-separated (LEGACY_CIDRS)' })
-    .option('cilium-cidrs', { type: 'string', default: env.CILIUM_CIDRS ?? ciliumClusterCidr, coerce: flagCoercion('cilium-cidrs', cidrList(podCidrLimits)), describe: 'Cilium\'s cluster-pool CIDRs, comma-separated, none overlapping a legacy one (CILIUM_CIDRS)' })
+    .option('legacy-cidrs', { type: 'string', default: env.LEGACY_CIDRS ?? '', coerce: flagCoercion('legacy-cidrs', cidrList(podCidrLimits, { optional: true })), describe: 'The legacy CNI\'s pod CIDRs, comma-separated, when known; they only add detail to messages: an address is legacy when it is neither a node\'s nor inside Cilium\'s CIDRs (LEGACY_CIDRS)' })
+    .option('cilium-cidrs', { type: 'string', default: env.CILIUM_CIDRS ?? ciliumClusterCidr, coerce: flagCoercion('cilium-cidrs', cidrList(podCidrLimits)), describe: 'Cilium\'s cluster-pool CIDRs, comma-separated, none overlapping a legacy one; a node\'s CiliumNode CIDRs take precedence for its pods (CILIUM_CIDRS)' })
     .option('interval', { type: 'string', default: env.PROBE_INTERVAL ?? '5s', coerce: flagCoercion('interval', duration(100, 3_600_000)), describe: 'Time between two probes of a peer per protocol, 100ms to 1h (PROBE_INTERVAL)' })
     .option('focus-interval', { type: 'string', default: env.PROBE_FOCUS_INTERVAL, coerce: flagCoercion('focus-interval', duration(100, 3_600_000)), describe: 'Time between probes of a peer whose node is being migrated, or of every peer while this node is; default 2s, or twice --timeout if longer, at most --interval (PROBE_FOCUS_INTERVAL)' })
     .option('timeout', { type: 'string', default: env.PROBE_TIMEOUT ?? '1s', coerce: flagCoercion('timeout', duration(10, 60_000)), describe: 'Per-probe timeout, 10ms to 1m (PROBE_TIMEOUT)' })

@@ -1,16 +1,17 @@
 // `connectivity`: reads every agent's row, shows the reachability matrix and exits with the gate's
 // verdict (0 PASS, 8 FAIL, 9 UNKNOWN).
 import { writeFileSync } from 'node:fs';
-import { defaultConnectivity, defaultGate, limits, migrationLabel } from '../lib/defaults.js';
+import { ciliumNamespace, defaultConnectivity, defaultGate, limits, migrationLabel } from '../lib/defaults.js';
 import { evaluateGate, roundsVerdict, type Verdict } from '../lib/connectivity-gate.js';
 import { CliError, ConfigError, ExitCode, UsageError } from '../lib/errors.js';
 import { assembleMatrix } from '../lib/reachability.js';
 import { defineCommand } from './context.js';
-import { duration, flagCoercion, integer, labelKey, listCoercion, listenAddress, nodeName, timestamp, ValueError, type Parser } from '../lib/flag-values.js';
+import { duration, flagCoercion, integer, labelKey, listCoercion, listenAddress, namespace, nodeName, timestamp, ValueError, type Parser } from '../lib/flag-values.js';
 import { matrixFlags, matrixSettings, type MatrixArgs } from './connectivity/options.js';
 import { readMatrix } from './connectivity/read-matrix.js';
 import { serveReports } from './connectivity/serve.js';
 import { connectivityReport, htmlView, terminalView, type ConnectivityReport } from './connectivity/views.js';
+import { readOverlayTunnels } from './migration/cilium-config.js';
 import { systemClock } from './engine/drain.js';
 import { render } from './output.js';
 
@@ -28,6 +29,7 @@ export interface ConnectivityArgs extends MatrixArgs {
   serve?: { host: string; port: number } | undefined;
   'label-key': string;
   'max-grid': number;
+  'cilium-namespace': string;
 }
 
 /** --since as people write it: a duration back from now ("30s") or an RFC 3339 time. */
@@ -64,6 +66,7 @@ export const connectivityCommand = defineCommand({
       .option('html', { type: 'string', describe: 'Also write the matrix as a self-contained HTML heatmap to this file' })
       .option('serve', { type: 'string', coerce: flagCoercion('serve', listenAddress), describe: 'Serve the heatmap at http://ADDR/ (and /report.json), re-read every --interval, until Ctrl-C; ADDR is HOST:PORT, :PORT for loopback' })
       .option('label-key', { type: 'string', default: migrationLabel, coerce: flagCoercion('label-key', labelKey), describe: 'Label that moves a node to Cilium (what overlay each node should be on)' })
+      .option('cilium-namespace', { type: 'string', default: ciliumNamespace, coerce: flagCoercion('cilium-namespace', namespace), describe: 'Namespace of Cilium: its cilium-config names the tunnel the hints talk about' })
       .option('max-grid', { type: 'string', default: String(defaultConnectivity.maxGridNodes), coerce: flagCoercion('max-grid', integer(0, limits.maxGrid)), describe: `Draw the grid up to this many nodes (0-${limits.maxGrid}); above, only the summary and failing cells` })
       .example('$0 connectivity', 'the matrix, the overlay summary and the failing cells; exit code = verdict')
       .example('$0 connectivity -o wide --since 1m', 'with loss and RTT per cell, over the last minute')
@@ -79,6 +82,7 @@ export const connectivityCommand = defineCommand({
     const continuous = args.watch || args.serve !== undefined;
     const kube = ctx.kube();
     const source = settings.source(kube, args['label-key']);
+    const tunnels = await readOverlayTunnels(kube, args['cilium-namespace']);
     const show = (r: ConnectivityReport) => render(r, format, (data, wide) => terminalView(data, wide, ctx.io.isTTY, args['max-grid']));
     const history: Verdict[] = [];
     let report: ConnectivityReport | undefined;
@@ -98,7 +102,7 @@ export const connectivityCommand = defineCommand({
         timing?.('CPU of this process while reading', (used.user + used.system) / 1000);
         const t0 = performance.now();
         const matrix = assembleMatrix(read, { staleRowMs: defaultConnectivity.staleRowSeconds * 1000, focus: args.focus });
-        const evaluation = evaluateGate({ matrix, focus: args.focus, policy: settings.policy });
+        const evaluation = evaluateGate({ matrix, focus: args.focus, policy: settings.policy, tunnels });
         timing?.(`assemble ${matrix.cells.length} cells and judge them`, performance.now() - t0);
         history.push(evaluation.verdict);
         const combined = roundsVerdict(history, args.rounds);

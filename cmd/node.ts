@@ -15,6 +15,7 @@ import { acquireLock, fencedCluster, systemLockClock, type Lock } from './engine
 import { migrateNode, type BoundaryHook, type EngineOptions, type NodeResult } from './engine/migrate-node.js';
 import { chooseRestartMethod, execRestarter, kindRestarter, noneRestarter, rebootRestarter, restartMethods, type HostPodCluster, type NodeRestarter, type RestartMethod } from './engine/restart.js';
 import { retryingUnreachable } from './engine/retry.js';
+import { readOverlayTunnels } from './migration/cilium-config.js';
 import { render } from './output.js';
 import { call, serverVersion } from '../lib/kube.js';
 
@@ -225,7 +226,8 @@ export async function runNodes(ctx: CommandContext, args: NodeArgs, waves?: stri
     const settings = matrixSettings(args);
     const source = settings.source(kube, args['label-key']);
     // Idle keep-alive sockets are unref'd by node's agent: they never hold the process open.
-    gate = matrixGate(source, { policy: settings.policy, concurrency: settings.concurrency, timeoutMs: settings.timeoutMs, lookbackMs: defaultConnectivity.lookbackSeconds * 1000 }, systemClock);
+    const tunnels = await readOverlayTunnels(kube, args['cilium-namespace']);
+    gate = matrixGate(source, { policy: settings.policy, concurrency: settings.concurrency, timeoutMs: settings.timeoutMs, lookbackMs: defaultConnectivity.lookbackSeconds * 1000, tunnels }, systemClock);
   }
 
   if (args['dry-run']) {

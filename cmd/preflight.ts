@@ -18,7 +18,7 @@ export const preflightCommand = defineCommand({
   builder: (y) =>
     y
       .option('agent-namespace', { type: 'string', default: agentNamespace, coerce: flagCoercion('agent-namespace', namespace), describe: 'Namespace of the probe agents' })
-      .option('cilium-namespace', { type: 'string', default: ciliumNamespace, coerce: flagCoercion('cilium-namespace', namespace), describe: 'Namespace of Cilium (cilium-config, the CiliumNodeConfig, the lock)' })
+      .option('cilium-namespace', { type: 'string', default: ciliumNamespace, coerce: flagCoercion('cilium-namespace', namespace), describe: 'Namespace of Cilium (its Helm release): cilium-config, the cilium DaemonSet, the CiliumNodeConfig, the lock' })
       .option('verify-namespace', { type: 'string', default: 'default', coerce: flagCoercion('verify-namespace', namespace), describe: 'Namespace of the verify pods (node/run --verify-namespace), for the permission check' })
       .option('service-cidr', { type: 'string', default: '10.96.0.0/12', coerce: flagCoercion('service-cidr', cidr(serviceCidrLimits)), describe: 'The cluster\'s service CIDR (the API does not publish it)' })
       .option('cilium-cidr', { type: 'string', default: ciliumClusterCidr, coerce: flagCoercion('cilium-cidr', cidr(podCidrLimits)), describe: 'Cilium\'s pod CIDR, when cilium-config does not name one yet' }),

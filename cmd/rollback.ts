@@ -1,6 +1,5 @@
 // `rollback NODE`: returns one node to the legacy CNI (cmd/engine/rollback-node.ts); refuses once
 // finalize has begun, since the CiliumNodeConfig or the legacy CNI may be gone by then.
-import { lockTtlSeconds } from '../lib/defaults.js';
 import { duration, flagCoercion, nodeName, positionalCoercion } from '../lib/flag-values.js';
 import { PreconditionError } from '../lib/errors.js';
 import { serverVersion } from '../lib/kube.js';
@@ -9,6 +8,7 @@ import { systemClock } from './engine/drain.js';
 import { kubeEngineCluster } from './engine/kube-cluster.js';
 import { rollbackNode, type RollbackResult } from './engine/rollback-node.js';
 import { retryingUnreachable } from './engine/retry.js';
+import { ciliumClusterCidrs, readCiliumConfig } from './migration/cilium-config.js';
 import { readFinalizeRecord } from './migration/finalize.js';
 import { checkEngineFlags, drainOptions, engineFlags, fencedRestarter, killHook, lockedCluster, newRunId, restarterFor, stopCause, type NodeArgs } from './node.js';
 import { render } from './output.js';
@@ -47,9 +47,10 @@ export const rollbackCommand = defineCommand({
     if (record) {
       throw new PreconditionError(`the migration was finalized (${record.phase} since ${record.startedAt}): the CiliumNodeConfig and the legacy CNI may be gone, so a node cannot return to it`, 'to go back now, reinstall the legacy CNI and plan a new migration');
     }
+    const clusterCidrs = ciliumClusterCidrs(await readCiliumConfig(kube, a['cilium-namespace']));
     const view = await retryingUnreachable(kubeEngineCluster(kube), systemClock, 60_000, (what) => log(`API server unreachable during ${what}; retrying`), ctx.signal).getNode(a.node);
     const restarter = restarterFor({ ...a, 'dry-run': false }, view, kubeEngineCluster(kube), a['cilium-namespace']);
-    const { lock, cluster, signal } = await lockedCluster(kube, { namespace: a['cilium-namespace'], ttlMs: a['lock-ttl'] ?? lockTtlSeconds * 1000, runId, log, signal: ctx.signal });
+    const { lock, cluster, signal } = await lockedCluster(kube, { namespace: a['cilium-namespace'], ttlMs: a['lock-ttl'], runId, log, signal: ctx.signal });
     const reporter = { line: (node: string, text: string) => log(`[${node}] ${text}`), status: (node: string, text: string) => log(`[${node}] ${text}`) };
     let result: RollbackResult;
     try {
@@ -65,6 +66,7 @@ export const rollbackCommand = defineCommand({
           hostImage: a['host-image'],
           verifyNamespace: a['verify-namespace'],
           verifyImage: a['verify-image'],
+          ciliumClusterCidrs: clusterCidrs,
           timeoutsMs: { hostCommand: a['host-command-timeout'], agentRestart: a['agent-restart-timeout'], nodeRestart: a['restart-timeout'], verify: a['verify-timeout'] },
           pollMs: 1000,
         },

@@ -24,7 +24,7 @@ export const runCommand = defineCommand({
     const maxUnavailable = args['max-unavailable'];
     // Every rule between flags before the cluster is read.
     checkEngineFlags(a);
-    const plan = migrationPlan(await readCluster(ctx.kube()), { ...defaultDrainFlags, ignoreDaemonSets: a['ignore-daemonsets'], deleteEmptyDirData: a['delete-emptydir-data'], force: a.force }, maxUnavailable, new Date());
+    const plan = migrationPlan(await readCluster(ctx.kube(), { ciliumNamespace: a['cilium-namespace'] }), { ...defaultDrainFlags, ignoreDaemonSets: a['ignore-daemonsets'], deleteEmptyDirData: a['delete-emptydir-data'], force: a.force }, maxUnavailable, new Date());
     if (plan.length === 0) {
       ctx.io.err('every node is migrated: nothing to do (next: kubectl cilium-migrate finalize)\n');
       ctx.io.out(render([], ctx.options.output, () => ''));

@@ -2,7 +2,7 @@
 import { writeFile } from 'node:fs/promises';
 import { parse } from 'yaml';
 import { ciliumClusterCidr, ciliumVxlanPort, legacyClusterCidr, legacyVxlanPort } from '../lib/defaults.js';
-import { cidr, ciliumVersion, flagCoercion, lastOccurrence, podCidrLimits, port, refuseOverlap } from '../lib/flag-values.js';
+import { cidr, ciliumVersion, flagCoercion, lastOccurrence, podCidrLimits, port, portOrNone, refuseOverlap } from '../lib/flag-values.js';
 import { ConfigError } from '../lib/errors.js';
 import { defineCommand } from './context.js';
 import { valuesYaml, type ValuesPhase } from './migration/helm-values.js';
@@ -17,7 +17,7 @@ export const valuesCommand = defineCommand({
       .option('cilium-cidr', { type: 'string', default: ciliumClusterCidr, coerce: flagCoercion('cilium-cidr', cidr(podCidrLimits)), describe: 'Cilium\'s cluster-pool pod CIDR, distinct from the legacy one' })
       .option('legacy-cidr', { type: 'string', default: legacyClusterCidr, coerce: flagCoercion('legacy-cidr', cidr(podCidrLimits)), describe: 'The legacy CNI\'s pod CIDR, which --cilium-cidr must not overlap (Flannel\'s default; k3s uses 10.42.0.0/16, Calico often 192.168.0.0/16)' })
       .option('tunnel-port', { type: 'string', default: String(ciliumVxlanPort), coerce: flagCoercion('tunnel-port', port), describe: 'Cilium\'s VXLAN port (1-65535), distinct from the legacy CNI\'s' })
-      .option('legacy-tunnel-port', { type: 'string', default: String(legacyVxlanPort), coerce: flagCoercion('legacy-tunnel-port', port), describe: 'The legacy CNI\'s VXLAN port (Flannel: 8472)' })
+      .option('legacy-tunnel-port', { type: 'string', default: String(legacyVxlanPort), coerce: flagCoercion('legacy-tunnel-port', portOrNone), describe: 'The legacy CNI\'s UDP tunnel port (Flannel VXLAN: 8472, Calico VXLAN: 4789; 0 when it has none: Calico IP-in-IP, AWS-CNI)' })
       .option('file', { alias: 'f', type: 'string', describe: 'Write the values to this file instead of stdout' })
       .example('$0 values --phase initial --cilium-version 1.16.3 -f values-initial.yaml', 'the seed\'s values-initial.yaml'),
   run: async (ctx, args) => {

@@ -85,6 +85,15 @@ export const port: Parser<number> = (text) => {
   }
 };
 
+/** A port, or 0 for "none" (a legacy CNI without a UDP tunnel). */
+export const portOrNone: Parser<number> = (text) => {
+  try {
+    return integer(0, 65535)(text);
+  } catch {
+    throw new ValueError('a port number from 1 to 65535, or 0 when there is none');
+  }
+};
+
 /** A share from 0 to 1 ("0.95" is 95%); `aboveZero` refuses 0. */
 export function ratio(opts: { aboveZero?: boolean } = {}): Parser<number> {
   const expected = opts.aboveZero ? 'a number above 0 and at most 1 (0.95 means 95%)' : 'a number from 0 to 1 (0.95 means 95%)';
@@ -266,12 +275,12 @@ export function cidr(limits: CidrLimits): Parser<string> {
   };
 }
 
-/** A comma-separated list of CIDRs, each as `cidr(limits)` takes it. */
-export function cidrList(limits: CidrLimits): Parser<string[]> {
+/** A comma-separated list of CIDRs, each as `cidr(limits)` takes it; `optional` also takes none. */
+export function cidrList(limits: CidrLimits, opts: { optional?: boolean } = {}): Parser<string[]> {
   const one = cidr(limits);
   return (text) => {
     const items = text.split(',').map((s) => s.trim()).filter(Boolean);
-    if (items.length === 0) throw new ValueError(`one or more comma-separated ${limits.what}s`);
+    if (items.length === 0 && !opts.optional) throw new ValueError(`one or more comma-separated ${limits.what}s`);
     return items.map(one);
   };
 }

@@ -109,6 +109,7 @@ export interface Kube {
   readonly extensions: k8s.ApiextensionsV1Api;
   readonly authorization: k8s.AuthorizationV1Api;
   readonly networking: k8s.NetworkingV1Api;
+  readonly rbac: k8s.RbacAuthorizationV1Api;
   readonly version: k8s.VersionApi;
 }
 
@@ -128,6 +129,7 @@ export function connect(target: KubeTarget, environment?: KubeEnvironment): Kube
     extensions: config.makeApiClient(k8s.ApiextensionsV1Api),
     authorization: config.makeApiClient(k8s.AuthorizationV1Api),
     networking: config.makeApiClient(k8s.NetworkingV1Api),
+    rbac: config.makeApiClient(k8s.RbacAuthorizationV1Api),
     version: config.makeApiClient(k8s.VersionApi),
   };
 }

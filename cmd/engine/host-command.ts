@@ -50,21 +50,83 @@ export const restoreLegacyCniScript = [
   'ls -1',
 ].join('\n');
 
-/** Finalize: what Flannel leaves on a node (its links, iptables chains and CNI files). */
-export const legacyCleanupScript = [
-  'ip link delete flannel.1 2>/dev/null || true',
-  'ip link delete cni0 2>/dev/null || true',
-  'for t in filter nat; do',
-  '  iptables-save -t "$t" | grep -E "^-A .* -j FLANNEL-" | sed "s/^-A /-D /" | while read -r rule; do eval "iptables -t $t $rule" || true; done',
-  '  for c in $(iptables-save -t "$t" | sed -n "s/^:\\(FLANNEL-[A-Z-]*\\).*/\\1/p"); do iptables -t "$t" -F "$c"; iptables -t "$t" -X "$c"; done',
-  'done',
-  'rm -f /etc/cni/net.d/*.cilium_bak /etc/cni/net.d/10-flannel.conflist',
-  'rm -rf /run/flannel',
-].join('\n');
+/** The legacy CNIs whose leftovers finalize knows how to clean. */
+export type CleanupKind = 'flannel' | 'calico' | 'aws-cni';
+
+/**
+ * Removes every iptables and ip6tables chain whose name starts with `prefix` from `tables`, and the
+ * jumps to them: all jumps first, then every chain flushed, then deleted (chains may jump to each
+ * other, and a chain still referenced cannot be deleted).
+ */
+function dropChains(prefix: string, tables: string[]): string[] {
+  const chains = `"$ipt-save" -t "$t" 2>/dev/null | sed -n "s/^:\\(${prefix}[A-Za-z0-9_-]*\\).*/\\1/p"`;
+  return [
+    'for ipt in iptables ip6tables; do',
+    '  command -v "$ipt-save" >/dev/null 2>&1 || continue',
+    `  for t in ${tables.join(' ')}; do`,
+    `    "$ipt-save" -t "$t" 2>/dev/null | grep -E "^-A [^ ]+ .*-j ${prefix}" | sed "s/^-A /-D /" | while read -r rule; do eval "$ipt -t $t $rule" 2>/dev/null || true; done`,
+    `    for c in $(${chains}); do "$ipt" -t "$t" -F "$c" 2>/dev/null || true; done`,
+    `    for c in $(${chains}); do "$ipt" -t "$t" -X "$c" 2>/dev/null || true; done`,
+    '  done',
+    'done',
+  ];
+}
+
+/**
+ * Finalize: what the legacy CNI leaves on a node: its links, its iptables chains, its nftables
+ * tables and its CNI files. Both firewall back ends are cleaned whatever mode ran: Flannel with
+ * EnableNFTables keeps its rules in the tables `ip flannel-ipv4` and `ip6 flannel-ipv6`
+ * (flannel-io/flannel pkg/trafficmngr/nftables), without it in FLANNEL-* chains. Every command may
+ * find nothing to do.
+ */
+export function legacyCleanupScript(kind: CleanupKind): string {
+  const cni = (files: string[]) => `rm -f /etc/cni/net.d/*.cilium_bak ${files.map((f) => `/etc/cni/net.d/${f}`).join(' ')}`;
+  const links = (names: string[]) => names.map((l) => `ip link delete ${l} 2>/dev/null || true`);
+  switch (kind) {
+    case 'flannel':
+      return [
+        ...links(['flannel.1', 'flannel-v6.1', 'flannel-wg', 'flannel-wg-v6', 'cni0']),
+        ...dropChains('FLANNEL-', ['filter', 'nat']),
+        'if command -v nft >/dev/null 2>&1; then',
+        '  nft delete table ip flannel-ipv4 2>/dev/null || true',
+        '  nft delete table ip6 flannel-ipv6 2>/dev/null || true',
+        'fi',
+        cni(['10-flannel.conflist']),
+        'rm -rf /run/flannel',
+      ].join('\n');
+    case 'calico':
+      return [
+        ...links(['vxlan.calico', 'vxlan-v6.calico', 'wireguard.cali', 'wg-v6.cali']),
+        // tunl0 is the kernel's IP-in-IP fallback device: it cannot be deleted, only taken down.
+        'ip link set tunl0 down 2>/dev/null || true',
+        'ip route flush proto bird 2>/dev/null || true',
+        ...dropChains('cali-', ['raw', 'mangle', 'filter', 'nat']),
+        cni(['10-calico.conflist', 'calico-kubeconfig']),
+        'rm -rf /var/run/calico /var/lib/calico',
+      ].join('\n');
+    case 'aws-cni':
+      return [...dropChains('AWS-', ['mangle', 'filter', 'nat']), cni(['10-aws.conflist', 'aws.conf'])].join('\n');
+  }
+}
 
 /** The same cleanup as steps a person runs on each node. */
-export const legacyCleanupHints = [
-  'ip link delete flannel.1; ip link delete cni0',
-  'iptables-save | grep -v FLANNEL | iptables-restore   (after checking what it drops)',
-  'rm -f /etc/cni/net.d/*.cilium_bak /etc/cni/net.d/10-flannel.conflist; rm -rf /run/flannel',
-];
+export function legacyCleanupHints(kind: CleanupKind, nftables = false): string[] {
+  switch (kind) {
+    case 'flannel':
+      return [
+        'ip link delete flannel.1; ip link delete cni0',
+        nftables
+          ? 'nft delete table ip flannel-ipv4; nft delete table ip6 flannel-ipv6   (Flannel ran with EnableNFTables)'
+          : 'iptables-save | grep -v FLANNEL | iptables-restore   (after checking what it drops)',
+        'rm -f /etc/cni/net.d/*.cilium_bak /etc/cni/net.d/10-flannel.conflist; rm -rf /run/flannel',
+      ];
+    case 'calico':
+      return [
+        'ip link delete vxlan.calico; ip link set tunl0 down; ip route flush proto bird',
+        'iptables-save | grep -v -- "-j cali-\\|^:cali-\\|^-A cali-" | iptables-restore   (after checking what it drops)',
+        'rm -f /etc/cni/net.d/*.cilium_bak /etc/cni/net.d/10-calico.conflist /etc/cni/net.d/calico-kubeconfig; rm -rf /var/run/calico /var/lib/calico',
+      ];
+    case 'aws-cni':
+      return ['iptables-save | grep -v AWS- | iptables-restore   (after checking what it drops)', 'rm -f /etc/cni/net.d/*.cilium_bak /etc/cni/net.d/10-aws.conflist'];
+  }
+}

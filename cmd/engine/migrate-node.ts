@@ -4,7 +4,7 @@
 // done already, so a run killed anywhere resumes where it stopped.
 import { createHash } from 'node:crypto';
 import { CliError, ExitCode, InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
-import { cidrContains } from '../../lib/cidr.js';
+import { classifyAddress } from '../../lib/overlay.js';
 import { ciliumAgentSelector } from '../../lib/defaults.js';
 import type { EngineCluster, NodePatch, NodeView, PodView } from './cluster.js';
 import type { DrainPod } from './drain-filter.js';
@@ -464,7 +464,7 @@ async function verify(ctx: StepContext): Promise<{ outcome: StepOutcome; message
     const pod = seen ?? (await cluster.getPod(opts.verifyNamespace, podName));
     if (pod) await cluster.deletePodByUid(pod.namespace, pod.name, pod.uid, 0);
   }
-  if (!cidrs.some((c) => cidrContains(c, ip))) {
+  if (classifyAddress(ip, name, { ciliumNodeCidrs: { [name]: cidrs }, ciliumCidrs: [], nodeAddresses: [] }) !== 'cilium') {
     throw new GateError(name, 'verify', { verdict: 'FAIL', reasons: [`a new pod on ${name} got ${ip}, outside its Cilium pod CIDRs ${cidrs.join(', ')}: the CNI config was not switched (is 05-cilium.conflist written? was the agent restarted after labelling?)`] });
   }
   const stragglers = podsOffCilium((await cluster.listNodePods(name)).filter((p) => p.name !== podName), cidrs);

@@ -6,6 +6,7 @@
 // `cilium-migrate.io/rollback`), so a killed rollback resumes; at the end the node's migration
 // records are removed and it is `pending` again.
 import { cidrContains } from '../../lib/cidr.js';
+import { classifyAddress } from '../../lib/overlay.js';
 import { ciliumAgentSelector } from '../../lib/defaults.js';
 import { ExitCode, InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
 import type { EngineCluster, NodeView } from './cluster.js';
@@ -39,6 +40,8 @@ export interface RollbackOptions {
   hostImage: string;
   verifyNamespace: string;
   verifyImage: string;
+  /** Cilium's configured cluster-pool CIDRs, for a node whose CiliumNode has none. */
+  ciliumClusterCidrs?: string[] | undefined;
   timeoutsMs: { hostCommand: number; agentRestart: number; nodeRestart: number; verify: number };
   pollMs: number;
 }
@@ -236,13 +239,22 @@ export async function rollbackNode(cluster: EngineCluster, name: string, opts: R
       const pod = await cluster.getPod(opts.verifyNamespace, podName);
       if (pod) await cluster.deletePodByUid(pod.namespace, pod.name, pod.uid, 0);
     }
-    const onCilium = cilium.some((c) => cidrContains(c, ip));
-    if (onCilium || !legacy.some((c) => cidrContains(c, ip))) {
-      throw new GateError(name, 'rollback verify', {
-        verdict: 'FAIL',
-        reasons: [`a new pod on ${name} got ${ip}, ${onCilium ? `inside its Cilium pod CIDRs ${cilium.join(', ')}` : `outside its legacy pod CIDRs ${legacy.join(', ')}`}: is 05-cilium.conflist still on the host? was the node restarted?`],
-      });
-    }
-    return { outcome: 'applied', message: `a new pod got ${ip}, inside the legacy ${legacy.join(', ')}` };
+    const verdict = rollbackVerdict(ip, name, { ciliumNodeCidrs: cilium, ciliumClusterCidrs: opts.ciliumClusterCidrs ?? [], nodePodCidrs: legacy });
+    if (!verdict.ok) throw new GateError(name, 'rollback verify', { verdict: 'FAIL', reasons: [verdict.reason] });
+    return { outcome: 'applied', message: verdict.message };
   }
+}
+
+/**
+ * Whether a new pod's address shows the node back on the legacy CNI: on the legacy network means
+ * outside the node's Cilium pod CIDRs (lib/overlay.ts), whatever range the legacy CNI uses (Calico's
+ * pools and AWS-CNI's VPC addresses are not the node's spec.podCIDR). Pure.
+ */
+export function rollbackVerdict(ip: string, node: string, nets: { ciliumNodeCidrs: string[]; ciliumClusterCidrs: string[]; nodePodCidrs: string[] }): { ok: true; message: string } | { ok: false; reason: string } {
+  const overlay = classifyAddress(ip, node, { ciliumNodeCidrs: { [node]: nets.ciliumNodeCidrs }, ciliumCidrs: nets.ciliumClusterCidrs, nodeAddresses: [] });
+  const cilium = nets.ciliumNodeCidrs.length ? nets.ciliumNodeCidrs : nets.ciliumClusterCidrs;
+  if (overlay === 'cilium') return { ok: false, reason: `a new pod on ${node} got ${ip}, inside its Cilium pod CIDRs ${cilium.join(', ')}: is 05-cilium.conflist still on the host? was the node restarted?` };
+  if (overlay !== 'legacy') return { ok: false, reason: `a new pod on ${node} got "${ip}", which is no pod address` };
+  const inside = nets.nodePodCidrs.filter((c) => cidrContains(c, ip));
+  return { ok: true, message: inside.length ? `a new pod got ${ip}, inside the legacy ${inside.join(', ')}` : `a new pod got ${ip}, on the legacy network (outside the Cilium pod CIDRs ${cilium.join(', ') || 'of the node'})` };
 }

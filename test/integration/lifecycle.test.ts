@@ -27,7 +27,7 @@ describe('preflight, prepare, plan, run, status, rollback and finalize', () => {
     cp = await startMigrationCluster(progress, 2, { nodeConfig: false });
     await cp.kubectl(['apply', '-f', '-'], { input: legacyAndCiliumConfig });
     await createAgentDaemonSet(cp, 3);
-    for (const file of ['plugin.yaml', 'flannel.yaml']) await cp.kubectl(['apply', '--server-side', '-f', join(repoRoot, 'manifests', 'rbac', file)]);
+    for (const file of ['plugin.yaml', 'legacy/flannel.yaml']) await cp.kubectl(['apply', '--server-side', '-f', join(repoRoot, 'manifests', 'rbac', file)]);
     operator = await cp.userKubeconfig('operator', ['cilium-migrate']);
   });
   after(() => cp?.stop());
@@ -230,8 +230,10 @@ describe('preflight, prepare, plan, run, status, rollback and finalize', () => {
     await cp.kubectl(['-n', 'kube-system', 'patch', 'configmap', 'cilium-config', '--type=merge', '-p', JSON.stringify({ data: { 'custom-cni-conf': 'false' } })]);
     const r = await plugin('finalize', '--yes', '-o', 'json');
     assert.equal(r.code, 0, r.stderr);
-    const result = JSON.parse(r.stdout) as { steps: { step: string; outcome: string }[]; cleanup: string[] };
+    const result = JSON.parse(r.stdout) as { steps: { step: string; outcome: string }[]; cleanup: string[]; legacyObjects: string[] };
     assert.deepEqual(result.steps.map((s) => [s.step, s.outcome]), [['check', 'applied'], ['final-values', 'done-before'], ['delete-node-config', 'applied'], ['unlabel-nodes', 'applied'], ['remove-legacy-cni', 'applied']]);
+    // What this cluster's Flannel is made of (a DaemonSet and its net-conf.json, alone in kube-flannel), no more.
+    assert.deepEqual(result.legacyObjects, ['DaemonSet kube-flannel/kube-flannel-ds', 'ConfigMap kube-flannel/kube-flannel-cfg', 'Namespace kube-flannel']);
     assert.ok(result.cleanup.some((c) => /flannel\.1/.test(c)), 'the per-node cleanup is named');
     await assert.rejects(cp.kubectl(['-n', 'kube-system', 'get', 'ciliumnodeconfig', 'cilium-default']), /NotFound/);
     await assert.rejects(cp.kubectl(['-n', 'kube-flannel', 'get', 'daemonset', 'kube-flannel-ds']), /NotFound/);

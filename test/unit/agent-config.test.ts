@@ -10,11 +10,17 @@ describe('parseAgentConfig', () => {
   it('takes the identity from the downward-API variables and sane defaults', async () => {
     const cfg = await parseAgentConfig([], env);
     assert.deepEqual([cfg.node, cfg.pod, cfg.namespace, cfg.ip], ['kind-worker', 'agent-x', 'cilium-migrate', '10.244.1.5']);
-    assert.deepEqual(cfg.legacyCidrs, ['10.244.0.0/16']);
+    // The legacy range is not needed to classify (anything outside Cilium's CIDRs is legacy): none by default.
+    assert.deepEqual(cfg.legacyCidrs, []);
     assert.deepEqual(cfg.ciliumCidrs, ['10.245.0.0/16']);
     assert.equal(cfg.intervalMs, 5000);
     assert.equal(cfg.port, 8080);
     assert.deepEqual(cfg.protocols, ['icmp', 'http']);
+  });
+
+  it('takes the legacy CIDRs (Calico\'s pools here) from LEGACY_CIDRS when they are given', async () => {
+    const cfg = await parseAgentConfig([], { ...env, LEGACY_CIDRS: '192.168.0.0/16, 10.42.0.0/16' });
+    assert.deepEqual(cfg.legacyCidrs, ['192.168.0.0/16', '10.42.0.0/16']);
   });
 
   it('lets flags override the environment and adds the large-packet probe when sized', async () => {
@@ -45,7 +51,7 @@ describe('parseAgentConfig', () => {
     ['a pod IP that is no IP', [], { ...env, POD_IP: 'ten.two' }, /--pod-ip "ten.two": expected an IP address/],
     ['a bad CIDR', ['--legacy-cidrs', '10.244.0.0/99'], env, /--legacy-cidrs "10.244.0.0\/99": expected one or more|--legacy-cidrs "10.244.0.0\/99": expected a pod CIDR/],
     ['a CIDR that is not a network address', ['--cilium-cidrs', '10.245.1.7/16'], env, /--cilium-cidrs "10.245.1.7\/16": expected a pod CIDR like 10.245.0.0\/16/],
-    ['a Cilium CIDR overlapping the legacy one', ['--cilium-cidrs', '10.244.128.0/17'], env, /--cilium-cidrs "10.244.128.0\/17": expected a range that does not overlap --legacy-cidrs 10.244.0.0\/16/],
+    ['a Cilium CIDR overlapping the legacy one', ['--cilium-cidrs', '10.244.128.0/17'], { ...env, LEGACY_CIDRS: '10.244.0.0/16' }, /--cilium-cidrs "10.244.128.0\/17": expected a range that does not overlap --legacy-cidrs 10.244.0.0\/16/],
     ['a bad duration', ['--interval', 'soon'], env, /--interval "soon": expected a duration from 100ms to 1h/],
     ['a negative duration', ['--interval=-5s'], env, /--interval "-5s": expected a duration/],
     ['a timeout not shorter than the interval', ['--interval', '1s', '--timeout', '1s'], env, /--timeout \(1s\) must be shorter than --interval \(1s\)/],

@@ -2,7 +2,7 @@
 // (requiredPermissions, for the default namespaces and every legacy CNI the plugin knows), each in
 // the namespace and on the object it concerns: whoever adds one must add it to both.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
@@ -26,6 +26,7 @@ interface RbacDoc {
 }
 
 const load = (file: string) => parseAllDocuments(readFileSync(join(repoRoot, 'manifests', 'rbac', file), 'utf8')).map((d) => d.toJSON() as RbacDoc).filter(Boolean);
+const legacyFiles = readdirSync(join(repoRoot, 'manifests', 'rbac', 'legacy')).filter((f) => f.endsWith('.yaml')).sort();
 const key = (p: Permission) => `${p.verb} ${p.group}/${p.resource}${p.subresource ? `/${p.subresource}` : ''} ns=${p.namespace ?? '*'} name=${p.name ?? '*'}`;
 
 /** Every permission the roles grant, one per verb, resource, namespace and name. */
@@ -49,12 +50,21 @@ function grants(docs: RbacDoc[]): string[] {
 
 describe('the plugin RBAC (manifests/rbac)', () => {
   const plugin = load('plugin.yaml');
-  const flannel = load('flannel.yaml');
-  const all = [...plugin, ...flannel];
+  const legacy = Object.fromEntries(legacyFiles.map((f) => [f.replace(/\.yaml$/, ''), load(join('legacy', f))]));
+  const all = [...plugin, ...Object.values(legacy).flat()];
+  const scope = { ciliumNamespace, verifyNamespace: 'default', agentNamespace };
+
+  it('has a file for each legacy CNI the plugin knows, granting exactly what that CNI needs beyond plugin.yaml', () => {
+    assert.deepEqual(Object.keys(legacy).sort(), Object.keys(knownLegacyCnis).sort());
+    const base = new Set(grants(plugin));
+    for (const [name, docs] of Object.entries(legacy)) {
+      const needed = requiredPermissions({ ...scope, legacy: knownLegacyCnis[name] }).map(key).filter((p) => !base.has(p)).sort();
+      assert.deepEqual(grants(docs), [...new Set(needed)].sort(), `manifests/rbac/legacy/${name}.yaml`);
+    }
+  });
 
   it('grants exactly requiredPermissions for the default namespaces and the known legacy CNIs, no wildcard', () => {
-    const scope = { ciliumNamespace, verifyNamespace: 'default', agentNamespace };
-    const required = new Set([...requiredPermissions(scope), ...knownLegacyCnis.flatMap((legacy) => requiredPermissions({ ...scope, legacy }))].map(key));
+    const required = new Set([...requiredPermissions(scope), ...Object.values(knownLegacyCnis).flatMap((l) => requiredPermissions({ ...scope, legacy: l }))].map(key));
     const granted = grants(all);
     const rules = all.flatMap((d) => d.rules ?? []);
     assert.ok(rules.every((r) => ![...(r.verbs ?? []), ...(r.resources ?? []), ...(r.apiGroups ?? [])].includes('*')), 'no wildcard verbs, resources or groups');
@@ -75,8 +85,13 @@ describe('the plugin RBAC (manifests/rbac)', () => {
   it('is least privilege: no secrets, configmaps and pod writes only where named, pods/proxy only for the agents', () => {
     const g = grants(all);
     assert.ok(!g.some((x) => x.includes('/secrets')), 'no secrets');
-    // ConfigMaps only by name: cilium-config, finalize's record, Flannel's configuration.
-    assert.deepEqual(g.filter((x) => x.includes('/configmaps') && x.endsWith('name=*')), []);
+    // ConfigMaps only by name (cilium-config, finalize's record, the legacy CNI's own), except a
+    // list where a legacy CNI's objects live (finalize checks which exist), never in plugin.yaml.
+    assert.deepEqual(g.filter((x) => x.includes('/configmaps') && x.endsWith('name=*')), ['list /configmaps ns=kube-flannel name=*', 'list /configmaps ns=kube-system name=*']);
+    assert.deepEqual(grants(plugin).filter((x) => x.includes('/configmaps') && x.endsWith('name=*')), []);
+    assert.ok(!grants([...plugin, ...legacy['aws-cni']!]).some((x) => x.includes('/configmaps') && !x.includes('name=cilium-')), 'on EKS no ConfigMap but Cilium\'s (aws-auth stays out of reach)');
+    // Every delete names its object.
+    assert.deepEqual(g.filter((x) => x.startsWith('delete ') && x.endsWith('name=*') && !/^delete \/pods ns=(default|kube-system) /.test(x)), []);
     // Pods are created and deleted only in the Cilium and verify namespaces.
     assert.deepEqual(g.filter((x) => /^(create|delete) \/pods ns=/.test(x)).map((x) => x.replace(/ name=.*/, '')).sort(), ['create /pods ns=default', 'create /pods ns=kube-system', 'delete /pods ns=default', 'delete /pods ns=kube-system']);
     assert.deepEqual(g.filter((x) => x.includes('/pods/proxy')), [`get /pods/proxy ns=${agentNamespace} name=*`]);
