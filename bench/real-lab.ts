@@ -74,7 +74,7 @@ async function warmRun(nodes: number): Promise<{ up: number; down: number; rss?:
       const restarter = kindRestarter(runner);
       const baseline = restartBaseline(await cluster.getNode('kind-worker'), await cluster.listNodePods('kind-worker'), new Date());
       t = Date.now();
-      await restarter.request(await cluster.getNode('kind-worker'));
+      await restarter.request(await cluster.getNode('kind-worker'), `bench-${Date.now()}`);
       for (;;) {
         if (restartCompletion('kind', baseline, await observeRestart(restarter, cluster, 'kind-worker'))) break;
         if (Date.now() - t > 300_000) throw new Error('kind-worker not back after 300 s');

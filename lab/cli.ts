@@ -18,6 +18,8 @@ import { runKindDaemon } from './kind-daemon.js';
 import { netnsUnsupportedReason, reapStaleTopologies } from './netns.js';
 import { isLabDir, labMarker, leftovers, reapStaleLabs } from './node/lab-resources.js';
 import { pidAlive } from './process.js';
+import { UsageError } from '../lib/errors.js';
+import { flagCoercion, integer, nodeName, nonEmpty, port, positionalCoercion } from '../lib/flag-values.js';
 
 export class LabError extends Error {
   constructor(message: string, readonly hint?: string) {
@@ -224,7 +226,11 @@ function printStatus(st: LabStatus): void {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const stateOption = { type: 'string', default: process.env.CILIUM_MIGRATE_LAB_DIR ?? defaultStateDir, describe: 'State directory of the lab (CILIUM_MIGRATE_LAB_DIR)' } as const;
+  const stateOption = { type: 'string', default: process.env.CILIUM_MIGRATE_LAB_DIR ?? defaultStateDir, coerce: flagCoercion('state-dir', nonEmpty('a directory')), describe: 'State directory of the lab (CILIUM_MIGRATE_LAB_DIR)' } as const;
+  // The same parsers as the plugin's (lib/flag-values): a bad value is one line and exit 2.
+  const nodesOption = { type: 'string', default: '3', coerce: flagCoercion('nodes', integer(1, 50)), describe: 'Nodes: kind-control-plane, kind-worker, kind-worker2, ... (1-50)' } as const;
+  const nodeArg = { type: 'string', demandOption: true, coerce: positionalCoercion('node', nodeName) } as const;
+  const portArg = { type: 'string', demandOption: true, coerce: positionalCoercion('port', port) } as const;
   let code = 0;
   const parser = yargs(argv)
     .scriptName('lab')
@@ -232,7 +238,7 @@ export async function main(argv: string[]): Promise<number> {
     .wrap(Math.min(100, process.stdout.columns || 100))
     .option('state-dir', stateOption)
     .command('up', 'Bring the lab up and leave it running', (y) => y
-      .option('nodes', { type: 'number', default: 3, describe: 'Nodes: kind-control-plane, kind-worker, kind-worker2, ...' })
+      .option('nodes', nodesOption)
       .option('emulated', { type: 'boolean', default: false, describe: 'The earlier lab with emulated nodes (make demo uses it until real Cilium runs)' }), async (a) => {
       const st = await labUp({ stateDir: a['state-dir'], nodes: a.nodes, emulated: a.emulated });
       out(`lab up: ${st.nodes.map((n) => n.name).join(', ')}`);
@@ -254,26 +260,26 @@ export async function main(argv: string[]): Promise<number> {
     .command('status', 'Show the lab\'s nodes, their CNI config and pods per overlay', (y) => y, async (a) => {
       printStatus(await labStatus(a['state-dir']));
     })
-    .command('restart-node <node>', 'Restart a node as docker restart does: every process of it killed, its network namespace recreated, containerd and kubelet started again; bootID and pod UIDs stay', (y) => y.positional('node', { type: 'string', demandOption: true }), async (a) => {
+    .command('restart-node <node>', 'Restart a node as docker restart does: every process of it killed, its network namespace recreated, containerd and kubelet started again; bootID and pod UIDs stay (the emulated lab: a new bootID)', (y) => y.positional('node', nodeArg), async (a) => {
       const r = await labRestartNode(a['state-dir'], a.node);
       out(`restarted ${r.node}: bootID ${r.bootIDBefore?.slice(0, 8)} -> ${r.bootIDAfter?.slice(0, 8)}`);
     })
-    .command('reboot-node <node>', 'Reboot a node: as restart-node, with a new bootID (what --restart reboot and exec do to a real node)', (y) => y.positional('node', { type: 'string', demandOption: true }), async (a) => {
+    .command('reboot-node <node>', 'Reboot a node: as restart-node, with a new bootID (what --restart reboot and exec do to a real node)', (y) => y.positional('node', nodeArg), async (a) => {
       const r = await labRestartNode(a['state-dir'], a.node, true);
       out(`rebooted ${r.node}: bootID ${r.bootIDBefore?.slice(0, 8)} -> ${r.bootIDAfter?.slice(0, 8)}`);
     })
-    .command('drop-udp <node> <port>', 'Fault: drop incoming UDP to a port on a node (e.g. 8473, Cilium\'s VXLAN), as a broken overlay would', (y) => y.positional('node', { type: 'string', demandOption: true }).positional('port', { type: 'number', demandOption: true }), async (a) => {
+    .command('drop-udp <node> <port>', 'Fault: drop incoming UDP to a port on a node (e.g. 8473, Cilium\'s VXLAN), as a broken overlay would', (y) => y.positional('node', nodeArg).positional('port', portArg), async (a) => {
       await labUdpPort(a['state-dir'], a.node, a.port, 'drop');
       out(`dropping UDP ${a.port} on ${a.node}`);
     })
-    .command('restore-udp <node> <port>', 'Undo drop-udp', (y) => y.positional('node', { type: 'string', demandOption: true }).positional('port', { type: 'number', demandOption: true }), async (a) => {
+    .command('restore-udp <node> <port>', 'Undo drop-udp', (y) => y.positional('node', nodeArg).positional('port', portArg), async (a) => {
       await labUdpPort(a['state-dir'], a.node, a.port, 'restore');
       out(`UDP ${a.port} on ${a.node} flows again`);
     })
-    .command('demo', 'Bring a lab up, migrate it to Cilium with the plugin as the seed does, print the matrix after every step, tear it down', (y) => y.option('nodes', { type: 'number', default: 3 }), async (a) => {
+    .command('demo', 'Bring a lab up, migrate it to Cilium with the plugin as the seed does, print the matrix after every step, tear it down', (y) => y.option('nodes', nodesOption), async (a) => {
       code = await runDemo({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), labUp: (x) => labUp({ ...x, emulated: true }), labDown, out, err });
     })
-    .command('daemon', false, (y) => y.option('nodes', { type: 'number', default: 3 }).option('emulated', { type: 'boolean', default: false }), async (a) => {
+    .command('daemon', false, (y) => y.option('nodes', nodesOption).option('emulated', { type: 'boolean', default: false }), async (a) => {
       requireRoot('up');
       const log = (line: string) => process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
       if (a.emulated) await runDaemon({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), log });
@@ -285,16 +291,22 @@ export async function main(argv: string[]): Promise<number> {
     .version(false)
     .exitProcess(false)
     .fail((msg, e) => {
-      throw e ?? new LabError(msg, 'see lab --help');
+      // A value refused by its parser (lib/flag-values) comes wrapped by yargs: one line, exit 2.
+      if (e && e.name === 'YError') throw new UsageError(e.message);
+      throw e ?? new UsageError(`${msg} (see lab --help)`);
     });
   try {
     await parser.parseAsync();
     return code;
   } catch (e) {
+    if (e instanceof UsageError) {
+      err(`error: ${e.message}`);
+      return 2;
+    }
     if (e instanceof LabError) {
       err(`error: ${e.message}`);
       if (e.hint) err(`  ${e.hint}`);
-      return e.message.startsWith('Unknown') || e.hint === 'see lab --help' ? 2 : 1;
+      return 1;
     }
     err(`error: ${e instanceof Error ? e.message : String(e)}`);
     return 1;

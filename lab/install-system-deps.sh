@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the machine packages the build, the tests and the lab need, when they are missing:
-# openssl (test PKI), util-linux (setpriv), iproute2 and iptables (network namespaces), procps,
+# openssl (test PKI), util-linux (setpriv), iproute2 and iptables (network namespaces), nftables
+# (the node cleanup of a legacy CNI in nftables mode), procps,
 # iputils-ping (the agent's ICMP probes through the ping package), chromium (the HTML view's test
 # opens the page headless), prometheus (the monitoring test evaluates the dashboard's queries and
 # the alerts with it), mmdebstrap (the lab's images are Debian root file systems), gcc and
@@ -13,6 +14,7 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v ip >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables)
+command -v nft >/dev/null || need+=(nftables)
 command -v pgrep >/dev/null || need+=(procps)
 command -v ping >/dev/null || need+=(iputils-ping)
 [[ -x /usr/bin/chromium ]] || need+=(chromium)

@@ -3,8 +3,8 @@
 // since the step started, each meeting the success threshold; no cell outside the focus worse than
 // in the baseline; and, over rounds, N passes in a row. Missing or stale evidence is UNKNOWN, which
 // is not PASS. Findings name cells; hints name the likely cause.
-import { ciliumVxlanPort, legacyVxlanPort } from './defaults.js';
-import { cellKey, type Matrix, type MatrixCell, type MatrixNode, type NodeOverlay, type ProtocolCell } from './reachability.js';
+import { cellKey, type Matrix, type MatrixCell, type MatrixNode, type ProtocolCell } from './reachability.js';
+import { blockedTunnelText, seedTunnels, type OverlayTunnels } from './tunnel.js';
 
 export type Verdict = 'PASS' | 'FAIL' | 'UNKNOWN';
 
@@ -32,6 +32,8 @@ export interface GateInput {
   policy: GatePolicy;
   /** Nodes being migrated alongside the focus (a wave): their cells are left to their own gates. */
   exclude?: string[] | undefined;
+  /** The overlays' tunnels, for the hint that names a blocked one (default: the seed's). */
+  tunnels?: OverlayTunnels | undefined;
 }
 
 export type Rule = 'agents' | 'overlay' | 'samples' | 'threshold' | 'regression' | 'unknown-cell' | 'tolerated';
@@ -60,8 +62,6 @@ export interface GateEvaluation {
   /** Cells (with protocol) judged. */
   checked: number;
 }
-
-const vxlanPort: Record<NodeOverlay, number> = { legacy: legacyVxlanPort, cilium: ciliumVxlanPort };
 
 /** Whether one protocol's result meets the policy. */
 const passes = (p: ProtocolCell, policy: GatePolicy) => p.mark !== 'unknown' && p.successRatio !== null && p.successRatio >= policy.successThreshold;
@@ -136,7 +136,7 @@ export function evaluateGate(input: GateInput): GateEvaluation {
     }
   }
   const verdict: Verdict = findings.some((f) => f.severity === 'FAIL') ? 'FAIL' : findings.some((f) => f.severity === 'UNKNOWN') ? 'UNKNOWN' : 'PASS';
-  return { verdict, findings, hints: diagnose(matrix, policy), checked };
+  return { verdict, findings, hints: diagnose(matrix, policy, input.tunnels), checked };
 }
 
 
@@ -161,7 +161,7 @@ export function baselineOf(evaluation: GateEvaluation, matrix: Matrix, takenAt: 
 }
 
 /** Likely causes of the failures, from their pattern across the matrix. */
-export function diagnose(matrix: Matrix, policy: GatePolicy): Hint[] {
+export function diagnose(matrix: Matrix, policy: GatePolicy, tunnels: OverlayTunnels = {}): Hint[] {
   const hints: Hint[] = [];
   const nodeBy = new Map(matrix.nodes.map((n) => [n.name, n]));
   const small = (c: MatrixCell) => c.protocols.filter((p) => p.protocol !== 'icmp-large');
@@ -193,11 +193,12 @@ export function diagnose(matrix: Matrix, policy: GatePolicy): Hint[] {
     // No cell of this node passes, so every passing cell is elsewhere.
     if (mineStates.includes('fail') && !mineStates.includes('pass') && !mineStates.includes('mixed') && passingTotal > 0) {
       mine.forEach((c) => explained.add(c));
-      const port = vxlanPort[n.overlay];
+      const own = n.overlay === 'legacy' ? tunnels.legacy ?? seedTunnels.legacy : [tunnels.cilium ?? seedTunnels.cilium];
+      const { what, allow } = blockedTunnelText(n.overlay, own);
       hints.push({
         cause: 'tunnel-port',
         nodes: [n.name],
-        message: `every cell to and from ${n.name} (its agent is on ${n.overlay}) fails while other nodes reach each other: the ${n.overlay} tunnel port UDP ${port} is likely blocked on ${n.name} (host firewall, security group); check that UDP ${port} is allowed between all nodes`,
+        message: `every cell to and from ${n.name} (its agent is on ${n.overlay}) fails while other nodes reach each other: ${what} is likely blocked on ${n.name} (host firewall, security group); check that ${allow} is allowed between all nodes`,
       });
     }
   }

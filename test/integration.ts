@@ -17,9 +17,11 @@ import './integration/lifecycle.test.js';
 import './integration/manifests.test.js';
 import './integration/monitoring.test.js';
 import './integration/netns-topology.test.js';
+import './integration/node-cleanup.test.js';
 import './integration/node-engine.test.js';
 import './integration/plugin.test.js';
 import './integration/preflight.test.js';
+import './integration/source-layouts.test.js';
 import './integration/waves.test.js';
 
 after(() => stopSharedControlPlane());

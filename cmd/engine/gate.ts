@@ -1,8 +1,8 @@
 // The connectivity gate as the engine sees it: a baseline before the first cordon and a check
 // with the node in focus after its restart. The reachability-matrix gate (matrix-gate.ts) is the
 // default; `clusterStateGate` checks what can be checked without probe agents (--gate cluster-state).
-import { cidrContains } from '../../lib/cidr.js';
 import { ciliumAgentSelector, ciliumNamespace } from '../../lib/defaults.js';
+import { classifyPod } from '../../lib/overlay.js';
 import type { EngineCluster, NodeView } from './cluster.js';
 
 export type GateVerdict = 'PASS' | 'FAIL' | 'UNKNOWN';
@@ -30,9 +30,10 @@ export interface Gate {
   check(focus: NodeView, since: Date, baseline?: Record<string, unknown>, inFlight?: string[]): Promise<GateResult>;
 }
 
-/** Which pods on a node sit outside its Cilium pod CIDRs (host-network pods and pods without an IP aside). */
+/** Which pods on a node are on the legacy network: outside its Cilium pod CIDRs (host-network pods and pods without an IP aside). */
 export function podsOffCilium<T extends { podIP: string; hostNetwork: boolean }>(pods: T[], ciliumCidrs: string[]): T[] {
-  return pods.filter((p) => !p.hostNetwork && p.podIP && !ciliumCidrs.some((c) => cidrContains(c, p.podIP)));
+  const nets = { ciliumNodeCidrs: {}, ciliumCidrs, nodeAddresses: [] };
+  return pods.filter((p) => classifyPod({ ip: p.podIP, node: undefined, hostNetwork: p.hostNetwork }, nets) === 'legacy');
 }
 
 /** The gate without probe agents: Cilium agent pods Ready, new pods on the focus node on Cilium. */

@@ -5,6 +5,7 @@ import { NotFoundError } from '../../lib/errors.js';
 import { selectorMatches, type LabelSelector } from '../../lib/selector.js';
 import type { EngineCluster, NodePatch, NodeView, PodView } from './cluster.js';
 import type { DrainPod } from './drain-filter.js';
+import { hostPodAppName, hostPodLabels, hostPodRequestAnnotation } from './restart.js';
 
 const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
 
@@ -162,23 +163,33 @@ export function kubeEngineCluster(kube: Kube): EngineCluster {
         }),
       );
     },
-    async createHostCommandPod(namespace, name, node, image, command) {
-      await call(kube, `create pod ${namespace}/${name}`, () =>
-        kube.core.createNamespacedPod({
-          namespace,
+    async createHostCommandPod(pod) {
+      try {
+        await kube.core.createNamespacedPod({
+          namespace: pod.namespace,
           body: {
-            metadata: { name, namespace, labels: { 'app.kubernetes.io/name': 'cilium-migrate-host-command' } },
+            metadata: {
+              name: pod.name,
+              namespace: pod.namespace,
+              labels: { [hostPodLabels.app]: hostPodAppName, [hostPodLabels.purpose]: pod.purpose },
+              annotations: { [hostPodRequestAnnotation]: pod.request },
+            },
             spec: {
-              nodeName: node,
+              nodeName: pod.node,
               hostPID: true,
               restartPolicy: 'Never',
               tolerations: [{ operator: 'Exists' }],
               automountServiceAccountToken: false,
-              containers: [{ name: 'host', image, command, securityContext: { privileged: true } }],
+              containers: [{ name: 'host', image: pod.image, command: pod.command, securityContext: { privileged: true } }],
             },
           },
-        }),
-      );
+        });
+        return 'created';
+      } catch (err) {
+        // The name is derived from the request: a pod of that name is this request's own.
+        if (statusCode(err) === 409) return 'exists';
+        return call(kube, `create pod ${pod.namespace}/${pod.name}`, () => Promise.reject(err));
+      }
     },
     async getPod(namespace, name) {
       const pod = await call(kube, `get pod ${namespace}/${name}`, () => notFoundAsUndefined(() => kube.core.readNamespacedPod({ namespace, name })));

@@ -5,6 +5,7 @@ import { baselineOf, evaluateGate, reasonLines, type Baseline, type GatePolicy }
 import { defaultConnectivity } from '../../lib/defaults.js';
 import { assembleMatrix, type Matrix } from '../../lib/reachability.js';
 import { readMatrix, type RowSource } from '../connectivity/read-matrix.js';
+import type { OverlayTunnels } from '../../lib/tunnel.js';
 import type { Clock } from './drain.js';
 import type { BaselineResult, Gate, GateResult } from './gate.js';
 
@@ -14,6 +15,8 @@ export interface MatrixGateOptions {
   timeoutMs: number;
   /** How far back the baseline looks. */
   lookbackMs: number;
+  /** The overlays' tunnels, for the hint naming a blocked one. */
+  tunnels?: OverlayTunnels | undefined;
 }
 
 /** The baseline as kept in the baseline step's data, or undefined when the record is not one. */
@@ -30,7 +33,7 @@ export function matrixGate(source: RowSource, opts: MatrixGateOptions, clock: Pi
     name: 'matrix',
     async baseline(): Promise<BaselineResult> {
       const matrix = await read(new Date(clock.now() - opts.lookbackMs));
-      const evaluation = evaluateGate({ matrix, focus: [], policy: opts.policy });
+      const evaluation = evaluateGate({ matrix, focus: [], policy: opts.policy, tunnels: opts.tunnels });
       // Without an agent on every Ready node the gate could never judge those nodes: stop here.
       const missing = evaluation.findings.filter((f) => f.rule === 'agents');
       if (missing.length) return { verdict: 'UNKNOWN', reasons: [...missing.map((f) => f.message), ...evaluation.hints.filter((h) => h.cause === 'agent-not-running').map((h) => `hint: ${h.message}`)] };
@@ -43,7 +46,7 @@ export function matrixGate(source: RowSource, opts: MatrixGateOptions, clock: Pi
     },
     async check(focus, since, record, inFlight = []): Promise<GateResult> {
       const matrix = await read(since, [focus.name]);
-      const evaluation = evaluateGate({ matrix, focus: [focus.name], baseline: baselineFromRecord(record), policy: opts.policy, exclude: inFlight });
+      const evaluation = evaluateGate({ matrix, focus: [focus.name], baseline: baselineFromRecord(record), policy: opts.policy, exclude: inFlight, tunnels: opts.tunnels });
       return { verdict: evaluation.verdict, reasons: reasonLines(evaluation) };
     },
   };

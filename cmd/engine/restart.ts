@@ -6,28 +6,47 @@
 // the cluster (the Node's Starting event, or its DaemonSet pods restarted and Ready); a reboot
 // (`reboot`, `exec`) changes the bootID, or brings the node Ready again with new DaemonSet pods.
 import { execFile } from 'node:child_process';
-import { UsageError } from '../../lib/errors.js';
+import { createHash } from 'node:crypto';
+import { CliError, ExitCode, UsageError } from '../../lib/errors.js';
 import type { NodeView, PodView } from './cluster.js';
 
 export const restartMethods = ['kind', 'reboot', 'exec', 'none'] as const;
 export type RestartMethod = (typeof restartMethods)[number];
 
+/** How a restart request went. A command that exits non-zero may still have restarted the node. */
+export interface RestartRequest {
+  /** What was done, for the log. */
+  detail: string;
+  /** Set when the request's command failed: its exit status and the end of its output. */
+  failure?: string | undefined;
+  /** The command certainly did not run (not found, not executable): nothing was restarted. */
+  notRun?: boolean | undefined;
+}
+
 /** Asks for a node restart; returns once the request is made, not when the node is back. */
 export interface NodeRestarter {
   readonly method: RestartMethod;
-  request(node: NodeView): Promise<void>;
+  /**
+   * `requestId` names this request for good (it is recorded on the node before the request): asking
+   * again with the same id finds the first request instead of restarting the node a second time.
+   */
+  request(node: NodeView, requestId: string): Promise<RestartRequest>;
+  /** Removes what the request left behind (its pod), once the node is back. */
+  cleanup?(node: NodeView, requestId: string): Promise<void>;
   /** kind: when the node's container last started, from its runtime (undefined when unknown). */
   containerStartedAt?(node: NodeView): Promise<Date | undefined>;
 }
 
-/** Runs a program; passed in so methods are testable without side effects. */
-export type CommandRunner = (argv: string[], timeoutMs: number) => Promise<{ code: number; stdout: string; stderr: string }>;
+/** Runs a program; passed in so methods are testable without side effects. `code` is null when a signal (the timeout) ended it. */
+export type CommandRunner = (argv: string[], timeoutMs: number) => Promise<{ code: number | null; signal?: string | undefined; stdout: string; stderr: string; notFound?: boolean | undefined }>;
 
 export const runCommand: CommandRunner = (argv, timeoutMs) =>
   new Promise((resolve) => {
     execFile(argv[0]!, argv.slice(1), { timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 127) : 0;
-      resolve({ code, stdout, stderr: stderr || (err && code === 127 ? String(err.message) : '') });
+      if (!err) return resolve({ code: 0, stdout, stderr });
+      const e = err as NodeJS.ErrnoException & { code?: unknown; signal?: string | null };
+      if (e.code === 'ENOENT') return resolve({ code: 127, stdout, stderr: stderr || `${argv[0]}: not found`, notFound: true });
+      resolve({ code: typeof e.code === 'number' ? e.code : null, signal: e.signal ?? undefined, stdout, stderr: stderr || String(e.message) });
     });
   });
 
@@ -47,9 +66,23 @@ export function chooseRestartMethod(flag: string | undefined, node: NodeView): R
   );
 }
 
-async function runOrThrow(runner: CommandRunner, argv: string[], what: string): Promise<void> {
-  const r = await runner(argv, 120_000);
-  if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' ')}`);
+/** The restart command failed, or its node did not come back after it failed; the output says why. */
+export class RestartRequestError extends CliError {
+  constructor(message: string, exitCode: typeof ExitCode.precondition | typeof ExitCode.timeout, hint: string) {
+    super(message, exitCode, hint);
+  }
+}
+
+const tail = (text: string) => text.trim().split('\n').slice(-5).join(' | ').slice(0, 600);
+
+/** Runs `argv` once and says how it went; a non-zero exit is data, not an exception. */
+async function runOnce(runner: CommandRunner, argv: string[], what: string, timeoutMs: number): Promise<RestartRequest> {
+  const r = await runner(argv, timeoutMs);
+  if (r.code === 0) return { detail: what };
+  const status = r.code === null ? `was stopped after ${timeoutMs / 1000}s (${r.signal ?? 'signal'})` : `exited ${r.code}`;
+  const output = tail(`${r.stderr}\n${r.stdout}`);
+  // 126 and 127 are the shell's "cannot execute" and "not found": the command never ran.
+  return { detail: what, failure: `${what} ${status}${output ? `: ${output}` : ''}`, notRun: r.notFound === true || r.code === 126 || r.code === 127 };
 }
 
 /** The container runtime and container of a kind node, from its providerID (kind://RUNTIME/CLUSTER/NODE). */
@@ -71,7 +104,7 @@ export function kindRestarter(runner: CommandRunner = runCommand): NodeRestarter
     method: 'kind',
     request: (node) => {
       const { runtime, container } = kindContainer(node);
-      return runOrThrow(runner, [runtime, 'restart', container], `${runtime} restart ${container}`);
+      return runOnce(runner, [runtime, 'restart', container], `${runtime} restart ${container}`, 120_000);
     },
     async containerStartedAt(node) {
       const { runtime, container } = kindContainer(node);
@@ -84,11 +117,11 @@ export function kindRestarter(runner: CommandRunner = runCommand): NodeRestarter
 /** `template` with {node} replaced by the (shell-quoted) node name, run by sh. */
 export function execRestarter(template: string, runner: CommandRunner = runCommand): NodeRestarter {
   if (!template.includes('{node}')) throw new UsageError('--restart-command must contain {node}', 'for example: --restart-command "ssh {node} sudo systemctl reboot"');
-  return { method: 'exec', request: (node) => runOrThrow(runner, ['sh', '-c', template.replaceAll('{node}', shellQuote(node.name))], `restart command for ${node.name}`) };
+  return { method: 'exec', request: (node) => runOnce(runner, ['sh', '-c', template.replaceAll('{node}', shellQuote(node.name))], `the restart command for ${node.name}`, 120_000) };
 }
 
 export function noneRestarter(): NodeRestarter {
-  return { method: 'none', request: async () => {} };
+  return { method: 'none', request: async () => ({ detail: 'no restart' }) };
 }
 
 /** What was true when the restart was requested. */
@@ -187,18 +220,68 @@ export function rebootCompletion(before: RestartBaseline, node: NodeView, pods: 
   return 'Ready again after the request, with new DaemonSet pods';
 }
 
-/** Creates a privileged pod pinned to a node that runs a command in the host's namespaces. */
+/** A privileged, short-lived pod on one node that runs a command in the host's namespaces. */
+export interface HostCommandPod {
+  namespace: string;
+  name: string;
+  node: string;
+  image: string;
+  command: string[];
+  /** What it is for (reboot, rollback, cleanup): a label, so leftovers are found by it. */
+  purpose: string;
+  /** The request it serves, as an annotation. */
+  request: string;
+}
+
+/** Creates host-command pods; 'exists' when a pod of that name is there already (AlreadyExists). */
 export interface HostCommandRunner {
-  createHostCommandPod(namespace: string, name: string, node: string, image: string, command: string[]): Promise<void>;
+  createHostCommandPod(pod: HostCommandPod): Promise<'created' | 'exists'>;
+}
+
+/** Label and annotation keys of host-command pods. */
+export const hostPodLabels = { app: 'app.kubernetes.io/name', purpose: 'cilium-migrate.io/purpose' } as const;
+export const hostPodAppName = 'cilium-migrate-host-command';
+export const hostPodRequestAnnotation = 'cilium-migrate.io/request';
+
+/**
+ * The name of the pod that serves `request` for `purpose` on `node`: unique per request and node
+ * (hashed, so any node name fits in 63 characters), the same every time that request is made.
+ */
+export function hostCommandPodName(purpose: string, node: string, request: string): string {
+  return `cilium-migrate-${purpose}-${createHash('sha256').update(`${request}\n${node}`).digest('hex').slice(0, 12)}`;
+}
+
+/** The selector of every host-command pod for `purpose`. */
+export const hostPodSelector = (purpose: string) => `${hostPodLabels.app}=${hostPodAppName},${hostPodLabels.purpose}=${purpose}`;
+
+export interface HostPodCluster extends HostCommandRunner {
+  listPodsBySelector(namespace: string, labelSelector: string): Promise<PodView[]>;
+  deletePodByUid(namespace: string, name: string, uid: string, gracePeriodSeconds?: number): Promise<void>;
+}
+
+/** Deletes, by UID, the pods for `purpose` on `node` that serve another request than `keep`. */
+export async function removeLeftoverHostPods(cluster: HostPodCluster, namespace: string, purpose: string, node: string, keep?: string): Promise<string[]> {
+  const left = (await cluster.listPodsBySelector(namespace, hostPodSelector(purpose))).filter((p) => p.nodeName === node && p.name !== keep);
+  for (const p of left) await cluster.deletePodByUid(p.namespace, p.name, p.uid, 0);
+  return left.map((p) => p.name);
 }
 
 /** Reboots the host through a privileged pod (nsenter into PID 1's namespaces, systemctl reboot). */
-export function rebootRestarter(cluster: HostCommandRunner, namespace: string, image: string): NodeRestarter {
+export function rebootRestarter(cluster: HostPodCluster, namespace: string, image: string): NodeRestarter {
   return {
     method: 'reboot',
-    request: (node) =>
-      cluster.createHostCommandPod(namespace, `cilium-migrate-reboot-${node.name}`.slice(0, 63).replace(/-+$/, ''), node.name, image, [
-        'nsenter', '-t', '1', '-m', '-u', '-i', '-n', '-p', '--', 'systemctl', 'reboot',
-      ]),
+    async request(node, requestId) {
+      const name = hostCommandPodName('reboot', node.name, requestId);
+      const removed = await removeLeftoverHostPods(cluster, namespace, 'reboot', node.name, name);
+      const outcome = await cluster.createHostCommandPod({
+        namespace, name, node: node.name, image, purpose: 'reboot', request: requestId,
+        command: ['nsenter', '-t', '1', '-m', '-u', '-i', '-n', '-p', '--', 'systemctl', 'reboot'],
+      });
+      const leftovers = removed.length ? `; removed ${removed.length} leftover reboot pod${removed.length === 1 ? '' : 's'} of earlier requests` : '';
+      return { detail: outcome === 'exists' ? `pod ${namespace}/${name} was created by this request already${leftovers}` : `pod ${namespace}/${name} runs systemctl reboot${leftovers}` };
+    },
+    async cleanup(node) {
+      await removeLeftoverHostPods(cluster, namespace, 'reboot', node.name);
+    },
   };
 }

@@ -1,14 +1,16 @@
 // One read of everything `status` and `plan` need (nodes, pods, CiliumNodes, DaemonSets, PDBs),
 // a handful of LISTs whatever the cluster size, and the pure functions that turn it into a status
 // table and a migration plan.
-import { agentNamespace, ciliumClusterCidr, legacyClusterCidr } from '../../lib/defaults.js';
+import { agentNamespace, ciliumClusterCidr, ciliumNamespace } from '../../lib/defaults.js';
 import { call, k8s, statusCode, type Kube } from '../../lib/kube.js';
-import { classifyAddress, expectedOverlay, type Overlay } from '../../lib/overlay.js';
+import { classifyAddress, expectedOverlay, legacyNote, type Overlay, type OverlayNetworks } from '../../lib/overlay.js';
 import { selectorMatches, type LabelSelector } from '../../lib/selector.js';
 import { classifyDrainPods, type DrainFlags } from '../engine/drain-filter.js';
 import { toDrainPod, toNodeView } from '../engine/kube-cluster.js';
 import type { NodeView } from '../engine/cluster.js';
 import { nodePhase, phaseAnnotation, type Phase } from '../engine/state.js';
+import { ciliumClusterCidrs, readCiliumConfig } from './cilium-config.js';
+import { readLegacyCni, type LegacyCni } from './legacy-cni.js';
 
 export interface ViewPod {
   namespace: string;
@@ -23,18 +25,25 @@ export interface ViewPod {
 export interface ClusterSnapshot {
   nodes: NodeView[];
   pods: ViewPod[];
+  /** Per node, its CiliumNode's pod CIDRs. */
   ciliumCidrs: Record<string, string[]>;
   daemonSets: Set<string>;
   pdbs: { namespace: string; name: string; selector: LabelSelector | undefined; disruptionsAllowed: number }[];
   /** Probe agent pods by node. */
   agents: Record<string, { pod: string; ready: boolean }>;
+  /** The legacy CNI's pod CIDRs when known (detail only: see lib/overlay.ts). */
   legacyCidrs: string[];
+  /** Cilium's configured cluster-pool CIDRs (cilium-config), for nodes without a CiliumNode CIDR. */
   ciliumClusterCidrs: string[];
+  /** The nodes' own addresses. */
+  nodeAddresses?: string[];
+  /** The legacy CNI, when one was recognised. */
+  legacy?: LegacyCni | undefined;
 }
 
-/** Reads the cluster in O(1) requests. */
-export async function readCluster(kube: Kube, opts: { agentNamespace?: string; legacyCidrs?: string[]; ciliumCidrs?: string[] } = {}): Promise<ClusterSnapshot> {
-  const [nodes, pods, cns, dss, pdbs] = await Promise.all([
+/** Reads the cluster in O(1) requests. Cilium's CIDRs come from cilium-config in `ciliumNamespace`, else `ciliumCidrs`. */
+export async function readCluster(kube: Kube, opts: { agentNamespace?: string; ciliumNamespace?: string; ciliumCidrs?: string[] } = {}): Promise<ClusterSnapshot> {
+  const [nodes, pods, cns, dss, pdbs, ciliumConfig] = await Promise.all([
     call(kube, 'list nodes', () => kube.core.listNode()),
     call(kube, 'list pods', () => kube.core.listPodForAllNamespaces()),
     call(kube, 'list ciliumnodes', async () => {
@@ -47,7 +56,9 @@ export async function readCluster(kube: Kube, opts: { agentNamespace?: string; l
     }),
     call(kube, 'list daemonsets', () => kube.apps.listDaemonSetForAllNamespaces()),
     call(kube, 'list poddisruptionbudgets', () => kube.policy.listPodDisruptionBudgetForAllNamespaces()),
+    readCiliumConfig(kube, opts.ciliumNamespace ?? ciliumNamespace),
   ]);
+  const legacy = await readLegacyCni(kube, dss.items);
   const ns = opts.agentNamespace ?? agentNamespace;
   const agents: ClusterSnapshot['agents'] = {};
   for (const p of pods.items) {
@@ -55,6 +66,7 @@ export async function readCluster(kube: Kube, opts: { agentNamespace?: string; l
       agents[p.spec.nodeName] = { pod: p.metadata.name ?? '', ready: p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false };
     }
   }
+  const configured = ciliumClusterCidrs(ciliumConfig);
   return {
     nodes: nodes.items.map(toNodeView),
     pods: pods.items
@@ -64,8 +76,10 @@ export async function readCluster(kube: Kube, opts: { agentNamespace?: string; l
     daemonSets: new Set(dss.items.map((d) => `${d.metadata?.namespace}/${d.metadata?.name}`)),
     pdbs: pdbs.items.map((p) => ({ namespace: p.metadata?.namespace ?? '', name: p.metadata?.name ?? '', selector: p.spec?.selector as LabelSelector | undefined, disruptionsAllowed: p.status?.disruptionsAllowed ?? 0 })),
     agents,
-    legacyCidrs: opts.legacyCidrs ?? [legacyClusterCidr],
-    ciliumClusterCidrs: opts.ciliumCidrs ?? [ciliumClusterCidr],
+    legacyCidrs: legacy?.pools ?? [],
+    ciliumClusterCidrs: configured.length ? configured : opts.ciliumCidrs ?? [ciliumClusterCidr],
+    nodeAddresses: nodes.items.flatMap((n) => (n.status?.addresses ?? []).filter((a) => a.type === 'InternalIP' || a.type === 'ExternalIP').map((a) => a.address)),
+    legacy,
   };
 }
 
@@ -75,6 +89,7 @@ export interface NodeStatus {
   phase: Phase;
   /** Where the node's new pods go. */
   overlay: 'legacy' | 'cilium';
+  /** The node's legacy pod CIDRs where the legacy CNI allocates per node (Flannel: spec.podCIDR), else its pools. */
   legacyCidrs: string[];
   ciliumCidrs: string[];
   pods: Record<'legacy' | 'cilium' | 'other', number>;
@@ -85,11 +100,24 @@ export interface NodeStatus {
 export interface ClusterStatus {
   nodes: NodeStatus[];
   summary: { nodes: number; migrated: number; podsOnLegacy: number; podsOnCilium: number };
+  /** What the legacy CNI's known CIDRs add (pods counted legacy outside them), for people. */
+  notes: string[];
 }
 
-/** The overlay of a pod on `node`: its own node's Cilium CIDRs decide (REFERENCE.md), then the cluster CIDRs. */
-export const podOverlay = (snap: ClusterSnapshot, node: string, ip: string): Overlay =>
-  classifyAddress(ip, { legacyCidrs: snap.legacyCidrs, ciliumCidrs: snap.ciliumClusterCidrs, ciliumNodeCidrs: snap.ciliumCidrs[node] ?? [], nodeAddresses: [] });
+const networks = new WeakMap<ClusterSnapshot, OverlayNetworks>();
+
+/** The snapshot as lib/overlay.ts's networks (built once per snapshot). */
+export function snapshotNetworks(snap: ClusterSnapshot): OverlayNetworks {
+  let nets = networks.get(snap);
+  if (!nets) {
+    nets = { ciliumNodeCidrs: snap.ciliumCidrs, ciliumCidrs: snap.ciliumClusterCidrs, nodeAddresses: new Set(snap.nodeAddresses ?? []), legacyCidrs: snap.legacyCidrs };
+    networks.set(snap, nets);
+  }
+  return nets;
+}
+
+/** The overlay of a pod on `node` (lib/overlay.ts): inside its node's Cilium CIDRs (else the cluster pool's) is Cilium, any other pod address legacy. */
+export const podOverlay = (snap: ClusterSnapshot, node: string, ip: string): Overlay => classifyAddress(ip, node, snapshotNetworks(snap));
 
 /** The pods of each node, in one pass. */
 export function podsByNode(snap: ClusterSnapshot): Map<string, ViewPod[]> {
@@ -102,14 +130,26 @@ export function podsByNode(snap: ClusterSnapshot): Map<string, ViewPod[]> {
   return byNode;
 }
 
+/** Pods on the legacy network whose address is outside every known legacy CIDR, and what that suggests. */
+export function legacyOutsidePools(snap: ClusterSnapshot, pods: ViewPod[]): string | undefined {
+  const outside = pods.filter((p) => legacyNote(p.ip, snap.legacyCidrs) !== undefined);
+  if (outside.length === 0) return undefined;
+  const shown = outside.slice(0, 3).map((p) => `${p.namespace}/${p.name} ${p.ip}`).join(', ');
+  return `${outside.length} pod${outside.length === 1 ? '' : 's'} counted on the legacy network ${outside.length === 1 ? 'is' : 'are'} outside the legacy CNI's pod CIDRs (${snap.legacyCidrs.join(', ')}): ${shown}${outside.length > 3 ? ', ...' : ''}; if ${outside.length === 1 ? 'it is' : 'they are'} Cilium's, check --cilium-namespace (cilium-config ${snap.ciliumClusterCidrs.join(', ')}) and the CiliumNodes`;
+}
+
 /** Per node: phase, overlay, CIDRs, pods per overlay, agent; and the cluster summary. */
 export function clusterStatus(snap: ClusterSnapshot, labelKey: string): ClusterStatus {
   const byNode = podsByNode(snap);
+  const onLegacy: ViewPod[] = [];
+  // Flannel (and the Kubernetes default) give each node a range of spec.podCIDR; Calico and AWS-CNI do not.
+  const perNodeLegacy = !snap.legacy || snap.legacy.kind === 'flannel';
   const nodes = [...snap.nodes].sort((a, b) => a.name.localeCompare(b.name)).map((n): NodeStatus => {
     const pods = { legacy: 0, cilium: 0, other: 0 };
     for (const p of byNode.get(n.name) ?? []) {
       if (p.hostNetwork || !p.ip) continue;
       const o = podOverlay(snap, n.name, p.ip);
+      if (o === 'legacy') onLegacy.push(p);
       if (o === 'legacy' || o === 'cilium') pods[o]++;
       else pods.other++;
     }
@@ -119,13 +159,14 @@ export function clusterStatus(snap: ClusterSnapshot, labelKey: string): ClusterS
       role: n.controlPlane ? 'control-plane' : 'worker',
       phase: nodePhase(n.annotations),
       overlay: expectedOverlay(n.labels, labelKey, n.annotations[phaseAnnotation]),
-      legacyCidrs: n.podCIDRs,
+      legacyCidrs: perNodeLegacy ? n.podCIDRs : snap.legacyCidrs,
       ciliumCidrs: snap.ciliumCidrs[n.name] ?? [],
       pods,
       agent: agent ? (agent.ready ? 'ready' : 'not-ready') : 'missing',
       cordoned: n.unschedulable,
     };
   });
+  const outside = legacyOutsidePools(snap, onLegacy);
   return {
     nodes,
     summary: {
@@ -134,6 +175,7 @@ export function clusterStatus(snap: ClusterSnapshot, labelKey: string): ClusterS
       podsOnLegacy: nodes.reduce((s, n) => s + n.pods.legacy, 0),
       podsOnCilium: nodes.reduce((s, n) => s + n.pods.cilium, 0),
     },
+    notes: outside ? [outside] : [],
   };
 }
 

@@ -2,9 +2,10 @@
 // Cilium namespace: written with "finalizing" before finalize changes anything, "finalized" after,
 // so a rerun resumes, and rollback refuses once the migration's scaffolding started to go.
 import { annotationPrefix } from '../../lib/defaults.js';
-import { call, statusCode, type Kube } from '../../lib/kube.js';
-import { podOverlay, type ClusterSnapshot } from './cluster-view.js';
+import { applyObject, call, statusCode, type Kube } from '../../lib/kube.js';
+import { legacyOutsidePools, podOverlay, type ClusterSnapshot } from './cluster-view.js';
 import { nodePhase } from '../engine/state.js';
+import type { LegacyKind, LegacyObject } from './legacy-cni.js';
 
 export const finalizeRecordName = 'cilium-migrate-finalize';
 
@@ -14,9 +15,14 @@ export interface FinalizeRecord {
   finishedAt?: string;
   /** The nodes found migrated when finalize began. */
   nodes: string[];
+  /** The legacy CNI found when finalize began (what the node cleanup is for). */
+  legacyKind?: LegacyKind | undefined;
+  legacyNftables?: boolean | undefined;
+  /** The legacy CNI's objects, recorded before the first is deleted, so a rerun deletes the rest. */
+  legacyObjects?: LegacyObject[] | undefined;
 }
 
-/** Why finalize may not start: nodes not migrated, pods still on the legacy network. Pure. */
+/** Why finalize may not start: nodes not migrated, pods still on the legacy network (anything outside Cilium's CIDRs, lib/overlay.ts). Pure. */
 export function finalizeBlockers(snap: ClusterSnapshot): string[] {
   const blockers: string[] = [];
   const notMigrated = snap.nodes.filter((n) => nodePhase(n.annotations) !== 'migrated').map((n) => `${n.name} (${nodePhase(n.annotations)})`);
@@ -25,6 +31,8 @@ export function finalizeBlockers(snap: ClusterSnapshot): string[] {
   if (legacyPods.length) {
     const shown = legacyPods.slice(0, 10).map((p) => `${p.namespace}/${p.name} (${p.ip} on ${p.node})`);
     blockers.push(`${legacyPods.length} pod${legacyPods.length === 1 ? '' : 's'} still on the legacy network: ${shown.join(', ')}${legacyPods.length > 10 ? ', ...' : ''}`);
+    const outside = legacyOutsidePools(snap, legacyPods);
+    if (outside) blockers.push(outside);
   }
   return blockers;
 }
@@ -58,17 +66,15 @@ export async function readFinalizeRecord(kube: Kube, namespace: string): Promise
   }
 }
 
+/**
+ * Writes the record by server-side apply: its creation names the ConfigMap too, so the plugin's
+ * Role may create exactly this one ConfigMap and no other (manifests/rbac).
+ */
 export async function writeFinalizeRecord(kube: Kube, namespace: string, record: FinalizeRecord): Promise<void> {
-  const body = {
+  await applyObject(kube, {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
     metadata: { name: finalizeRecordName, namespace, labels: { 'app.kubernetes.io/managed-by': 'kubectl-cilium-migrate' }, annotations: { [`${annotationPrefix}/note`]: 'written by kubectl cilium-migrate finalize; rollback refuses while it exists' } },
     data: { record: JSON.stringify(record) },
-  };
-  await call(kube, `write configmap ${namespace}/${finalizeRecordName}`, async () => {
-    try {
-      await kube.core.replaceNamespacedConfigMap({ namespace, name: finalizeRecordName, body });
-    } catch (err) {
-      if (statusCode(err) !== 404) throw err;
-      await kube.core.createNamespacedConfigMap({ namespace, body });
-    }
-  });
+  }, { force: true });
 }

@@ -12,7 +12,7 @@ export interface ValuesRequest {
   ciliumVersion: string;
   ciliumCidr: string;
   tunnelPort: number;
-  /** The legacy CNI's VXLAN port, which the Cilium tunnel must not share. */
+  /** The legacy CNI's UDP tunnel port, which the Cilium tunnel must not share; 0 when it has none. */
   legacyTunnelPort: number;
 }
 
@@ -21,15 +21,40 @@ export interface CiliumVersion {
   minor: number;
 }
 
-/** Parses "1.16", "v1.16.3"; refuses versions without CiliumNodeConfig (before 1.13). */
-export function parseCiliumVersion(text: string): CiliumVersion {
-  const m = /^v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+].*)?$/.exec(text.trim());
-  if (!m) throw new UsageError(`--cilium-version ${text}: not a version`, 'use a form like 1.16 or 1.16.3');
-  const v = { major: Number(m[1]), minor: Number(m[2]) };
-  if (v.major !== 1) throw new UsageError(`--cilium-version ${text}: only Cilium 1.x is known`);
-  if (v.minor < 13) {
-    throw new PreconditionError(`Cilium ${text} has no CiliumNodeConfig (added in 1.13), so it cannot take over nodes one at a time`, 'migrate to Cilium 1.13 or newer');
+/** The oldest Cilium the plugin migrates to. */
+export const oldestSupportedCilium: CiliumVersion = { major: 1, minor: 14 };
+
+/**
+ * Why the plugin cannot migrate to this Cilium version, or undefined when it can. Before 1.13 there
+ * is no CiliumNodeConfig. 1.13 is end of life, and its CNI config is written by the agent pod's
+ * postStart script from cilium-config (05-cilium.conf), which the per-node switch the plugin applies
+ * (write-cni-conf-when-ready in the CiliumNodeConfig, from 1.14 on) does not drive: refused rather
+ * than half supported.
+ */
+export function unsupportedCilium(v: CiliumVersion, text: string): { message: string; hint: string } | undefined {
+  if (v.major === 1 && v.minor < 13) return { message: `Cilium ${text} has no CiliumNodeConfig (added in 1.13), so it cannot take over nodes one at a time`, hint: 'migrate to Cilium 1.14 or newer' };
+  if (v.major === 1 && v.minor === 13) {
+    return {
+      message: `Cilium ${text} is not supported: 1.13 is end of life, and its CNI config comes from the agent's postStart script reading cilium-config (05-cilium.conf), not from the per-node CiliumNodeConfig this migration switches nodes with (1.14 and newer)`,
+      hint: 'migrate to Cilium 1.14 or newer (a current release is best)',
+    };
   }
+  return undefined;
+}
+
+/** Parses "1.16", "v1.16.3"; the version's parts. */
+export function parseVersion(text: string): CiliumVersion | undefined {
+  const m = /^v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+].*)?$/.exec(text.trim());
+  return m ? { major: Number(m[1]), minor: Number(m[2]) } : undefined;
+}
+
+/** Parses "1.16", "v1.16.3"; refuses versions the migration cannot use (before 1.14, see unsupportedCilium). */
+export function parseCiliumVersion(text: string): CiliumVersion {
+  const v = parseVersion(text);
+  if (!v) throw new UsageError(`--cilium-version ${text}: not a version`, 'use a form like 1.16 or 1.16.3');
+  if (v.major !== 1) throw new UsageError(`--cilium-version ${text}: only Cilium 1.x is known`);
+  const refused = unsupportedCilium(v, text);
+  if (refused) throw new PreconditionError(refused.message, refused.hint);
   return v;
 }
 
@@ -43,7 +68,7 @@ export function valuesEntries(req: ValuesRequest): Entry[] {
   } catch (err) {
     throw new UsageError(`--cilium-cidr: ${(err as Error).message}`);
   }
-  if (req.tunnelPort === req.legacyTunnelPort) {
+  if (req.legacyTunnelPort > 0 && req.tunnelPort === req.legacyTunnelPort) {
     throw new UsageError(`--tunnel-port ${req.tunnelPort} is the legacy CNI's VXLAN port too`, 'both overlays bind it: pick another, 8473 in the seed ("Address already in use" otherwise)');
   }
   const final = req.phase === 'final';
@@ -56,16 +81,12 @@ export function valuesEntries(req: ValuesRequest): Entry[] {
         : 'off during the migration, or the operator keeps restarting pods (CoreDNS) that live on legacy nodes',
     },
   ];
-  if (v.minor >= 14) {
-    entries.push(
-      { path: ['routingMode'], value: 'tunnel', comment: 'a second overlay next to the legacy one (Cilium >= 1.14 key; `tunnel:` is gone from 1.15)' },
-      { path: ['tunnelProtocol'], value: 'vxlan', comment: 'VXLAN like Flannel, on its own port below' },
-    );
-  } else {
-    entries.push({ path: ['tunnel'], value: 'vxlan', comment: 'a second overlay next to the legacy one (before 1.14 the key is `tunnel`)' });
-  }
   entries.push(
-    { path: ['tunnelPort'], value: req.tunnelPort, comment: `not ${req.legacyTunnelPort}: the legacy overlay owns that port` },
+    { path: ['routingMode'], value: 'tunnel', comment: 'a second overlay next to the legacy one (Cilium >= 1.14 key; `tunnel:` is gone from 1.15)' },
+    { path: ['tunnelProtocol'], value: 'vxlan', comment: 'VXLAN, on its own port below' },
+  );
+  entries.push(
+    { path: ['tunnelPort'], value: req.tunnelPort, comment: req.legacyTunnelPort > 0 ? `not ${req.legacyTunnelPort}: the legacy overlay owns that port` : 'the legacy CNI binds no UDP tunnel port' },
     {
       path: ['cni', 'customConf'],
       value: !final,
@@ -110,7 +131,7 @@ export function valuesYaml(req: ValuesRequest): string {
   const v = parseCiliumVersion(req.ciliumVersion);
   doc.commentBefore = ` Cilium ${v.major}.${v.minor} Helm values, ${req.phase} phase of a live migration (kubectl cilium-migrate values).\n` +
     (req.phase === 'initial'
-      ? ' Install with: helm install cilium cilium/cilium -n kube-system --version <V> -f <this file>'
-      : ' Apply with: helm upgrade cilium cilium/cilium -n kube-system -f <this file>; then kubectl -n kube-system rollout restart ds/cilium');
+      ? ' Install with: helm install cilium cilium/cilium -n kube-system --version <V> -f <this file>\n (in another namespace, pass it to every kubectl cilium-migrate command: --cilium-namespace)'
+      : ' Apply with: helm upgrade cilium cilium/cilium -n kube-system -f <this file>; then kubectl -n kube-system rollout restart ds/cilium\n (kube-system, or Cilium\'s namespace)');
   return doc.toString();
 }

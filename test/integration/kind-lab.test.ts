@@ -218,7 +218,7 @@ describe('the real-node lab: kind without docker', () => {
     async function restartAndWatch(restarter: NodeRestarter, name: string, extraWatchMs: number) {
       const requestedAt = new Date();
       const baseline = restartBaseline(await cluster.getNode(name), await cluster.listNodePods(name), requestedAt);
-      await restarter.request(await cluster.getNode(name));
+      await restarter.request(await cluster.getNode(name), `kind-lab-${restarter.method}-${Date.now()}`);
       const started = Date.now();
       const rebootRule: (string | undefined)[] = [];
       const how = await eventually(`${name} back from --restart ${restarter.method}`, async () => {

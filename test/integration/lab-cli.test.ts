@@ -42,6 +42,21 @@ describe('lab command line', () => {
     }
   });
 
+  it('refuses a bad value with one line naming it and exit 2, before anything else (no root needed)', async () => {
+    const cases: [string[], RegExp][] = [
+      [['up', '--nodes', '10x'], /^error: --nodes "10x": expected a whole number from 1 to 50\n$/],
+      [['up', '--nodes', '0'], /^error: --nodes "0": expected a whole number from 1 to 50\n$/],
+      [['restart-node', ''], /^error: node "": expected a node name \(a DNS-1123 subdomain/],
+      [['drop-udp', 'kind-worker', '70000'], /^error: port "70000": expected a port number from 1 to 65535\n$/],
+      [['restore-udp', 'Kind_Worker', '8473'], /^error: node "Kind_Worker": expected a node name/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await run(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, labJs, '--state-dir', join(stateDir, 'y'), ...args]);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message, args.join(' '));
+    }
+  });
+
   it('an unknown command is a usage error (exit 2)', async () => {
     const r = await run([process.execPath, labJs, 'bogus']);
     assert.equal(r.code, 2);

@@ -131,7 +131,7 @@ describe('the local lab: the seed migration end to end with the plugin', () => {
   it('migrates every node with the plugin while requests to pods not being drained never fail, with cross-overlay traffic both ways; a broken Cilium overlay stops the gate naming the tunnel port', async () => {
     const pre = await s.plugin(['preflight'], progress);
     assert.equal(pre.code, 0, `preflight passes on the lab:\n${pre.stdout}${pre.stderr}`);
-    assert.match(pre.stdout, /flannel \(DaemonSet kube-flannel\/kube-flannel-ds\), pod CIDR 10\.244\.0\.0\/16, VXLAN port 8472/);
+    assert.match(pre.stdout, /flannel \(DaemonSet kube-flannel\/kube-flannel-ds\), pod CIDR 10\.244\.0\.0\/16 \(net-conf\.json in kube-flannel\/kube-flannel-cfg\), VXLAN on UDP 8472/);
     await prepareStep(s, progress);
     const withoutRestart = labNodeFlags(s).filter((f, i, all) => !['--restart', '--restart-command'].includes(f) && !['--restart', '--restart-command'].includes(all[i - 1] ?? ''));
     for (const node of seedOrder(lab.nodes.map((n) => n.name))) {

@@ -28,6 +28,13 @@ describe('identityOf', () => {
     assert.equal(id.overlayMismatch, undefined);
   });
 
+  it('says when a legacy address is outside the known legacy CIDRs (is Cilium\'s CIDR configured right?)', () => {
+    const stray = { ...self, ip: '10.99.1.5' };
+    const id = identityOf(stray, view(true), cfg);
+    assert.equal(id.overlay, 'legacy');
+    assert.match(id.overlayMismatch ?? '', /10\.99\.1\.5 is outside the legacy CNI's known pod CIDRs \(10\.244\.0\.0\/16\): check --cilium-cidrs/);
+  });
+
   it('says so when its node is labelled for Cilium but it still has a legacy IP', () => {
     const id = identityOf(self, view(true), cfg);
     assert.equal(id.expectedOverlay, 'cilium');
@@ -39,6 +46,21 @@ describe('peersOf', () => {
   it('classifies every peer (legacy, cilium, host) and never includes itself', () => {
     const peers = peersOf(self, identityOf(self, view(false), cfg), view(false), cfg);
     assert.deepEqual(peers.map((p) => [p.ref.pod, p.ref.overlay]).sort(), [['a0', 'host'], ['a2', 'cilium']]);
+  });
+
+  it('classifies a Calico peer (192.168.0.0/16, outside LEGACY_CIDRS) as legacy, not unknown', () => {
+    const v = view(false);
+    const calico: ClusterView = { ...v, agents: [...v.agents, { node: 'kind-worker3', pod: 'a3', ip: '192.168.7.9' }], nodes: [...v.nodes, { name: 'kind-worker3', addresses: ['172.18.0.5'], labels: {} }] };
+    const peers = peersOf(self, identityOf(self, calico, cfg), calico, cfg);
+    assert.equal(peers.find((p) => p.ref.pod === 'a3')?.ref.overlay, 'legacy');
+  });
+
+  it('judges a peer by its own node\'s CiliumNode, not by another node\'s', () => {
+    const v = view(false);
+    // kind-worker's CiliumNode has no CIDR: the configured pool decides for its pods.
+    const peers = peersOf({ ...self, pod: 'x', node: 'kind-control-plane' }, identityOf(self, v, cfg), { ...v, ciliumNodeCidrs: { 'kind-worker2': ['10.245.2.0/24'], 'kind-worker': ['10.1.1.0/24'] } }, cfg);
+    assert.equal(peers.find((p) => p.ref.pod === 'a1')?.ref.overlay, 'legacy', '10.244.1.5 is outside kind-worker\'s 10.1.1.0/24');
+    assert.equal(peers.find((p) => p.ref.pod === 'a2')?.ref.overlay, 'cilium');
   });
 
   it('marks peers on nodes being migrated as focus', () => {

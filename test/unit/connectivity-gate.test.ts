@@ -225,6 +225,23 @@ describe('diagnose', () => {
   it('a legacy node\'s tunnel: UDP 8472', () => {
     assert.match(diagnose(matrixOf(read(four, allOf('a', ['b', 'c', 'd']))), policy)[0]!.message, /UDP 8472/);
   });
+  it('a Calico IP-in-IP node: names IP protocol 4, not a UDP port it does not have', () => {
+    const message = diagnose(matrixOf(read(four, allOf('a', ['b', 'c', 'd']))), policy, { legacy: [{ protocol: 'ipip' }], cilium: { protocol: 'vxlan', port: 8473 } })[0]!.message;
+    assert.match(message, /the legacy overlay's IP protocol 4 \(IP-in-IP\) is likely blocked on a/);
+    assert.doesNotMatch(message, /8472/);
+  });
+  it('a Calico VXLAN node on Felix\'s port, and Cilium on the port cilium-config names', () => {
+    const tunnels = { legacy: [{ protocol: 'vxlan' as const, port: 4789 }], cilium: { protocol: 'vxlan' as const, port: 8479 } };
+    assert.match(diagnose(matrixOf(read(four, allOf('a', ['b', 'c', 'd']))), policy, tunnels)[0]!.message, /legacy tunnel port UDP 4789/);
+    assert.match(diagnose(matrixOf(read(four, allOf('c', ['a', 'b', 'd']))), policy, tunnels)[0]!.message, /cilium tunnel port UDP 8479/);
+  });
+  it('an AWS-CNI node (no tunnel): its routed traffic', () => {
+    assert.match(diagnose(matrixOf(read(four, allOf('a', ['b', 'c', 'd']))), policy, { legacy: [{ protocol: 'none' }] })[0]!.message, /legacy overlay's routed traffic \(it has no tunnel\).*routes, security groups/);
+  });
+  it('evaluateGate passes the tunnels to its hints', () => {
+    const e = evaluateGate({ matrix: matrixOf(read(four, allOf('a', ['b', 'c', 'd']))), focus: [], policy, tunnels: { legacy: [{ protocol: 'ipip' }] } });
+    assert.match(e.hints[0]!.message, /IP-in-IP/);
+  });
   it('large packets failing while small ones pass: MTU', () => {
     assert.deepEqual(causes(read(four, { 'd>c/icmp-large': { ok: 0 } })), ['mtu:c,d']);
   });

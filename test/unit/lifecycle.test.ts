@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import type { NodeView } from '../../cmd/engine/cluster.js';
 import { stateAnnotation } from '../../cmd/engine/state.js';
-import { migrationPlan, planWaves, type ClusterSnapshot, type ViewPod } from '../../cmd/migration/cluster-view.js';
+import { clusterStatus, migrationPlan, planWaves, type ClusterSnapshot, type ViewPod } from '../../cmd/migration/cluster-view.js';
 import { ciliumVersionFromImage, finalizeBlockers, stillInMigrationMode } from '../../cmd/migration/finalize.js';
 import { ciliumNodeConfig, parseManifests, preferredNodeConfigVersion } from '../../cmd/migration/node-config.js';
 import { defaultDrainFlags } from '../../cmd/engine/drain-filter.js';
@@ -87,6 +87,24 @@ describe('plan waves', () => {
   });
 });
 
+describe('status', () => {
+  it('counts Calico pods as legacy (they were "other" while only 10.244/16 and spec.podCIDR counted)', () => {
+    const pods = [pod('c1', 'w1', '192.168.3.7'), pod('c2', 'w1', '192.168.9.1'), pod('n', 'w1', '10.245.1.9'), pod('h', 'w1', '172.18.0.2', {}, true)];
+    const snap = { ...snapshot([node('w1')], pods, [], { w1: ['10.245.1.0/24'] }), legacyCidrs: ['192.168.0.0/16'] };
+    const st = clusterStatus(snap, 'io.cilium.migration/cilium-default');
+    assert.deepEqual(st.nodes[0]!.pods, { legacy: 2, cilium: 1, other: 0 });
+    assert.equal(st.summary.podsOnLegacy, 2);
+    assert.deepEqual(st.notes, []);
+  });
+
+  it('shows Calico\'s pools as a node\'s legacy CIDRs, and Flannel\'s per-node spec.podCIDR', () => {
+    const calico = { ...snapshot([node('w1')]), legacyCidrs: ['192.168.0.0/16'], legacy: { kind: 'calico' as const, pools: ['192.168.0.0/16'], tunnels: [] } };
+    assert.deepEqual(clusterStatus(calico, 'k').nodes[0]!.legacyCidrs, ['192.168.0.0/16']);
+    const flannel = { ...snapshot([node('w1')]), legacy: { kind: 'flannel' as const, pools: ['10.244.0.0/16'], tunnels: [] } };
+    assert.deepEqual(clusterStatus(flannel, 'k').nodes[0]!.legacyCidrs, ['10.244.1.0/24']);
+  });
+});
+
 describe('finalize', () => {
   it('refuses while a node is not migrated', () => {
     assert.deepEqual(finalizeBlockers(snapshot([node('w1', { annotations: migrated }), node('w2')])), ['not migrated: w2 (pending)']);
@@ -95,6 +113,25 @@ describe('finalize', () => {
   it('refuses while a pod is on the legacy network, not for host-network pods or pods on Cilium', () => {
     const pods = [pod('old', 'w1', '10.244.1.7'), pod('host', 'w1', '172.18.0.2', {}, true), pod('new', 'w1', '10.245.1.9'), pod('pending', 'w1', '')];
     assert.deepEqual(finalizeBlockers(snapshot([node('w1', { annotations: migrated })], pods)), ['1 pod still on the legacy network: default/old (10.244.1.7 on w1)']);
+  });
+
+  it('refuses while a Calico pod (192.168.0.0/16, outside node.spec.podCIDR) is left, naming it', () => {
+    const pods = [pod('calico', 'w1', '192.168.3.7'), pod('new', 'w1', '10.245.1.9')];
+    const snap = { ...snapshot([node('w1', { annotations: migrated })], pods, [], { w1: ['10.245.1.0/24'] }), legacyCidrs: ['192.168.0.0/16'] };
+    assert.deepEqual(finalizeBlockers(snap), ['1 pod still on the legacy network: default/calico (192.168.3.7 on w1)']);
+  });
+
+  it('refuses while an AWS-CNI pod (a VPC address, no legacy CIDR known) is left', () => {
+    const pods = [pod('vpc', 'w1', '172.31.20.9')];
+    const snap = { ...snapshot([node('w1', { annotations: migrated })], pods, [], { w1: ['10.245.1.0/24'] }), legacyCidrs: [] };
+    assert.deepEqual(finalizeBlockers(snap), ['1 pod still on the legacy network: default/vpc (172.31.20.9 on w1)']);
+  });
+
+  it('says when a pod it counts as legacy lies outside the legacy CNI\'s CIDRs (Cilium\'s CIDRs not found?)', () => {
+    const pods = [pod('stray', 'w1', '10.0.3.4')];
+    const blockers = finalizeBlockers(snapshot([node('w1', { annotations: migrated })], pods));
+    assert.equal(blockers.length, 2);
+    assert.match(blockers[1]!, /1 pod counted on the legacy network is outside the legacy CNI's pod CIDRs \(10\.244\.0\.0\/16\): default\/stray 10\.0\.3\.4; .*check --cilium-namespace/);
   });
 
   it('counts a pod inside its node\'s CiliumNode CIDRs as on Cilium', () => {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { NodeView, PodView } from '../../cmd/engine/cluster.js';
-import { chooseRestartMethod, execRestarter, kindContainer, kindRestarter, observeRestart, parseRuntimeTime, rebootCompletion, restartBaseline, restartCompletion, shellQuote, type CommandRunner } from '../../cmd/engine/restart.js';
+import { chooseRestartMethod, execRestarter, hostCommandPodName, kindContainer, kindRestarter, observeRestart, parseRuntimeTime, rebootCompletion, rebootRestarter, restartBaseline, restartCompletion, shellQuote, type CommandRunner, type HostCommandPod } from '../../cmd/engine/restart.js';
 import { ExitCode, UsageError } from '../../lib/errors.js';
 
 const t0 = new Date('2026-01-01T00:00:00Z');
@@ -103,7 +103,7 @@ describe('kind nodes: runtime, container and start time', () => {
     const runner: CommandRunner = async (argv) => (calls.push(argv), { code: 0, stdout: argv[1] === 'inspect' ? '2026-11-25T16:24:19.138Z\n' : 'kind-worker\n', stderr: '' });
     const r = kindRestarter(runner);
     const n = node({ providerID: 'kind://podman/kind/kind-worker' });
-    await r.request(n);
+    assert.deepEqual(await r.request(n, 'req-1'), { detail: 'podman restart kind-worker' });
     assert.equal((await r.containerStartedAt!(n))?.toISOString(), '2026-11-25T16:24:19.138Z');
     assert.deepEqual(calls, [['podman', 'restart', 'kind-worker'], ['podman', 'inspect', '--format', '{{.State.StartedAt}}', 'kind-worker']]);
   });
@@ -123,14 +123,87 @@ describe('execRestarter', () => {
   it('runs the template through sh with the node name quoted', async () => {
     const calls: string[][] = [];
     const runner: CommandRunner = async (argv) => (calls.push(argv), { code: 0, stdout: '', stderr: '' });
-    await execRestarter('ssh {node} sudo reboot', runner).request(node({ name: "odd'name" }));
+    const r = await execRestarter('ssh {node} sudo reboot', runner).request(node({ name: "odd'name" }), 'req');
     assert.deepEqual(calls, [['sh', '-c', `ssh ${shellQuote("odd'name")} sudo reboot`]]);
+    assert.equal(r.failure, undefined);
   });
 
-  it('reports a failing command with its output', async () => {
-    const runner: CommandRunner = async () => ({ code: 255, stdout: '', stderr: 'ssh: connect to host kind-worker port 22: Connection refused\n' });
-    await assert.rejects(execRestarter('ssh {node} sudo reboot', runner).request(node()), /exit 255\): ssh: connect to host/);
+  it('returns a failing command\'s exit status and output as data (ssh exits 255 when the host goes down), never throws', async () => {
+    const runner: CommandRunner = async () => ({ code: 255, stdout: '', stderr: 'Connection to kind-worker closed by remote host.\n' });
+    const r = await execRestarter('ssh {node} sudo reboot', runner).request(node(), 'req');
+    assert.match(r.failure ?? '', /the restart command for kind-worker exited 255: Connection to kind-worker closed by remote host\./);
+    assert.equal(r.notRun, false, 'it may well have restarted the node');
+  });
+
+  it('says when the command never ran (not found, not executable)', async () => {
+    for (const code of [126, 127]) {
+      const r = await execRestarter('ssh {node} sudo reboot', async () => ({ code, stdout: '', stderr: 'sh: 1: shh: not found' })).request(node(), 'req');
+      assert.equal(r.notRun, true, `exit ${code}`);
+    }
+  });
+
+  it('reports a command stopped by its time limit', async () => {
+    const r = await execRestarter('ssh {node} sudo reboot', async () => ({ code: null, signal: 'SIGTERM', stdout: '', stderr: '' })).request(node(), 'req');
+    assert.match(r.failure ?? '', /was stopped after 120s \(SIGTERM\)/);
   });
 
   it('needs {node} in the template', () => assert.throws(() => execRestarter('sudo reboot'), /must contain \{node\}/));
+});
+
+describe('rebootRestarter', () => {
+  function hostPods() {
+    const pods: PodView[] = [];
+    const created: HostCommandPod[] = [];
+    const deleted: string[] = [];
+    const cluster = {
+      async listPodsBySelector(namespace: string, selector: string) {
+        assert.equal(selector, 'app.kubernetes.io/name=cilium-migrate-host-command,cilium-migrate.io/purpose=reboot');
+        return pods.filter((p) => p.namespace === namespace);
+      },
+      async deletePodByUid(_ns: string, name: string, uid: string) {
+        deleted.push(`${name}/${uid}`);
+        pods.splice(pods.findIndex((p) => p.uid === uid), 1);
+      },
+      async createHostCommandPod(p: HostCommandPod) {
+        if (pods.some((x) => x.name === p.name)) return 'exists' as const;
+        created.push(p);
+        pods.push({ namespace: p.namespace, name: p.name, uid: `uid-${created.length}`, nodeName: p.node, phase: 'Running', ready: true, podIP: '', hostNetwork: false, createdAt: t0 });
+        return 'created' as const;
+      },
+    };
+    return { cluster, pods, created, deleted };
+  }
+
+  it('names its pod after the request and the node, within 63 characters, for any node name', () => {
+    const long = 'a'.repeat(253);
+    const name = hostCommandPodName('reboot', long, 'run-1@2026-01-01T00:00:00.000Z');
+    assert.ok(name.length <= 63 && /^[a-z0-9-]+$/.test(name), name);
+    assert.notEqual(hostCommandPodName('reboot', 'kind-worker', 'run-1@t1'), hostCommandPodName('reboot', 'kind-worker', 'run-2@t1'), 'another request, another pod');
+    assert.notEqual(hostCommandPodName('reboot', 'kind-worker', 'run-1@t1'), hostCommandPodName('reboot', 'kind-worker2', 'run-1@t1'), 'another node, another pod');
+  });
+
+  it('asks once per request: the same request again finds its pod (AlreadyExists) and reboots nothing twice', async () => {
+    const f = hostPods();
+    const r = rebootRestarter(f.cluster, 'kube-system', 'alpine@sha256:' + 'a'.repeat(64));
+    const first = await r.request(node(), 'run-1@t1');
+    const again = await r.request(node(), 'run-1@t1');
+    assert.equal(f.created.length, 1);
+    assert.match(first.detail, /runs systemctl reboot/);
+    assert.match(again.detail, /was created by this request already/);
+    assert.deepEqual(f.created[0]!.command.slice(-2), ['systemctl', 'reboot']);
+    assert.equal(f.created[0]!.purpose, 'reboot');
+    assert.equal(f.created[0]!.request, 'run-1@t1');
+  });
+
+  it('removes, by UID, the pods earlier requests left on the node, and only those', async () => {
+    const f = hostPods();
+    const r = rebootRestarter(f.cluster, 'kube-system', 'img');
+    await r.request(node(), 'run-0@t0');
+    await r.request(node({ name: 'kind-worker2' }), 'run-0@t0');
+    const second = await r.request(node(), 'run-1@t1');
+    assert.deepEqual(f.deleted, [`${hostCommandPodName('reboot', 'kind-worker', 'run-0@t0')}/uid-1`]);
+    assert.match(second.detail, /removed 1 leftover reboot pod of earlier requests/);
+    await r.cleanup!(node(), 'run-1@t1');
+    assert.deepEqual(f.pods.map((p) => p.nodeName), ['kind-worker2'], 'cleanup removes this node\'s pods');
+  });
 });

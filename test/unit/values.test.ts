@@ -1,4 +1,4 @@
-// Helm values per Cilium version: the keys on either side of the 1.14 rename, and the YAML parses.
+// Helm values per Cilium version (1.14 and newer; 1.13 and older refused), and the YAML parses.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
@@ -18,10 +18,10 @@ describe('values', () => {
     }
   });
 
-  it('uses `tunnel: vxlan` before 1.14', () => {
-    const v = values({ ciliumVersion: '1.13.4' });
-    assert.equal(v.tunnel, 'vxlan');
-    assert.equal('routingMode' in v, false);
+  it('names no legacy port when the legacy CNI has none (Calico IP-in-IP, AWS-CNI: --legacy-tunnel-port 0)', () => {
+    const text = valuesYaml(req({ legacyTunnelPort: 0, tunnelPort: 8472 }));
+    assert.equal((parse(text) as Record<string, unknown>).tunnelPort, 8472);
+    assert.doesNotMatch(text, /not 0/);
   });
 
   it('sets the migration-mode keys of the seed for the initial phase', () => {
@@ -56,6 +56,7 @@ describe('values', () => {
 
   const refusals: [string, Partial<ValuesRequest>, number, RegExp][] = [
     ['a version without CiliumNodeConfig', { ciliumVersion: '1.12.9' }, ExitCode.precondition, /no CiliumNodeConfig \(added in 1\.13\)/],
+    ['Cilium 1.13 (end of life; its CNI config comes from a postStart script, not the CiliumNodeConfig)', { ciliumVersion: '1.13.4' }, ExitCode.precondition, /1\.13 is end of life.*postStart script.*05-cilium\.conf/],
     ['a malformed version', { ciliumVersion: 'latest' }, ExitCode.usage, /not a version/],
     ['the legacy tunnel port', { tunnelPort: 8472 }, ExitCode.usage, /the legacy CNI's VXLAN port too/],
   ];
