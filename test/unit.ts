@@ -36,6 +36,7 @@ import './unit/plugin-rbac.test.js';
 import './unit/preflight.test.js';
 import './unit/prober.test.js';
 import './unit/read-matrix.test.js';
+import './unit/real-lab.test.js';
 import './unit/selector.test.js';
 import './unit/state.test.js';
 import './unit/suite-lists.test.js';

@@ -10,7 +10,7 @@ import type { EngineCluster, NodePatch, NodeView, PodView } from './cluster.js';
 import type { DrainPod } from './drain-filter.js';
 import { drainNode, DrainRefusedError, evictPods, planDrain, podKey, type Clock, type DrainOptions, type DrainProgress } from './drain.js';
 import { podsOffCilium, type Gate, type GateResult } from './gate.js';
-import { restartBaseline, restartCompletion, RestartRequestError, type NodeRestarter, type RestartBaseline } from './restart.js';
+import { observeRestart, restartBaseline, restartCompletion, RestartRequestError, type NodeRestarter, type RestartBaseline } from './restart.js';
 import { initialState, phaseOf, readState, rollbackAnnotation, stateAnnotations, stepNames, type NodeState, type StepName } from './state.js';
 
 export interface EngineOptions {
@@ -353,7 +353,7 @@ async function runStep(step: StepName, ctx: StepContext): Promise<{ outcome: Ste
       let how: string;
       try {
         how = await waitFor(ctx, `${name} to come back from its restart`, opts.timeoutsMs.nodeRestart, async () =>
-          restartCompletion(before, await cluster.getNode(name), await cluster.listNodePods(name)),
+          restartCompletion(opts.restarter.method, before, await observeRestart(opts.restarter, cluster, name)),
         );
       } catch (err) {
         if (err instanceof TimeoutError && failure) {

@@ -13,7 +13,7 @@ import type { EngineCluster, NodeView } from './cluster.js';
 import { drainNode, type Clock, type DrainOptions } from './drain.js';
 import { hostCommandPodName, restoreLegacyCniScript, runHostScript } from './host-command.js';
 import { GateError, type BoundaryHook, type EngineReporter, type StepResult } from './migrate-node.js';
-import { restartBaseline, restartCompletion, RestartRequestError, type NodeRestarter, type RestartBaseline } from './restart.js';
+import { observeRestart, restartBaseline, restartCompletion, RestartRequestError, type NodeRestarter, type RestartBaseline } from './restart.js';
 import { phaseAnnotation, readState, rollbackAnnotation, stateAnnotation } from './state.js';
 
 export { rollbackAnnotation };
@@ -183,7 +183,7 @@ export async function rollbackNode(cluster: EngineCluster, name: string, opts: R
           const before: RestartBaseline = { ...baseline, requestedAt: new Date(baseline.requestedAt) };
           let how: string;
           try {
-            how = await waitFor(`${name} to come back from its restart`, opts.timeoutsMs.nodeRestart, async () => restartCompletion(before, await cluster.getNode(name), await cluster.listNodePods(name)));
+            how = await waitFor(`${name} to come back from its restart`, opts.timeoutsMs.nodeRestart, async () => restartCompletion(opts.restarter.method, before, await observeRestart(opts.restarter, cluster, name)));
           } catch (err) {
             if (err instanceof TimeoutError && failure) throw new RestartRequestError(`${failure}, and ${name} did not come back within ${Math.round(opts.timeoutsMs.nodeRestart / 1000)}s`, ExitCode.timeout, `the request is recorded and a rerun does not repeat it: restart ${name} by hand, then rerun to resume`);
             throw err;
