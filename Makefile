@@ -9,7 +9,7 @@ NODE_TEST := node --import tsx --test --test-reporter=spec
 # inside CI's 90 minutes.
 TEST_TIMEOUT_MS ?= 2700000
 
-.PHONY: help deps system-deps bins cilium-bins build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-scale bench-detection bench-connectivity bench-lab dashboard image image-ref krew-archive
+.PHONY: help deps system-deps bins cilium-bins cilium-images build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-scale bench-detection bench-connectivity bench-lab dashboard image image-ref krew-archive
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ bins: system-deps ## build (or reuse) etcd, kube-apiserver, controller manager, 
 
 cilium-bins: system-deps ## build (or reuse) Cilium's binaries (agent, operator, CNI, ...) and helm from their modules, for the lab's real Cilium
 	@lab/bins/build-cilium.sh >/dev/null
+
+cilium-images: cilium-bins ## build (or reuse) the Cilium agent and operator images as OCI archives for the lab's nodes (needs root)
+	@lab/cilium/build-images.sh >/dev/null
 
 typecheck: deps ## type-check everything with tsc (strict)
 	node_modules/.bin/tsc -p .
