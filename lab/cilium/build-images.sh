@@ -17,7 +17,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/../bins/cilium/module.env"
 defs="$here/images.def"
-bins_dir=$("$here/../bins/build-cilium.sh" --dir)
+bins_dir=$("$here/../bins/build-cilium.sh" --dir cilium)
 fingerprint=$(cat "$defs" "$here/build-images.sh" <(basename "$bins_dir") | sha256sum | cut -c1-12)
 root=${IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubectl-cilium-migrate/images}
 dir="$root/cilium-$CILIUM_VERSION-$fingerprint"
@@ -47,7 +47,7 @@ if ! command -v mmdebstrap >/dev/null; then
   say "installing mmdebstrap"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null
 fi
-bins_dir=$("$here/../bins/build-cilium.sh" | tail -n 1)
+bins_dir=$("$here/../bins/build-cilium.sh" cilium | tail -n 1)
 
 mkdir -p "$root" "$debs"
 rm -rf "$logs"
