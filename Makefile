@@ -9,7 +9,7 @@ NODE_TEST := node --import tsx --test --test-reporter=spec
 # inside CI's 90 minutes.
 TEST_TIMEOUT_MS ?= 2700000
 
-.PHONY: help deps system-deps bins images cilium-chart cilium-bins cilium-images build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-scale bench-detection bench-connectivity bench-lab bench-real-lab dashboard image image-ref krew-archive
+.PHONY: help deps system-deps bins images build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-scale bench-detection bench-connectivity bench-lab bench-real-lab dashboard image image-ref krew-archive
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -23,20 +23,11 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-bins: system-deps ## build (or reuse) the control plane (etcd, kube-apiserver, ..., kubectl, kwok) and the lab nodes' binaries (kubelet, containerd, CNI plugins, flanneld, ...)
+bins: system-deps ## build (or reuse) the control plane (etcd, kube-apiserver, ..., kubectl, kwok), the lab nodes' binaries (kubelet, containerd, CNI plugins, flanneld, ...), helm with Cilium's chart, and Cilium (agent, operator, CNI, ...)
 	@lab/bins/build.sh >/dev/null
 
-images: build bins ## build (or reuse) the lab's node image and the images its pods run (from Debian packages, needs root)
+images: build bins ## build (or reuse) the lab's node image and the images its pods run, Cilium's among them (from Debian packages, needs root)
 	@node --import tsx lab/images/build.ts >/dev/null
-
-cilium-chart: ## build (or reuse) helm and fetch Cilium's Helm chart from the cilium module
-	@lab/bins/build-cilium.sh chart >/dev/null
-
-cilium-bins: system-deps ## build (or reuse) helm, Cilium's chart and binaries (agent, operator, CNI, ...) from their modules, for the lab's real Cilium
-	@lab/bins/build-cilium.sh >/dev/null
-
-cilium-images: cilium-bins ## build (or reuse) the Cilium agent and operator images as OCI archives for the lab's nodes (needs root)
-	@lab/cilium/build-images.sh >/dev/null
 
 typecheck: deps ## type-check everything with tsc (strict)
 	node_modules/.bin/tsc -p .
@@ -51,7 +42,7 @@ test-unit: typecheck ## unit tests (no cluster)
 
 # The integration run gets its own TMPDIR, so that afterwards test/after-suite.ts can prove that
 # no process it started still runs and no temporary file is left (tsx's cache is off for that).
-test-integration: build bins images cilium-chart ## integration tests against a real control plane and the real-node lab
+test-integration: build bins images ## integration tests against a real control plane and the real-node lab
 	@run_tmp=$$(mktemp -d /tmp/cilium-migrate-test.XXXXXX); rc=0; \
 	TMPDIR=$$run_tmp TSX_DISABLE_CACHE=1 $(NODE_TEST) --test-timeout=$(TEST_TIMEOUT_MS) test/integration.ts || rc=$$?; \
 	SUITE_TMPDIR=$$run_tmp $(NODE_TEST) test/after-suite.ts || rc=$${rc/#0/1}; \
@@ -114,7 +105,7 @@ install: build ## put the plugin on PATH ($(PREFIX)/bin), so kubectl finds it
 uninstall: ## remove the plugin from $(PREFIX)/bin
 	rm -f $(DESTDIR)$(PREFIX)/bin/kubectl-cilium_migrate
 
-demo: build bins ## the seed's migration to Cilium, end to end, on a local dual-overlay lab (needs root)
+demo: build bins images ## the seed's migration to Cilium, end to end, on a local dual-overlay lab (needs root)
 	node dist/lab.js demo
 
 lab-up: build bins images ## bring the local lab (real nodes, as kind) up and leave it running (needs root); prints its kubeconfig

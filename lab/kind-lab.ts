@@ -34,6 +34,9 @@ export interface KindLabOptions {
   /** The control-plane and node binary directories (lab/bins/build.sh --dir GROUP). */
   binDir: string;
   nodeBinDir: string;
+  /** Cilium's binaries (its images' files) and helm with Cilium's chart (lab/bins/build.sh --dir cilium, cilium-chart). */
+  ciliumBinDir: string;
+  chartDir: string;
   clusterCidr?: string;
   serviceCidr?: string;
   /** nginx replicas to deploy as the seed does (0: none). */
@@ -93,7 +96,7 @@ export class KindLab {
     try {
       const progress = (line: string) => o.log(line);
       const rootfs = await buildNodeRootfs({ nodeBinDir: o.nodeBinDir, distDir: o.distDir, progress });
-      const images = await buildImages({ nodeBinDir: o.nodeBinDir, distDir: o.distDir, progress, ...(o.images ?? {}) });
+      const images = await buildImages({ nodeBinDir: o.nodeBinDir, ciliumBinDir: o.ciliumBinDir, distDir: o.distDir, progress, ...(o.images ?? {}) });
       const index: RegistryIndex = {};
       for (const i of images.images) for (const n of i.names) index[n] = i.digest;
       writeFileSync(paths.registryIndex, JSON.stringify(index, null, 2));

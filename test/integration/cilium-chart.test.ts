@@ -1,14 +1,16 @@
 // Cilium's real Helm chart (install/kubernetes/cilium of the cilium module, at the version the lab
 // runs) through a real helm: it takes what `kubectl cilium-migrate values` prints for both phases,
 // piped in as the README tells users, with the lab's overrides (lab/cilium/values-lab.yaml) on
-// top; and the pods it renders run exactly the images lab/cilium/images.def builds and ask for
-// nothing this machine refuses. Needs `make cilium-chart` (helm and the chart, cached).
+// top; and the pods it renders run exactly the images lab/images/cilium.ts builds and ask for
+// nothing this machine refuses. Needs `make bins` (helm and the chart, cached).
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
+import { ciliumImages, ciliumVersion } from '../../lab/images/cilium.js';
+import { normalizeReference } from '../../lab/images/oci.js';
 import { repoRoot, runPlugin } from '../harness/plugin.js';
 
 interface Container {
@@ -28,24 +30,14 @@ interface Doc {
 
 const apiHost = '10.250.0.1';
 
-/** CILIUM_VERSION of lab/bins/cilium/module.env: the version the lab builds and runs. */
-function pinnedVersion(): string {
-  const m = /^CILIUM_VERSION=(\S+)$/m.exec(readFileSync(join(repoRoot, 'lab', 'bins', 'cilium', 'module.env'), 'utf8'));
-  assert.ok(m, 'lab/bins/cilium/module.env sets CILIUM_VERSION');
-  return m[1]!;
-}
-
-/** The image names lab/cilium/images.def builds. */
+/** The image names the lab builds for Cilium (lab/images/cilium.ts). */
 function builtImages(version: string): string[] {
-  return readFileSync(join(repoRoot, 'lab', 'cilium', 'images.def'), 'utf8')
-    .split('\n')
-    .filter((l) => l.startsWith('image '))
-    .map((l) => l.slice('image '.length).trim().replace('${CILIUM_VERSION}', version));
+  return ciliumImages(version).flatMap((i) => i.names);
 }
 
 function chartCache(): { helm: string; chart: string } {
-  const dir = execFileSync(join(repoRoot, 'lab', 'bins', 'build-cilium.sh'), ['--dir', 'chart'], { encoding: 'utf8' }).trim();
-  if (!existsSync(join(dir, '.complete'))) throw new Error(`helm and Cilium's chart not found in ${dir}; build them with "make cilium-chart"`);
+  const dir = execFileSync(join(repoRoot, 'lab', 'bins', 'build.sh'), ['--dir', 'cilium-chart'], { encoding: 'utf8' }).trim();
+  if (!existsSync(join(dir, '.complete'))) throw new Error(`helm and Cilium's chart not found in ${dir}; build them with "make bins"`);
   return { helm: join(dir, 'helm'), chart: join(dir, 'chart') };
 }
 
@@ -64,7 +56,7 @@ function helm(binary: string, args: string[], stdin: string): Promise<string> {
 }
 
 describe("Cilium's chart through a real helm", () => {
-  const version = pinnedVersion();
+  const version = ciliumVersion(repoRoot);
   const rendered = new Map<string, Doc[]>();
 
   before(async () => {
@@ -109,9 +101,9 @@ describe("Cilium's chart through a real helm", () => {
     assert.equal(c['tunnel-port'], '8473', 'the overlay stays on its port');
   });
 
-  it("with the lab's overrides, runs only the images images.def builds, asks for nothing this machine refuses, and reaches the lab's API server", () => {
+  it("with the lab's overrides, runs only the images the lab builds, asks for nothing this machine refuses, and reaches the lab's API server", () => {
     for (const phase of ['initial', 'final']) {
-      const used = [...new Set(containers(phase).map(({ c }) => c.image))].sort();
+      const used = [...new Set(containers(phase).map(({ c }) => normalizeReference(c.image)))].sort();
       assert.deepEqual(used, builtImages(version).sort(), `${phase}: the images the chart's pods run`);
       assert.ok(!rendered.get(phase)!.some((d) => d.metadata.name === 'cilium-envoy'), `${phase}: no envoy DaemonSet`);
       const c = config(phase);
