@@ -128,6 +128,8 @@ export function fencedRestarter(restarter: NodeRestarter, lock: Pick<Lock, 'chec
       return restarter.request(node, id);
     },
     ...(restarter.cleanup ? { cleanup: restarter.cleanup.bind(restarter) } : {}),
+    // A read, not a change: kind's completion is judged from it, so it must pass through.
+    ...(restarter.containerStartedAt ? { containerStartedAt: restarter.containerStartedAt.bind(restarter) } : {}),
   };
 }
 

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { NodeView, PodView } from '../../cmd/engine/cluster.js';
 import { chooseRestartMethod, execRestarter, hostCommandPodName, kindContainer, kindRestarter, observeRestart, parseRuntimeTime, rebootCompletion, rebootRestarter, restartBaseline, restartCompletion, shellQuote, type CommandRunner, type HostCommandPod } from '../../cmd/engine/restart.js';
+import { fencedRestarter } from '../../cmd/node.js';
 import { ExitCode, UsageError } from '../../lib/errors.js';
 
 const t0 = new Date('2026-01-01T00:00:00Z');
@@ -116,6 +117,17 @@ describe('kind nodes: runtime, container and start time', () => {
     assert.equal(kind.kubeletStartedAt?.getTime(), t0.getTime());
     const exec = await observeRestart(execRestarter('ssh {node} reboot', runner), cluster, 'kind-worker');
     assert.equal(exec.containerStartedAt, undefined);
+  });
+
+  it('keeps observing the container through the lock\'s fence, which only guards the request', async () => {
+    const cluster = { getNode: async () => node(), listNodePods: async () => [], lastKubeletStart: async () => new Date(t0) };
+    const runner: CommandRunner = async () => ({ code: 0, stdout: '2026-11-25T16:24:19Z', stderr: '' });
+    let lapsed = false;
+    const fenced = fencedRestarter(kindRestarter(runner), { check: (what) => { if (lapsed) throw new Error(`lock lapsed before ${what}`); } });
+    // Without the container's start time a kind restart never completes (the run times out).
+    assert.equal((await observeRestart(fenced, cluster, 'kind-worker')).containerStartedAt?.toISOString(), '2026-11-25T16:24:19.000Z');
+    lapsed = true;
+    assert.throws(() => fenced.request(node(), 'req-2'), /lock lapsed before the restart of kind-worker/);
   });
 });
 
