@@ -21,13 +21,14 @@ export function ciliumVersion(repoRoot: string): string {
 /**
  * The agent image's root file system: clang compiles the datapath from /var/lib/cilium/bpf at
  * every agent start (the agent runs "clang" from PATH; LLVM >= 18.1); iproute2, iptables (legacy
- * and nft), ipset and kmod as in upstream's runtime image; util-linux for the nsenter and mount
- * of the init containers; bash and findutils for the chart's scripts and the agent's postStart.
+ * and nft), ipset and kmod as in upstream's runtime image; util-linux and mount for the init
+ * containers' nsenter and mount (bookworm's util-linux no longer carries mount, and mount-bpf-fs
+ * runs it); bash and findutils for the chart's scripts and the agent's postStart.
  */
 export const ciliumBase: DebianBase = {
   name: 'cilium',
   suite: 'bookworm',
-  packages: ['clang-19', 'llvm-19', 'iproute2', 'iptables', 'ipset', 'kmod', 'ca-certificates', 'bash', 'util-linux', 'findutils', 'jq'],
+  packages: ['clang-19', 'llvm-19', 'iproute2', 'iptables', 'ipset', 'kmod', 'ca-certificates', 'bash', 'util-linux', 'mount', 'findutils', 'jq'],
 };
 
 /** The agent's image (the DaemonSet and every init container of the chart run it). */
