@@ -2,8 +2,8 @@
 // costs at rest (its kubelet, containerd and shims: RSS and CPU), how long a node takes to come
 // back from `docker restart` by the plugin's kind rule, `lab down`. With BENCH_COLD=1 also the cold
 // builds a fresh machine (or CI) pays: the control-plane binaries, then what the real-node lab
-// adds (the node binaries and the images), each with empty Go module, Go build, binary and image
-// caches of their own.
+// adds (the node binaries, helm with Cilium's chart, Cilium's binaries and the images), each with
+// empty Go module, Go build, binary and image caches of their own.
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { cpus, hostname, tmpdir } from 'node:os';
@@ -110,14 +110,19 @@ function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<num
   });
 }
 
-async function coldBuilds(): Promise<{ controlPlane: number; node: number; images: number }> {
+type ColdBuilds = { controlPlane: number; node: number; helm: number; cilium: number; images: number };
+
+async function coldBuilds(): Promise<ColdBuilds> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-cold-'));
   const env = { ...process.env, GOMODCACHE: join(dir, 'mod'), GOCACHE: join(dir, 'gocache'), BIN_CACHE: join(dir, 'bins'), IMAGE_CACHE: join(dir, 'images') };
   try {
     const controlPlane = await timed('lab/bins/build.sh', ['control-plane'], env);
     const node = await timed('lab/bins/build.sh', ['node'], env);
+    const helm = await timed('lab/bins/build.sh', ['cilium-chart'], env);
+    const cilium = await timed('lab/bins/build.sh', ['cilium'], env);
+    // The images take Cilium's binaries too: built after them.
     const images = await timed(process.execPath, ['--import', 'tsx', 'lab/images/build.ts'], env);
-    return { controlPlane, node, images };
+    return { controlPlane, node, helm, cilium, images };
   } finally {
     // The module cache is read-only as Go writes it.
     execFileSync('chmod', ['-R', 'u+w', dir]);
@@ -125,7 +130,7 @@ async function coldBuilds(): Promise<{ controlPlane: number; node: number; image
   }
 }
 
-export function coldSection(cold: { controlPlane: number; node: number; images: number }): string {
+export function coldSection(cold: ColdBuilds): string {
   return [
     'Command: `BENCH_COLD=1 make bench-real-lab` (bench/real-lab.ts), before its warm runs: each build with empty Go module, Go build, binary and image caches of its own (what a fresh CI machine pays once; the Go module proxy and Debian\'s mirror reachable).',
     `Machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'} (${hostname()}), Node ${process.version}; shared with other work while measured.`,
@@ -134,15 +139,18 @@ export function coldSection(cold: { controlPlane: number; node: number; images: 
     '|---|---|',
     `| control-plane binaries (etcd, kwok, kube-apiserver, controller manager, scheduler, kubectl) | ${cold.controlPlane.toFixed(0)} |`,
     `| node binaries (kubelet, kube-proxy, containerd, shim, ctr, CNI plugins, flanneld, pause), after the control plane | ${cold.node.toFixed(0)} |`,
-    `| images (Debian base by mmdebstrap, the node image, 8 pod images, the archive) | ${cold.images.toFixed(0)} |`,
+    `| helm and Cilium's chart, after the node binaries | ${cold.helm.toFixed(0)} |`,
+    `| Cilium (agent, dbg, health, bugtool, mount, sysctlfix, cni, operator-generic), after helm | ${cold.cilium.toFixed(0)} |`,
+    `| images (Debian bases by mmdebstrap, the node image, the pod images with Cilium's two, the archive) | ${cold.images.toFixed(0)} |`,
     `| added by the real-node lab (node binaries and images) | ${(cold.node + cold.images).toFixed(0)} |`,
+    `| all of it (what \`make test\` builds on a fresh machine) | ${(cold.controlPlane + cold.node + cold.helm + cold.cilium + cold.images).toFixed(0)} |`,
   ].join('\n');
 }
 
 async function main(): Promise<void> {
   const cold = process.env.BENCH_COLD === '1' ? await coldBuilds() : undefined;
   if (cold) {
-    process.stderr.write(`cold: control plane ${cold.controlPlane} s, node binaries ${cold.node} s, images ${cold.images} s\n`);
+    process.stderr.write(`cold: control plane ${cold.controlPlane} s, node binaries ${cold.node} s, helm ${cold.helm} s, Cilium ${cold.cilium} s, images ${cold.images} s\n`);
     updateSection('Real-node lab: cold builds', coldSection(cold));
   }
   const three: WarmRun[] = [];
