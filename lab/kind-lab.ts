@@ -316,17 +316,21 @@ export class KindLab {
       async () => (await state()).map((s) => `${s.name} ${s.ready}/${this.nodes.size}`).join(', '));
   }
 
-  /** Every node's CiliumNode has the pod CIDR the operator allocates (cluster-pool IPAM). */
+  /**
+   * Every node's CiliumNode has the pod CIDR the operator allocates (cluster-pool IPAM), and no node
+   * carries the operator's agent-not-ready taint any more: it lingers a little after the agents
+   * are Ready, and pods created meanwhile would all land on the nodes without it.
+   */
   async waitCiliumNodes(timeoutMs = 180_000): Promise<void> {
-    const cidrs = async () => new Map((await api<{ items: { metadata: { name: string }; spec?: { ipam?: { podCIDRs?: string[] } } }[] }>(this.kube, 'GET', '/apis/cilium.io/v2/ciliumnodes')).items
-      .map((n) => [n.metadata.name, n.spec?.ipam?.podCIDRs ?? []]));
-    await this.poll('a Cilium pod CIDR for every node', timeoutMs, async () => {
-      const c = await cidrs();
-      return [...this.nodes.keys()].every((n) => (c.get(n)?.length ?? 0) > 0) ? true : undefined;
-    }, async () => {
-      const c = await cidrs();
-      return [...this.nodes.keys()].map((n) => `${n} ${c.get(n)?.join(',') || 'none'}`).join(', ');
-    });
+    const state = async () => {
+      const cidrs = new Map((await api<{ items: { metadata: { name: string }; spec?: { ipam?: { podCIDRs?: string[] } } }[] }>(this.kube, 'GET', '/apis/cilium.io/v2/ciliumnodes')).items
+        .map((n) => [n.metadata.name, n.spec?.ipam?.podCIDRs ?? []]));
+      const tainted = new Set((await api<{ items: { metadata: { name: string }; spec?: { taints?: { key: string }[] } }[] }>(this.kube, 'GET', '/api/v1/nodes')).items
+        .filter((n) => n.spec?.taints?.some((t) => t.key === ciliumRelease.agentNotReadyTaint)).map((n) => n.metadata.name));
+      return [...this.nodes.keys()].map((n) => ({ n, cidrs: cidrs.get(n) ?? [], tainted: tainted.has(n) }));
+    };
+    await this.poll('a Cilium pod CIDR for every node and no agent-not-ready taint', timeoutMs, async () => ((await state()).every((x) => x.cidrs.length > 0 && !x.tainted) ? true : undefined),
+      async () => (await state()).map((x) => `${x.n} ${x.cidrs.join(',') || 'no CIDR'}${x.tainted ? ' (tainted)' : ''}`).join(', '));
   }
 
   /** Waits until every replica (or `atLeast` of them) is Ready. */

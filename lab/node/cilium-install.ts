@@ -23,7 +23,7 @@ export interface CiliumInstall {
 }
 
 /** The release, the namespace and the chart's objects the lab waits for. */
-export const ciliumRelease = { name: 'cilium', namespace: 'kube-system', daemonSet: 'cilium', operator: 'cilium-operator' } as const;
+export const ciliumRelease = { name: 'cilium', namespace: 'kube-system', daemonSet: 'cilium', operator: 'cilium-operator', agentNotReadyTaint: 'node.cilium.io/agent-not-ready' } as const;
 
 /** helm's environment: every home inside the lab's state directory. */
 export function helmEnv(stateDir: string): NodeJS.ProcessEnv {
