@@ -2,7 +2,7 @@
 // downward-API ones), validated at start so a bad value stops the agent with a message.
 import yargs from 'yargs';
 import ipaddr from 'ipaddr.js';
-import { agentFullMeshMax, agentNamespace, agentPodSelector, ciliumClusterCidr, migrationLabel } from '../lib/defaults.js';
+import { agentFocusProbeShare, agentFullMeshMax, agentNamespace, agentPodSelector, ciliumClusterCidr, migrationLabel } from '../lib/defaults.js';
 import { parseCidr } from '../lib/cidr.js';
 import { parseDuration } from '../lib/duration.js';
 import { ConfigError } from '../lib/errors.js';
@@ -24,6 +24,8 @@ export interface AgentConfig {
   timeoutMs: number;
   windowMs: number;
   maxPerSecond: number;
+  /** The share of maxPerSecond that probes of the migration focus may take. */
+  focusShare: number;
   jitter: number;
   fullMeshMax: number;
   ringSize: number;
@@ -55,6 +57,7 @@ export async function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv): 
     .option('timeout', { type: 'string', default: env.PROBE_TIMEOUT ?? '1s', describe: 'Per-probe timeout (PROBE_TIMEOUT)' })
     .option('window', { type: 'string', default: env.PROBE_WINDOW ?? '60s', describe: 'Sliding window of the statistics (PROBE_WINDOW)' })
     .option('max-probes-per-second', { type: 'number', default: Number(env.MAX_PROBES_PER_SECOND ?? 50), describe: 'Global probe rate limit (MAX_PROBES_PER_SECOND)' })
+    .option('focus-probe-share', { type: 'number', default: Number(env.PROBE_FOCUS_SHARE ?? agentFocusProbeShare), describe: 'Share of --max-probes-per-second that probes of nodes being migrated may take, so that a large wave never starves the other cells (PROBE_FOCUS_SHARE)' })
     .option('jitter', { type: 'number', default: Number(env.PROBE_JITTER ?? 0.2), describe: 'Each next probe at interval x (1 +/- jitter) (PROBE_JITTER)' })
     .option('full-mesh-max', { type: 'number', default: Number(env.FULL_MESH_MAX ?? agentFullMeshMax), describe: 'Probe every peer up to this many (FULL_MESH_MAX)' })
     .option('ring-size', { type: 'number', default: Number(env.RING_SIZE ?? 5), describe: 'Above that, peers per destination overlay (RING_SIZE)' })
@@ -114,6 +117,7 @@ export async function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv): 
     timeoutMs: duration(args.timeout, 'timeout'),
     windowMs: duration(args.window, 'window'),
     maxPerSecond: positive(args['max-probes-per-second'], 'max-probes-per-second'),
+    focusShare: positive(args['focus-probe-share'], 'focus-probe-share', 1),
     jitter: positive(args.jitter, 'jitter', 0.9),
     fullMeshMax: positive(args['full-mesh-max'], 'full-mesh-max'),
     ringSize: positive(args['ring-size'], 'ring-size'),
@@ -133,6 +137,7 @@ export async function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv): 
   cfg.focusIntervalMs = Math.min(cfg.intervalMs, cfg.focusIntervalMs || Math.max(2000, 2 * cfg.timeoutMs));
   if (cfg.windowMs < cfg.intervalMs) throw new ConfigError('--window must be at least one --interval');
   if (cfg.maxPerSecond < 1) throw new ConfigError('--max-probes-per-second must be at least 1');
+  if (cfg.focusShare <= 0) throw new ConfigError('--focus-probe-share must be above 0 (and at most 1)');
   if (cfg.largePacketSize > 0) cfg.protocols.push('icmp-large');
   return cfg;
 }
