@@ -171,7 +171,7 @@ export async function runNodes(ctx: CommandContext, args: NodeArgs, waves?: stri
     const source = settings.source(kube, args['label-key']);
     // Idle keep-alive sockets are unref'd by node's agent: they never hold the process open.
     const tunnels = await readOverlayTunnels(kube, args['cilium-namespace']);
-    gate = matrixGate(source, { policy: settings.policy, concurrency: settings.concurrency, timeoutMs: settings.timeoutMs, lookbackMs: defaultConnectivity.lookbackSeconds * 1000, tunnels }, systemClock);
+    gate = matrixGate(source, { policy: settings.policy, concurrency: settings.concurrency, timeoutMs: settings.timeoutMs, lookbackMs: defaultConnectivity.lookbackSeconds * 1000, tunnels, roundMs: base.gate.intervalMs }, systemClock);
   }
 
   if (args['dry-run']) {
@@ -191,8 +191,10 @@ export async function runNodes(ctx: CommandContext, args: NodeArgs, waves?: stri
       // One baseline per wave, taken before any node of the wave is touched: a node's baseline
       // must not see another node of its own wave half way through its restart.
       let baseline: ReturnType<Gate['baseline']> | undefined;
-      // A node's gate leaves the cells of the other nodes of its wave to their own gates.
-      const waveGate: Gate = { name: gate.name, baseline: () => (baseline ??= gate.baseline()), check: (focus, since, record) => gate.check(focus, since, record, wave.filter((n) => n !== focus.name)) };
+      // A node's gate leaves the cells of the other nodes of its wave to their own gates; the
+      // wave's gates share their reads of the matrix where the gate can (one read per round).
+      const perWave = gate.forWave?.(wave) ?? gate;
+      const waveGate: Gate = { name: gate.name, baseline: () => (baseline ??= perWave.baseline()), check: (focus, since, record) => perWave.check(focus, since, record, wave.filter((n) => n !== focus.name)) };
       const settled = await Promise.allSettled(
         wave.map(async (name) => {
           try {
