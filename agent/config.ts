@@ -40,6 +40,13 @@ export interface AgentConfig {
 
 const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
 
+function protocolList(value: string): ProbeProtocol[] {
+  const items = [...new Set(list(value))];
+  const bad = items.filter((p) => p !== 'icmp' && p !== 'http');
+  if (bad.length || items.length === 0) throw new ConfigError(`--protocols: ${bad.length ? `unknown ${bad.join(', ')}` : 'names none'}; use icmp, http or icmp,http`);
+  return items as ProbeProtocol[];
+}
+
 /** Parses and validates; throws ConfigError naming the flag (and its variable) that is wrong. */
 export async function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv): Promise<AgentConfig> {
   const args = await yargs(argv)
@@ -61,6 +68,7 @@ export async function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv): 
     .option('jitter', { type: 'number', default: Number(env.PROBE_JITTER ?? 0.2), describe: 'Each next probe at interval x (1 +/- jitter) (PROBE_JITTER)' })
     .option('full-mesh-max', { type: 'number', default: Number(env.FULL_MESH_MAX ?? agentFullMeshMax), describe: 'Probe every peer up to this many (FULL_MESH_MAX)' })
     .option('ring-size', { type: 'number', default: Number(env.RING_SIZE ?? 5), describe: 'Above that, peers per destination overlay (RING_SIZE)' })
+    .option('protocols', { type: 'string', default: env.PROBE_PROTOCOLS ?? 'icmp,http', describe: 'Probes to send, comma-separated: icmp (the system ping), http (/v1/ping of the peer) (PROBE_PROTOCOLS)' })
     .option('large-packet-size', { type: 'number', default: Number(env.LARGE_PACKET_SIZE ?? 0), describe: 'ICMP payload bytes of the DF large-packet probe; 0 turns it off (LARGE_PACKET_SIZE)' })
     .option('peers-file', { type: 'string', default: env.PEERS_FILE, describe: 'Read the cluster view from this JSON file instead of the Kubernetes API (PEERS_FILE)' })
     .option('kubeconfig', { type: 'string', default: env.KUBECONFIG, describe: 'Kubeconfig; in a pod the service account is used (KUBECONFIG)' })
@@ -122,7 +130,7 @@ export async function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv): 
     fullMeshMax: positive(args['full-mesh-max'], 'full-mesh-max'),
     ringSize: positive(args['ring-size'], 'ring-size'),
     largePacketSize: positive(args['large-packet-size'], 'large-packet-size', 65_000),
-    protocols: ['icmp', 'http'],
+    protocols: protocolList(args.protocols),
     peersFile: args['peers-file'],
     kubeconfig: args.kubeconfig,
     agentSelector: args['agent-selector'],

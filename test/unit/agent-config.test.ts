@@ -29,6 +29,13 @@ describe('parseAgentConfig', () => {
     assert.equal(cfg.ciliumCidrs.length, 2);
   });
 
+  it('takes the probes to send and the focus share of the probe budget', async () => {
+    const cfg = await parseAgentConfig(['--protocols', 'http'], { ...env, PROBE_FOCUS_SHARE: '0.5' });
+    assert.deepEqual(cfg.protocols, ['http']);
+    assert.equal(cfg.focusShare, 0.5);
+    assert.equal((await parseAgentConfig([], env)).focusShare, 0.6);
+  });
+
   const bad: [string, string[], NodeJS.ProcessEnv, RegExp][] = [
     ['a missing pod IP', [], { ...env, POD_IP: '' }, /--pod-ip is required \(or POD_IP\)/],
     ['a pod IP that is no IP', [], { ...env, POD_IP: 'ten.two' }, /--pod-ip: "ten.two" is not an IP address/],
@@ -37,6 +44,9 @@ describe('parseAgentConfig', () => {
     ['a timeout not shorter than the interval', ['--interval', '1s', '--timeout', '1s'], env, /--timeout \(1s\) must be shorter than --interval \(1s\)/],
     ['a port out of range', ['--port', '70000'], env, /--port must be a number between 0 and 65535/],
     ['an unknown flag', ['--probe-everything'], env, /Unknown argument/],
+    ['an unknown probe', ['--protocols', 'icmp,udp'], env, /--protocols: unknown udp/],
+    ['a focus share of nothing', ['--focus-probe-share', '0'], env, /--focus-probe-share must be above 0/],
+    ['a focus share above the budget', ['--focus-probe-share', '1.5'], env, /--focus-probe-share must be a number between 0 and 1/],
   ];
   for (const [name, argv, e, message] of bad) {
     it(`refuses ${name}`, async () => {
