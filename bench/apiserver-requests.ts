@@ -3,7 +3,8 @@
 // FlowSchema per benchmark user turns apiserver_flowcontrol_dispatched_requests_total into a
 // per-client request counter. The user is bound to cluster-admin but is not in system:masters
 // (whose requests the built-in "exempt" schema takes first).
-import type { ControlPlane } from '../lab/control-plane.js';
+import { readFileSync } from 'node:fs';
+import { pidsMentioning, type ControlPlane } from '../lab/control-plane.js';
 
 /** A kubeconfig for `user` whose requests the API server counts under flow schema `user`. */
 export async function countedUser(cp: ControlPlane, user: string): Promise<string> {
@@ -42,13 +43,6 @@ export async function dispatchedByFlowSchema(cp: ControlPlane): Promise<Map<stri
   return out;
 }
 
-/** min, median and max of `xs`, formatted with `digits`. */
-export function spread(xs: number[], digits = 1): string {
-  const s = [...xs].sort((a, b) => a - b);
-  const median = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-  return `${median.toFixed(digits)} (${s[0]!.toFixed(digits)}-${s.at(-1)!.toFixed(digits)})`;
-}
-
 /** Polls `check` every `intervalMs` until it is true; throws naming `what` after `timeoutMs`. */
 export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 180_000, intervalMs = 500): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -56,4 +50,53 @@ export async function waitFor(what: string, check: () => Promise<boolean>, timeo
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
+}
+
+/** The API server's /metrics text. */
+export async function apiserverMetrics(cp: ControlPlane): Promise<string> {
+  return (await cp.kubectl(['get', '--raw', '/metrics'], { timeoutMs: 120_000 })).stdout;
+}
+
+/** The sum of a metric's samples whose label text matches every one of `filters` (e.g. 'verb="PATCH"'). */
+export function sumMetric(text: string, name: string, ...filters: (string | RegExp)[]): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    const labels = line.slice(name.length, line.lastIndexOf(' '));
+    if (filters.every((f) => (typeof f === 'string' ? labels.includes(f) : f.test(labels)))) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+/** The PID of this control plane's kube-apiserver. */
+export function apiserverPid(cp: ControlPlane): number {
+  const pid = pidsMentioning(cp.rootDir).find((p) => {
+    try {
+      return readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0')[0]!.endsWith('/kube-apiserver');
+    } catch {
+      return false;
+    }
+  });
+  if (!pid) throw new Error('no kube-apiserver process found for this control plane');
+  return pid;
+}
+
+const clockTicks = 100;
+/** CPU seconds (user + system) a process has used; with `children`, those of its waited-for children too. */
+export function cpuSeconds(pid: number, children = false): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  // Fields 14-17 of stat (utime, stime, cutime, cstime), counted from the state field here.
+  return (Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0)) / clockTicks;
+}
+
+/** A process's resident memory now and at its peak, in MiB. */
+export function rssMiB(pid: number): { now: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+  return { now: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+}
+
+/** Bytes a process has read through read-like system calls (sockets included): /proc/PID/io rchar. */
+export function bytesRead(pid: number): number {
+  return Number(/rchar:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? 0);
 }

@@ -13,7 +13,7 @@ import type { ManagedProcess } from '../lab/process.js';
 import { agentNamespace, migrationLabel } from '../lib/defaults.js';
 import { ensureNamespace, labKube, nodeHeartbeat, registerLabNode, registerLabPod } from '../test/harness/lab-objects.js';
 import { bundledPlugin, repoRoot, runPlugin } from '../test/harness/plugin.js';
-import { spread } from './apiserver-requests.js';
+import { spread } from './report.js';
 import { updateSection } from './report.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);

@@ -9,7 +9,8 @@ import { createSimulatedNodes } from '../lab/cluster-objects.js';
 import { startControlPlane, type ControlPlane } from '../lab/control-plane.js';
 import { ciliumDaemonSet, createCiliumNodes } from '../test/harness/migration-cluster.js';
 import { repoRoot, runPlugin } from '../test/harness/plugin.js';
-import { countedUser, dispatchedByFlowSchema, spread, waitFor } from './apiserver-requests.js';
+import { countedUser, dispatchedByFlowSchema, waitFor } from './apiserver-requests.js';
+import { spread } from './report.js';
 import { updateSection } from './report.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);

@@ -9,7 +9,8 @@ import { createSimulatedNodes, installCiliumCrds, scaleNodes } from '../lab/clus
 import { startControlPlane } from '../lab/control-plane.js';
 import { ciliumDaemonSet } from '../test/harness/migration-cluster.js';
 import { repoRoot, runPlugin } from '../test/harness/plugin.js';
-import { spread, waitFor } from './apiserver-requests.js';
+import { waitFor } from './apiserver-requests.js';
+import { spread } from './report.js';
 import { updateSection } from './report.js';
 
 const nodeCount = Number(process.env.BENCH_NODES ?? 1000);
