@@ -3,8 +3,7 @@
 // FlowSchema per benchmark user turns apiserver_flowcontrol_dispatched_requests_total into a
 // per-client request counter. The user is bound to cluster-admin but is not in system:masters
 // (whose requests the built-in "exempt" schema takes first).
-import { readFileSync } from 'node:fs';
-import { pidsMentioning, type ControlPlane } from '../lab/control-plane.js';
+import type { ControlPlane } from '../lab/control-plane.js';
 
 /** A kubeconfig for `user` whose requests the API server counts under flow schema `user`. */
 export async function countedUser(cp: ControlPlane, user: string): Promise<string> {
@@ -68,35 +67,3 @@ export function sumMetric(text: string, name: string, ...filters: (string | RegE
   return sum;
 }
 
-/** The PID of this control plane's kube-apiserver. */
-export function apiserverPid(cp: ControlPlane): number {
-  const pid = pidsMentioning(cp.rootDir).find((p) => {
-    try {
-      return readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0')[0]!.endsWith('/kube-apiserver');
-    } catch {
-      return false;
-    }
-  });
-  if (!pid) throw new Error('no kube-apiserver process found for this control plane');
-  return pid;
-}
-
-const clockTicks = 100;
-/** CPU seconds (user + system) a process has used; with `children`, those of its waited-for children too. */
-export function cpuSeconds(pid: number, children = false): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  // Fields 14-17 of stat (utime, stime, cutime, cstime), counted from the state field here.
-  return (Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0)) / clockTicks;
-}
-
-/** A process's resident memory now and at its peak, in MiB. */
-export function rssMiB(pid: number): { now: number; peak: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
-  return { now: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
-}
-
-/** Bytes a process has read through read-like system calls (sockets included): /proc/PID/io rchar. */
-export function bytesRead(pid: number): number {
-  return Number(/rchar:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? 0);
-}

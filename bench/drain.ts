@@ -23,6 +23,7 @@ import { apiserverMetrics, countedUser, dispatchedByFlowSchema, sumMetric, waitF
 import { benchKwokStages, readyAfterAnnotation } from './kwok-stages.js';
 import { createRealisticNodes, realisticDeployment } from './realistic-objects.js';
 import { benchRun, controlPlaneVersions, median, spread, updateSection } from './report.js';
+import { removeOnExit } from '../lab/process.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const sizes = (process.env.BENCH_DRAIN_PODS ?? '100,500').split(',').map(Number);
@@ -125,6 +126,7 @@ async function measure(cp: ControlPlane, observer: ReturnType<typeof podObserver
 async function main(): Promise<void> {
   const run = benchRun();
   const stageDir = mkdtempSync(join(tmpdir(), 'bench-drain-stages-'));
+  removeOnExit(stageDir);
   // A /22 per node: the drained node holds up to 500 pods, each with an IP of its node's range.
   const cp = await startControlPlane({ kwokStages: benchKwokStages(defaultBinDir(), stageDir), nodeCidrMaskSize: 22, progress: log });
   const observer = podObserver(cp);

@@ -21,8 +21,9 @@ import { Prober, type Probes } from '../agent/prober.js';
 import { identityOf, peersOf } from '../agent/view.js';
 import { freePort } from '../lab/control-plane.js';
 import { migrationLabel } from '../lib/defaults.js';
-import { cpuSeconds, rssMiB } from './apiserver-requests.js';
+import { cpuSeconds, rssMiB } from './processes.js';
 import { benchRun, median, updateSection } from './report.js';
+import { removeOnExit } from '../lab/process.js';
 
 const nodeCount = Number(process.env.BENCH_NODES ?? 1000);
 const waveSize = Number(process.env.BENCH_WAVE ?? 50);
@@ -189,6 +190,7 @@ async function main(): Promise<void> {
 
   // Parts 2 and 3.
   const dir = mkdtempSync(join(tmpdir(), 'bench-probe-cost-'));
+  removeOnExit(dir);
   try {
     const port = await freePort();
     const cost: Record<string, Awaited<ReturnType<typeof measureAgent>>> = {};
