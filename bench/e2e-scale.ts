@@ -53,7 +53,8 @@ let focus = new Set();
 const load = () => { try { state = JSON.parse(fs.readFileSync(stateFile, 'utf8')); cilium = new Set(state.cilium); focus = new Set(state.focus); } catch {} };
 load();
 fs.watchFile(stateFile, { interval: 200 }, load);
-const startedAt = Date.now();
+// The agents have been running for a while when the migration starts.
+const startedAt = Date.now() - 600000;
 const iso = (t) => new Date(t).toISOString();
 const overlay = (node) => (cilium.has(node) ? 'cilium' : 'legacy');
 http.createServer((req, res) => {
@@ -92,7 +93,7 @@ const idlePhases = new Set(['pending', 'migrated', 'finalized']);
 
 async function main(): Promise<void> {
   const run = benchRun();
-  const dir = mkdtempSync(join(tmpdir(), 'bench-e2e-scale-'));
+  const dir = mkdtempSync(join(tmpdir(), 'bench-end-to-end-'));
   removeOnExit(dir);
   let topo: Topology | undefined;
   let cp: ControlPlane | undefined;
@@ -168,7 +169,7 @@ async function main(): Promise<void> {
     const fullWaves = Math.ceil(1000 / maxUnavailable);
     const projected = (median(waves) * fullWaves) / 60;
     const body = [
-      `Command: \`make bench-e2e-scale\` (bench/e2e-scale.ts; \`make bench-scale\` runs it at 1,000 nodes)${nodeCount !== 1000 ? `, here with BENCH_NODES=${nodeCount}` : ''}.`,
+      `Command: \`make bench-end-to-end\` (bench/e2e-scale.ts; \`make bench-scale\` runs it at 1,000 nodes)${nodeCount !== 1000 ? `, here with BENCH_NODES=${nodeCount} BENCH_MAX_UNAVAILABLE=${maxUnavailable} BENCH_PODS_PER_NODE=${podsPerNode}` : ''}.`,
       run.machine(controlPlaneVersions),
       `The cluster (bench/scale-cluster.ts): ${nodeCount} kwok nodes with realistic Node objects, a CiliumNode each, Cilium's and the probe agent's DaemonSets, ${podsPerNode} application pods per node (5 s grace period, Ready 3 s after they start), the CiliumNodeConfig. What takes time as on real nodes: Cilium's agent pod is Ready ${agentReadySeconds} s after it is created; a node restart takes ${restartSeconds} s (\`--restart exec\` sets an annotation; a kwok stage, bench/kwok-stages/node-restart.yaml, reports a new boot ID a minute later, which is what the engine waits for). The probe agents are simulated by one HTTP server serving every agent's row, with the samples an agent at its defaults would have taken since the asked time (focus cells every ${cfg.focusIntervalMs / 1000} s, or as the focus budget of ${cfg.maxPerSecond * cfg.focusShare} probes/s allows for all of them; others every ${cfg.intervalMs / 1000} s), all reachable.`,
       `Command run: \`kubectl-cilium_migrate run --max-unavailable ${maxUnavailable} --restart exec --restart-command ... --delete-emptydir-data\`, every other setting at its default: the matrix gate, ${defaultGate.rounds} passing rounds ${defaultGate.intervalSeconds} s apart, ${defaultConnectivity.minSamples} samples per focus cell since the restart, ${defaultConnectivity.successThreshold * 100} %, ${defaultConnectivity.concurrency} rows in flight.`,

@@ -4,9 +4,9 @@
 // fresh evidence), the whole run, and the agents' probes sent and failed meanwhile.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, hostname, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spread } from './report.js';
+import { benchRun, spread } from './report.js';
 import { updateSection } from './report.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
@@ -23,6 +23,7 @@ function demo(stateDir: string): Promise<{ code: number; out: string }> {
 }
 
 async function main(): Promise<void> {
+  const run = benchRun();
   const migration: number[] = [];
   const total: number[] = [];
   const sent: number[] = [];
@@ -45,7 +46,7 @@ async function main(): Promise<void> {
   }
   const body = [
     `Command: \`make bench-lab\` (bench/lab-scenario.ts): \`make demo\`'s program (\`node dist/lab.js demo\`) ${runs} times.`,
-    `Machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'} (${hostname()}), Node ${process.version}.`,
+    run.machine(),
     'The lab: the real control plane, three nodes as network namespaces on Flannel-like (VXLAN 8472) and Cilium-like (VXLAN 8473) overlays, nginx with 10 replicas, a real probe agent per node. The migration part runs from `prepare` to the end of `finalize` (three `node` runs with `--restart exec` through the lab\'s restart-node, each step followed by `connectivity` until it passes on fresh evidence). Probes: every agent\'s probes of every peer (ICMP and HTTP) during the whole run, from the agents\' own counters; failed probes include those to pods while they were being drained and restarted.',
     '',
     '| figure | median (min-max) |',
