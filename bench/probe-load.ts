@@ -26,7 +26,7 @@ import { benchRun, median, updateSection } from './report.js';
 import { removeOnExit } from '../lab/process.js';
 
 const nodeCount = Number(process.env.BENCH_NODES ?? 1000);
-const waveSize = Number(process.env.BENCH_WAVE ?? 50);
+const waveSizes = (process.env.BENCH_WAVES ?? '50,200').split(',').map(Number);
 const simSeconds = Number(process.env.BENCH_SIM_SECONDS ?? 40);
 const warmupSeconds = 10;
 const tickMs = 100;
@@ -49,7 +49,7 @@ interface ScheduleResult {
 }
 
 /** Part 1: every agent's peer selection and prober on a virtual clock. */
-async function schedule(focusShare: number): Promise<ScheduleResult> {
+async function schedule(waveSize: number, focusShare: number): Promise<ScheduleResult> {
   const env = { NODE_NAME: 'x', POD_NAME: 'x', POD_NAMESPACE: 'cilium-migrate', POD_IP: '10.244.0.1' };
   const cfg = await parseAgentConfig([], env);
   const name = (i: number) => `node-${String(i).padStart(4, '0')}`;
@@ -57,7 +57,7 @@ async function schedule(focusShare: number): Promise<ScheduleResult> {
   // (their agents restarted on Cilium), the rest still on the legacy overlay.
   const migrated = (i: number) => i < nodeCount / 2;
   const inWave = (i: number) => i >= nodeCount / 2 && i < nodeCount / 2 + waveSize;
-  const ip = (i: number) => `10.${migrated(i) || inWave(i) ? 245 : 244}.${i >> 8}.${(i & 255) + 1}`;
+  const ip = (i: number) => `10.${migrated(i) || inWave(i) ? 245 : 244}.${Math.floor(i / 250)}.${(i % 250) + 1}`;
   const view: ClusterView = {
     agents: Array.from({ length: nodeCount }, (_, i) => ({ node: name(i), pod: `agent-${i}`, ip: ip(i) })),
     nodes: Array.from({ length: nodeCount }, (_, i) => ({
@@ -168,23 +168,27 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   // Part 1.
   const sched: Record<string, ScheduleResult> = {};
-  for (const share of [0.6, 1]) {
-    log(`schedule of ${nodeCount} agents, ${waveSize} in focus, focus share ${share}`);
-    sched[share] = await schedule(share);
+  for (const wave of waveSizes) {
+    for (const share of [0.6, 1]) {
+      log(`schedule of ${nodeCount} agents, ${wave} in focus, focus share ${share}`);
+      sched[`${wave}/${share}`] = await schedule(wave, share);
+    }
   }
   const cfg = await parseAgentConfig([], { NODE_NAME: 'x', POD_NAME: 'x', POD_NAMESPACE: 'x', POD_IP: '10.0.0.1' });
   const f1 = (xs: number[]) => `${median(xs).toFixed(1)} (max ${Math.max(...xs).toFixed(1)})`;
   lines.push(
-    `### What the agents ask of the network (${nodeCount} nodes, ${waveSize} in focus)`,
+    `### What the agents ask of the network (${nodeCount} nodes, a wave in focus)`,
     '',
-    `The agents' own peer selection and prober (agent/view.ts, agent/prober.ts) for all ${nodeCount} agents on a virtual clock, ${simSeconds - warmupSeconds} s after ${warmupSeconds} s of warm-up; probes answer at once and are counted. Half the nodes migrated, ${waveSize} in their gate (in focus), the rest on the legacy overlay; agent defaults: interval ${cfg.intervalMs / 1000} s, ${cfg.focusIntervalMs / 1000} s for focus cells, at most ${cfg.maxPerSecond} probes/s, ICMP and HTTP, a ring of ${cfg.ringSize} per overlay above ${cfg.fullMeshMax} peers plus every focus node. Medians over agents (nodes), max in brackets.`,
+    `The agents' own peer selection and prober (agent/view.ts, agent/prober.ts) for all ${nodeCount} agents on a virtual clock, ${simSeconds - warmupSeconds} s after ${warmupSeconds} s of warm-up; probes answer at once and are counted. Half the nodes migrated, a wave in its gate (in focus: ${waveSizes.join(' or ')} nodes, \`--max-unavailable\`), the rest on the legacy overlay; agent defaults: interval ${cfg.intervalMs / 1000} s, ${cfg.focusIntervalMs / 1000} s for focus cells, at most ${cfg.maxPerSecond} probes/s, ICMP and HTTP, a ring of ${cfg.ringSize} per overlay above ${cfg.fullMeshMax} peers plus every focus node. Medians over agents (nodes), max in brackets.`,
     '',
-    '| focus budget | probes/s sent per agent | of them to focus nodes | probes/s received by a focus node | by another node | focus cell probed every, s | other cells stale (a gap over 2 intervals) |',
-    '|---|---|---|---|---|---|---|',
-    ...[0.6, 1].map((share) => {
-      const r = sched[share]!;
-      return `| ${share === 1 ? 'none (one global limit, as before)' : `${share} of the limit (default)`} | ${f1(r.sentPerAgent)} | ${f1(r.focusSentPerAgent)} | ${f1(r.receivedByFocusNode)} | ${f1(r.receivedByOtherNode)} | ${median(r.focusGapsS).toFixed(1)} | ${r.staleCells} of ${r.otherCells} |`;
-    }),
+    '| in focus | focus budget | probes/s sent per agent | of them to focus nodes | probes/s received by a focus node | by another node | focus cell probed every, s | other cells stale (a gap over 2 intervals) |',
+    '|---|---|---|---|---|---|---|---|',
+    ...waveSizes.flatMap((wave) => [0.6, 1].map((share) => {
+      const r = sched[`${wave}/${share}`]!;
+      return `| ${wave} | ${share === 1 ? 'none (one global limit, as before)' : `${share} of the limit (default)`} | ${f1(r.sentPerAgent)} | ${f1(r.focusSentPerAgent)} | ${f1(r.receivedByFocusNode)} | ${f1(r.receivedByOtherNode)} | ${median(r.focusGapsS).toFixed(1)} | ${r.staleCells} of ${r.otherCells} |`;
+    })),
+    '',
+    `Every agent probes every node in focus (the gate needs every cell towards it), so a focus node receives about (agents x 2 protocols) / (the focus cell interval) probes per second, and the focus budget is what bounds it. Other cells left stale: ${waveSizes.map((w) => `${w} in focus, ${sched[`${w}/1`]!.staleCells} without the budget and ${sched[`${w}/0.6`]!.staleCells} with it`).join('; ')}. A small overlay class is probed by every agent's ring for that class (the first Cilium node of a migration: about agents x 2 / 5 s).`,
     '',
   );
 
@@ -205,7 +209,7 @@ async function main(): Promise<void> {
       }
     }
     const perProbe = (c: (typeof cost)[string]) => ((c.own + c.children) / c.probes) * 1000;
-    const received = Math.round(median(sched[0.6]!.receivedByFocusNode) / 2);
+    const received = Math.round(median(sched[`${waveSizes[0]}/0.6`]!.receivedByFocusNode) / 2);
     // Part 3: a quiet agent (2 peers) answering `received` HTTP probes per second from 100 connections.
     const child = startAgent(dir, port, 2, []);
     let idle: Awaited<ReturnType<typeof measureAgent>>;
