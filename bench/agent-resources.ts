@@ -113,11 +113,11 @@ try {
   const agentLibs = libs.filter((l) => l.name !== '@kubernetes/client-node');
   const fixed = agentLibs.at(-1)!.mib;
   const clientNode = libs.at(-1)!.mib - fixed;
-  const libText = libs.map((l, i) => (i === 0 ? `Node itself ${l.mib.toFixed(0)} MiB` : `${l.name} +${(l.mib - libs[i - 1]!.mib).toFixed(1)}`)).join(', ');
+  const libText = libs.map((l, i) => (i === 0 ? `Node itself ${l.mib.toFixed(0)} MiB` : `${l.name} ${l.mib - libs[i - 1]!.mib >= 0 ? '+' : ''}${(l.mib - libs[i - 1]!.mib).toFixed(1)}`)).join(', ');
   const verdict =
     worstRss < 80
       ? `met (peak ${worstRss.toFixed(1)} MiB)`
-      : `MISSED (peak ${worstRss.toFixed(1)} MiB). Why: nearly all of it is fixed cost, not per-peer cost (the 10-peer row costs about the same): the libraries the agent loads come to ${fixed.toFixed(0)} MiB in an empty process before it holds a single sample; the rest is the heap's working room. express, undici, prom-client and ping stay in use for what they do (the project's rules), so going under 80 MiB would take V8 heap limits that cost CPU in garbage collection`;
+      : `MISSED (peak ${worstRss.toFixed(1)} MiB). Why: nearly all of it is fixed cost, not per-peer cost (the 10-peer row costs about the same): the libraries the agent loads come to ${fixed.toFixed(0)} MiB in an empty process before it holds a single sample; the rest is the heap's working room. express, undici, prom-client and ping stay in use for what they do (the project's rules), so what the agent keeps is not where 80 MiB can be won: it would take a lighter runtime or V8 heap limits, which trade memory for garbage-collection CPU (not measured here)`;
   const body = [
     `Command: \`make bench-agent\` (bench/agent-resources.ts). ${runs} runs per row, each ${measureMs / 1000} s after a ${warmupMs / 1000} s warm-up; medians with min-max.`,
     run.machine(),
