@@ -84,7 +84,8 @@ async function schedule(waveSize: number, focusShare: number): Promise<ScheduleR
     const store = new MatrixStore(cfg.windowMs, 100, () => now);
     const peers = peersOf(self, identity, view, cfg);
     store.setPeers(peers);
-    for (const p of peers) if (!focusIps.has(p.ref.ip)) for (const protocol of p.protocols) otherCells.push(`${i}|${protocol === 'http' ? peerKey(p.ref) : p.ref.ip}|${protocol}`);
+    // A cell is in focus when either end is (an agent on a node in focus probes all its peers at the focus pace).
+    if (!inWave(i)) for (const p of peers) if (!focusIps.has(p.ref.ip)) for (const protocol of p.protocols) otherCells.push(`${i}|${protocol === 'http' ? peerKey(p.ref) : p.ref.ip}|${protocol}`);
     const count = (dst: string, protocol: string, key: string) => {
       if (!measuring()) return;
       sent[i]!++;
@@ -124,7 +125,7 @@ async function schedule(waveSize: number, focusShare: number): Promise<ScheduleR
     // The last gap runs to the end of the measurement; a cell never probed is one long gap.
     staleCells: otherCells.filter((c) => Math.max(maxGap.get(c) ?? 0, simSeconds * 1000 - (last.get(c) ?? warmupSeconds * 1000)) > 2 * cfg.intervalMs).length,
     otherCells: otherCells.length,
-    focusGapsS: [...gaps].filter(([c]) => focusIps.has(c.split('|')[1]!.split('@').pop()!)).map(([, g]) => g.sum / g.n / 1000),
+    focusGapsS: [...gaps].filter(([c]) => focusIps.has(c.split('|')[1]!.split('@').pop()!) || inWave(Number(c.split('|')[0]))).map(([, g]) => g.sum / g.n / 1000),
   };
 }
 
@@ -181,7 +182,7 @@ async function main(): Promise<void> {
     '',
     `The agents' own peer selection and prober (agent/view.ts, agent/prober.ts) for all ${nodeCount} agents on a virtual clock, ${simSeconds - warmupSeconds} s after ${warmupSeconds} s of warm-up; probes answer at once and are counted. Half the nodes migrated, a wave in its gate (in focus: ${waveSizes.join(' or ')} nodes, \`--max-unavailable\`), the rest on the legacy overlay; agent defaults: interval ${cfg.intervalMs / 1000} s, ${cfg.focusIntervalMs / 1000} s for focus cells, at most ${cfg.maxPerSecond} probes/s, ICMP and HTTP, a ring of ${cfg.ringSize} per overlay above ${cfg.fullMeshMax} peers plus every focus node. Medians over agents (nodes), max in brackets.`,
     '',
-    '| in focus | focus budget | probes/s sent per agent | of them to focus nodes | probes/s received by a focus node | by another node | focus cell probed every, s | other cells stale (a gap over 2 intervals) |',
+    '| in focus | focus budget | probes/s sent per agent | of them to focus nodes | probes/s received by a focus node | by another node | focus cell probed every, s | cells outside the focus stale (a gap over 2 intervals) |',
     '|---|---|---|---|---|---|---|---|',
     ...waveSizes.flatMap((wave) => [0.6, 1].map((share) => {
       const r = sched[`${wave}/${share}`]!;
