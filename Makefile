@@ -9,7 +9,7 @@ NODE_TEST := node --import tsx --test --test-reporter=spec
 # inside CI's 90 minutes.
 TEST_TIMEOUT_MS ?= 2700000
 
-.PHONY: help deps system-deps bins build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-probe-load bench-startup bench-detection bench-lab bench-lab-node bench-scale bench-scale-reads bench-discovery bench-connectivity bench-end-to-end dashboard image image-ref krew-archive
+.PHONY: help deps system-deps bins images build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-probe-load bench-startup bench-detection bench-lab bench-lab-node bench-real-lab bench-scale bench-scale-reads bench-discovery bench-connectivity bench-end-to-end dashboard image image-ref krew-archive
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -23,8 +23,11 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-bins: system-deps ## build (or reuse) etcd, kube-apiserver, controller manager, scheduler, kubectl and kwok
+bins: system-deps ## build (or reuse) the control plane (etcd, kube-apiserver, ..., kubectl, kwok) and the lab nodes' binaries (kubelet, containerd, CNI plugins, flanneld, ...)
 	@lab/bins/build.sh >/dev/null
+
+images: build bins ## build (or reuse) the lab's node image and the images its pods run (from Debian packages, needs root)
+	@node --import tsx lab/images/build.ts >/dev/null
 
 typecheck: deps ## type-check everything with tsc (strict)
 	node_modules/.bin/tsc -p .
@@ -39,7 +42,7 @@ test-unit: typecheck ## unit tests (no cluster)
 
 # The integration run gets its own TMPDIR, so that afterwards test/after-suite.ts can prove that
 # no process it started still runs and no temporary file is left (tsx's cache is off for that).
-test-integration: build bins ## integration tests against a real control plane
+test-integration: build bins images ## integration tests against a real control plane and the real-node lab
 	@run_tmp=$$(mktemp -d /tmp/cilium-migrate-test.XXXXXX); rc=0; \
 	TMPDIR=$$run_tmp TSX_DISABLE_CACHE=1 $(NODE_TEST) --test-timeout=$(TEST_TIMEOUT_MS) test/integration.ts || rc=$$?; \
 	SUITE_TMPDIR=$$run_tmp $(NODE_TEST) test/after-suite.ts || rc=$${rc/#0/1}; \
@@ -47,7 +50,7 @@ test-integration: build bins ## integration tests against a real control plane
 
 # Benchmarks rewrite their own section of BENCHMARKS.md. `make bench` runs those of small clusters
 # (about an hour here); `make bench-scale` those of 1,000 simulated nodes (a few hours on 2 cores).
-bench: bench-agent bench-probe-load bench-startup bench-drain bench-node bench-detection bench-lab bench-lab-node ## every benchmark of a small cluster; rewrites BENCHMARKS.md (make bench-scale for 1,000 nodes)
+bench: bench-agent bench-probe-load bench-startup bench-drain bench-node bench-detection bench-lab bench-lab-node bench-real-lab ## every benchmark of a small cluster; rewrites BENCHMARKS.md (make bench-scale for 1,000 nodes)
 
 bench-scale: bench-scale-reads bench-discovery bench-connectivity bench-end-to-end ## every benchmark of 1,000 simulated nodes (takes hours); rewrites their sections of BENCHMARKS.md
 
@@ -74,6 +77,9 @@ bench-lab: build bins system-deps ## make demo's migration on the local lab, sev
 
 bench-lab-node: build bins system-deps ## per-node step times on the local lab at the plugin's defaults (needs root)
 	node --import tsx bench/lab-node.ts
+
+bench-real-lab: build bins images ## the real-node lab: lab up (3 and 5 nodes), a node at rest, back from docker restart, lab down (BENCH_COLD=1: the cold builds too; needs root)
+	node --import tsx bench/real-lab.ts
 
 bench-scale-reads: build bins ## status and plan on 1,000 nodes x 30 pods of realistic size, today's plugin against the one before paging
 	node --import tsx bench/scale.ts
@@ -121,7 +127,7 @@ uninstall: ## remove the plugin from $(PREFIX)/bin
 demo: build bins ## the seed's migration to Cilium, end to end, on a local dual-overlay lab (needs root)
 	node dist/lab.js demo
 
-lab-up: build bins ## bring the local lab up and leave it running (needs root); prints its kubeconfig
+lab-up: build bins images ## bring the local lab (real nodes, as kind) up and leave it running (needs root); prints its kubeconfig
 	node dist/lab.js up
 
 lab-down: ## stop the local lab and remove everything it made

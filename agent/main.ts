@@ -5,7 +5,7 @@ import { liteCredentials, liteKube } from '../lib/kube-lite.js';
 import { expectedOverlay } from '../lib/overlay.js';
 import { kubeDiscovery } from './kube-discovery.js';
 import { version } from '../lib/version.js';
-import { parseAgentConfig } from './config.js';
+import { parseAgentCommandLine } from './config.js';
 import { fileDiscovery, type ClusterView, type Discovery } from './discovery.js';
 import { agentApp } from './http.js';
 import { MatrixStore } from './matrix.js';
@@ -21,8 +21,9 @@ function kubeDiscoveryFor(kubeconfig: string | undefined, namespace: string, sel
 }
 
 async function main(): Promise<void> {
-  const cfg = await parseAgentConfig(process.argv.slice(2), process.env);
-  if (process.argv.includes('--help') || process.argv.includes('--version')) return;
+  const invocation = await parseAgentCommandLine(process.argv.slice(2), process.env);
+  if (invocation.kind === 'shown') return;
+  const cfg = invocation.config;
   const self: SelfInfo = { node: cfg.node, pod: cfg.pod, namespace: cfg.namespace, ip: cfg.ip, version };
   const startedAt = new Date();
   // Enough room for the window at the configured pace, with slack for jitter.

@@ -1,40 +1,49 @@
 // `connectivity`: reads every agent's row, shows the reachability matrix and exits with the gate's
 // verdict (0 PASS, 8 FAIL, 9 UNKNOWN).
 import { writeFileSync } from 'node:fs';
-import { ciliumNamespace, defaultConnectivity, defaultGate, migrationLabel } from '../lib/defaults.js';
+import { ciliumNamespace, defaultConnectivity, defaultGate, limits, migrationLabel } from '../lib/defaults.js';
 import { evaluateGate, roundsVerdict, type Verdict } from '../lib/connectivity-gate.js';
 import { CliError, ConfigError, ExitCode, UsageError } from '../lib/errors.js';
 import { assembleMatrix } from '../lib/reachability.js';
 import { defineCommand } from './context.js';
-import { durationFlag, matrixFlags, matrixSettings, type MatrixArgs } from './connectivity/options.js';
+import { duration, flagCoercion, integer, labelKey, listCoercion, listenAddress, namespace, nodeName, timestamp, ValueError, type Parser } from '../lib/flag-values.js';
+import { matrixFlags, matrixSettings, type MatrixArgs } from './connectivity/options.js';
 import { readMatrix } from './connectivity/read-matrix.js';
-import { parseListenAddress, serveReports } from './connectivity/serve.js';
+import { serveReports } from './connectivity/serve.js';
 import { connectivityReport, htmlView, terminalView, type ConnectivityReport } from './connectivity/views.js';
 import { readOverlayTunnels } from './migration/cilium-config.js';
 import { systemClock } from './engine/drain.js';
 import { render } from './output.js';
 
+/** --since: a fixed time (the start of a change), or a span back from every read. */
+export type Since = { at: Date } | { backMs: number };
+
 export interface ConnectivityArgs extends MatrixArgs {
-  since: string;
+  since: Since;
   focus: string[];
   rounds: number;
-  interval: string;
+  /** Milliseconds. */
+  interval: number;
   watch: boolean;
   html?: string | undefined;
-  serve?: string | undefined;
+  serve?: { host: string; port: number } | undefined;
   'label-key': string;
   'max-grid': number;
   'cilium-namespace': string;
 }
 
-/** The start of the evidence: a duration back from now ("30s") or a time (RFC 3339). */
-export function sinceTime(text: string, now: number): Date {
-  if (/^\d{4}-\d{2}-\d{2}T/.test(text)) {
-    const t = Date.parse(text);
-    if (!Number.isFinite(t)) throw new UsageError(`--since: "${text}" is not a time`);
-    return new Date(t);
+/** --since as people write it: a duration back from now ("30s") or an RFC 3339 time. */
+export const sinceValue: Parser<Since> = (text) => {
+  try {
+    return /^\d{4}-/.test(text.trim()) ? { at: timestamp(text) } : { backMs: duration(1000, limits.longestWaitMs)(text) };
+  } catch {
+    throw new ValueError('a duration back from now like 30s or 5m, or an RFC 3339 time like 2026-11-24T10:00:00Z');
   }
-  return new Date(now - durationFlag('since', text));
+};
+
+/** The start of the evidence for a read at `now`. */
+export function sinceTime(since: Since, now: number): Date {
+  return 'at' in since ? since.at : new Date(now - since.backMs);
 }
 
 export class GateVerdictError extends CliError {
@@ -49,16 +58,16 @@ export const connectivityCommand = defineCommand({
   builder: (y) =>
     y
       .options(matrixFlags)
-      .option('since', { type: 'string', default: `${defaultConnectivity.lookbackSeconds}s`, describe: 'Only probes since then count: a duration back from now (30s) or an RFC 3339 time (the start of a change)' })
-      .option('focus', { type: 'string', array: true, default: [] as string[], describe: 'Judge as the gate does after migrating these nodes: their cells need --min-samples each' })
-      .option('rounds', { type: 'number', default: 1, describe: 'Read this many times, --interval apart; PASS needs every one to pass (N)' })
-      .option('interval', { type: 'string', default: `${defaultGate.intervalSeconds}s`, describe: 'Time between rounds and between --watch redraws' })
+      .option('since', { type: 'string', default: `${defaultConnectivity.lookbackSeconds}s`, coerce: flagCoercion('since', sinceValue), describe: 'Only probes since then count: a duration back from now (30s) or an RFC 3339 time (the start of a change)' })
+      .option('focus', { type: 'string', array: true, default: [] as string[], coerce: listCoercion('--focus', nodeName), describe: 'Judge as the gate does after migrating these nodes: their cells need --min-samples each' })
+      .option('rounds', { type: 'string', default: '1', coerce: flagCoercion('rounds', integer(1, limits.gateRounds)), describe: `Read this many times, --interval apart; PASS needs every one to pass (N, 1-${limits.gateRounds})` })
+      .option('interval', { type: 'string', default: `${defaultGate.intervalSeconds}s`, coerce: flagCoercion('interval', duration(limits.readIntervalFloorMs, 3_600_000)), describe: 'Time between rounds and between --watch redraws, 1s to 1h (every read costs the API server a request per agent)' })
       .option('watch', { type: 'boolean', default: false, describe: 'Redraw every --interval until Ctrl-C; the exit code is the last verdict' })
       .option('html', { type: 'string', describe: 'Also write the matrix as a self-contained HTML heatmap to this file' })
-      .option('serve', { type: 'string', describe: 'Serve the heatmap at http://ADDR/ (and /report.json), re-read every --interval, until Ctrl-C; ADDR is HOST:PORT, :PORT for loopback' })
-      .option('label-key', { type: 'string', default: migrationLabel, describe: 'Label that moves a node to Cilium (what overlay each node should be on)' })
-      .option('cilium-namespace', { type: 'string', default: ciliumNamespace, describe: 'Namespace of Cilium: its cilium-config names the tunnel the hints talk about' })
-      .option('max-grid', { type: 'number', default: defaultConnectivity.maxGridNodes, describe: 'Draw the grid up to this many nodes; above, only the summary and failing cells' })
+      .option('serve', { type: 'string', coerce: flagCoercion('serve', listenAddress), describe: 'Serve the heatmap at http://ADDR/ (and /report.json), re-read every --interval, until Ctrl-C; ADDR is HOST:PORT, :PORT for loopback' })
+      .option('label-key', { type: 'string', default: migrationLabel, coerce: flagCoercion('label-key', labelKey), describe: 'Label that moves a node to Cilium (what overlay each node should be on)' })
+      .option('cilium-namespace', { type: 'string', default: ciliumNamespace, coerce: flagCoercion('cilium-namespace', namespace), describe: 'Namespace of Cilium: its cilium-config names the tunnel the hints talk about' })
+      .option('max-grid', { type: 'string', default: String(defaultConnectivity.maxGridNodes), coerce: flagCoercion('max-grid', integer(0, limits.maxGrid)), describe: `Draw the grid up to this many nodes (0-${limits.maxGrid}); above, only the summary and failing cells` })
       .example('$0 connectivity', 'the matrix, the overlay summary and the failing cells; exit code = verdict')
       .example('$0 connectivity -o wide --since 1m', 'with loss and RTT per cell, over the last minute')
       .example('$0 connectivity --watch --interval 5s', 'redraw every 5 seconds')
@@ -66,20 +75,14 @@ export const connectivityCommand = defineCommand({
       .example('$0 connectivity --serve :8080 --interval 5s', 'keep the heatmap open in a browser during the migration'),
   run: async (ctx, args: ConnectivityArgs) => {
     const settings = matrixSettings(args);
-    if (!Number.isInteger(args.rounds) || args.rounds < 1) throw new UsageError('--rounds must be a whole number of at least 1');
-    const intervalMs = durationFlag('interval', args.interval);
+    const intervalMs = args.interval;
     const format = ctx.options.output;
     if (args.watch && (format === 'json' || format === 'yaml')) throw new UsageError('--watch draws for people; use it without -o json|yaml');
     // --watch and --serve read again and again until Ctrl-C; the exit code is the last verdict.
     const continuous = args.watch || args.serve !== undefined;
-    if (args.serve !== undefined) parseListenAddress(args.serve);
     const kube = ctx.kube();
     const source = settings.source(kube, args['label-key']);
     const tunnels = await readOverlayTunnels(kube, args['cilium-namespace']);
-    // A time is a fixed start (a change); a duration slides with every round.
-    const fixedSince = /^\d{4}-/.test(args.since) ? sinceTime(args.since, Date.now()) : undefined;
-    // A bad --since fails here, before anything is read.
-    if (!fixedSince) sinceTime(args.since, Date.now());
     const show = (r: ConnectivityReport) => render(r, format, (data, wide) => terminalView(data, wide, ctx.io.isTTY, args['max-grid']));
     const history: Verdict[] = [];
     let report: ConnectivityReport | undefined;
@@ -90,7 +93,8 @@ export const connectivityCommand = defineCommand({
         ctx.io.err(`serving the matrix at ${server.url} (and ${server.url}report.json); Ctrl-C stops\n`);
       }
       for (let round = 1; ; round++) {
-        const since = fixedSince ?? sinceTime(args.since, Date.now());
+        // A time is a fixed start (a change); a duration slides with every round.
+        const since = sinceTime(args.since, Date.now());
         const timing = ctx.options.verbose > 0 ? (phase: string, ms: number) => ctx.io.err(`${phase}: ${Math.round(ms)} ms\n`) : undefined;
         const cpu = process.cpuUsage();
         const read = await readMatrix(source, { since, concurrency: settings.concurrency, timeoutMs: settings.timeoutMs, now: Date.now, timing });

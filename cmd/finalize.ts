@@ -9,8 +9,8 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ciliumClusterCidr, ciliumNamespace, ciliumNodeConfigName, ciliumVxlanPort, hostCommandImage, migrationLabel } from '../lib/defaults.js';
-import { parseDuration } from '../lib/duration.js';
+import { ciliumClusterCidr, ciliumNamespace, ciliumNodeConfigName, ciliumVxlanPort, hostCommandImage, limits, lockTtlSeconds, migrationLabel } from '../lib/defaults.js';
+import { cidr, ciliumVersion, dnsLabel, duration, flagCoercion, imageReference, labelKey, namespace, nonEmpty, objectName as objectNameValue, podCidrLimits, port, requireCompanion } from '../lib/flag-values.js';
 import { ConfigError, PreconditionError, UsageError } from '../lib/errors.js';
 import { call, deleteObject, type Kube } from '../lib/kube.js';
 import { finalizedPhase } from '../lib/overlay.js';
@@ -18,6 +18,7 @@ import { defineCommand, type CommandContext } from './context.js';
 import { systemClock } from './engine/drain.js';
 import { legacyCleanupHints, legacyCleanupScript, runHostScript } from './engine/host-command.js';
 import { kubeEngineCluster } from './engine/kube-cluster.js';
+import { fencedCluster } from './engine/lock.js';
 import { phaseAnnotation, stateAnnotation } from './engine/state.js';
 import { ciliumDaemonSetIn, readCiliumConfig } from './migration/cilium-config.js';
 import { readCluster } from './migration/cluster-view.js';
@@ -25,6 +26,7 @@ import { ciliumVersionFromImage, finalizeBlockers, readFinalizeRecord, stillInMi
 import { valuesYaml } from './migration/helm-values.js';
 import { legacyRemoval, objectName, readLegacyInventory, type LegacyObject } from './migration/legacy-cni.js';
 import { preferredNodeConfigVersion, servedNodeConfigVersions } from './migration/node-config.js';
+import { newRunId, takeLock } from './node.js';
 import { render } from './output.js';
 import { table } from './table.js';
 
@@ -60,29 +62,36 @@ export const finalizeCommand = defineCommand({
   describe: 'After the last node: check nothing is left on the legacy network, then remove the CiliumNodeConfig, the migration labels and (with --yes) the legacy CNI',
   builder: (y) =>
     y
-      .option('label-key', { type: 'string', default: migrationLabel, describe: 'The migration label to remove from the nodes' })
-      .option('cilium-namespace', { type: 'string', default: ciliumNamespace, describe: 'Namespace of Cilium and its CiliumNodeConfig' })
-      .option('name', { type: 'string', default: ciliumNodeConfigName, describe: 'Name of the CiliumNodeConfig to delete' })
-      .option('cilium-version', { type: 'string', describe: 'Cilium version for the final values (default: the cilium DaemonSet\'s image tag)' })
-      .option('cilium-cidr', { type: 'string', default: ciliumClusterCidr, describe: 'Cilium\'s cluster-pool CIDR, as in the initial values (cilium-config\'s, when it names one, decides which pods are on Cilium)' })
-      .option('tunnel-port', { type: 'number', default: ciliumVxlanPort, describe: 'Cilium\'s VXLAN port, as in the initial values' })
+      .option('label-key', { type: 'string', default: migrationLabel, coerce: flagCoercion('label-key', labelKey), describe: 'The migration label to remove from the nodes' })
+      .option('cilium-namespace', { type: 'string', default: ciliumNamespace, coerce: flagCoercion('cilium-namespace', namespace), describe: 'Namespace of Cilium, its CiliumNodeConfig and the lock' })
+      .option('name', { type: 'string', default: ciliumNodeConfigName, coerce: flagCoercion('name', objectNameValue), describe: 'Name of the CiliumNodeConfig to delete' })
+      .option('cilium-version', { type: 'string', coerce: flagCoercion('cilium-version', ciliumVersion), describe: 'Cilium version for the final values (default: the cilium DaemonSet\'s image tag)' })
+      .option('cilium-cidr', { type: 'string', default: ciliumClusterCidr, coerce: flagCoercion('cilium-cidr', cidr(podCidrLimits)), describe: 'Cilium\'s cluster-pool CIDR, as in the initial values (cilium-config\'s, when it names one, decides which pods are on Cilium)' })
+      .option('tunnel-port', { type: 'string', default: String(ciliumVxlanPort), coerce: flagCoercion('tunnel-port', port), describe: 'Cilium\'s VXLAN port (1-65535), as in the initial values' })
       .option('apply', { type: 'boolean', default: false, describe: 'Upgrade Cilium to the final values with helm (on PATH) and restart its agents first' })
-      .option('helm-release', { type: 'string', default: 'cilium', describe: 'With --apply: the Cilium Helm release' })
-      .option('helm-chart', { type: 'string', default: 'cilium/cilium', describe: 'With --apply: the chart to upgrade to' })
-      .option('rollout-timeout', { type: 'string', default: '10m', describe: 'With --apply: how long the Cilium agents may take to restart' })
+      .option('helm-release', { type: 'string', default: 'cilium', coerce: flagCoercion('helm-release', dnsLabel('a Helm release name', 53)), describe: 'With --apply: the Cilium Helm release' })
+      .option('helm-chart', { type: 'string', default: 'cilium/cilium', coerce: flagCoercion('helm-chart', nonEmpty('a chart reference like cilium/cilium')), describe: 'With --apply: the chart to upgrade to' })
+      .option('rollout-timeout', { type: 'string', default: '10m', coerce: flagCoercion('rollout-timeout', duration(1000, limits.longestWaitMs)), describe: 'With --apply: how long the Cilium agents may take to restart, 1s to 24h' })
       .option('cleanup-nodes', { type: 'boolean', default: false, describe: 'Remove what the legacy CNI left on every node (links, iptables chains and nftables tables, CNI files) through a privileged pod (needs --yes)' })
-      .option('cleanup-timeout', { type: 'string', default: '2m', describe: 'How long each node\'s cleanup pod may take' })
+      .option('cleanup-timeout', { type: 'string', default: '2m', coerce: flagCoercion('cleanup-timeout', duration(1000, 3_600_000)), describe: 'How long each node\'s cleanup pod may take, 1s to 1h' })
+      .option('host-image', { type: 'string', default: hostCommandImage, coerce: flagCoercion('host-image', imageReference), describe: 'With --cleanup-nodes: image of the privileged cleanup pods (needs sh, nsenter, ip, iptables and nft)' })
       .option('yes', { type: 'boolean', default: false, describe: 'Confirm deleting the legacy CNI\'s objects finalize lists (and, with --cleanup-nodes, cleaning the nodes)' })
       .option('dry-run', { type: 'boolean', default: false, describe: 'Check and print what would be done, and which objects would be deleted; change nothing' })
       .example('$0 finalize --dry-run', 'what finalize would check and do, and the objects it would delete')
       .example('$0 finalize --apply --yes', 'upgrade Cilium to its final values, then remove the migration and the legacy CNI'),
   run: async (ctx, args) => {
-    const kube = ctx.kube();
+    requireCompanion(args['cleanup-nodes'] && !args.yes && !args['dry-run'], '--cleanup-nodes (it runs a privileged pod on every node)', '--yes to confirm');
     const ns = args['cilium-namespace'];
     const log = (line: string) => ctx.io.err(`${line}\n`);
-    if (args['cleanup-nodes'] && !args.yes && !args['dry-run']) throw new UsageError('--cleanup-nodes runs a privileged pod on every node; confirm with --yes');
-    const rolloutTimeoutMs = duration('rollout-timeout', args['rollout-timeout']);
-    const cleanupTimeoutMs = duration('cleanup-timeout', args['cleanup-timeout']);
+    const rolloutTimeoutMs = args['rollout-timeout'];
+    const cleanupTimeoutMs = args['cleanup-timeout'];
+    const kube = ctx.kube();
+    const runId = newRunId();
+    // Finalize changes the cluster: it takes the migration lock as every run does, and checks it
+    // before each change.
+    const lock = args['dry-run'] ? undefined : await takeLock(kube, { namespace: ns, ttlMs: lockTtlSeconds * 1000, runId, log, signal: ctx.signal });
+    const fence = (what: string) => lock?.check(what);
+    try {
 
     const daemonSets = (await call(kube, 'list daemonsets', () => kube.apps.listDaemonSetForAllNamespaces())).items;
     let record = await readFinalizeRecord(kube, ns);
@@ -118,8 +127,9 @@ export const finalizeCommand = defineCommand({
           `apply the final values printed above: helm upgrade -n ${ns} ${args['helm-release']} ${args['helm-chart']} --version ${version} --reuse-values -f values-final.yaml && kubectl -n ${ns} rollout restart ds/${ciliumDs?.metadata?.name ?? 'cilium'}; or rerun with --apply`,
         );
       } else {
+        fence('the helm upgrade');
         await helmUpgrade(ctx, { namespace: ns, release: args['helm-release'], chart: args['helm-chart'], version, values });
-        await restartCilium(ctx, kube, ns, ciliumDs?.metadata?.name ?? 'cilium', rolloutTimeoutMs);
+        await restartCilium(ctx, kube, ns, ciliumDs?.metadata?.name ?? 'cilium', rolloutTimeoutMs, fence);
         steps.push({ step: 'final-values', outcome: 'applied', message: `helm upgrade ${args['helm-release']} to the final values of Cilium ${version}; cilium agents restarted` });
       }
     } else {
@@ -149,15 +159,17 @@ export const finalizeCommand = defineCommand({
 
     if (record === undefined) {
       record = { phase: 'finalizing', startedAt: new Date().toISOString(), nodes: snap.nodes.map((n) => n.name), legacyKind: legacy?.kind, legacyNftables: legacy?.nftables };
+      fence('recording that finalize began');
       await writeFinalizeRecord(kube, ns, record);
     }
 
     const served = await servedNodeConfigVersions(kube);
     const cncVersion = preferredNodeConfigVersion(served);
+    fence('deleting the CiliumNodeConfig');
     const deleted = cncVersion ? await deleteObject(kube, { apiVersion: `cilium.io/${cncVersion}`, kind: 'CiliumNodeConfig', metadata: { name: args.name, namespace: ns } }) : false;
     steps.push({ step: 'delete-node-config', outcome: deleted ? 'applied' : 'done-before', message: deleted ? `deleted CiliumNodeConfig ${ns}/${args.name}` : `no CiliumNodeConfig ${ns}/${args.name}` });
 
-    const cluster = kubeEngineCluster(kube);
+    const cluster = lock ? fencedCluster(kubeEngineCluster(kube), lock) : kubeEngineCluster(kube);
     let unlabelled = 0;
     for (const n of snap.nodes) {
       if (!(args['label-key'] in n.labels) && n.annotations[phaseAnnotation] === finalizedPhase && !(stateAnnotation in n.annotations)) continue;
@@ -176,11 +188,13 @@ export const finalizeCommand = defineCommand({
     } else if (args.yes) {
       if (!record.legacyObjects) {
         record = { ...record, legacyObjects: objects, legacyKind: kind, legacyNftables: nftables };
+        fence('recording the legacy CNI\'s objects');
         await writeFinalizeRecord(kube, ns, record);
       }
       let gone = 0;
       for (const o of objects) {
         log(`deleting ${objectName(o)}`);
+        fence(`deleting ${objectName(o)}`);
         if (await deleteObject(kube, { apiVersion: o.apiVersion, kind: o.kind, metadata: { name: o.name, ...(o.namespace ? { namespace: o.namespace } : {}) } })) gone++;
       }
       legacyRemoved = true;
@@ -193,7 +207,7 @@ export const finalizeCommand = defineCommand({
     if (args['cleanup-nodes'] && kind) {
       for (const n of snap.nodes) {
         log(`[${n.name}] cleaning up what ${kind} left`);
-        await runHostScript(cluster, { namespace: ns, node: n.name, purpose: 'cleanup', image: hostCommandImage, script: legacyCleanupScript(kind), timeoutMs: cleanupTimeoutMs, pollMs: 1000 }, systemClock, ctx.signal);
+        await runHostScript(cluster, { namespace: ns, node: n.name, purpose: 'cleanup', request: runId, image: args['host-image'], script: legacyCleanupScript(kind), timeoutMs: cleanupTimeoutMs, pollMs: 1000 }, systemClock, ctx.signal);
       }
       cleanup = [];
       steps.push({ step: 'cleanup-nodes', outcome: 'applied', message: `removed ${kind}'s links, firewall rules (iptables and nftables) and CNI files on ${snap.nodes.length} nodes` });
@@ -201,21 +215,17 @@ export const finalizeCommand = defineCommand({
 
     if (legacyRemoved && record.phase !== 'finalized') {
       record = { ...record, phase: 'finalized', finishedAt: new Date().toISOString() };
+      fence('recording that finalize is done');
       await writeFinalizeRecord(kube, ns, record);
     }
     const notes = [...removal.notes, ...(legacyRemoved && kind ? [secondReboot] : [])];
     ctx.io.out(render({ steps, legacyObjects: objects.map(objectName), notes, cleanup }, ctx.options.output, (r) => human(r, objects.length === 0 ? 'none' : args.yes ? 'deleted' : 'to-delete')));
     log(legacyRemoved ? 'finalized: the cluster runs on Cilium only' : 'finalize is not complete: the legacy CNI still runs; rerun with --yes to remove it');
+    } finally {
+      await lock?.release().catch(() => log('warning: could not release the migration lock; it expires by itself'));
+    }
   },
 });
-
-function duration(flag: string, value: string): number {
-  try {
-    return parseDuration(value);
-  } catch (err) {
-    throw new UsageError(`--${flag}: ${(err as Error).message}`);
-  }
-}
 
 async function helmUpgrade(ctx: CommandContext, o: { namespace: string; release: string; chart: string; version: string; values: string }): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'cilium-migrate-values-'));
@@ -235,7 +245,8 @@ async function helmUpgrade(ctx: CommandContext, o: { namespace: string; release:
   }
 }
 
-async function restartCilium(ctx: CommandContext, kube: Kube, namespace: string, name: string, timeoutMs: number): Promise<void> {
+async function restartCilium(ctx: CommandContext, kube: Kube, namespace: string, name: string, timeoutMs: number, fence: (what: string) => void): Promise<void> {
+  fence(`restarting the DaemonSet ${name}`);
   const at = new Date().toISOString();
   await call(kube, `restart daemonset ${namespace}/${name}`, () =>
     kube.apps.patchNamespacedDaemonSet({ namespace, name, body: { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': at } } } } } }),

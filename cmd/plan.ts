@@ -1,7 +1,7 @@
 // `plan`: the order the nodes will be migrated in, the waves, what each drain evicts and what blocks.
 import { defaultDrainFlags } from './engine/drain-filter.js';
-import { ciliumNamespace } from '../lib/defaults.js';
-import { UsageError } from '../lib/errors.js';
+import { ciliumNamespace, limits } from '../lib/defaults.js';
+import { flagCoercion, integer, namespace } from '../lib/flag-values.js';
 import { defineCommand } from './context.js';
 import { migrationPlan, readCluster, type PlannedNode } from './migration/cluster-view.js';
 import { render } from './output.js';
@@ -21,12 +21,11 @@ export const planCommand = defineCommand({
   describe: 'Show the migration order (workers first, control plane last), waves, pods each drain evicts, and blockers',
   builder: (y) =>
     y
-      .option('max-unavailable', { type: 'number', default: 1, describe: 'Nodes migrated at once (one wave)' })
+      .option('max-unavailable', { type: 'string', default: '1', coerce: flagCoercion('max-unavailable', integer(1, limits.maxUnavailable)), describe: `Nodes migrated at once (one wave), 1-${limits.maxUnavailable}` })
       .option('delete-emptydir-data', { type: 'boolean', default: false, describe: 'Plan as if the drain may evict emptyDir pods' })
       .option('force', { type: 'boolean', default: false, describe: 'Plan as if the drain may evict unmanaged pods' })
-      .option('cilium-namespace', { type: 'string', default: ciliumNamespace, describe: 'Namespace of Cilium (its cilium-config)' }),
+      .option('cilium-namespace', { type: 'string', default: ciliumNamespace, coerce: flagCoercion('cilium-namespace', namespace), describe: 'Namespace of Cilium (its cilium-config)' }),
   run: async (ctx, args) => {
-    if (!(args['max-unavailable'] >= 1)) throw new UsageError('--max-unavailable must be at least 1');
     const snap = await readCluster(ctx.kube(), { ciliumNamespace: args['cilium-namespace'] });
     const plan = migrationPlan(snap, { ...defaultDrainFlags, deleteEmptyDirData: args['delete-emptydir-data'], force: args.force }, args['max-unavailable'], new Date());
     ctx.io.out(render(plan, ctx.options.output, human));

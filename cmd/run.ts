@@ -4,8 +4,9 @@
 import { defaultDrainFlags } from './engine/drain-filter.js';
 import { defineCommand } from './context.js';
 import { migrationPlan, planWaves, readCluster } from './migration/cluster-view.js';
-import { UsageError } from '../lib/errors.js';
-import { engineFlags, runNodes, stepTable, type NodeArgs } from './node.js';
+import { limits } from '../lib/defaults.js';
+import { flagCoercion, integer } from '../lib/flag-values.js';
+import { checkEngineFlags, engineFlags, runNodes, stepTable, type NodeArgs } from './node.js';
 import { render } from './output.js';
 
 export const runCommand = defineCommand({
@@ -14,14 +15,15 @@ export const runCommand = defineCommand({
   builder: (y) =>
     y
       .options(engineFlags)
-      .option('max-unavailable', { type: 'number', default: 1, describe: 'Nodes migrated at once: waves of this many (see plan --max-unavailable); PodDisruptionBudgets still hold' })
+      .option('max-unavailable', { type: 'string', default: '1', coerce: flagCoercion('max-unavailable', integer(1, limits.maxUnavailable)), describe: `Nodes migrated at once: waves of this many, 1-${limits.maxUnavailable} (see plan --max-unavailable); PodDisruptionBudgets still hold` })
       .example('$0 run --max-unavailable 5 --restart exec --restart-command "ssh {node} sudo systemctl reboot"', 'a large cluster, five nodes at a time')
       .example('$0 run --restart exec --restart-command "ssh {node} sudo systemctl reboot"', 'the whole cluster, nodes restarted over ssh')
       .example('$0 run --dry-run', 'every step for every remaining node, changing nothing'),
   run: async (ctx, args) => {
     const a = args as unknown as NodeArgs;
     const maxUnavailable = args['max-unavailable'];
-    if (!(Number.isInteger(maxUnavailable) && maxUnavailable >= 1)) throw new UsageError('--max-unavailable must be a whole number of at least 1');
+    // Every rule between flags before the cluster is read.
+    checkEngineFlags(a);
     const plan = migrationPlan(await readCluster(ctx.kube(), { ciliumNamespace: a['cilium-namespace'] }), { ...defaultDrainFlags, ignoreDaemonSets: a['ignore-daemonsets'], deleteEmptyDirData: a['delete-emptydir-data'], force: a.force }, maxUnavailable, new Date());
     if (plan.length === 0) {
       ctx.io.err('every node is migrated: nothing to do (next: kubectl cilium-migrate finalize)\n');

@@ -1,5 +1,6 @@
 // `status`: where the migration stands, per node and for the cluster.
 import { ciliumNamespace, migrationLabel } from '../lib/defaults.js';
+import { flagCoercion, labelKey, namespace } from '../lib/flag-values.js';
 import { defineCommand } from './context.js';
 import { clusterStatus, readCluster, type ClusterStatus } from './migration/cluster-view.js';
 import { render } from './output.js';
@@ -20,8 +21,8 @@ export const statusCommand = defineCommand({
   describe: 'Show each node\'s migration phase, overlay, pod CIDRs, pods per overlay and probe agent',
   builder: (y) =>
     y
-      .option('label-key', { type: 'string', default: migrationLabel, describe: 'Label the CiliumNodeConfig selects on' })
-      .option('cilium-namespace', { type: 'string', default: ciliumNamespace, describe: 'Namespace of Cilium: its cilium-config names the cluster-pool CIDRs a pod on a node without a CiliumNode is judged by' }),
+      .option('label-key', { type: 'string', default: migrationLabel, coerce: flagCoercion('label-key', labelKey), describe: 'Label the CiliumNodeConfig selects on' })
+      .option('cilium-namespace', { type: 'string', default: ciliumNamespace, coerce: flagCoercion('cilium-namespace', namespace), describe: 'Namespace of Cilium: its cilium-config names the cluster-pool CIDRs a pod on a node without a CiliumNode is judged by' }),
   run: async (ctx, args) => {
     const status = clusterStatus(await readCluster(ctx.kube(), { ciliumNamespace: args['cilium-namespace'] }), args['label-key']);
     ctx.io.out(render(status, ctx.options.output, human));

@@ -25,8 +25,8 @@ import { underlayIp } from './overlay-net.js';
 import { forward } from './programs/tcp-forward.js';
 import { LabRuntime, type LabPrograms, type RuntimeNode } from './runtime.js';
 
-/** Default state directory: sockets, the kubeconfig, the nodes' CNI directories, pod logs. */
-export const defaultStateDir = '/run/cilium-migrate-lab';
+/** Default state directory: sockets, the kubeconfig, the nodes' files (on disk: real nodes hold their images there). */
+export const defaultStateDir = '/var/lib/cilium-migrate-lab';
 /** The kubernetes Service address: where pods reach the API server (it is in the serving certificate). */
 export const labApiHost = '10.96.0.1';
 export const labApiPort = 443;
@@ -41,6 +41,10 @@ export interface DaemonOptions {
 
 export interface LabStatus {
   ready: boolean;
+  /** `real` for the real-node lab (lab/kind-daemon.ts), absent for the emulated one. */
+  runtime?: 'real';
+  /** The real lab's resource prefix (lab/node/lab-resources.ts). */
+  prefix?: string;
   pid: number;
   kubeconfig: string;
   server: string;

@@ -38,10 +38,20 @@ export const ciliumAgentSelector = 'k8s-app=cilium';
 /** The lock that keeps two runs from acting at once. */
 export const lockLeaseName = 'cilium-migrate';
 export const lockTtlSeconds = 60;
+/**
+ * A run stops before its next side effect once its last successful renewal is older than the TTL
+ * minus this share of it: another run may take the lease at the TTL, judged by its own clock.
+ */
+export const lockFenceMargin = 0.25;
 
 /** Images of the short-lived pods the engine starts. */
 export const verifyImage = 'registry.k8s.io/pause:3.10';
-export const hostCommandImage = 'docker.io/library/alpine:3.20';
+/**
+ * The privileged host-command pods (reboot, rollback's CNI restore, finalize's cleanup) run this
+ * image, pinned by digest (alpine 3.20.0's multi-platform index) so a moved tag cannot change what
+ * runs as root on a node; --host-image replaces it (it needs sh and nsenter).
+ */
+export const hostCommandImage = 'docker.io/library/alpine:3.20.0@sha256:77726ef6b57ddf65bb551896826ec38bc3e53f75cdde31354fbffb4f25238ebd';
 
 /** Engine timeouts and gate pacing (flags override each). */
 export const defaultTimeouts = {
@@ -52,6 +62,35 @@ export const defaultTimeouts = {
   gateSeconds: 300,
 };
 export const defaultGate = { rounds: 2, intervalSeconds: 10 };
+
+/**
+ * Bounds of the values people type (lib/flag-values.ts refuses anything outside them): large
+ * enough for any real cluster, small enough that a typo cannot mean "forever" or "everything".
+ */
+export const limits = {
+  /** Any wait: drain, restarts, gates, rollouts. */
+  longestWaitMs: 24 * 3_600_000,
+  /** Evictions in flight at once; agent rows read at once. */
+  parallelism: 100,
+  concurrency: 256,
+  /** kubectl's --grace-period and --skip-wait-for-delete-timeout, in seconds. */
+  gracePeriodSeconds: 86_400,
+  gateRounds: 100,
+  minSamples: 10_000,
+  /** Nodes migrated at once; nodes in the connectivity grid. */
+  maxUnavailable: 10_000,
+  maxGrid: 10_000,
+  /** The gate and `connectivity --rounds/--watch` never read the matrix more often than this. */
+  readIntervalFloorMs: 1000,
+  lockTtlMs: [5_000, 3_600_000] as const,
+  /** The longest --verbose level that means something. */
+  verbosity: 10,
+};
+
+/** The largest agent row the plugin reads through the pod proxy (a 1,000-peer row is about 0.6 MiB). */
+export const maxRowBytes = 8 * 1024 * 1024;
+/** Any other answer the plugin reads whole is refused above this size (a LIST of 10,000 nodes is about 100 MiB). */
+export const maxResponseBytes = 256 * 1024 * 1024;
 
 /**
  * Reading the matrix and judging it (DESIGN.md "Gate semantics"); flags override each. A cell passes

@@ -6,6 +6,7 @@ import { request as httpsRequest, type Agent as HttpsAgent, type RequestOptions 
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
+import { maxResponseBytes } from './defaults.js';
 import { CliError, ConfigError, ExitCode, NotFoundError, PreconditionError, UnreachableError } from './errors.js';
 
 export { k8s };
@@ -151,7 +152,7 @@ export function translateKubeError(err: unknown, what: string, server: string): 
   if (code !== undefined) {
     const message = apiMessage(err) ?? `HTTP ${code}`;
     if (code === 401) return new UnreachableError(`${what}: the API server at ${server} refused the credentials (401)`, 'refresh the credentials in your kubeconfig', { cause: err });
-    if (code === 403) return new CliError(`${what}: forbidden: ${message}`, ExitCode.forbidden, 'ask for the permissions listed in the README (manifests/rbac/plugin-clusterrole.yaml)', { cause: err });
+    if (code === 403) return new CliError(`${what}: forbidden: ${message}`, ExitCode.forbidden, 'ask for the permissions listed in the README (manifests/rbac/plugin.yaml)', { cause: err });
     if (code === 404) return new NotFoundError(`${what}: not found: ${message}`);
     // The server is there but cannot serve now (restarting, overloaded): worth retrying.
     if (code >= 500 || code === 429) return new UnreachableError(`${what}: the API server answered ${code}: ${message}`, 'the API server is restarting or overloaded; retry shortly', { cause: err });
@@ -193,7 +194,7 @@ export interface RawResponse {
  * One request with the kubeconfig's credentials, returning status and raw body. For the calls
  * where client-node's parsing loses information (an eviction answered 201 with a failure Status).
  */
-export async function rawRequest(kube: Pick<Kube, 'config' | 'server'>, method: string, path: string, body?: unknown, timeoutMs = 30_000, contentType = 'application/json', agent?: HttpsAgent): Promise<RawResponse> {
+export async function rawRequest(kube: Pick<Kube, 'config' | 'server'>, method: string, path: string, body?: unknown, timeoutMs = 30_000, contentType = 'application/json', agent?: HttpsAgent, maxBytes = maxResponseBytes): Promise<RawResponse> {
   const url = new URL(path, kube.server);
   const payload = body === undefined ? undefined : JSON.stringify(body);
   const options: RequestOptions = {
@@ -210,11 +211,7 @@ export async function rawRequest(kube: Pick<Kube, 'config' | 'server'>, method: 
   const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
   return new Promise<RawResponse>((resolve, reject) => {
     const req = send(url, options, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (text += chunk));
-      res.on('error', reject);
-      res.on('end', () => {
+      readLimited(res, maxBytes).then((text) => {
         let parsed: unknown = text;
         try {
           parsed = text ? JSON.parse(text) : undefined;
@@ -222,11 +219,52 @@ export async function rawRequest(kube: Pick<Kube, 'config' | 'server'>, method: 
           // not JSON: keep the text
         }
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed });
+      }, (err: Error) => {
+        req.destroy();
+        reject(err);
       });
     });
     req.on('timeout', () => req.destroy(Object.assign(new Error(`${method} ${path} timed out after ${timeoutMs / 1000}s`), { code: 'ETIMEDOUT' })));
     req.on('error', (err) => reject(translateKubeError(err, `${method} ${path}`, kube.server)));
     req.end(payload);
+  });
+}
+
+/** The answer was larger than the caller accepts: read no further. */
+export class ResponseTooLargeError extends Error {
+  constructor(readonly limit: number) {
+    super(`the answer is larger than ${limit} bytes`);
+    this.name = 'ResponseTooLargeError';
+  }
+}
+
+/** Reads a stream as UTF-8 text, failing with ResponseTooLargeError once it exceeds `maxBytes`. */
+export function readLimited(stream: NodeJS.ReadableStream, maxBytes: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    stream.on('data', (chunk: Buffer | string) => {
+      if (done) return;
+      const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      size += b.length;
+      if (size > maxBytes) {
+        done = true;
+        // Read no further: whatever produces it stops when its stream is destroyed.
+        (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+        reject(new ResponseTooLargeError(maxBytes));
+        return;
+      }
+      chunks.push(b);
+    });
+    stream.on('error', (err) => {
+      if (!done) reject(err);
+      done = true;
+    });
+    stream.on('end', () => {
+      if (!done) resolve(Buffer.concat(chunks).toString('utf8'));
+      done = true;
+    });
   });
 }
 
@@ -241,6 +279,8 @@ export type EvictionOutcome =
   | { kind: 'blocked'; retryAfterSeconds: number; message: string }
   /** 409 for another reason (a conflicting update): retry soon. */
   | { kind: 'conflict'; message: string }
+  /** 403 with cause NamespaceTerminating: the pod's namespace is being deleted (kubectl waits or retries). */
+  | { kind: 'namespace-terminating'; message: string }
   /** The server cannot evict this pod at all (more than one PDB covers it). */
   | { kind: 'failed'; message: string };
 
@@ -271,13 +311,14 @@ export async function evictPod(kube: Pick<Kube, 'config' | 'server'>, pod: { nam
  * answer a pod under several PDBs with 201 and a failure Status; newer ones with 500.
  */
 export function interpretEviction(res: Pick<RawResponse, 'status' | 'headers' | 'body'>): EvictionOutcome | undefined {
-  const status = res.body as { kind?: string; status?: string; message?: string; code?: number; details?: { retryAfterSeconds?: number; causes?: { message?: string }[] } } | undefined;
+  const status = res.body as { kind?: string; status?: string; message?: string; code?: number; details?: { retryAfterSeconds?: number; causes?: { type?: string; message?: string }[] } } | undefined;
   const message = [status?.message, ...(status?.details?.causes ?? []).map((c) => c.message)].filter(Boolean).join(': ');
   if (res.status >= 200 && res.status < 300) {
     if (status?.kind === 'Status' && status.status === 'Failure') return { kind: 'failed', message: message || `eviction failed (code ${status.code})` };
     return { kind: 'evicted' };
   }
   if (res.status === 404) return { kind: 'gone' };
+  if (res.status === 403 && (status?.details?.causes ?? []).some((c) => c.type === 'NamespaceTerminating')) return { kind: 'namespace-terminating', message };
   if (res.status === 409) return /precondition/i.test(message) ? { kind: 'replaced' } : { kind: 'conflict', message };
   if (res.status === 429) {
     const header = Number(res.headers['retry-after']);
@@ -354,7 +395,7 @@ export async function applyObject(kube: Pick<Kube, 'config' | 'server'>, obj: Ma
   const path = await objectPath(kube, obj);
   const failed = (res: RawResponse) => {
     const message = (res.body as { message?: string } | undefined)?.message ?? `HTTP ${res.status}`;
-    if (res.status === 403) return new CliError(`${what}: forbidden: ${message}`, ExitCode.forbidden, 'ask for the permissions listed in the README (manifests/rbac/plugin-clusterrole.yaml)');
+    if (res.status === 403) return new CliError(`${what}: forbidden: ${message}`, ExitCode.forbidden, 'ask for the permissions listed in the README (manifests/rbac/plugin.yaml)');
     if (res.status >= 500 || res.status === 429) return new UnreachableError(`${what}: the API server answered ${res.status}: ${message}`, 'retry shortly');
     return new PreconditionError(`${what}: the API server answered ${res.status}: ${message}`);
   };
@@ -392,6 +433,6 @@ export async function deleteObject(kube: Pick<Kube, 'config' | 'server'>, header
   if (res.status === 404) return false;
   if (res.status === 200 || res.status === 202) return true;
   const message = (res.body as { message?: string } | undefined)?.message ?? `HTTP ${res.status}`;
-  if (res.status === 403) throw new CliError(`${what}: forbidden: ${message}`, ExitCode.forbidden, 'ask for the permissions listed in the README (manifests/rbac/plugin-clusterrole.yaml)');
+  if (res.status === 403) throw new CliError(`${what}: forbidden: ${message}`, ExitCode.forbidden, 'ask for the permissions listed in the README (manifests/rbac/plugin.yaml)');
   throw new UnreachableError(`${what}: the API server answered ${res.status}: ${message}`, 'retry shortly');
 }

@@ -1,22 +1,22 @@
 // The flags that say where the agents are and how the matrix is judged, shared by `connectivity`
-// and the node engine's matrix gate.
-import { agentNamespace, agentPodSelector, agentPort, defaultConnectivity, migrationLabel } from '../../lib/defaults.js';
-import { parseDuration } from '../../lib/duration.js';
-import { UsageError } from '../../lib/errors.js';
+// and the node engine's matrix gate. Each is parsed (and refused when malformed) by lib/flag-values.
+import { agentNamespace, agentPodSelector, agentPort, defaultConnectivity, limits, migrationLabel } from '../../lib/defaults.js';
+import { duration, flagCoercion, integer, labelSelector, namespace, port, ratio } from '../../lib/flag-values.js';
 import type { GatePolicy } from '../../lib/connectivity-gate.js';
 import type { Kube } from '../../lib/kube.js';
 import { kubeRowSource, type RowSource } from './read-matrix.js';
 
 export const matrixFlags = {
-  'agent-namespace': { type: 'string', default: agentNamespace, describe: 'Namespace of the probe agent pods' },
-  'agent-selector': { type: 'string', default: agentPodSelector, describe: 'Label selector of the probe agent pods' },
-  'agent-port': { type: 'number', default: agentPort, describe: 'Port of the agents\' /v1/row, reached through the API server\'s pod proxy' },
-  'min-samples': { type: 'number', default: defaultConnectivity.minSamples, describe: 'Samples since the step started each cell of a focus node needs (M)' },
-  'success-threshold': { type: 'number', default: defaultConnectivity.successThreshold, describe: 'Share of probes (0-1) that must succeed, per cell and protocol' },
-  'concurrency': { type: 'number', default: defaultConnectivity.concurrency, describe: 'Agent rows read at once' },
-  'request-timeout': { type: 'string', default: `${defaultConnectivity.requestTimeoutSeconds}s`, describe: 'Give up on one agent\'s row after this long (its cells become UNKNOWN)' },
+  'agent-namespace': { type: 'string', default: agentNamespace, coerce: flagCoercion('agent-namespace', namespace), describe: 'Namespace of the probe agent pods' },
+  'agent-selector': { type: 'string', default: agentPodSelector, coerce: flagCoercion('agent-selector', labelSelector), describe: 'Label selector of the probe agent pods' },
+  'agent-port': { type: 'string', default: String(agentPort), coerce: flagCoercion('agent-port', port), describe: 'Port of the agents\' /v1/row, reached through the API server\'s pod proxy (1-65535)' },
+  'min-samples': { type: 'string', default: String(defaultConnectivity.minSamples), coerce: flagCoercion('min-samples', integer(1, limits.minSamples)), describe: `Samples since the step started each cell of a focus node needs (M, 1-${limits.minSamples})` },
+  'success-threshold': { type: 'string', default: String(defaultConnectivity.successThreshold), coerce: flagCoercion('success-threshold', ratio({ aboveZero: true })), describe: 'Share of probes (above 0, at most 1) that must succeed, per cell and protocol' },
+  'concurrency': { type: 'string', default: String(defaultConnectivity.concurrency), coerce: flagCoercion('concurrency', integer(1, limits.concurrency)), describe: `Agent rows read at once (1-${limits.concurrency})` },
+  'request-timeout': { type: 'string', default: `${defaultConnectivity.requestTimeoutSeconds}s`, coerce: flagCoercion('request-timeout', duration(100, 5 * 60_000)), describe: 'Give up on one agent\'s row after this long, 100ms to 5m (its cells become UNKNOWN)' },
 } as const;
 
+/** The matrix flags, parsed. */
 export interface MatrixArgs {
   'agent-namespace': string;
   'agent-selector': string;
@@ -24,7 +24,8 @@ export interface MatrixArgs {
   'min-samples': number;
   'success-threshold': number;
   concurrency: number;
-  'request-timeout': string;
+  /** Milliseconds. */
+  'request-timeout': number;
 }
 
 export interface MatrixSettings {
@@ -34,26 +35,12 @@ export interface MatrixSettings {
   source: (kube: Kube, labelKey: string) => RowSource & { close(): void };
 }
 
-export const durationFlag = (flag: string, value: string): number => {
-  try {
-    return parseDuration(value);
-  } catch (err) {
-    throw new UsageError(`--${flag}: ${(err as Error).message}`);
-  }
-};
-
-/** Validates the flags. */
+/** What the (already parsed) flags mean for reading and judging the matrix. */
 export function matrixSettings(args: MatrixArgs): MatrixSettings {
-  if (!Number.isInteger(args['min-samples']) || args['min-samples'] < 1) throw new UsageError('--min-samples must be a whole number of at least 1');
-  if (!(args['success-threshold'] > 0 && args['success-threshold'] <= 1)) throw new UsageError('--success-threshold must be above 0 and at most 1 (0.95 means 95%)');
-  if (!Number.isInteger(args.concurrency) || args.concurrency < 1) throw new UsageError('--concurrency must be a whole number of at least 1');
-  if (!Number.isInteger(args['agent-port']) || args['agent-port'] < 1 || args['agent-port'] > 65535) throw new UsageError('--agent-port must be a port number');
-  const timeoutMs = durationFlag('request-timeout', args['request-timeout']);
-  if (timeoutMs <= 0) throw new UsageError('--request-timeout must be positive');
   return {
     policy: { minSamples: args['min-samples'], successThreshold: args['success-threshold'] },
     concurrency: args.concurrency,
-    timeoutMs,
+    timeoutMs: args['request-timeout'],
     source: (kube, labelKey) => kubeRowSource(kube, { namespace: args['agent-namespace'], selector: args['agent-selector'], port: args['agent-port'], labelKey: labelKey || migrationLabel, concurrency: args.concurrency }),
   };
 }

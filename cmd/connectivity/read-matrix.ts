@@ -3,7 +3,8 @@
 // RowSource, so the reading logic is tested with an in-memory one.
 import { Agent as HttpsAgent } from 'node:https';
 import { CliError, ExitCode } from '../../lib/errors.js';
-import { k8s, rawRequest, translateKubeError, type Kube } from '../../lib/kube.js';
+import { maxRowBytes } from '../../lib/defaults.js';
+import { k8s, rawRequest, ResponseTooLargeError, translateKubeError, type Kube } from '../../lib/kube.js';
 import { expectedOverlay } from '../../lib/overlay.js';
 import type { AgentRead, MatrixRead, NodeFacts } from '../../lib/reachability.js';
 import { parseRow, type Row } from '../../lib/row.js';
@@ -115,7 +116,14 @@ export function kubeRowSource(kube: Kube, opts: KubeRowSourceOptions): RowSource
     async row(pod, since, timeoutMs) {
       const path = `/api/v1/namespaces/${encodeURIComponent(pod.namespace)}/pods/${encodeURIComponent(pod.pod)}:${opts.port}/proxy/v1/row?since=${encodeURIComponent(since.toISOString())}`;
       // The caller's limit (readMatrix) fires first; this one only frees the socket afterwards.
-      const res = await rawRequest(kube, 'GET', path, undefined, timeoutMs + 1000, 'application/json', agent);
+      let res: Awaited<ReturnType<typeof rawRequest>>;
+      try {
+        res = await rawRequest(kube, 'GET', path, undefined, timeoutMs + 1000, 'application/json', agent, maxRowBytes);
+      } catch (err) {
+        // A row that large is no agent's: its cells become UNKNOWN rather than the plugin's memory.
+        if (err instanceof ResponseTooLargeError) throw new Error(`its row is larger than ${maxRowBytes} bytes; not read`);
+        throw err;
+      }
       if (res.status === 401 || res.status === 403) {
         throw new CliError(`get pods/proxy of ${pod.namespace}/${pod.pod}: ${res.status === 401 ? 'the API server refused the credentials' : 'forbidden'}`, res.status === 401 ? ExitCode.unreachable : ExitCode.forbidden, 'reading the matrix needs get on pods/proxy, list on pods and list on nodes (see README "Permissions")');
       }

@@ -4,17 +4,9 @@ import { createServer, type Server } from 'node:http';
 import { UsageError } from '../../lib/errors.js';
 import { htmlView, type ConnectivityReport } from './views.js';
 
-/** "host:port", "[v6]:port", ":port" or "port"; the host defaults to loopback. */
-export function parseListenAddress(text: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text) ?? /^()()(\d+)$/.exec(text);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || !Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--serve: "${text}" is not an address to listen on`, 'use HOST:PORT, e.g. 127.0.0.1:8080 (or :8080 for loopback)');
-  return { host: m[1] || m[2] || '127.0.0.1', port };
-}
-
-/** Serves the latest report; resolves once listening, with the URL to open. */
-export async function serveReports(address: string, latest: () => ConnectivityReport | undefined, refreshSeconds: number): Promise<{ url: string; close(): Promise<void> }> {
-  const { host, port } = parseListenAddress(address);
+/** Serves the latest report at `address` (parsed by lib/flag-values' listenAddress); resolves once listening, with the URL to open. */
+export async function serveReports(address: { host: string; port: number }, latest: () => ConnectivityReport | undefined, refreshSeconds: number): Promise<{ url: string; close(): Promise<void> }> {
+  const { host, port } = address;
   const server: Server = createServer((req, res) => {
     const report = latest();
     const path = new URL(req.url ?? '/', 'http://x').pathname;
@@ -25,11 +17,11 @@ export async function serveReports(address: string, latest: () => ConnectivityRe
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(htmlView(report, refreshSeconds));
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(new UsageError(`--serve ${address}: ${err.message}`, 'choose another port or address')));
+    server.once('error', (err) => reject(new UsageError(`--serve ${host}:${port}: ${err.message}`, 'choose another port or address')));
     server.listen(port, host, () => resolve());
   });
   const bound = server.address();
-  const shown = typeof bound === 'object' && bound ? `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}` : address;
+  const shown = typeof bound === 'object' && bound ? `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}` : `${host}:${port}`;
   return {
     url: `http://${shown}/`,
     close: () => new Promise<void>((resolve) => {

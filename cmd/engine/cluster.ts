@@ -14,6 +14,8 @@ export interface NodeView {
   ready: boolean;
   /** When the Ready condition last changed. */
   readySince?: Date | undefined;
+  /** When kubelet last reported the Ready condition (whole seconds). */
+  readyHeartbeat?: Date | undefined;
   /** The legacy (Kubernetes) pod CIDRs of the node. */
   podCIDRs: string[];
   controlPlane: boolean;
@@ -30,6 +32,10 @@ export interface PodView {
   hostNetwork: boolean;
   createdAt: Date;
   controller?: { kind: string; name: string } | undefined;
+  /** Restarts of its containers, summed (kubelet's restartCount). */
+  restarts?: number | undefined;
+  /** Its running or last containers' IDs (containerd://...). */
+  containerIds?: string[] | undefined;
 }
 
 /** The changes the engine makes to a Node; null removes a label or annotation. */
@@ -65,6 +71,8 @@ export interface EngineCluster extends DrainCluster, HostCommandRunner {
   /** A Kubernetes Event on the Node; failures to record are not fatal. */
   recordEvent(node: NodeView, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void>;
   getLease(namespace: string, name: string): Promise<LeaseView | undefined>;
+  /** When kubelet last announced its start on `node` (its Starting event); undefined when none is recorded. */
+  lastKubeletStart?(node: string): Promise<Date | undefined>;
   /** Creates or replaces (at `resourceVersion`) the lease; false when someone else won the race. */
   writeLease(namespace: string, name: string, holder: string, durationSeconds: number, now: Date, resourceVersion?: string): Promise<boolean>;
   deleteLease(namespace: string, name: string, holder: string): Promise<void>;

@@ -47,6 +47,11 @@ export interface Refusal {
   flag: string;
 }
 
+/** kubectl's rule: a pod deleted more than `limitSeconds` ago (whole seconds) is no longer waited for. */
+export function deletedLongAgo(pod: Pick<DrainPod, 'deletionTimestamp'>, limitSeconds: number, now: number): boolean {
+  return limitSeconds > 0 && pod.deletionTimestamp !== undefined && Math.floor((now - pod.deletionTimestamp.getTime()) / 1000) > limitSeconds;
+}
+
 const finished = (pod: DrainPod) => pod.phase === 'Succeeded' || pod.phase === 'Failed';
 
 type FilterResult = { delete: boolean; error?: { reason: string; flag: string }; warning?: string };
@@ -59,8 +64,7 @@ export function classifyDrainPods(pods: DrainPod[], flags: DrainFlags, daemonSet
   const filters: ((pod: DrainPod) => FilterResult)[] = [
     // Pods deleted long enough ago are not waited for.
     (pod) => {
-      const limit = flags.skipWaitForDeleteTimeoutSeconds;
-      if (limit > 0 && pod.deletionTimestamp && now.getTime() - pod.deletionTimestamp.getTime() > limit * 1000) {
+      if (deletedLongAgo(pod, flags.skipWaitForDeleteTimeoutSeconds, now.getTime())) {
         return { delete: false, warning: 'deleted long ago; not waited for' };
       }
       return { delete: true };

@@ -4,7 +4,7 @@
 // one LIST per interval instead of one GET per pod, and reports progress as it goes.
 import { CliError, ExitCode, InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
 import type { EvictionOutcome } from '../../lib/kube.js';
-import { classifyDrainPods, type DrainDecision, type DrainFlags, type DrainPod } from './drain-filter.js';
+import { classifyDrainPods, deletedLongAgo, type DrainDecision, type DrainFlags, type DrainPod } from './drain-filter.js';
 
 /** The cluster operations a drain needs (lib/kube in production, an in-memory fake in unit tests). */
 export interface DrainCluster {
@@ -120,13 +120,28 @@ export async function drainNode(
   const decisions = await planDrain(cluster, node, options, new Date(clock.now()));
   const refused = decisions.filter((d) => d.action === 'refuse');
   if (refused.length > 0) throw new DrainRefusedError(node, refused);
-
-  const report: DrainReport = {
-    evicted: [],
+  const evicted = await evictPods(cluster, node, decisions.filter((d) => d.action === 'evict').map((d) => d.pod), options, clock, onProgress, signal);
+  return {
+    evicted: evicted.evicted,
     skipped: decisions.filter((d) => d.action === 'skip').map((d) => ({ pod: podKey(d.pod), reason: d.reason ?? '' })),
-    warnings: decisions.filter((d) => d.action === 'evict' && d.reason).map((d) => ({ pod: podKey(d.pod), reason: d.reason! })),
+    warnings: [...decisions.filter((d) => d.action === 'evict' && d.reason).map((d) => ({ pod: podKey(d.pod), reason: d.reason! })), ...evicted.warnings],
   };
-  const targets = decisions.filter((d) => d.action === 'evict').map((d) => d.pod);
+}
+
+/**
+ * Evicts `targets` (through the Eviction API with a UID precondition, or deletes them with
+ * --disable-eviction) and waits until they are gone from `node`, as the drain does.
+ */
+export async function evictPods(
+  cluster: DrainCluster,
+  node: string,
+  targets: DrainPod[],
+  options: DrainOptions,
+  clock: Clock,
+  onProgress: (p: DrainProgress) => void = () => {},
+  signal?: AbortSignal,
+): Promise<{ evicted: string[]; warnings: { pod: string; reason: string }[] }> {
+  const report = { evicted: [] as string[], warnings: [] as { pod: string; reason: string }[] };
   const deadline = clock.now() + options.timeoutMs;
   const blocked = new Map<string, string>();
   const awaitingDeletion = new Map<string, DrainPod>();
@@ -142,7 +157,8 @@ export async function drainNode(
     if (clock.now() > deadline) throw drainTimeout(node, options.timeoutMs, [...targets.filter((p) => !report.evicted.includes(podKey(p)))], blocked);
   };
 
-  const evictOne = async (pod: DrainPod): Promise<void> => {
+  const evictOne = async (target: DrainPod): Promise<void> => {
+    let pod = target;
     for (;;) {
       if (stopped()) return;
       checkTime();
@@ -166,7 +182,25 @@ export async function drainNode(
           'make sure at most one PodDisruptionBudget selects the pod (kubectl get pdb -A), then rerun; the node stays cordoned',
         );
       }
-      if (outcome.kind === 'blocked') {
+      if (outcome.kind === 'namespace-terminating') {
+        // As kubectl: an eviction in a namespace being deleted is refused; once the namespace's
+        // deletion has marked the pod deleted, it is only waited for, else the eviction is retried.
+        const fresh = (await cluster.listPodsOnNode(node)).find((p) => p.uid === pod.uid);
+        if (!fresh) {
+          accepted++;
+          report.evicted.push(podKey(pod));
+          progress('evicting');
+          return;
+        }
+        pod = fresh;
+        if (pod.deletionTimestamp) {
+          report.warnings.push({ pod: podKey(pod), reason: `its namespace is being deleted; waiting for the pod to go` });
+          break;
+        }
+        blocked.set(podKey(pod), `its namespace ${pod.namespace} is being deleted`);
+        progress('evicting');
+        await clock.sleep(options.minBackoffMs, either);
+      } else if (outcome.kind === 'blocked') {
         blocked.set(podKey(pod), outcome.message || 'blocked by a PodDisruptionBudget');
         progress('evicting');
         await clock.sleep(Math.max(options.minBackoffMs, outcome.retryAfterSeconds * 1000), either);
@@ -198,10 +232,19 @@ export async function drainNode(
   checkTime();
 
   // Wait for the evicted pods to go: gone from the node's list, or replaced by a pod with a new UID.
+  // A pod that has been terminating longer than --skip-wait-for-delete-timeout (a finalizer that is
+  // never removed, a node that does not answer) is not waited for, as kubectl drain does.
   while (awaitingDeletion.size > 0) {
     progress('waiting');
-    const present = new Map((await cluster.listPodsOnNode(node)).map((p) => [podKey(p), p.uid]));
-    for (const [key, pod] of awaitingDeletion) if (present.get(key) !== pod.uid) awaitingDeletion.delete(key);
+    const present = new Map((await cluster.listPodsOnNode(node)).map((p) => [podKey(p), p]));
+    for (const [key, pod] of awaitingDeletion) {
+      const now = present.get(key);
+      if (now?.uid !== pod.uid) awaitingDeletion.delete(key);
+      else if (deletedLongAgo(now, options.skipWaitForDeleteTimeoutSeconds, clock.now())) {
+        awaitingDeletion.delete(key);
+        report.warnings.push({ pod: key, reason: `still terminating more than ${options.skipWaitForDeleteTimeoutSeconds}s after its deletion; not waited for (--skip-wait-for-delete-timeout)` });
+      }
+    }
     if (awaitingDeletion.size === 0) break;
     if (signal?.aborted) throw new InterruptedError(`drain of ${node} interrupted while ${awaitingDeletion.size} evicted pods were terminating`);
     if (clock.now() > deadline) throw drainTimeout(node, options.timeoutMs, [...awaitingDeletion.values()], blocked);

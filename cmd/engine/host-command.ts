@@ -1,38 +1,33 @@
 // A shell script run on a node's host through a privileged, short-lived pod (nsenter into PID 1's
 // mount and network namespaces): how rollback restores the CNI config files and finalize cleans up
-// what the legacy CNI left. The pod's name is derived from the node and the purpose, so a rerun
-// after an interruption finds (and replaces) its own leftover instead of starting a second one.
-import { createHash } from 'node:crypto';
+// what the legacy CNI left. The pod's name is hashed from the request (the run) and the node, so it
+// is unique and never collides with a leftover; leftovers of earlier runs are found by their labels
+// and removed by UID before the script runs again (the scripts are safe to repeat).
 import { InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
 import type { EngineCluster } from './cluster.js';
 import type { Clock } from './drain.js';
+import { hostCommandPodName, removeLeftoverHostPods } from './restart.js';
 
-export type HostScriptCluster = Pick<EngineCluster, 'createHostCommandPod' | 'getPod' | 'deletePodByUid'>;
+export type HostScriptCluster = Pick<EngineCluster, 'createHostCommandPod' | 'getPod' | 'deletePodByUid' | 'listPodsBySelector'>;
 
-export function hostCommandPodName(purpose: string, node: string): string {
-  return `cilium-migrate-${purpose}-${createHash('sha256').update(node).digest('hex').slice(0, 10)}`;
-}
+export { hostCommandPodName };
 
 /** Runs `script` on the host of `node` and waits until its pod has Succeeded; throws when it failed. */
 export async function runHostScript(
   cluster: HostScriptCluster,
-  opts: { namespace: string; node: string; purpose: string; image: string; script: string; timeoutMs: number; pollMs: number },
+  opts: { namespace: string; node: string; purpose: string; request: string; image: string; script: string; timeoutMs: number; pollMs: number },
   clock: Clock,
   signal?: AbortSignal,
-): Promise<void> {
-  const name = hostCommandPodName(opts.purpose, opts.node);
-  const leftover = await cluster.getPod(opts.namespace, name);
-  if (leftover) await cluster.deletePodByUid(opts.namespace, name, leftover.uid, 0);
+): Promise<string> {
+  const name = hostCommandPodName(opts.purpose, opts.node, opts.request);
+  await removeLeftoverHostPods(cluster, opts.namespace, opts.purpose, opts.node, name);
   const deadline = clock.now() + opts.timeoutMs;
-  while (await cluster.getPod(opts.namespace, name)) {
-    if (clock.now() > deadline) throw new TimeoutError(`the old pod ${opts.namespace}/${name} did not go away`);
-    await clock.sleep(opts.pollMs, signal);
-  }
-  await cluster.createHostCommandPod(opts.namespace, name, opts.node, opts.image, ['nsenter', '-t', '1', '-m', '-n', '--', 'sh', '-c', opts.script]);
+  // AlreadyExists: this request's own pod (a retry within the run); it is waited for like a new one.
+  await cluster.createHostCommandPod({ namespace: opts.namespace, name, node: opts.node, image: opts.image, purpose: opts.purpose, request: opts.request, command: ['nsenter', '-t', '1', '-m', '-n', '--', 'sh', '-c', opts.script] });
   try {
     for (;;) {
       const pod = await cluster.getPod(opts.namespace, name);
-      if (pod?.phase === 'Succeeded') return;
+      if (pod?.phase === 'Succeeded') return name;
       if (pod?.phase === 'Failed') {
         throw new PreconditionError(`the ${opts.purpose} script failed on ${opts.node}`, `read its output: kubectl -n ${opts.namespace} logs ${name} (the pod is deleted when this command ends; rerun to retry)`);
       }

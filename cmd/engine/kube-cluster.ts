@@ -5,6 +5,7 @@ import { NotFoundError } from '../../lib/errors.js';
 import { selectorMatches, type LabelSelector } from '../../lib/selector.js';
 import type { EngineCluster, NodePatch, NodeView, PodView } from './cluster.js';
 import type { DrainPod } from './drain-filter.js';
+import { hostPodAppName, hostPodLabels, hostPodRequestAnnotation } from './restart.js';
 
 const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
 
@@ -43,6 +44,7 @@ export function toNodeView(node: k8s.V1Node): NodeView {
     bootID: node.status?.nodeInfo?.bootID ?? '',
     ready: ready?.status === 'True',
     readySince: ready?.lastTransitionTime ? new Date(ready.lastTransitionTime) : undefined,
+    readyHeartbeat: ready?.lastHeartbeatTime ? new Date(ready.lastHeartbeatTime) : undefined,
     podCIDRs: node.spec?.podCIDRs ?? (node.spec?.podCIDR ? [node.spec.podCIDR] : []),
     controlPlane: 'node-role.kubernetes.io/control-plane' in labels || 'node-role.kubernetes.io/master' in labels,
   };
@@ -57,6 +59,8 @@ export function toPodView(pod: k8s.V1Pod): PodView {
     podIP: pod.status?.podIP ?? '',
     hostNetwork: pod.spec?.hostNetwork === true,
     createdAt: pod.metadata?.creationTimestamp ? new Date(pod.metadata.creationTimestamp) : new Date(0),
+    restarts: (pod.status?.containerStatuses ?? []).reduce((n, c) => n + (c.restartCount ?? 0), 0),
+    containerIds: (pod.status?.containerStatuses ?? []).map((c) => c.containerID).filter((id): id is string => Boolean(id)),
   };
 }
 
@@ -159,23 +163,33 @@ export function kubeEngineCluster(kube: Kube): EngineCluster {
         }),
       );
     },
-    async createHostCommandPod(namespace, name, node, image, command) {
-      await call(kube, `create pod ${namespace}/${name}`, () =>
-        kube.core.createNamespacedPod({
-          namespace,
+    async createHostCommandPod(pod) {
+      try {
+        await kube.core.createNamespacedPod({
+          namespace: pod.namespace,
           body: {
-            metadata: { name, namespace, labels: { 'app.kubernetes.io/name': 'cilium-migrate-host-command' } },
+            metadata: {
+              name: pod.name,
+              namespace: pod.namespace,
+              labels: { [hostPodLabels.app]: hostPodAppName, [hostPodLabels.purpose]: pod.purpose },
+              annotations: { [hostPodRequestAnnotation]: pod.request },
+            },
             spec: {
-              nodeName: node,
+              nodeName: pod.node,
               hostPID: true,
               restartPolicy: 'Never',
               tolerations: [{ operator: 'Exists' }],
               automountServiceAccountToken: false,
-              containers: [{ name: 'host', image, command, securityContext: { privileged: true } }],
+              containers: [{ name: 'host', image: pod.image, command: pod.command, securityContext: { privileged: true } }],
             },
           },
-        }),
-      );
+        });
+        return 'created';
+      } catch (err) {
+        // The name is derived from the request: a pod of that name is this request's own.
+        if (statusCode(err) === 409) return 'exists';
+        return call(kube, `create pod ${pod.namespace}/${pod.name}`, () => Promise.reject(err));
+      }
     },
     async getPod(namespace, name) {
       const pod = await call(kube, `get pod ${namespace}/${name}`, () => notFoundAsUndefined(() => kube.core.readNamespacedPod({ namespace, name })));
@@ -203,6 +217,19 @@ export function kubeEngineCluster(kube: Kube): EngineCluster {
       } catch {
         // An event is a courtesy to people reading `kubectl describe node`; the state annotation is the record.
       }
+    },
+    async lastKubeletStart(node) {
+      // kubelet records "Starting kubelet." on its Node each time it starts (in the default
+      // namespace); kube-proxy's own Starting events are told apart by their source.
+      const list = await call(kube, `list the events of node ${node}`, () => kube.core.listEventForAllNamespaces({ fieldSelector: `involvedObject.kind=Node,involvedObject.name=${node},reason=Starting` }));
+      let last: Date | undefined;
+      for (const e of list.items) {
+        if (e.source?.component !== 'kubelet' && e.reportingComponent !== 'kubelet') continue;
+        const at = e.lastTimestamp ?? e.eventTime ?? e.firstTimestamp;
+        const t = at === undefined ? undefined : new Date(at as unknown as string | Date);
+        if (t && !Number.isNaN(t.getTime()) && (!last || t > last)) last = t;
+      }
+      return last;
     },
     async getLease(namespace, name) {
       const lease = await call(kube, `get lease ${namespace}/${name}`, () => notFoundAsUndefined(() => kube.coordination.readNamespacedLease({ namespace, name })));

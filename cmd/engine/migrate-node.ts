@@ -6,10 +6,11 @@ import { createHash } from 'node:crypto';
 import { CliError, ExitCode, InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
 import { classifyAddress } from '../../lib/overlay.js';
 import { ciliumAgentSelector } from '../../lib/defaults.js';
-import type { EngineCluster, NodeView, PodView } from './cluster.js';
-import { drainNode, DrainRefusedError, planDrain, podKey, type Clock, type DrainOptions, type DrainProgress } from './drain.js';
+import type { EngineCluster, NodePatch, NodeView, PodView } from './cluster.js';
+import type { DrainPod } from './drain-filter.js';
+import { drainNode, DrainRefusedError, evictPods, planDrain, podKey, type Clock, type DrainOptions, type DrainProgress } from './drain.js';
 import { podsOffCilium, type Gate, type GateResult } from './gate.js';
-import { restartBaseline, restartCompletion, type NodeRestarter, type RestartBaseline } from './restart.js';
+import { observeRestart, restartBaseline, restartCompletion, RestartRequestError, type NodeRestarter, type RestartBaseline } from './restart.js';
 import { initialState, phaseOf, readState, rollbackAnnotation, stateAnnotations, stepNames, type NodeState, type StepName } from './state.js';
 
 export interface EngineOptions {
@@ -110,8 +111,10 @@ export async function migrateNode(
   // run killed in between redoes that step, which finds it done already (every step looks at the
   // cluster first) and changes nothing. The "done" boundary of a step is when its done is written.
   let unsavedDone: StepName[] = [];
-  const save = async () => {
-    node = await cluster.patchNode(name, { annotations: stateAnnotations(state) });
+  // `also` rides in the same patch as the state: a cordon and the record that we made it land
+  // together or not at all, so a resumed run never mistakes an admin's cordon for ours.
+  const save = async (also: Omit<NodePatch, 'annotations'> = {}) => {
+    node = await cluster.patchNode(name, { ...also, annotations: stateAnnotations(state) });
     const saved = unsavedDone;
     unsavedDone = [];
     for (const s of saved) boundary(name, s, 'done');
@@ -127,7 +130,7 @@ export async function migrateNode(
     checkStop();
     const started = clock.now();
     const record = state.steps[step] ?? {};
-    if (record.done && !(step === 'cordon' && !node.unschedulable && !state.steps.uncordon?.done && state.cordonedByUs)) {
+    if (record.done) {
       results.push({ step, outcome: 'done-before', message: 'done in an earlier run', durationMs: 0 });
       continue;
     }
@@ -139,7 +142,11 @@ export async function migrateNode(
       if (first || data) boundary(name, step, 'intent');
     };
     report.line(name, `${step}: started`);
-    const { outcome, message } = await runStep(step, { cluster, gate, opts, clock, report, signal, name, getNode: () => node, state: () => state, intent, record });
+    const cordon = async () => {
+      state = { ...state, cordonedByUs: true };
+      await save({ unschedulable: true });
+    };
+    const { outcome, message } = await runStep(step, { cluster, gate, opts, clock, report, signal, name, getNode: () => node, state: () => state, intent, cordon, record });
     state = { ...state, steps: { ...state.steps, [step]: { ...state.steps[step], done: new Date(clock.now()).toISOString() } } };
     await cluster.recordEvent(node, 'Normal', eventReason[step], message);
     unsavedDone.push(step);
@@ -172,6 +179,18 @@ async function checkPreconditions(cluster: EngineCluster, node: NodeView, opts: 
     // A pod the drain would refuse stops the run here, before the node is cordoned.
     const refused = (await planDrain(cluster, node.name, opts.drain, new Date())).filter((d) => d.action === 'refuse');
     if (refused.length > 0 && !opts.dryRun) throw new DrainRefusedError(node.name, refused);
+    // --pod-selector leaves the other pods where they are, and the restart would stop them
+    // without their PodDisruptionBudgets: refused here, before anything is touched.
+    if (opts.drain.podSelector && opts.restarter.method !== 'none' && !opts.dryRun) {
+      const selected = new Set((await planDrain(cluster, node.name, opts.drain, new Date())).map((d) => d.pod.uid));
+      const unselected = (await planDrain(cluster, node.name, { ...opts.drain, podSelector: undefined }, new Date())).filter((d) => d.action === 'evict' && !selected.has(d.pod.uid));
+      if (unselected.length) {
+        throw new PreconditionError(
+          `--pod-selector ${opts.drain.podSelector} leaves ${unselected.length} pod${unselected.length === 1 ? '' : 's'} on ${node.name} that the restart (--restart ${opts.restarter.method}) would stop without their PodDisruptionBudgets: ${unselected.slice(0, 10).map((d) => podKey(d.pod)).join(', ')}${unselected.length > 10 ? ', ...' : ''}`,
+          'nothing was changed; drop --pod-selector (every pod is evicted), or use --restart none',
+        );
+      }
+    }
   }
   const agents = (await cluster.listNodePods(node.name, ciliumAgentSelector)).filter((p) => p.namespace === opts.ciliumNamespace);
   if (agents.length === 0 && !node.labels[opts.labelKey]) {
@@ -198,7 +217,7 @@ async function dryRun(cluster: EngineCluster, node: NodeView, state: NodeState |
         add(step, 'would-apply', 'run the baseline gate before touching anything (what fails already is recorded as the baseline)');
         break;
       case 'cordon':
-        if (node.unschedulable) add(step, 'not-needed', 'already cordoned before the migration; it will stay cordoned afterwards');
+        if (node.unschedulable) add(step, 'not-needed', 'already cordoned by someone else; it will stay cordoned afterwards');
         else add(step, 'would-apply', `cordon ${node.name} (set spec.unschedulable)`);
         break;
       case 'drain': {
@@ -227,7 +246,7 @@ async function dryRun(cluster: EngineCluster, node: NodeView, state: NodeState |
         add(step, 'would-apply', `pass the gate ${opts.gate.rounds} times in a row with ${node.name} in focus`);
         break;
       case 'uncordon':
-        if (node.unschedulable && !state?.cordonedByUs) add(step, 'not-needed', 'leave the node cordoned: it was cordoned before the migration');
+        if (node.unschedulable && !state?.cordonedByUs) add(step, 'not-needed', 'leave the node cordoned: it was cordoned by someone else');
         else add(step, 'would-apply', `uncordon ${node.name}`);
         break;
     }
@@ -246,6 +265,8 @@ interface StepContext {
   getNode: () => NodeView;
   state: () => NodeState;
   intent: (data?: Record<string, unknown>, extra?: Partial<NodeState>) => Promise<void>;
+  /** Cordons the node and records that we did, in one patch. */
+  cordon: () => Promise<void>;
   record: { intent?: string; data?: Record<string, unknown> };
 }
 
@@ -261,13 +282,21 @@ async function runStep(step: StepName, ctx: StepContext): Promise<{ outcome: Ste
       return { outcome: 'applied', message: `PASS (${ctx.gate.name}): ${result.reasons.join('; ')}` };
     }
     case 'cordon': {
-      if (ctx.state().wasUnschedulable) return { outcome: 'not-needed', message: 'already cordoned before the migration; it stays cordoned' };
-      await ctx.intent(undefined, { cordonedByUs: true });
-      if (!ctx.getNode().unschedulable) await cluster.patchNode(name, { unschedulable: true });
+      // Only our own change from schedulable to unschedulable, recorded in the same patch, makes
+      // the cordon ours; a node found cordoned now (first run or resume) is its admin's.
+      const fresh = await cluster.getNode(name);
+      if (fresh.unschedulable && ctx.state().cordonedByUs) return { outcome: 'applied', message: 'cordoned' };
+      if (fresh.unschedulable) {
+        await ctx.intent(undefined, { wasUnschedulable: true, cordonedByUs: false });
+        return { outcome: 'not-needed', message: 'already cordoned by someone else; it stays cordoned after the migration' };
+      }
+      await ctx.intent();
+      await ctx.cordon();
       return { outcome: 'applied', message: 'cordoned' };
     }
     case 'drain': {
       await ctx.intent();
+      await ensureCordoned(ctx, 'drain');
       const drained = await drainNode(cluster, name, opts.drain, clock, (p: DrainProgress) => ctx.report.status(name, drainStatus(p), `${p.phase}|${Math.ceil(p.left / 10)}|${p.blocked.map((b) => b.pod).join(',')}`), ctx.signal);
       for (const w of drained.warnings) ctx.report.line(name, `drain: warning: ${w.pod}: ${w.reason}`);
       return { outcome: 'applied', message: `evicted ${drained.evicted.length} pod${drained.evicted.length === 1 ? '' : 's'}; ${drained.skipped.length} stay (DaemonSet or mirror pods)` };
@@ -295,24 +324,44 @@ async function runStep(step: StepName, ctx: StepContext): Promise<{ outcome: Ste
         await ctx.intent();
         return { outcome: 'not-needed', message: 'no node restart (--restart none)' };
       }
-      // Intent (the baseline) is recorded before the request and `requested` after it: a run killed
-      // in between requests the restart again rather than wait for one that was never asked for.
+      // Intent (the baseline) is recorded before the request and `requested` after it, whatever the
+      // request's outcome: a run killed in between requests the restart again (with the same request
+      // id, so a reboot pod already created counts as the request), and a rerun never asks twice.
       let baseline = ctx.record.data?.baseline as (Omit<RestartBaseline, 'requestedAt'> & { requestedAt: string }) | undefined;
-      if (!baseline) {
-        const b = restartBaseline(ctx.getNode(), await cluster.listNodePods(name), new Date(clock.now()));
-        baseline = { ...b, requestedAt: b.requestedAt.toISOString() };
-        await ctx.intent({ baseline });
-      }
-      if (!ctx.record.data?.requested) {
-        await opts.restarter.request(ctx.getNode());
-        await ctx.intent({ baseline, requested: new Date(clock.now()).toISOString() });
+      const previous = ctx.record.data as { requested?: string; requestFailure?: string } | undefined;
+      let failure = previous?.requestFailure;
+      if (!previous?.requested) {
+        if (!ctx.record.intent) await ctx.intent();
+        const cleared = await clearBeforeRestart(ctx);
+        if (!baseline) {
+          const b = restartBaseline(ctx.getNode(), await cluster.listNodePods(name), new Date(clock.now()));
+          baseline = { ...b, requestedAt: b.requestedAt.toISOString() };
+          await ctx.intent({ baseline });
+        }
+        const request = await opts.restarter.request(ctx.getNode(), restartRequestId(ctx.state(), baseline.requestedAt));
+        failure = request.failure;
+        await ctx.intent({ baseline, requested: new Date(clock.now()).toISOString(), ...(failure ? { requestFailure: failure } : {}) });
+        if (cleared) ctx.report.line(name, `restart-node: ${cleared}`);
+        if (failure && request.notRun) {
+          throw new RestartRequestError(`${failure}: the node was not restarted`, ExitCode.precondition, `the request is recorded and a rerun does not repeat it: restart ${name} by hand (or fix the command and run it yourself), then rerun to resume`);
+        }
+        if (failure) ctx.report.line(name, `restart-node: warning: ${failure}; waiting for ${name} to come back all the same (ssh, for one, exits 255 when the host goes down)`);
       } else {
-        ctx.report.line(name, `restart-node: the restart was requested at ${String(ctx.record.data.requested)}; waiting for the node to come back`);
+        ctx.report.line(name, `restart-node: the restart was requested at ${previous.requested}${failure ? ` (${failure})` : ''}; waiting for the node to come back`);
       }
-      const before: RestartBaseline = { ...baseline, requestedAt: new Date(baseline.requestedAt) };
-      const how = await waitFor(ctx, `${name} to come back from its restart`, opts.timeoutsMs.nodeRestart, async () =>
-        restartCompletion(before, await cluster.getNode(name), await cluster.listNodePods(name)),
-      );
+      const before: RestartBaseline = { ...baseline!, requestedAt: new Date(baseline!.requestedAt) };
+      let how: string;
+      try {
+        how = await waitFor(ctx, `${name} to come back from its restart`, opts.timeoutsMs.nodeRestart, async () =>
+          restartCompletion(opts.restarter.method, before, await observeRestart(opts.restarter, cluster, name)),
+        );
+      } catch (err) {
+        if (err instanceof TimeoutError && failure) {
+          throw new RestartRequestError(`${failure}, and ${name} did not come back within ${Math.round(opts.timeoutsMs.nodeRestart / 1000)}s`, ExitCode.timeout, `the request is recorded and a rerun does not repeat it: restart ${name} by hand, then rerun to resume`);
+        }
+        throw err;
+      }
+      await opts.restarter.cleanup?.(ctx.getNode(), restartRequestId(ctx.state(), baseline!.requestedAt)).catch(() => {});
       return { outcome: 'applied', message: `restarted (${opts.restarter.method}): ${how}` };
     }
     case 'verify': {
@@ -327,12 +376,62 @@ async function runStep(step: StepName, ctx: StepContext): Promise<{ outcome: Ste
       return gateRounds(ctx, since, ctx.state().steps['baseline-gate']?.data);
     }
     case 'uncordon': {
-      const state = ctx.state();
-      if (state.wasUnschedulable || !state.cordonedByUs) return { outcome: 'not-needed', message: 'left cordoned: it was cordoned before the migration' };
+      if (!ctx.state().cordonedByUs) return { outcome: 'not-needed', message: 'left cordoned: it was cordoned by someone else, not by this migration' };
       await ctx.intent();
       await cluster.patchNode(name, { unschedulable: false });
       return { outcome: 'applied', message: 'uncordoned' };
     }
+  }
+}
+
+/** The name of a restart request, the same on every resume of the run that started the node. */
+export const restartRequestId = (state: NodeState, requestedAt: string) => `${state.startedBy}@${requestedAt}`;
+
+const toEvictable = (p: PodView): DrainPod => ({ namespace: p.namespace, name: p.name, uid: p.uid, phase: p.phase, controller: p.controller, mirror: false, emptyDir: false });
+
+/**
+ * Cordons the node again if someone made it schedulable since the cordon step (a resumed run must
+ * not drain or restart a node new pods can land on); that cordon is ours.
+ */
+async function ensureCordoned(ctx: StepContext, step: StepName): Promise<void> {
+  if ((await ctx.cluster.getNode(ctx.name)).unschedulable) return;
+  await ctx.cordon();
+  ctx.report.line(ctx.name, `${step}: ${ctx.name} had been made schedulable again; cordoned it again`);
+}
+
+/** The restart is refused: something evictable is on the node. Nothing was restarted. */
+export class RestartRefusedError extends PreconditionError {
+  constructor(node: string, reason: string) {
+    super(`not restarting ${node}: ${reason}`, 'the node stays cordoned and nothing was restarted; rerun to resume once they are gone');
+  }
+}
+
+/**
+ * Right before the restart is requested: the node cordoned, the drain planned again (whatever
+ * --pod-selector said: the restart stops every pod on the node) and what arrived since the drain
+ * evicted, PodDisruptionBudgets honoured. Refuses while anything evictable is left. Returns what it
+ * did, or undefined when the node was clear.
+ */
+async function clearBeforeRestart(ctx: StepContext): Promise<string | undefined> {
+  const { cluster, opts, name, clock } = ctx;
+  await ensureCordoned(ctx, 'restart-node');
+  const drain: DrainOptions = { ...opts.drain, podSelector: undefined };
+  const evicted: string[] = [];
+  for (let round = 1; ; round++) {
+    const plan = await planDrain(cluster, name, drain, new Date(clock.now()));
+    const refused = plan.filter((d) => d.action === 'refuse');
+    if (refused.length) throw new RestartRefusedError(name, `pods the drain may not evict arrived since it ran: ${refused.map((d) => `${podKey(d.pod)} (${d.reason})`).join(', ')}`);
+    const left = plan.filter((d) => d.action === 'evict').map((d) => d.pod);
+    if (left.length === 0) return evicted.length ? `evicted ${evicted.length} pod${evicted.length === 1 ? '' : 's'} that arrived after the drain: ${evicted.join(', ')}` : undefined;
+    if (opts.drain.podSelector) {
+      const selected = new Set((await planDrain(cluster, name, opts.drain, new Date(clock.now()))).map((d) => d.pod.uid));
+      const unselected = left.filter((p) => !selected.has(p.uid));
+      if (unselected.length) throw new RestartRefusedError(name, `pods outside --pod-selector are on it and the restart would stop them without their PodDisruptionBudgets: ${unselected.map(podKey).join(', ')}`);
+    }
+    if (round > 3) throw new RestartRefusedError(name, `pods keep arriving on it although it is cordoned: ${left.map(podKey).join(', ')}`);
+    ctx.report.line(name, `restart-node: ${left.length} pod${left.length === 1 ? '' : 's'} arrived after the drain: ${left.map(podKey).join(', ')}; evicting them before the restart`);
+    const done = await evictPods(cluster, name, left, drain, clock, (p) => ctx.report.status(name, drainStatus(p)), ctx.signal);
+    evicted.push(...done.evicted);
   }
 }
 
@@ -341,7 +440,7 @@ async function agentPods(ctx: StepContext) {
 }
 
 async function verify(ctx: StepContext): Promise<{ outcome: StepOutcome; message: string }> {
-  const { cluster, opts, name } = ctx;
+  const { cluster, opts, name, clock } = ctx;
   const cidrs = await cluster.ciliumPodCidrs(name);
   if (!cidrs || cidrs.length === 0) {
     throw new GateError(name, 'verify', { verdict: 'FAIL', reasons: [`CiliumNode ${name} has no spec.ipam.podCIDRs: is the Cilium operator running in cluster-pool mode?`] });
@@ -373,8 +472,12 @@ async function verify(ctx: StepContext): Promise<{ outcome: StepOutcome; message
   if (stragglers.length > 0) {
     const list = stragglers.map((p) => `${p.namespace}/${p.name} (${p.podIP})`).join(', ');
     if (opts.restartStragglers) {
-      for (const p of stragglers.filter((s) => s.controller)) await cluster.deletePodByUid(p.namespace, p.name, p.uid);
-      message += `; restarted pods left on the legacy network: ${list}`;
+      // Through the Eviction API, PodDisruptionBudgets honoured, as the drain: never a plain delete.
+      const managed = stragglers.filter((p) => p.controller);
+      await evictPods(cluster, name, managed.map(toEvictable), { ...opts.drain, disableEviction: false, podSelector: undefined, timeoutMs: opts.timeoutsMs.verify }, clock, (p) => ctx.report.status(name, drainStatus(p).replace(/^drain:/, 'verify: evicting stragglers:')), ctx.signal);
+      message += `; evicted pods left on the legacy network (their controllers recreate them): ${managed.map((p) => `${p.namespace}/${p.name} (${p.podIP})`).join(', ')}`;
+      const unmanaged = stragglers.filter((p) => !p.controller);
+      if (unmanaged.length) ctx.report.line(name, `verify: warning: left alone (no controller would recreate them): ${unmanaged.map((p) => `${p.namespace}/${p.name}`).join(', ')}`);
     } else {
       message += `; pods still on the legacy network (rerun with --restart-stragglers to restart them): ${list}`;
       ctx.report.line(name, `verify: warning: ${stragglers.length} pods still on the legacy network: ${list}`);

@@ -8,12 +8,12 @@
 import { cidrContains } from '../../lib/cidr.js';
 import { classifyAddress } from '../../lib/overlay.js';
 import { ciliumAgentSelector } from '../../lib/defaults.js';
-import { InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
+import { ExitCode, InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
 import type { EngineCluster, NodeView } from './cluster.js';
 import { drainNode, type Clock, type DrainOptions } from './drain.js';
 import { hostCommandPodName, restoreLegacyCniScript, runHostScript } from './host-command.js';
 import { GateError, type BoundaryHook, type EngineReporter, type StepResult } from './migrate-node.js';
-import { restartBaseline, restartCompletion, type NodeRestarter, type RestartBaseline } from './restart.js';
+import { observeRestart, restartBaseline, restartCompletion, RestartRequestError, type NodeRestarter, type RestartBaseline } from './restart.js';
 import { phaseAnnotation, readState, rollbackAnnotation, stateAnnotation } from './state.js';
 
 export { rollbackAnnotation };
@@ -83,8 +83,9 @@ export async function rollbackNode(cluster: EngineCluster, name: string, opts: R
     cordonedByUs: midMigrationCordon,
     steps: {},
   };
-  const save = async () => {
-    node = await cluster.patchNode(name, { annotations: { [rollbackAnnotation]: JSON.stringify(state), [phaseAnnotation]: `rollback-${rollbackSteps.find((s) => !state.steps[s]?.done) ?? 'finishing'}` } });
+  // `also` rides in the same patch as the state: our cordon and the record of it land together.
+  const save = async (also: { unschedulable?: boolean } = {}) => {
+    node = await cluster.patchNode(name, { ...also, annotations: { [rollbackAnnotation]: JSON.stringify(state), [phaseAnnotation]: `rollback-${rollbackSteps.find((s) => !state.steps[s]?.done) ?? 'finishing'}` } });
   };
   await save();
   const results: RollbackResult['steps'] = [];
@@ -113,15 +114,31 @@ export async function rollbackNode(cluster: EngineCluster, name: string, opts: R
     results.push({ step, outcome, message, durationMs });
     report.line(name, `${step}: ${message} (${(durationMs / 1000).toFixed(1)}s)`);
 
+    async function cordonOurselves(): Promise<void> {
+      state = { ...state, cordonedByUs: true };
+      await save({ unschedulable: true });
+    }
+
     async function runRollbackStep(s: RollbackStep): Promise<{ outcome: StepResult['outcome']; message: string }> {
       switch (s) {
-        case 'cordon':
-          if (state.wasUnschedulable) return { outcome: 'not-needed', message: 'already cordoned before; it stays cordoned' };
-          await intent(undefined, { cordonedByUs: true });
-          if (!node.unschedulable) await cluster.patchNode(name, { unschedulable: true });
+        case 'cordon': {
+          // As in the migration: only our own cordon, recorded in the same patch, is ours.
+          const fresh = await cluster.getNode(name);
+          if (fresh.unschedulable && state.cordonedByUs) return { outcome: 'applied', message: 'cordoned' };
+          if (fresh.unschedulable) {
+            await intent(undefined, { wasUnschedulable: true, cordonedByUs: false });
+            return { outcome: 'not-needed', message: 'already cordoned by someone else; it stays cordoned' };
+          }
+          await intent();
+          await cordonOurselves();
           return { outcome: 'applied', message: 'cordoned' };
+        }
         case 'drain': {
           await intent();
+          if (!(await cluster.getNode(name)).unschedulable) {
+            await cordonOurselves();
+            report.line(name, `drain: ${name} had been made schedulable again; cordoned it again`);
+          }
           const drained = await drainNode(cluster, name, opts.drain, clock, (p) => report.status(name, `drain: ${p.left}/${p.total} pods left`, `${p.phase}|${Math.ceil(p.left / 10)}`), signal);
           return { outcome: 'applied', message: `evicted ${drained.evicted.length} pods` };
         }
@@ -132,8 +149,8 @@ export async function rollbackNode(cluster: EngineCluster, name: string, opts: R
           return { outcome: 'applied', message: `removed ${opts.labelKey}: the CiliumNodeConfig no longer selects the node` };
         case 'restore-cni':
           await intent();
-          await runHostScript(cluster, { namespace: opts.ciliumNamespace, node: name, purpose: 'rollback', image: opts.hostImage, script: restoreLegacyCniScript, timeoutMs: opts.timeoutsMs.hostCommand, pollMs: opts.pollMs }, clock, signal);
-          return { outcome: 'applied', message: `deleted 05-cilium.conflist and restored the *.cilium_bak files (pod ${hostCommandPodName('rollback', name)})` };
+          const pod = await runHostScript(cluster, { namespace: opts.ciliumNamespace, node: name, purpose: 'rollback', request: opts.runId, image: opts.hostImage, script: restoreLegacyCniScript, timeoutMs: opts.timeoutsMs.hostCommand, pollMs: opts.pollMs }, clock, signal);
+          return { outcome: 'applied', message: `deleted 05-cilium.conflist and restored the *.cilium_bak files (pod ${pod})` };
         case 'restart-agent': {
           const current = await agentPods();
           const old = (record.data?.oldUids as string[] | undefined) ?? current.map((p) => p.uid);
@@ -153,19 +170,32 @@ export async function rollbackNode(cluster: EngineCluster, name: string, opts: R
             baseline = { ...b, requestedAt: b.requestedAt.toISOString() };
             await intent({ baseline });
           }
+          const requestId = `${state.runId}@${baseline.requestedAt}`;
+          let failure = record.data?.requestFailure as string | undefined;
           if (!record.data?.requested) {
-            await opts.restarter.request(node);
-            await intent({ baseline, requested: new Date(clock.now()).toISOString() });
+            const request = await opts.restarter.request(node, requestId);
+            failure = request.failure;
+            // Recorded whatever the outcome: a rerun never requests the restart a second time.
+            await intent({ baseline, requested: new Date(clock.now()).toISOString(), ...(failure ? { requestFailure: failure } : {}) });
+            if (failure && request.notRun) throw new RestartRequestError(`${failure}: the node was not restarted`, ExitCode.precondition, `the request is recorded and a rerun does not repeat it: restart ${name} by hand, then rerun to resume`);
+            if (failure) report.line(name, `restart-node: warning: ${failure}; waiting for ${name} to come back all the same`);
           }
           const before: RestartBaseline = { ...baseline, requestedAt: new Date(baseline.requestedAt) };
-          const how = await waitFor(`${name} to come back from its restart`, opts.timeoutsMs.nodeRestart, async () => restartCompletion(before, await cluster.getNode(name), await cluster.listNodePods(name)));
+          let how: string;
+          try {
+            how = await waitFor(`${name} to come back from its restart`, opts.timeoutsMs.nodeRestart, async () => restartCompletion(opts.restarter.method, before, await observeRestart(opts.restarter, cluster, name)));
+          } catch (err) {
+            if (err instanceof TimeoutError && failure) throw new RestartRequestError(`${failure}, and ${name} did not come back within ${Math.round(opts.timeoutsMs.nodeRestart / 1000)}s`, ExitCode.timeout, `the request is recorded and a rerun does not repeat it: restart ${name} by hand, then rerun to resume`);
+            throw err;
+          }
+          await opts.restarter.cleanup?.(node, requestId).catch(() => {});
           return { outcome: 'applied', message: `restarted (${opts.restarter.method}): ${how}` };
         }
         case 'verify':
           await intent();
           return verifyLegacy();
         case 'uncordon':
-          if (state.wasUnschedulable || !state.cordonedByUs) return { outcome: 'not-needed', message: 'left cordoned: it was cordoned before' };
+          if (!state.cordonedByUs) return { outcome: 'not-needed', message: 'left cordoned: it was cordoned by someone else' };
           await intent();
           await cluster.patchNode(name, { unschedulable: false });
           return { outcome: 'applied', message: 'uncordoned' };
@@ -197,7 +227,7 @@ export async function rollbackNode(cluster: EngineCluster, name: string, opts: R
   async function verifyLegacy(): Promise<{ outcome: StepResult['outcome']; message: string }> {
     const legacy = (await cluster.getNode(name)).podCIDRs;
     const cilium = (await cluster.ciliumPodCidrs(name)) ?? [];
-    const podName = hostCommandPodName('rollback-verify', name);
+    const podName = hostCommandPodName('rollback-verify', name, '');
     const leftover = await cluster.getPod(opts.verifyNamespace, podName);
     if (leftover) await cluster.deletePodByUid(leftover.namespace, leftover.name, leftover.uid, 0);
     await waitFor(`the old verify pod ${podName} to go`, opts.timeoutsMs.verify, async () => ((await cluster.getPod(opts.verifyNamespace, podName)) ? undefined : true));

@@ -2,7 +2,7 @@
 // Cilium namespace: written with "finalizing" before finalize changes anything, "finalized" after,
 // so a rerun resumes, and rollback refuses once the migration's scaffolding started to go.
 import { annotationPrefix } from '../../lib/defaults.js';
-import { call, statusCode, type Kube } from '../../lib/kube.js';
+import { applyObject, call, statusCode, type Kube } from '../../lib/kube.js';
 import { legacyOutsidePools, podOverlay, type ClusterSnapshot } from './cluster-view.js';
 import { nodePhase } from '../engine/state.js';
 import type { LegacyKind, LegacyObject } from './legacy-cni.js';
@@ -66,17 +66,15 @@ export async function readFinalizeRecord(kube: Kube, namespace: string): Promise
   }
 }
 
+/**
+ * Writes the record by server-side apply: its creation names the ConfigMap too, so the plugin's
+ * Role may create exactly this one ConfigMap and no other (manifests/rbac).
+ */
 export async function writeFinalizeRecord(kube: Kube, namespace: string, record: FinalizeRecord): Promise<void> {
-  const body = {
+  await applyObject(kube, {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
     metadata: { name: finalizeRecordName, namespace, labels: { 'app.kubernetes.io/managed-by': 'kubectl-cilium-migrate' }, annotations: { [`${annotationPrefix}/note`]: 'written by kubectl cilium-migrate finalize; rollback refuses while it exists' } },
     data: { record: JSON.stringify(record) },
-  };
-  await call(kube, `write configmap ${namespace}/${finalizeRecordName}`, async () => {
-    try {
-      await kube.core.replaceNamespacedConfigMap({ namespace, name: finalizeRecordName, body });
-    } catch (err) {
-      if (statusCode(err) !== 404) throw err;
-      await kube.core.createNamespacedConfigMap({ namespace, body });
-    }
-  });
+  }, { force: true });
 }

@@ -304,7 +304,8 @@ export interface LegacyRemoval {
   notes: string[];
 }
 
-const systemNamespaces = new Set(['kube-system', 'kube-public', 'kube-node-lease', 'default', 'calico-system', 'tigera-operator']);
+/** Namespaces finalize never deletes, whatever it finds in them. */
+export const systemNamespaces = new Set(['kube-system', 'kube-public', 'kube-node-lease', 'default', 'calico-system', 'tigera-operator']);
 
 /**
  * The objects of the legacy CNI's manifest: its DaemonSet, its configuration, the ServiceAccounts

@@ -1,12 +1,13 @@
 // Read-only checks before a migration: each pitfall of REFERENCE.md sections 1 and 8 that can be
 // seen from the API is detected here, with a one-line fix. Gathering reads the cluster; judging is pure.
 import { cidrContains, cidrsOverlap, parseCidr } from '../../lib/cidr.js';
+import { ciliumNodeConfigName, lockLeaseName } from '../../lib/defaults.js';
 import { call, statusCode, type Kube } from '../../lib/kube.js';
 import { ciliumTunnel, describeTunnel, tunnelClashes } from '../../lib/tunnel.js';
 import { ciliumClusterCidrs, ciliumDaemonSetIn, ciliumNamespacesOf } from './cilium-config.js';
-import { ciliumVersionFromImage } from './finalize.js';
+import { ciliumVersionFromImage, finalizeRecordName } from './finalize.js';
 import { parseVersion, unsupportedCilium } from './helm-values.js';
-import { readLegacyCni, type LegacyCni } from './legacy-cni.js';
+import { configMapsToRead, readLegacyCni, systemNamespaces, type LegacyCni, type LegacyKind } from './legacy-cni.js';
 import { preferredNodeConfigVersion } from './node-config.js';
 
 export type CheckResult = 'pass' | 'warn' | 'fail';
@@ -36,71 +37,143 @@ export interface PreflightFacts {
   agentNodes: Set<string>;
   zeroDisruptionPdbs: string[];
   networkPolicies: number;
-  /** "verb resource" pairs the caller may not do. */
+  /** The permissions the caller may not use, described. */
   deniedPermissions: string[];
+  /** How many permissions were checked. */
+  checkedPermissions: number;
   serviceCidr: string;
   /** The Cilium CIDR to check when cilium-config has none (not installed yet). */
   ciliumCidrFlag: string;
 }
 
+/** One permission the plugin uses: where (namespace; none = cluster-wide) and on what (name; none = any). */
+export interface Permission {
+  verb: string;
+  group: string;
+  resource: string;
+  subresource?: string | undefined;
+  namespace?: string | undefined;
+  name?: string | undefined;
+}
+
+/** What the permissions of the legacy CNI depend on: what it is and where its objects are. */
+export interface LegacyScope {
+  kind: LegacyKind;
+  /** "namespace/name" of its DaemonSet. */
+  daemonSet?: string | undefined;
+  /** The Tigera operator's Installation, when the operator manages Calico. */
+  installation?: string | undefined;
+  /** Flannel: the ConfigMap holding net-conf.json. */
+  config?: string | undefined;
+}
+
+/** Where the plugin's objects are: the namespaces its flags name, and the legacy CNI found. */
+export interface PermissionScope {
+  ciliumNamespace: string;
+  verifyNamespace: string;
+  agentNamespace: string;
+  legacy?: LegacyScope | undefined;
+}
+
+/** The legacy CNIs as their own manifests install them; manifests/rbac/legacy/ has a file for each. */
+export const knownLegacyCnis: Record<string, LegacyScope> = {
+  flannel: { kind: 'flannel', daemonSet: 'kube-flannel/kube-flannel-ds', config: 'kube-flannel-cfg' },
+  calico: { kind: 'calico', daemonSet: 'kube-system/calico-node' },
+  'calico-operator': { kind: 'calico', daemonSet: 'calico-system/calico-node', installation: 'default' },
+  'aws-cni': { kind: 'aws-cni', daemonSet: 'kube-system/aws-node' },
+};
+
+/** The objects of each legacy CNI's manifest beside its DaemonSet, which finalize --yes may delete. */
+const legacyManifestObjects: Record<'flannel' | 'calico', { serviceAccounts: string[]; clusterRbac: string[]; configMaps: string[]; deployments: string[] }> = {
+  flannel: { serviceAccounts: ['flannel'], clusterRbac: ['flannel'], configMaps: [], deployments: [] },
+  calico: { serviceAccounts: ['calico-cni-plugin', 'calico-kube-controllers', 'calico-node'], clusterRbac: ['calico-cni-plugin', 'calico-kube-controllers', 'calico-node'], configMaps: ['calico-config'], deployments: ['calico-kube-controllers'] },
+};
+
+/** What finalize needs to find and remove exactly the legacy CNI's objects (legacyRemoval). */
+export function legacyPermissions(l: LegacyScope): Permission[] {
+  const core = (verb: string, resource: string, extra: Partial<Permission> = {}): Permission => ({ verb, group: '', resource, ...extra });
+  const rbac = (verb: string, resource: string, name?: string): Permission => ({ verb, group: 'rbac.authorization.k8s.io', resource, ...(name ? { name } : {}) });
+  if (l.kind === 'calico' && l.installation) return [{ verb: 'delete', group: 'operator.tigera.io', resource: 'installations', name: l.installation }];
+  const [ns, ds] = (l.daemonSet ?? '/').split('/') as [string, string];
+  if (!ns || !ds) return [];
+  const out: Permission[] = [{ verb: 'delete', group: 'apps', resource: 'daemonsets', namespace: ns, name: ds }];
+  if (l.kind === 'aws-cni') return out;
+  const objects = legacyManifestObjects[l.kind];
+  const configMaps = [...new Set([...(l.config ? [l.config] : []), ...objects.configMaps])];
+  if (l.config) out.push(core('get', 'configmaps', { namespace: ns, name: l.config }));
+  out.push(
+    ...configMaps.map((name) => core('delete', 'configmaps', { namespace: ns, name })),
+    ...objects.deployments.map((name) => ({ verb: 'delete', group: 'apps', resource: 'deployments', namespace: ns, name })),
+    ...objects.serviceAccounts.map((name) => core('delete', 'serviceaccounts', { namespace: ns, name })),
+    // What exists in its namespace, and which ClusterRoleBindings bind only its accounts.
+    { verb: 'list', group: 'apps', resource: 'deployments', namespace: ns },
+    core('list', 'serviceaccounts', { namespace: ns }),
+    core('list', 'configmaps', { namespace: ns }),
+    rbac('list', 'clusterrolebindings'),
+    ...objects.clusterRbac.flatMap((name) => [rbac('get', 'clusterroles', name), rbac('delete', 'clusterroles', name), rbac('delete', 'clusterrolebindings', name)]),
+  );
+  // Its own namespace goes too, when nothing else lives there.
+  if (!systemNamespaces.has(ns)) {
+    out.push({ verb: 'list', group: 'apps', resource: 'statefulsets', namespace: ns }, core('list', 'services', { namespace: ns }), core('delete', 'namespaces', { name: ns }));
+  }
+  return out;
+}
+
+/** The legacy CNI as the permissions see it. */
+export const legacyScope = (l: LegacyCni): LegacyScope => ({ kind: l.kind, daemonSet: l.daemonSet, installation: l.installation, config: l.config?.name });
+
 /**
- * What the plugin does with the API, for the permission check. manifests/rbac/plugin-clusterrole.yaml
- * grants exactly these (test/unit/plugin-rbac.test.ts holds the two together): add a permission to both.
+ * What the plugin does with the API, and where: the permission check of preflight asks the API
+ * server about each (SelfSubjectAccessReview with its namespace and name). manifests/rbac grants
+ * exactly these for the default namespaces and the known legacy CNIs (test/unit/plugin-rbac.test.ts
+ * holds the two together): add a permission to both.
  */
-export const requiredPermissions: { verb: string; group: string; resource: string; subresource?: string }[] = [
-  { verb: 'get', group: '', resource: 'nodes' },
-  { verb: 'list', group: '', resource: 'nodes' },
-  { verb: 'patch', group: '', resource: 'nodes' },
-  { verb: 'list', group: '', resource: 'pods' },
-  { verb: 'get', group: '', resource: 'pods' },
-  // The reachability matrix: each agent's row through the API server's pod proxy.
-  { verb: 'get', group: '', resource: 'pods', subresource: 'proxy' },
-  { verb: 'create', group: '', resource: 'pods' },
-  { verb: 'delete', group: '', resource: 'pods' },
-  { verb: 'create', group: '', resource: 'pods', subresource: 'eviction' },
-  { verb: 'create', group: '', resource: 'events' },
-  { verb: 'list', group: 'networking.k8s.io', resource: 'networkpolicies' },
-  { verb: 'get', group: 'apps', resource: 'daemonsets' },
-  { verb: 'patch', group: 'apps', resource: 'daemonsets' },
-  { verb: 'delete', group: 'apps', resource: 'daemonsets' },
-  { verb: 'get', group: '', resource: 'configmaps' },
-  { verb: 'create', group: '', resource: 'configmaps' },
-  { verb: 'update', group: '', resource: 'configmaps' },
-  { verb: 'list', group: 'apps', resource: 'daemonsets' },
-  { verb: 'list', group: 'policy', resource: 'poddisruptionbudgets' },
-  { verb: 'get', group: 'coordination.k8s.io', resource: 'leases' },
-  { verb: 'create', group: 'coordination.k8s.io', resource: 'leases' },
-  { verb: 'update', group: 'coordination.k8s.io', resource: 'leases' },
-  { verb: 'delete', group: 'coordination.k8s.io', resource: 'leases' },
-  { verb: 'get', group: 'cilium.io', resource: 'ciliumnodes' },
-  { verb: 'list', group: 'cilium.io', resource: 'ciliumnodes' },
-  { verb: 'list', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
-  { verb: 'get', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
-  // Server-side apply needs create as well as patch when the object does not exist yet.
-  { verb: 'create', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
-  { verb: 'patch', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
-  { verb: 'delete', group: 'cilium.io', resource: 'ciliumnodeconfigs' },
-  { verb: 'get', group: 'apiextensions.k8s.io', resource: 'customresourcedefinitions' },
-  // Which legacy CNI runs and how (cmd/migration/legacy-cni.ts): Calico's pools, Felix's VXLAN port, the Tigera operator.
-  { verb: 'list', group: 'crd.projectcalico.org', resource: 'ippools' },
-  { verb: 'get', group: 'crd.projectcalico.org', resource: 'felixconfigurations' },
-  { verb: 'list', group: 'operator.tigera.io', resource: 'installations' },
-  // finalize: find and delete exactly the objects of the legacy CNI's manifest (legacyRemoval).
-  { verb: 'delete', group: 'operator.tigera.io', resource: 'installations' },
-  { verb: 'list', group: '', resource: 'configmaps' },
-  { verb: 'delete', group: '', resource: 'configmaps' },
-  { verb: 'list', group: '', resource: 'serviceaccounts' },
-  { verb: 'delete', group: '', resource: 'serviceaccounts' },
-  { verb: 'list', group: '', resource: 'services' },
-  { verb: 'delete', group: '', resource: 'namespaces' },
-  { verb: 'list', group: 'apps', resource: 'deployments' },
-  { verb: 'delete', group: 'apps', resource: 'deployments' },
-  { verb: 'list', group: 'apps', resource: 'statefulsets' },
-  { verb: 'list', group: 'rbac.authorization.k8s.io', resource: 'clusterrolebindings' },
-  { verb: 'delete', group: 'rbac.authorization.k8s.io', resource: 'clusterrolebindings' },
-  { verb: 'get', group: 'rbac.authorization.k8s.io', resource: 'clusterroles' },
-  { verb: 'delete', group: 'rbac.authorization.k8s.io', resource: 'clusterroles' },
-];
+export function requiredPermissions(scope: PermissionScope): Permission[] {
+  const core = (verb: string, resource: string, extra: Partial<Permission> = {}): Permission => ({ verb, group: '', resource, ...extra });
+  const c = scope.ciliumNamespace;
+  return [
+    // Cluster-wide by nature: nodes, listing every node's pods, evicting any workload.
+    core('get', 'nodes'),
+    core('list', 'nodes'),
+    core('patch', 'nodes'),
+    core('list', 'pods'),
+    core('create', 'pods', { subresource: 'eviction' }),
+    { verb: 'get', group: 'apps', resource: 'daemonsets' },
+    { verb: 'list', group: 'apps', resource: 'daemonsets' },
+    { verb: 'list', group: 'policy', resource: 'poddisruptionbudgets' },
+    { verb: 'list', group: 'networking.k8s.io', resource: 'networkpolicies' },
+    { verb: 'get', group: 'cilium.io', resource: 'ciliumnodes' },
+    { verb: 'list', group: 'cilium.io', resource: 'ciliumnodes' },
+    { verb: 'get', group: 'apiextensions.k8s.io', resource: 'customresourcedefinitions', name: 'ciliumnodeconfigs.cilium.io' },
+    // Which legacy CNI runs and how (cmd/migration/legacy-cni.ts): Calico's pools, Felix's VXLAN port, the Tigera operator.
+    { verb: 'list', group: 'crd.projectcalico.org', resource: 'ippools' },
+    { verb: 'get', group: 'crd.projectcalico.org', resource: 'felixconfigurations', name: 'default' },
+    { verb: 'list', group: 'operator.tigera.io', resource: 'installations' },
+    // The Cilium namespace: the lock, cilium-config, finalize's record, the CiliumNodeConfig, the
+    // Cilium agent pods and the host-command pods.
+    { verb: 'create', group: 'coordination.k8s.io', resource: 'leases', namespace: c },
+    ...['get', 'update', 'delete'].map((verb) => ({ verb, group: 'coordination.k8s.io', resource: 'leases', namespace: c, name: lockLeaseName })),
+    core('get', 'configmaps', { namespace: c, name: 'cilium-config' }),
+    ...['get', 'create', 'patch'].map((verb) => core(verb, 'configmaps', { namespace: c, name: finalizeRecordName })),
+    { verb: 'patch', group: 'apps', resource: 'daemonsets', namespace: c, name: 'cilium' },
+    { verb: 'list', group: 'cilium.io', resource: 'ciliumnodeconfigs', namespace: c },
+    ...['get', 'create', 'patch', 'delete'].map((verb) => ({ verb, group: 'cilium.io', resource: 'ciliumnodeconfigs', namespace: c, name: ciliumNodeConfigName })),
+    ...['get', 'list', 'create', 'delete'].map((verb) => core(verb, 'pods', { namespace: c })),
+    // The verify pod, and the Events on Nodes (which live in default).
+    ...['get', 'create', 'delete'].map((verb) => core(verb, 'pods', { namespace: scope.verifyNamespace })),
+    core('create', 'events', { namespace: 'default' }),
+    // The probe agents' rows, through the pod proxy.
+    core('get', 'pods', { subresource: 'proxy', namespace: scope.agentNamespace }),
+    // The legacy CNI: its configuration, and exactly its manifest's objects for finalize --yes.
+    ...(scope.legacy ? legacyPermissions(scope.legacy) : []),
+  ];
+}
+
+/** "verb resource[/sub][.group] [name] [in ns]", for messages. */
+export function describePermission(p: Permission): string {
+  return `${p.verb} ${p.resource}${p.subresource ? `/${p.subresource}` : ''}${p.group ? `.${p.group}` : ''}${p.name ? ` ${p.name}` : ''}${p.namespace ? ` in ${p.namespace}` : ''}`;
+}
+
 
 /** One line about the legacy CNI: "flannel (DaemonSet kube-flannel/kube-flannel-ds), pod CIDR 10.244.0.0/16 (net-conf.json ...), VXLAN on UDP 8472". */
 export function describeLegacy(l: LegacyCni): string {
@@ -199,7 +272,7 @@ export function preflightChecks(f: PreflightFacts): Check[] {
 
   add('NetworkPolicies', f.networkPolicies ? 'warn' : 'pass', f.networkPolicies ? `${f.networkPolicies} present` : 'none', 'Cilium enforces them after finalize; make sure they allow the Cilium pod CIDR (and the probe agents)');
 
-  add('permissions', f.deniedPermissions.length ? 'fail' : 'pass', f.deniedPermissions.length ? `not allowed: ${f.deniedPermissions.join(', ')}` : `all ${requiredPermissions.length} permissions the plugin uses`, 'bind the plugin\'s ClusterRole to your user (see README)');
+  add('permissions', f.deniedPermissions.length ? 'fail' : 'pass', f.deniedPermissions.length ? `not allowed: ${f.deniedPermissions.join(', ')}` : `all ${f.checkedPermissions} permissions the plugin uses`, 'apply manifests/rbac/plugin.yaml and the file of your legacy CNI in manifests/rbac/legacy/, and put your user in the group cilium-migrate (see README "Permissions")');
   return checks;
 }
 
@@ -218,7 +291,7 @@ async function optional<T>(fn: () => Promise<T>): Promise<T | undefined> {
 }
 
 /** Reads the facts from the cluster. */
-export async function gatherFacts(kube: Kube, opts: { agentNamespace: string; ciliumNamespace: string; serviceCidr: string; ciliumCidr: string }): Promise<PreflightFacts> {
+export async function gatherFacts(kube: Kube, opts: { agentNamespace: string; ciliumNamespace: string; verifyNamespace: string; serviceCidr: string; ciliumCidr: string }): Promise<PreflightFacts> {
   const ns = opts.ciliumNamespace;
   const [dss, nodes, pods, pdbs, netpols, crd, ciliumConfig] = await Promise.all([
     call(kube, 'list daemonsets', () => kube.apps.listDaemonSetForAllNamespaces()),
@@ -234,13 +307,21 @@ export async function gatherFacts(kube: Kube, opts: { agentNamespace: string; ci
   const ciliumDs = ciliumDaemonSetIn(dss.items, ns);
   const containers = ciliumDs?.spec?.template.spec?.containers ?? [];
 
+  const permissions = [
+    ...requiredPermissions({ ciliumNamespace: opts.ciliumNamespace, verifyNamespace: opts.verifyNamespace, agentNamespace: opts.agentNamespace, legacy: legacy ? legacyScope(legacy) : undefined }),
+    // A Flannel DaemonSet whose configuration could not be read is no legacy CNI found: say which
+    // permission is missing rather than "none found".
+    ...(legacy ? [] : configMapsToRead(dss.items).map((c): Permission => ({ verb: 'get', group: '', resource: 'configmaps', namespace: c.namespace, name: c.name }))),
+  ];
   const denied: string[] = [];
   await Promise.all(
-    requiredPermissions.map(async (p) => {
+    permissions.map(async (p) => {
       const review = await call(kube, 'selfsubjectaccessreview', () =>
-        kube.authorization.createSelfSubjectAccessReview({ body: { spec: { resourceAttributes: { verb: p.verb, group: p.group, resource: p.resource, ...(p.subresource ? { subresource: p.subresource } : {}) } } } }),
+        kube.authorization.createSelfSubjectAccessReview({
+          body: { spec: { resourceAttributes: { verb: p.verb, group: p.group, resource: p.resource, ...(p.subresource ? { subresource: p.subresource } : {}), ...(p.namespace ? { namespace: p.namespace } : {}), ...(p.name ? { name: p.name } : {}) } } },
+        }),
       );
-      if (!review.status?.allowed) denied.push(`${p.verb} ${p.resource}${p.subresource ? `/${p.subresource}` : ''}${p.group ? `.${p.group}` : ''}`);
+      if (!review.status?.allowed) denied.push(describePermission(p));
     }),
   );
 
@@ -256,6 +337,7 @@ export async function gatherFacts(kube: Kube, opts: { agentNamespace: string; ci
     zeroDisruptionPdbs: pdbs.items.filter((p) => (p.status?.disruptionsAllowed ?? 0) === 0 && (p.status?.expectedPods ?? 0) > 0).map((p) => `${p.metadata?.namespace}/${p.metadata?.name}`),
     networkPolicies: netpols?.items.length ?? 0,
     deniedPermissions: denied.sort(),
+    checkedPermissions: permissions.length,
     serviceCidr: opts.serviceCidr,
     ciliumCidrFlag: opts.ciliumCidr,
   };

@@ -1,21 +1,27 @@
 // The whole lifecycle on a cluster shaped like the seed's (Flannel DaemonSet and kube-flannel-cfg on
 // 10.244.0.0/16, a cilium DaemonSet, CiliumNodes, probe agents): preflight, prepare, plan, run
 // (killed half way and resumed without redoing finished nodes), status, rollback of one node,
-// finalize refusing until it may, then removing the CiliumNodeConfig and Flannel.
+// finalize refusing until it may, then removing the CiliumNodeConfig and Flannel. Every command
+// runs as a user bound to nothing but the plugin's RBAC (manifests/rbac), who may not read a
+// Secret, change other ConfigMaps or start pods anywhere else.
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Agent as HttpsAgent } from 'node:https';
 import { listPaged, type PlannedNode, type ClusterStatus } from '../../cmd/migration/cluster-view.js';
 import { connect } from '../../lib/kube.js';
 import type { ControlPlane } from '../../lab/control-plane.js';
 import { createAgentDaemonSet, legacyAndCiliumConfig, startMigrationCluster } from '../harness/migration-cluster.js';
-import { runPlugin } from '../harness/plugin.js';
+import { repoRoot, runPlugin } from '../harness/plugin.js';
 import { progress } from '../harness/shared-cluster.js';
 
 describe('preflight, prepare, plan, run, status, rollback and finalize', () => {
   let cp: ControlPlane;
+  /** A user in the group the plugin's RBAC binds, and in no other. */
+  let operator: string;
   const env = () => ({ PATH: process.env.PATH ?? '', HOME: cp.rootDir });
-  const plugin = (...args: string[]) => runPlugin([...args, '--kubeconfig', cp.kubeconfig], { env: env() });
+  const plugin = (...args: string[]) => runPlugin([...args, '--kubeconfig', operator], { env: env() });
+  const asOperator = (args: string[]) => cp.kubectl([...args, `--kubeconfig=${operator}`]);
   // kwok nodes run no probe agents: the gate that needs none (the matrix gate has its own tests).
   const runArgs = ['run', '--restart', 'none', '--gate', 'cluster-state', '--gate-rounds', '1', '--gate-interval', '1s'];
 
@@ -23,12 +29,41 @@ describe('preflight, prepare, plan, run, status, rollback and finalize', () => {
     cp = await startMigrationCluster(progress, 2, { nodeConfig: false });
     await cp.kubectl(['apply', '-f', '-'], { input: legacyAndCiliumConfig });
     await createAgentDaemonSet(cp, 3);
+    for (const file of ['plugin.yaml', 'legacy/flannel.yaml']) await cp.kubectl(['apply', '--server-side', '-f', join(repoRoot, 'manifests', 'rbac', file)]);
+    operator = await cp.userKubeconfig('operator', ['cilium-migrate']);
   });
   after(() => cp?.stop());
 
-  it('preflight passes on the seed-shaped cluster', async () => {
-    const r = await plugin('preflight');
+  it('the plugin\'s RBAC grants no Secret, no other ConfigMap, no pod outside the Cilium and verify namespaces', async () => {
+    await cp.kubectl(['-n', 'kube-system', 'create', 'secret', 'generic', 'precious', '--from-literal=k=v']);
+    // On EKS this ConfigMap maps IAM identities to cluster groups: changing it is cluster-admin.
+    await cp.kubectl(['-n', 'kube-system', 'create', 'configmap', 'aws-auth', '--from-literal=mapRoles=[]']);
+    await cp.kubectl(['create', 'namespace', 'workloads']);
+    const forbidden = async (what: string, args: string[]) => assert.rejects(asOperator(args), /Forbidden|forbidden/, what);
+    await forbidden('read a Secret', ['-n', 'kube-system', 'get', 'secret', 'precious']);
+    await forbidden('list Secrets', ['get', 'secrets', '-A']);
+    await forbidden('update aws-auth', ['-n', 'kube-system', 'patch', 'configmap', 'aws-auth', '--type=merge', '-p', '{"data":{"mapRoles":"- groups: [system:masters]"}}']);
+    await forbidden('replace aws-auth', ['-n', 'kube-system', 'delete', 'configmap', 'aws-auth']);
+    await forbidden('create another ConfigMap in kube-system', ['-n', 'kube-system', 'create', 'configmap', 'sneaky', '--from-literal=a=b']);
+    await forbidden('create a pod in another namespace', ['-n', 'workloads', 'run', 'escape', '--image', 'alpine', '--restart=Never']);
+    await forbidden('create a pod in the agents\' namespace', ['-n', 'cilium-migrate', 'run', 'escape', '--image', 'alpine', '--restart=Never']);
+    await forbidden('delete a pod in another namespace', ['-n', 'cilium-migrate', 'delete', 'pods', '--all']);
+    await forbidden('create a Deployment', ['-n', 'kube-system', 'create', 'deployment', 'x', '--image', 'alpine']);
+    await forbidden('read pods/proxy outside the agents\' namespace', ['get', '--raw', '/api/v1/namespaces/default/pods/web:80/proxy/']);
+    // What it needs, it may: in the Cilium and verify namespaces, pods; evictions anywhere.
+    for (const [ns, verb] of [['kube-system', 'create'], ['default', 'create'], ['kube-system', 'delete'], ['workloads', 'list']] as const) {
+      assert.equal((await asOperator(['auth', 'can-i', verb, 'pods', '-n', ns])).stdout.trim(), 'yes', `${verb} pods in ${ns}`);
+    }
+    assert.equal((await asOperator(['auth', 'can-i', 'create', 'pods', '--subresource=eviction', '-n', 'workloads'])).stdout.trim(), 'yes');
+    await cp.kubectl(['delete', 'namespace', 'workloads', '--wait=false']);
+  });
+
+  it('preflight passes on the seed-shaped cluster, permissions included', async () => {
+    const r = await plugin('preflight', '-o', 'json');
     assert.equal(r.code, 0, r.stdout + r.stderr);
+    const permissions = (JSON.parse(r.stdout) as { name: string; result: string; detail: string }[]).find((c) => c.name === 'permissions')!;
+    assert.equal(permissions.result, 'pass');
+    assert.match(permissions.detail, /^all \d+ permissions the plugin uses$/);
   });
 
   it('prepare applies the CiliumNodeConfig in the served version, and again changes nothing', async () => {
@@ -108,7 +143,7 @@ describe('preflight, prepare, plan, run, status, rollback and finalize', () => {
   });
 
   it('run, killed on the second node, resumes with the nodes left and never redoes the first', async () => {
-    const killed = await runPlugin([...runArgs, '--kubeconfig', cp.kubeconfig], { env: { ...env(), CILIUM_MIGRATE_TEST_KILL_AT: 'kind-worker2/drain:done' } });
+    const killed = await runPlugin([...runArgs, '--kubeconfig', operator], { env: { ...env(), CILIUM_MIGRATE_TEST_KILL_AT: 'kind-worker2/drain:done' } });
     assert.equal(killed.signal, 'SIGKILL', killed.stderr);
     assert.match(killed.stderr, /migrating 3 nodes in this order: kind-worker, kind-worker2, kind-control-plane/);
     const resumed = await plugin(...runArgs, '-o', 'json');
@@ -149,7 +184,7 @@ describe('preflight, prepare, plan, run, status, rollback and finalize', () => {
       }
     })();
     try {
-      return await runPlugin(['rollback', node, '--restart', 'none', '-o', 'json', '--kubeconfig', cp.kubeconfig], { env: { ...env(), ...extraEnv } });
+      return await runPlugin(['rollback', node, '--restart', 'none', '-o', 'json', '--kubeconfig', operator], { env: { ...env(), ...extraEnv } });
     } finally {
       stop.abort();
       await kubelet;

@@ -79,7 +79,8 @@ describe('manifests on a real API server', () => {
     const inputs: [string, string][] = [
       ['manifests/monitoring (with manifests/agent)', await kustomize('monitoring')],
       ['manifests/ciliumnodeconfig.yaml', readFileSync(join(manifests, 'ciliumnodeconfig.yaml'), 'utf8')],
-      ['manifests/rbac/plugin-clusterrole.yaml', readFileSync(join(manifests, 'rbac', 'plugin-clusterrole.yaml'), 'utf8')],
+      ['manifests/rbac/plugin.yaml', readFileSync(join(manifests, 'rbac', 'plugin.yaml'), 'utf8')],
+      ['manifests/rbac/disable-eviction.yaml', readFileSync(join(manifests, 'rbac', 'disable-eviction.yaml'), 'utf8')],
     ];
     for (const [name, yaml] of inputs) {
       const docs = parseAllDocuments(yaml).filter((d) => d.contents !== null);

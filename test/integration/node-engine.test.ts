@@ -2,7 +2,7 @@
 // runs killed at every step boundary and mid-drain, PodDisruptionBudgets, an API server restart,
 // and the inputs it must refuse without changing anything.
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ExitCode } from '../../lib/errors.js';
@@ -108,7 +108,8 @@ describe('kubectl cilium-migrate node', () => {
     const r = await runPlugin(['node', 'kind-worker2', '--kubeconfig', cp.kubeconfig, '--restart', 'exec', '--restart-command', emulateReboot, '--gate', 'cluster-state', '--gate-rounds', '1', '--gate-interval', '1s'], { env: env() });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /restart-node: restarted \(exec\): bootID changed/);
-    assert.match(r.stderr, /uncordon: left cordoned: it was cordoned before the migration/);
+    assert.match(r.stderr, /cordon: already cordoned by someone else; it stays cordoned after the migration/);
+    assert.match(r.stderr, /uncordon: left cordoned: it was cordoned by someone else, not by this migration/);
     const n = await node('kind-worker2');
     assert.equal(n.spec.unschedulable, true, 'still cordoned');
     assert.equal(n.metadata.annotations?.['cilium-migrate.io/phase'], 'migrated');
@@ -233,6 +234,81 @@ describe('kubectl cilium-migrate node', () => {
       await assertMigrated('kind-worker3');
     });
 
+    /** A restart command that records which guarded pods are on the node when it is asked to restart, then "reboots" it. */
+    const recordingRestart = () => {
+      const file = join(cp.rootDir, `at-restart-${Date.now()}`);
+      const kubectl = join(cp.binDir, 'kubectl');
+      const command = `${kubectl} --kubeconfig ${cp.kubeconfig} get pods -l app=guarded --field-selector spec.nodeName={node} -o name > ${file}; ` +
+        `${kubectl} --kubeconfig ${cp.kubeconfig} patch node {node} --subresource=status --type=merge -p '{"status":{"nodeInfo":{"bootID":"rebooted-'$$'"}}}'`;
+      return { file, args: ['--restart', 'exec', '--restart-command', command] };
+    };
+    const baseExec = (name: string, restart: string[], ...extra: string[]) => ['node', name, '--kubeconfig', cp.kubeconfig, ...restart, '--gate', 'cluster-state', '--gate-rounds', '1', '--gate-interval', '1s', ...extra];
+
+    it('evicts the pods that land on the node after its drain (their PDB honoured) before it requests the restart', async () => {
+      await reset('kind-worker3');
+      const restart = recordingRestart();
+      // Drained, labelled, agent restarted: stopped just before restart-node.
+      const killed = await runPlugin(baseExec('kind-worker3', restart.args), { env: { ...env(), CILIUM_MIGRATE_TEST_KILL_AT: 'kind-worker3/restart-agent:done' } });
+      assert.equal(killed.signal, 'SIGKILL', killed.stderr);
+      // Meanwhile its admin uncordons it and guarded pods land there.
+      await cp.kubectl(['uncordon', 'kind-worker3']);
+      await spreadOnto('guarded', 'kind-worker3', 2);
+      const readyGuarded = async () =>
+        (await cp.get<{ items: (Pod & { metadata: { deletionTimestamp?: string } })[] }>('/api/v1/namespaces/default/pods?labelSelector=app%3Dguarded')).items.filter(
+          (p) => !p.metadata.deletionTimestamp && p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+        ).length;
+      let lowest = Infinity;
+      let watching = true;
+      const watcher = (async () => {
+        while (watching) {
+          lowest = Math.min(lowest, await readyGuarded());
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      })();
+      let r;
+      try {
+        r = await runPlugin(baseExec('kind-worker3', restart.args), { env: env() });
+      } finally {
+        watching = false;
+        await watcher;
+      }
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /restart-node: kind-worker3 had been made schedulable again; cordoned it again/);
+      assert.match(r.stderr, /restart-node: \d+ pods arrived after the drain: default\/guarded-[^;]*; evicting them before the restart/);
+      assert.equal(readFileSync(restart.file, 'utf8'), '', 'no guarded pod on the node when the restart was requested');
+      assert.ok(lowest >= minAvailable, `available guarded pods never below minAvailable ${minAvailable} (lowest seen: ${lowest})`);
+      await assertMigrated('kind-worker3');
+    });
+
+    it('or, while their PDB allows no eviction, stops with the node cordoned and nothing restarted', async () => {
+      await reset('kind-worker3');
+      const restart = recordingRestart();
+      const killed = await runPlugin(baseExec('kind-worker3', restart.args), { env: { ...env(), CILIUM_MIGRATE_TEST_KILL_AT: 'kind-worker3/restart-agent:done' } });
+      assert.equal(killed.signal, 'SIGKILL', killed.stderr);
+      await cp.kubectl(['uncordon', 'kind-worker3']);
+      await spreadOnto('guarded', 'kind-worker3', 1);
+      await cp.kubectl(['patch', 'poddisruptionbudget', 'guarded', '--type=merge', '-p', '{"spec":{"minAvailable":6}}']);
+      try {
+        await eventually('the stricter PDB observed', async () => {
+          const pdb = await cp.get<{ metadata: { generation: number }; status?: { observedGeneration?: number; disruptionsAllowed?: number } }>('/apis/policy/v1/namespaces/default/poddisruptionbudgets/guarded');
+          return pdb.status?.observedGeneration === pdb.metadata.generation && pdb.status.disruptionsAllowed === 0 ? true : undefined;
+        });
+        const r = await runPlugin(baseExec('kind-worker3', restart.args, '--drain-timeout', '8s'), { env: env() });
+        assert.equal(r.code, ExitCode.timeout, r.stderr);
+        assert.match(r.stderr, /drain of kind-worker3 timed out after 8s with \d+ pods? left:\n  default\/guarded-[a-z0-9-]+: .*disruption budget/);
+        assert.equal(existsSync(restart.file), false, 'the restart was never requested');
+        const n = await node('kind-worker3');
+        assert.equal(n.spec.unschedulable, true, 'still cordoned');
+        assert.equal(n.metadata.annotations?.['cilium-migrate.io/phase'], 'restart-node');
+      } finally {
+        await cp.kubectl(['patch', 'poddisruptionbudget', 'guarded', '--type=merge', '-p', `{"spec":{"minAvailable":${minAvailable}}}`]);
+      }
+      const resumed = await runPlugin(baseExec('kind-worker3', restart.args), { env: env() });
+      assert.equal(resumed.code, 0, resumed.stderr);
+      assert.equal(readFileSync(restart.file, 'utf8'), '');
+      await assertMigrated('kind-worker3');
+    });
+
     it('stops with a clear error on a pod that two PDBs cover', async () => {
       await reset('kind-worker3');
       await spreadOnto('guarded', 'kind-worker3', 1);
@@ -335,25 +411,102 @@ describe('kubectl cilium-migrate node', () => {
     await assertMigrated('kind-worker3');
   });
 
-  it('refuses to act while another run holds the lock, and takes over a lock left to expire', async () => {
+  it('refuses to act while another run renews the lock, and takes over a lock it watched go unrenewed for its duration', async () => {
     await reset('kind-worker3');
-    const lease = (renewTime: string) => JSON.stringify({
-      apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'cilium-migrate', namespace: 'kube-system' },
-      spec: { holderIdentity: 'host=other-machine;pid=4242;run=r-other', leaseDurationSeconds: 60, renewTime, acquireTime: renewTime },
-    });
     const micro = (d: Date) => d.toISOString().replace('Z', '000Z');
-    await cp.kubectl(['apply', '-f', '-'], { input: lease(micro(new Date())) });
+    const lease = (renewTime: string, seconds: number) => JSON.stringify({
+      apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'cilium-migrate', namespace: 'kube-system' },
+      spec: { holderIdentity: 'host=other-machine;machine=0123456789abcdef;boot=b;pid=4242;run=r-other', leaseDurationSeconds: seconds, renewTime, acquireTime: renewTime },
+    });
+    // A live holder on another machine: it renews every second. Its renewTime is set an hour in
+    // the past (a skewed clock over there): only whether it changes counts.
+    await cp.kubectl(['apply', '-f', '-'], { input: lease(micro(new Date(Date.now() - 3_600_000)), 60) });
+    let renewing = true;
+    const holder = (async () => {
+      for (let i = 1; renewing; i++) {
+        await cp.kubectl(['apply', '-f', '-'], { input: lease(micro(new Date(Date.now() - 3_600_000 + i * 1000)), 60) });
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    })();
     const before = JSON.stringify(await node('kind-worker3'), ['metadata', 'labels', 'annotations', 'spec', 'unschedulable']);
-    const held = await runPlugin(base('kind-worker3'), { env: env() });
+    let held;
+    let others;
+    try {
+      held = await runPlugin(base('kind-worker3'), { env: env() });
+      // prepare and finalize change the cluster too: they take the same lock.
+      others = [await runPlugin(['prepare', '--kubeconfig', cp.kubeconfig], { env: env() }), await runPlugin(['finalize', '--yes', '--kubeconfig', cp.kubeconfig], { env: env() })];
+    } finally {
+      renewing = false;
+      await holder;
+    }
+    for (const r of others) {
+      assert.equal(r.code, ExitCode.locked, r.stderr);
+      assert.match(r.stderr, /another migration run holds the lock .*it renewed the lease while we watched/);
+    }
     assert.equal(held.code, ExitCode.locked, held.stderr);
-    assert.match(held.stderr, /another migration run holds the lock \(lease kube-system\/cilium-migrate\): run r-other \(pid 4242 on other-machine\)/);
+    assert.match(held.stderr, /the migration lock \(lease kube-system\/cilium-migrate\) is held by run r-other \(pid 4242 on other-machine\); watching for up to 60s/);
+    assert.match(held.stderr, /error: another migration run holds the lock \(lease kube-system\/cilium-migrate\): run r-other \(pid 4242 on other-machine\); it renewed the lease while we watched/);
     assert.equal(JSON.stringify(await node('kind-worker3'), ['metadata', 'labels', 'annotations', 'spec', 'unschedulable']), before, 'nothing changed');
 
-    await cp.kubectl(['apply', '-f', '-'], { input: lease(micro(new Date(Date.now() - 120_000))) });
+    // A holder that stopped: its renewTime looks fresh on our clock (skew again), but it does not change.
+    await cp.kubectl(['apply', '-f', '-'], { input: lease(micro(new Date(Date.now() + 3_600_000)), 4) });
     const taken = await runPlugin(base('kind-worker3'), { env: env() });
     assert.equal(taken.code, 0, taken.stderr);
-    assert.match(taken.stderr, /taking over the migration lock: its holder \(run r-other on other-machine\) stopped renewing it 1\d\ds ago/);
+    assert.match(taken.stderr, /taking over the migration lock: its holder \(run r-other \(pid 4242 on other-machine\)\) did not renew it during the [45]s we watched \(its TTL is 4s\)/);
     await assertMigrated('kind-worker3');
+  });
+
+  it('stops before its next change when the API server is away longer than the lock TTL, and a rerun resumes', async () => {
+    await reset('kind-worker3');
+    await spreadOnto('nginx', 'kind-worker3', 1);
+    await cp.kubectl(['create', 'poddisruptionbudget', 'frozen', '--selector', 'app=nginx', '--max-unavailable', '0']);
+    const held = (await podsOn('kind-worker3')).filter((p) => p.metadata.name.startsWith('nginx-')).map((p) => p.metadata.uid).sort();
+    let outage: Promise<void> | undefined;
+    let backAt = 0;
+    let r;
+    try {
+      await eventually('frozen observed', async () => {
+        const pdb = await cp.get<{ metadata: { generation: number }; status?: { observedGeneration?: number; expectedPods?: number } }>('/apis/policy/v1/namespaces/default/poddisruptionbudgets/frozen');
+        return pdb.status?.observedGeneration === pdb.metadata.generation && pdb.status.expectedPods === 10 ? true : undefined;
+      });
+      r = await runPlugin(base('kind-worker3', '--lock-ttl', '10s'), {
+        env: env(),
+        onStderr: (text) => {
+          // Mid-drain (a budget holds an eviction back), the API server goes away for 16 s > 10 s.
+          if (!outage && /blocked: .*PDB frozen/.test(text)) outage = cp.restartApiserver(16_000).then(() => void (backAt = Date.now()));
+        },
+      });
+      await outage;
+    } finally {
+      // The change the stopped run would have made next: with the budget gone it would evict.
+      await cp.kubectl(['delete', 'poddisruptionbudget', 'frozen']);
+    }
+    assert.equal(r.code, ExitCode.locked, r.stderr);
+    assert.match(r.stderr, /error: lost the migration lock: it was last renewed \d+s ago and another run may take it after 10s .*; stopped before the next change/);
+    assert.ok(backAt > 0);
+    const n = await node('kind-worker3');
+    assert.equal(n.spec.unschedulable, true, 'still cordoned');
+    assert.equal(n.metadata.annotations?.['cilium-migrate.io/phase'], 'drain');
+    assert.deepEqual((await podsOn('kind-worker3')).filter((p) => p.metadata.name.startsWith('nginx-')).map((p) => p.metadata.uid).sort(), held, 'the stopped run evicted nothing after losing the lock');
+    const resumed = await runPlugin(base('kind-worker3'), { env: env() });
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(resumed.stderr, /resuming at drain/);
+    await assertMigrated('kind-worker3');
+  });
+
+  it('keeps a node cordoned that its admin cordoned between a stopped run and its resume', async () => {
+    await reset('kind-worker3');
+    // The first run records its cordon intent and stops (a crash, a SIGKILL) before cordoning.
+    const killed = await runPlugin(base('kind-worker3'), { env: { ...env(), CILIUM_MIGRATE_TEST_KILL_AT: 'kind-worker3/cordon:intent' } });
+    assert.equal(killed.signal, 'SIGKILL', killed.stderr);
+    assert.notEqual((await node('kind-worker3')).spec.unschedulable, true, 'not cordoned by the run');
+    await cp.kubectl(['cordon', 'kind-worker3']);
+    const resumed = await runPlugin(base('kind-worker3'), { env: env() });
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(resumed.stderr, /cordon: already cordoned by someone else; it stays cordoned after the migration/);
+    const n = await node('kind-worker3');
+    assert.equal(n.spec.unschedulable, true, 'the admin\'s cordon stays');
+    assert.equal(n.metadata.annotations?.['cilium-migrate.io/phase'], 'migrated');
   });
 
   describe('refuses bad input with one line, a distinct exit code, and no change', () => {
@@ -391,7 +544,7 @@ describe('kubectl cilium-migrate node', () => {
     it('--restart reboot without --yes: exit 2', async () => {
       const r = await runPlugin(['node', 'kind-worker3', '--kubeconfig', cp.kubeconfig, '--restart', 'reboot'], { env: env() });
       assert.equal(r.code, ExitCode.usage);
-      assert.match(r.stderr, /--restart reboot reboots the host through a privileged pod; confirm with --yes/);
+      assert.match(r.stderr, /^error: --restart reboot \(it reboots the host through a privileged pod\) needs --yes to confirm\n$/);
     });
 
     it('a non-kind node without --restart: exit 2 naming the choices', async () => {

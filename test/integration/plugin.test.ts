@@ -2,13 +2,14 @@
 // flags itself, failing clearly (and with the documented exit code) when it has no cluster.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ExitCode } from '../../lib/errors.js';
 import { freePort } from '../../lab/control-plane.js';
 import { sharedControlPlane } from '../harness/shared-cluster.js';
-import { pluginPathDir, runKubectl } from '../harness/plugin.js';
+import { pluginPathDir, runKubectl, runPlugin } from '../harness/plugin.js';
 
 describe('kubectl cilium-migrate through kubectl plugin discovery', () => {
   let path: ReturnType<typeof pluginPathDir>;
@@ -84,6 +85,39 @@ current-context: x
     assert.equal(r.code, ExitCode.unreachable);
     assert.match(r.stderr, new RegExp(`cannot reach the API server at https://127.0.0.1:${port} \\(ECONNREFUSED\\)`));
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  });
+
+  it('refuses bad input (exit 2, one line) before any connection: the bundled binary as users run it', async () => {
+    // A kubeconfig pointing at a listener that counts connections and answers none.
+    let connections = 0;
+    const listener = createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    const file = join(emptyHome, 'counting.kubeconfig');
+    writeFileSync(file, `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:${(listener.address() as { port: number }).port}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n`);
+    try {
+      const cases: [string[], RegExp][] = [
+        [['node', 'w1', '--parallelism', '10x'], /^error: --parallelism "10x": expected a whole number from 1 to 100\n$/],
+        [['node', 'w1', '--grace-period', 'abc'], /^error: --grace-period "abc": expected a whole number from -1 to 86400\n$/],
+        [['node', ''], /^error: node "": expected a node name \(a DNS-1123 subdomain[^\n]*\n$/],
+        [['node', 'w1', '--drain-timeout=-5s'], /^error: --drain-timeout "-5s": expected a duration from 1s to 24h[^\n]*\n$/],
+        [['run', '--restart', 'exec'], /^error: --restart exec needs --restart-command[^\n]*\n$/],
+      ];
+      for (const [args, message] of cases) {
+        const r = await runPlugin(['--kubeconfig', file, ...args], { env: bareEnv() });
+        assert.equal(r.code, ExitCode.usage, `${args.join(' ')}: ${r.stderr}`);
+        assert.match(r.stderr, message);
+      }
+      assert.equal(connections, 0, 'no connection attempted');
+      // The listener does see a command that gets past its input.
+      const reached = await runPlugin(['--kubeconfig', file, 'node', 'w1', '--restart', 'none'], { env: bareEnv() });
+      assert.equal(reached.code, ExitCode.unreachable, reached.stderr);
+      assert.ok(connections > 0);
+    } finally {
+      listener.close();
+    }
   });
 
   it('fails with exit code 2 for an unknown command', async () => {

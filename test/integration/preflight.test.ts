@@ -107,24 +107,34 @@ describe('preflight', () => {
     });
   }
 
-  it('passes every check for a user bound only to the plugin ClusterRole (manifests/rbac/plugin-clusterrole.yaml)', async () => {
-    await cp.kubectl(['apply', '--server-side', '-f', join(import.meta.dirname, '..', '..', 'manifests', 'rbac', 'plugin-clusterrole.yaml')]);
-    await cp.kubectl(['create', 'clusterrolebinding', 'cilium-migrate-operator', '--clusterrole=cilium-migrate', '--user=operator']);
-    const r = await preflight(await cp.userKubeconfig('operator'));
+  it('passes every check for a user bound only to the plugin\'s RBAC (manifests/rbac), object by object', async () => {
+    for (const file of ['plugin.yaml', 'legacy/flannel.yaml']) await cp.kubectl(['apply', '--server-side', '-f', join(import.meta.dirname, '..', '..', 'manifests', 'rbac', file)]);
+    const operator = await cp.userKubeconfig('operator', ['cilium-migrate']);
+    const r = await preflight(operator);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     const c = checks(r.stdout);
     assert.ok([...c.values()].every((x) => x.result === 'pass'), r.stdout);
     assert.match(c.get('permissions')!.detail, /^all \d+ permissions the plugin uses$/);
-    // prepare creates the CiliumNodeConfig by server-side apply, which needs create besides patch.
+    // prepare creates the CiliumNodeConfig by server-side apply, which needs create (of that name) besides patch.
     await cp.kubectl(['-n', 'kube-system', 'delete', 'ciliumnodeconfigs.cilium.io', 'cilium-default']);
-    const prepare = await runPlugin(['prepare', '--kubeconfig', await cp.userKubeconfig('operator')], { env: { PATH: process.env.PATH ?? '', HOME: cp.rootDir } });
+    const prepare = await runPlugin(['prepare', '--kubeconfig', operator], { env: { PATH: process.env.PATH ?? '', HOME: cp.rootDir } });
     assert.equal(prepare.code, 0, prepare.stdout + prepare.stderr);
     await cp.kubectl(['-n', 'kube-system', 'get', 'ciliumnodeconfigs.cilium.io', 'cilium-default']);
-    // Without the binding the same user may do nothing the plugin needs.
-    await cp.kubectl(['delete', 'clusterrolebinding', 'cilium-migrate-operator']);
-    const denied = await eventually('the binding gone', async () => {
-      const res = await preflight(await cp.userKubeconfig('operator'));
+    // Another name is not the plugin's to create.
+    const other = await runPlugin(['prepare', '--name', 'someone-elses', '--kubeconfig', operator], { env: { PATH: process.env.PATH ?? '', HOME: cp.rootDir } });
+    assert.equal(other.code, ExitCode.forbidden, other.stderr);
+    // Without Flannel's Role its configuration cannot even be read: the check names that object.
+    await cp.kubectl(['-n', 'kube-flannel', 'delete', 'rolebinding', 'cilium-migrate']);
+    const partial = await eventually('the Flannel binding gone', async () => {
+      const res = await preflight(operator);
       return res.code !== 0 ? res : undefined;
+    });
+    assert.equal(checks(partial.stdout).get('permissions')!.detail, 'not allowed: get configmaps kube-flannel-cfg in kube-flannel');
+    // Without the ClusterRole's binding the same user may do nothing the plugin needs.
+    await cp.kubectl(['delete', 'clusterrolebinding', 'cilium-migrate']);
+    const denied = await eventually('the binding gone', async () => {
+      const res = await preflight(operator);
+      return res.code === ExitCode.forbidden ? res : undefined;
     });
     assert.equal(denied.code, ExitCode.forbidden, denied.stderr);
   });

@@ -85,14 +85,19 @@ describe('the agent manifests', () => {
     assert.deepEqual(watched, ['/api/v1/namespaces/NS/pods', '/api/v1/nodes', '/apis/cilium.io/v2/ciliumnodes']);
   });
 
-  it('let agents reach each other with every protocol (ICMP too) and anyone reach their HTTP port once policy is enforced', () => {
+  it('let agents reach each other with every protocol (ICMP too), and their HTTP port only Prometheus and the API server', () => {
     const [np] = docs('manifests', 'agent', 'networkpolicy.yaml');
     assert.deepEqual(np!.spec.podSelector.matchLabels, podLabels);
     assert.deepEqual(np!.spec.policyTypes, ['Ingress'], 'egress stays open');
-    const fromAgents = np!.spec.ingress.find((r: { from?: unknown[] }) => r.from);
-    assert.deepEqual(fromAgents, { from: [{ podSelector: { matchLabels: podLabels } }] }, 'no ports: every protocol, ICMP included');
-    const httpRule = np!.spec.ingress.find((r: { ports?: unknown[] }) => r.ports);
-    assert.deepEqual(httpRule, { ports: [{ port: 'http', protocol: 'TCP' }] });
+    const rules = np!.spec.ingress as { from?: Record<string, unknown>[]; ports?: unknown[] }[];
+    // A rule without `from` admits every source: none may exist.
+    assert.ok(rules.every((r) => Array.isArray(r.from) && r.from.length > 0), 'every rule names its sources');
+    assert.deepEqual(rules[0], { from: [{ podSelector: { matchLabels: podLabels } }] }, 'agents: no ports, every protocol, ICMP included');
+    const http = [{ port: 'http', protocol: 'TCP' }];
+    assert.deepEqual(rules.slice(1), [
+      { from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } }], ports: http },
+      { from: [{ ipBlock: { cidr: '172.18.0.0/16' } }], ports: http },
+    ], 'port 8080 only from Prometheus and the API server\'s addresses');
     assert.equal(container.ports.find((p: { name: string }) => p.name === 'http')?.containerPort, 8080);
   });
 

@@ -1,7 +1,7 @@
 // The command line without a cluster: help, version, usage errors and exit codes.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { runCli } from '../../cmd/cli.js';
+import { normalizeArgv, runCli } from '../../cmd/cli.js';
 import type { Io } from '../../cmd/context.js';
 import { ExitCode } from '../../lib/errors.js';
 import { version } from '../../lib/version.js';
@@ -52,16 +52,43 @@ describe('runCli', () => {
     assert.match(r.stderr, /error: name a command/);
   });
 
-  it('rejects an unknown flag (exit 2)', async () => {
+  it('rejects an unknown flag (exit 2, one line)', async () => {
     const r = await run(['version', '--client', '--bogus-flag']);
     assert.equal(r.code, ExitCode.usage);
-    assert.match(r.stderr, /Unknown argument: bogus-flag/);
+    assert.match(r.stderr, /^error: Unknown argument: bogus-flag \(see kubectl cilium-migrate --help\)\n$/);
   });
 
-  it('rejects an unknown output format (exit 2)', async () => {
+  it('rejects an unknown output format (exit 2, one line naming the choices)', async () => {
     const r = await run(['version', '--client', '-o', 'xml']);
     assert.equal(r.code, ExitCode.usage);
-    assert.match(r.stderr, /Invalid values/);
+    assert.equal(r.stderr, 'error: --output "xml": expected one of table, wide, json, yaml\n');
+  });
+
+  it('-v alone means level 1 and never swallows the command after it', async () => {
+    const before = await run(['-v', 'version', '--client', '-o', 'json']);
+    assert.equal(before.code, ExitCode.ok, before.stderr);
+    assert.deepEqual(JSON.parse(before.stdout), { clientVersion: version });
+    const after = await run(['version', '-v']);
+    assert.equal(after.code, ExitCode.config);
+    // Level 1 shows an error's cause: here, none; the point is that -v parsed as a level.
+    assert.match(after.stderr, /^error: no kubeconfig found/);
+  });
+
+  it('reads -v N, -v=N and --verbose N as levels, and refuses a level that is no number', async () => {
+    for (const args of [['-v', '4'], ['-v=4'], ['--verbose', '4'], ['--verbose=4']]) assert.equal((await run([...args, 'version', '--client'])).code, ExitCode.ok, args.join(' '));
+    const bad = await run(['--verbose=loud', 'version', '--client']);
+    assert.equal(bad.code, ExitCode.usage);
+    assert.match(bad.stderr, /^error: --verbose "loud": expected a whole number from 0 to 10\n$/);
+  });
+
+  it('keeps a value starting with "-" with its flag, for its parser to judge', () => {
+    assert.deepEqual(normalizeArgv(['node', 'w1', '--drain-timeout', '-5s']), ['node', 'w1', '--drain-timeout=-5s']);
+    assert.deepEqual(normalizeArgv(['node', 'w1', '--grace-period', '-1', '--dry-run']), ['node', 'w1', '--grace-period=-1', '--dry-run']);
+    // A flag after a flag that takes a value stays a flag: the first one is left empty (and refused).
+    assert.deepEqual(normalizeArgv(['node', 'w1', '--label-key', '--dry-run']), ['node', 'w1', '--label-key', '--dry-run']);
+    assert.deepEqual(normalizeArgv(['status', '--label-key', '-n', 'x']), ['status', '--label-key', '-n', 'x']);
+    assert.deepEqual(normalizeArgv(['-v', 'node', 'w1']), ['--verbose=1', 'node', 'w1']);
+    assert.deepEqual(normalizeArgv(['node', 'w1', '-v', '3']), ['node', 'w1', '--verbose=3']);
   });
 
   it('renders version --client as json and yaml', async () => {

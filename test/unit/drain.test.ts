@@ -141,6 +141,47 @@ describe('drainNode', () => {
     await assert.rejects(drainNode(f.cluster, 'n1', { ...options, parallelism: 1 }, fakeClock(), undefined, stop.signal), InterruptedError);
   });
 
+  it('stops waiting for a pod stuck terminating (a finalizer) once --skip-wait-for-delete-timeout has passed since its deletion', async () => {
+    // The evicted pod gets its deletionTimestamp and never goes: a finalizer nobody removes.
+    const stuck = (clock: Clock): DrainCluster => {
+      let deletedAt: Date | undefined;
+      return {
+        listPodsOnNode: async () => [{ ...rsPod('held'), ...(deletedAt ? { deletionTimestamp: deletedAt } : {}) }],
+        daemonSetExists: async () => true,
+        evictPod: async () => ((deletedAt = new Date(clock.now())), { kind: 'evicted' }),
+        deletePod: async () => {},
+      };
+    };
+    const clock = fakeClock();
+    const report = await drainNode(stuck(clock), 'n1', { ...options, skipWaitForDeleteTimeoutSeconds: 20 }, clock);
+    assert.deepEqual(report.evicted, ['app/held']);
+    assert.match(report.warnings.map((w) => `${w.pod}: ${w.reason}`).join('\n'), /app\/held: still terminating more than 20s after its deletion; not waited for/);
+    // kubectl's rule: whole seconds strictly above the limit.
+    assert.ok(clock.now() - 1_000_000 >= 21_000 && clock.now() - 1_000_000 < 23_000, `gave up after ${clock.now() - 1_000_000} ms`);
+    // Without the flag the same pod holds the drain until its timeout.
+    const clock2 = fakeClock();
+    await assert.rejects(drainNode(stuck(clock2), 'n1', { ...options, timeoutMs: 60_000 }, clock2), TimeoutError);
+  });
+
+  it('handles an eviction refused because the namespace is being deleted as kubectl does: retried until the pod is marked deleted, then waited for', async () => {
+    const clock = fakeClock();
+    let attempts = 0;
+    let listed = 0;
+    const cluster: DrainCluster = {
+      // Marked deleted by the namespace's deletion from the third look on, gone after the fifth.
+      listPodsOnNode: async () => (++listed > 5 ? [] : [{ ...rsPod('a'), ...(listed >= 3 ? { deletionTimestamp: new Date(clock.now()) } : {}) }]),
+      daemonSetExists: async () => true,
+      evictPod: async () => (attempts++, { kind: 'namespace-terminating', message: 'pods "a" is forbidden: unable to create new content in namespace app because it is being terminated' }),
+      deletePod: async () => assert.fail('never deleted'),
+    };
+    const progress: DrainProgress[] = [];
+    const report = await drainNode(cluster, 'n1', options, clock, (p) => progress.push(p));
+    assert.deepEqual(report.evicted, ['app/a']);
+    assert.equal(attempts, 2, 'retried once while the pod was not marked deleted yet, then only waited for');
+    assert.ok(progress.some((p) => p.blocked.some((b) => /namespace app is being deleted/.test(b.message))));
+    assert.match(report.warnings.map((w) => w.reason).join('\n'), /its namespace is being deleted; waiting for the pod to go/);
+  });
+
   it('deletes instead of evicting with --disable-eviction', async () => {
     const f = fakeCluster([rsPod('a')], () => assert.fail('no eviction expected'));
     const report = await drainNode(f.cluster, 'n1', { ...options, disableEviction: true }, fakeClock());

@@ -1,44 +1,181 @@
-// Who may take the migration lock, as a table over time.
+// Who may take the migration lock, as a table over (monotonic) time, and the fence that stops a run
+// whose lock may have lapsed.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decideLock, formatHolder, parseHolder, type Holder } from '../../cmd/engine/lock.js';
+import type { LeaseView } from '../../cmd/engine/cluster.js';
+import { acquireLock, decideLock, fencedCluster, formatHolder, LockedError, LockLostError, machineIdentity, parseHolder, type Holder, type LockClock, type Observation } from '../../cmd/engine/lock.js';
+import { ExitCode } from '../../lib/errors.js';
 
-const me: Holder = { host: 'laptop', pid: 100, run: 'r-me' };
-const other: Holder = { host: 'ci-runner', pid: 200, run: 'r-other' };
+const me: Holder = { host: 'laptop', machine: 'm-laptop', boot: 'b1', pid: 100, run: 'r-me' };
+const other: Holder = { host: 'ci-runner', machine: 'm-ci', boot: 'b9', pid: 200, run: 'r-other' };
 const t0 = new Date('2026-01-01T00:00:00Z');
-const at = (s: number) => new Date(t0.getTime() + s * 1000);
-const lease = (h: Holder | string, renewedAt = t0, ttl = 60) => ({ holder: typeof h === 'string' ? h : formatHolder(h), renewTime: renewedAt, durationSeconds: ttl, resourceVersion: '1' });
+const lease = (h: Holder | string, renewedAt = t0, ttl = 60, rv = '1'): LeaseView => ({ holder: typeof h === 'string' ? h : formatHolder(h), renewTime: renewedAt, durationSeconds: ttl, resourceVersion: rv });
 const alive = () => true;
 const dead = () => false;
 
+/** Feeds `decideLock` a series of (monotonic second, lease) observations, as the acquire loop does. */
+function watch(steps: [number, LeaseView][], pidAlive = alive) {
+  let seen: Observation | undefined;
+  const decisions = [];
+  for (const [s, l] of steps) {
+    const r = decideLock(l, me, seen, s * 1000, pidAlive);
+    seen = r.observation;
+    decisions.push(r.decision);
+  }
+  return decisions;
+}
+
 describe('decideLock', () => {
-  it('takes a lock nobody holds', () => assert.equal(decideLock(undefined, me, t0, alive).kind, 'free'));
-  it('takes an emptied lease', () => assert.equal(decideLock(lease(''), me, t0, alive).kind, 'free'));
-  it('keeps its own lock', () => assert.equal(decideLock(lease(me), me, at(30), alive).kind, 'mine'));
-  it('refuses a lock renewed within its TTL, saying who holds it and for how long', () => {
-    const d = decideLock(lease(other), me, at(20), alive);
-    assert.deepEqual(d, { kind: 'held', holder: 'run r-other (pid 200 on ci-runner)', secondsLeft: 40 });
+  it('takes a lock nobody holds', () => assert.equal(watch([[0, undefined as unknown as LeaseView]])[0]!.kind, 'free'));
+  it('takes an emptied lease', () => assert.equal(watch([[0, lease('')]])[0]!.kind, 'free'));
+  it('keeps its own lock', () => assert.equal(watch([[30, lease(me)]])[0]!.kind, 'mine'));
+
+  it('does not judge another machine\'s lease at first sight, however old its renewTime looks on our clock', () => {
+    // A renewTime two days old by our clock says nothing: the clocks may disagree.
+    const d = watch([[0, lease(other, new Date(t0.getTime() - 2 * 86_400_000))]]);
+    assert.deepEqual(d[0], { kind: 'watch', holder: 'run r-other (pid 200 on ci-runner)', leftMs: 60_000 });
   });
-  it('takes over a lock whose holder stopped renewing past the TTL', () => {
-    const d = decideLock(lease(other), me, at(61), alive);
-    assert.equal(d.kind, 'stale');
-    assert.match(d.kind === 'stale' ? d.reason : '', /stopped renewing it 61s ago/);
+
+  it('refuses as soon as it sees the holder renew, saying who', () => {
+    const d = watch([[0, lease(other, t0, 60, '1')], [5, lease(other, new Date(t0.getTime() + 20_000), 60, '2')]]);
+    assert.deepEqual(d[1], { kind: 'held', holder: 'run r-other (pid 200 on ci-runner)', reason: 'it renewed the lease while we watched' });
   });
-  it('takes over at once a lock held by a dead process on this machine', () => {
-    const d = decideLock(lease({ host: 'laptop', pid: 99, run: 'r-old' }), me, at(1), dead);
-    assert.equal(d.kind, 'stale');
-    assert.match(d.kind === 'stale' ? d.reason : '', /pid 99 on this machine\) is no longer running/);
+
+  it('takes over only after watching the lease go unrenewed for its whole duration, on the local clock', () => {
+    const l = lease(other, new Date(t0.getTime() + 3_600_000), 60);
+    const d = watch([[100, l], [130, l], [159.9, l], [160, l]]);
+    assert.deepEqual(d.map((x) => x.kind), ['watch', 'watch', 'watch', 'stale']);
+    assert.match(d[3]!.kind === 'stale' ? d[3]!.reason : '', /did not renew it during the 60s we watched \(its TTL is 60s\)/);
   });
-  it('does not judge a process on another machine by a local pid', () => {
-    assert.equal(decideLock(lease(other), me, at(1), dead).kind, 'held');
+
+  it('takes over at once a lock held by a dead process of this machine and boot', () => {
+    const d = watch([[0, lease({ ...me, pid: 99, run: 'r-old' })]], dead);
+    assert.equal(d[0]!.kind, 'stale');
+    assert.match(d[0]!.kind === 'stale' ? d[0]!.reason : '', /pid 99 on this machine\) is no longer running/);
   });
-  it('treats an unparseable holder by its lease times only', () => {
-    assert.equal(decideLock(lease('someone'), me, at(1), dead).kind, 'held');
-    assert.equal(decideLock(lease('someone'), me, at(60), dead).kind, 'stale');
+
+  it('refuses at once a lock held by a live process of this machine and boot', () => {
+    assert.equal(watch([[0, lease({ ...me, pid: 99, run: 'r-old' })]], alive)[0]!.kind, 'held');
+  });
+
+  it('takes over at once a lock held on this machine before it rebooted', () => {
+    const d = watch([[0, lease({ ...me, boot: 'b0', pid: 99, run: 'r-old' })]], alive);
+    assert.match(d[0]!.kind === 'stale' ? d[0]!.reason : '', /before it rebooted/);
+  });
+
+  it('never takes the same hostname on another machine for a dead local process', () => {
+    // Same host name, same pid that is dead here: but another machine-id, so only watching decides.
+    const twin = { ...other, host: me.host, pid: 99 };
+    assert.equal(watch([[0, lease(twin)]], dead)[0]!.kind, 'watch');
+  });
+
+  it('judges a holder in the old format (no machine) by watching only', () => {
+    assert.equal(watch([[0, lease('host=laptop;pid=99;run=r-old')]], dead)[0]!.kind, 'watch');
+    assert.equal(watch([[0, lease('someone')], [61, lease('someone')]], dead)[1]!.kind, 'stale');
   });
 });
 
 describe('holder identity', () => {
   it('round-trips', () => assert.deepEqual(parseHolder(formatHolder(me)), me));
   it('rejects garbage', () => assert.equal(parseHolder('x=y'), undefined));
+  it('names the machine by a hash of its machine-id (never the id itself) and the boot by its boot_id', () => {
+    const files: Record<string, string> = { '/etc/machine-id': '0123456789abcdef0123456789abcdef', '/proc/sys/kernel/random/boot_id': 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee' };
+    const id = machineIdentity((f) => files[f] ?? '');
+    assert.match(id.machine, /^[0-9a-f]{16}$/);
+    assert.ok(!files['/etc/machine-id']!.includes(id.machine));
+    assert.equal(id.boot, 'aaaaaaaabbbb');
+    assert.notEqual(machineIdentity((f) => (f === '/etc/machine-id' ? 'another' : files[f] ?? '')).machine, id.machine);
+  });
+});
+
+/** A lease store in memory and a clock whose monotonic time the test moves. */
+function fakes(initial?: LeaseView) {
+  let current = initial;
+  let rv = 10;
+  let mono = 0;
+  let wall = t0.getTime();
+  let failWrites = false;
+  const writes: string[] = [];
+  const store = {
+    async getLease() {
+      return current;
+    },
+    async writeLease(_ns: string, _name: string, holder: string, durationSeconds: number, now: Date, resourceVersion?: string) {
+      if (failWrites) throw new Error('API server unreachable');
+      if ((current?.resourceVersion ?? undefined) !== resourceVersion) return false;
+      current = { holder, renewTime: now, durationSeconds, resourceVersion: String(++rv) };
+      writes.push(holder);
+      return true;
+    },
+    async deleteLease() {
+      current = undefined;
+    },
+  };
+  const clock: LockClock = {
+    now: () => wall,
+    monotonic: () => mono,
+    sleep: async (ms) => {
+      mono += ms;
+      wall += ms;
+    },
+  };
+  return {
+    store, clock, writes,
+    advance: (ms: number) => {
+      mono += ms;
+      wall += ms;
+    },
+    setFailWrites: (v: boolean) => (failWrites = v),
+    lease: () => current,
+    setLease: (l: LeaseView | undefined) => (current = l),
+  };
+}
+
+describe('acquireLock', () => {
+  const opts = { namespace: 'kube-system', name: 'cilium-migrate', ttlSeconds: 60, runId: 'r-me' };
+  const id = { machine: me.machine, boot: me.boot };
+
+  it('refuses a lease whose holder renews while it watches', async () => {
+    const f = fakes(lease(other, t0, 60, '1'));
+    let renewed = false;
+    const clock = { ...f.clock, sleep: async (ms: number) => {
+      await f.clock.sleep(ms);
+      if (!renewed) f.setLease(lease(other, new Date(f.clock.now()), 60, '2'));
+      renewed = true;
+    } };
+    const lines: string[] = [];
+    await assert.rejects(acquireLock(f.store, opts, clock, (l) => lines.push(l), undefined, id, alive), (e: unknown) => e instanceof LockedError && e.exitCode === ExitCode.locked && /it renewed the lease while we watched/.test(e.message));
+    assert.match(lines[0]!, /is held by run r-other .*watching for up to 60s/);
+  });
+
+  it('takes over a lease left unrenewed for its duration, whatever its renewTime says', async () => {
+    // renewTime an hour in our future: a skewed clock over there. Watched 60 s unchanged, it is stale.
+    const f = fakes(lease(other, new Date(t0.getTime() + 3_600_000), 60, '1'));
+    const lines: string[] = [];
+    const lock = await acquireLock(f.store, opts, f.clock, (l) => lines.push(l), undefined, id, alive);
+    assert.match(lines.at(-1)!, /taking over the migration lock: its holder \(run r-other .*\) did not renew it during the 60s we watched/);
+    assert.equal(parseHolder(f.lease()!.holder)?.run, 'r-me');
+    await lock.release();
+  });
+
+  it('fences: a run stops before its next change once its last renewal is older than the TTL minus the margin', async () => {
+    const f = fakes();
+    const lock = await acquireLock(f.store, opts, f.clock, () => {}, undefined, id, alive);
+    const changes: string[] = [];
+    const cluster = fencedCluster({ patchNode: async (n: string) => void changes.push(n), getNode: async (n: string) => n }, lock);
+    await cluster.patchNode('w1');
+    f.setFailWrites(true);
+    f.advance(44_000);
+    await cluster.patchNode('w2');
+    assert.equal(await cluster.getNode('w3'), 'w3', 'reads are not fenced');
+    f.advance(2_000);
+    // 46 s since the last renewal: past 60 s x (1 - 0.25).
+    await assert.rejects(cluster.patchNode('w4'), (e: unknown) => e instanceof LockLostError && e.exitCode === ExitCode.locked && /last renewed 46s ago .*\(before patchNode\)/.test(e.message));
+    assert.deepEqual(changes, ['w1', 'w2']);
+    assert.ok(lock.lost.aborted, 'the run is told to stop');
+    // Lost is final: a later successful renewal does not make the run trust the lock again.
+    f.setFailWrites(false);
+    assert.throws(() => lock.check('anything'), LockLostError);
+    await lock.release();
+  });
 });

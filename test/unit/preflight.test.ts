@@ -19,6 +19,7 @@ const base: PreflightFacts = {
   zeroDisruptionPdbs: [],
   networkPolicies: 0,
   deniedPermissions: [],
+  checkedPermissions: 50,
   serviceCidr: '10.96.0.0/12',
   ciliumCidrFlag: '10.245.0.0/16',
 };
