@@ -128,6 +128,7 @@ try {
     `The fixed part, each library imported in turn from node_modules (unbundled) into an empty Node process (\`node --expose-gc -e\`, RSS after each import and a collection): ${libText}. The agent does not load @kubernetes/client-node: its own list-and-watch client (lib/kube-lite.ts) saves those ${clientNode.toFixed(0)} MiB on every node.`,
     '',
     `Target: under 80 MiB RSS at 1,000 peers: ${verdict}. Series stay O(1) per agent (aggregates plus at most 50 failing-peer series), so O(N) for the cluster.`,
+    'Not covered: discovery through an API server (peers come from a file here; with 1,000 nodes watched, see "Agent with 1,000-node discovery"), probes that time out (every peer answers on loopback), the icmp-large probe (off by default), a pod\'s cgroup accounting (page cache and the forked `ping` processes count there, not in the agent\'s RSS).',
   ].join('\n');
   updateSection('Agent: RSS, CPU and series by peer count', body);
   process.stdout.write(body + '\n');

@@ -57,6 +57,7 @@ async function main(): Promise<void> {
     `| probes failed | ${spread(failed, 0)} |`,
     '',
     'The end-to-end test (test/integration/lab-e2e.test.ts) adds a traffic checker requesting every nginx pod from pods on both overlays during the same sequence and asserts that no request to a pod that was not being drained failed.',
+    'Not covered: real kubelets, containerd and Cilium (this is the emulated lab `make demo` runs, `lab up --emulated`; the real-node lab\'s own costs are in "Real-node lab"), more than three nodes.',
   ].join('\n');
   process.stdout.write(`${body}\n`);
   updateSection('Lab scenario: the seed migration on the local lab', body);

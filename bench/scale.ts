@@ -47,7 +47,7 @@ async function main(): Promise<void> {
       }
     }
     const body = [
-      `Command: \`make bench-scale-reads\` (bench/scale.ts; \`make bench-scale\` runs it), ${runs} runs of each command.`,
+      `Command: \`make bench-scale-reads\` (bench/scale.ts; \`make bench-scale\` runs it at 1,000 nodes x 30 pods)${nodeCount !== 1000 || podsPerNode !== 30 ? `, here with BENCH_NODES=${nodeCount} BENCH_PODS_PER_NODE=${podsPerNode}` : ''}, ${runs} run${runs === 1 ? '' : 's'} of each command.`,
       run.machine(controlPlaneVersions),
       `The cluster (bench/scale-cluster.ts): ${nodeCount} kwok nodes (realistic Node objects, about 14 KiB of JSON each), a CiliumNode each, Cilium's and the probe agent's DaemonSets, the CiliumNodeConfig and ${podsPerNode * nodeCount} application pods in Deployments of 100 (env, probes, resources, volumes, managed fields: ${(podBytes / 1024).toFixed(1)} KiB of JSON a pod): ${podCount} pods in all. Each figure is the whole bundled plugin as a process: start, kubeconfig, the LISTs, the computation and the table; RSS is its peak (maxRSS, from the process\'s own resource usage at exit).`,
       `Before: the plugin of ${describeRef(baselineRef)}, which read every collection in one LIST through client-node's typed models. After: pods, nodes and CiliumNodes read in pages of 500 (limit/continue) as plain JSON, keeping only the fields the views use.`,

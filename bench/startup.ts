@@ -110,6 +110,7 @@ async function main(): Promise<void> {
       ...agentRows,
       '',
       'Nearly all of the plugin bundle is @kubernetes/client-node (its share in brackets, from esbuild\'s metafile): its generated models and APIs, which its ObjectSerializer references, so a bundler cannot drop them. Not tried: lazy loading of client-node for the commands that need no cluster (`--help`, `values`): every command a migration runs needs it, so it would only move the cost.',
+      'Not covered: a cold page cache (every run but the first reads the bundle from memory), slower disks or CPUs than this machine\'s, `kubectl` itself finding the plugin on PATH (kubectl\'s own start-up comes on top).',
     ].join('\n');
     process.stdout.write(`${body}\n`);
     updateSection('Plugin start-up and bundle size', body);
