@@ -4,7 +4,7 @@
 // kube-system/aws-node running the amazon-k8s-cni image. From the same facts: its pod CIDRs (when it
 // has any of its own), its tunnels, Calico's node-address autodetection, and the objects its
 // manifest created, which finalize may delete. Deciding is pure; reading is at the end of the file.
-import { call, statusCode, type k8s, type Kube } from '../../lib/kube.js';
+import { call, optional, type k8s, type Kube } from '../../lib/kube.js';
 import type { Tunnel } from '../../lib/tunnel.js';
 
 export type LegacyKind = 'flannel' | 'calico' | 'aws-cni';
@@ -377,15 +377,6 @@ export const objectName = (o: LegacyObject) => `${o.kind} ${o.namespace ? `${o.n
 
 // ---- reading ----
 
-/** A request whose 404 (API or object not there) or 403 (not ours to read) means "not known". */
-async function optional<T>(fn: () => Promise<T>): Promise<T | undefined> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (statusCode(err) === 404 || statusCode(err) === 403) return undefined;
-    throw err;
-  }
-}
 
 const customList = async <T>(kube: Kube, group: string, version: string, plural: string) =>
   ((await kube.custom.listClusterCustomObject({ group, version, plural })) as { items: T[] }).items;
