@@ -12,7 +12,7 @@ import { readMatrix } from './connectivity/read-matrix.js';
 import { serveReports } from './connectivity/serve.js';
 import { connectivityReport, htmlView, terminalView, type ConnectivityReport } from './connectivity/views.js';
 import { readOverlayTunnels } from './migration/cilium-config.js';
-import { systemClock } from './engine/drain.js';
+import { systemClock } from '../lib/clock.js';
 import { render } from './output.js';
 
 /** --since: a fixed time (the start of a change), or a span back from every read. */

@@ -15,7 +15,7 @@ import { ConfigError, PreconditionError, UsageError } from '../lib/errors.js';
 import { call, deleteObject, type Kube } from '../lib/kube.js';
 import { finalizedPhase } from '../lib/overlay.js';
 import { defineCommand, type CommandContext } from './context.js';
-import { systemClock } from './engine/drain.js';
+import { systemClock } from '../lib/clock.js';
 import { legacyCleanupHints, legacyCleanupScript, runHostScript } from './engine/host-command.js';
 import { kubeEngineCluster } from './engine/kube-cluster.js';
 import { fencedCluster } from './engine/lock.js';
@@ -26,8 +26,9 @@ import { ciliumVersionFromImage, finalizeBlockers, readFinalizeRecord, stillInMi
 import { valuesYaml } from './migration/helm-values.js';
 import { legacyRemoval, objectName, readLegacyInventory, type LegacyObject } from './migration/legacy-cni.js';
 import { preferredNodeConfigVersion, servedNodeConfigVersions } from './migration/node-config.js';
-import { newRunId, takeLock } from './node.js';
+import { takeLock } from './node.js';
 import { render } from './output.js';
+import { newRunId } from '../lib/run-id.js';
 import { table } from './table.js';
 
 export interface FinalizeStep {

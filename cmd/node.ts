@@ -1,12 +1,12 @@
 // `node NODE...`: migrates the named nodes one after another through the step machine.
-import { randomBytes } from 'node:crypto';
 import { ciliumNamespace, defaultConnectivity, defaultGate, defaultTimeouts, hostCommandImage, limits, lockLeaseName, lockTtlSeconds, migrationLabel, verifyImage } from '../lib/defaults.js';
 import { duration, flagCoercion, gracePeriod, lastOccurrence, imageReference, integer, labelKey, labelSelector, listCoercion, namespace, nodeName, requireCompanion, restartCommandTemplate } from '../lib/flag-values.js';
 import { InterruptedError, UnreachableError, UsageError } from '../lib/errors.js';
 import type { Kube } from '../lib/kube.js';
 import { defineCommand, type CommandContext } from './context.js';
 import type { EngineCluster, NodeView } from './engine/cluster.js';
-import { defaultDrainOptions, systemClock, type DrainOptions } from './engine/drain.js';
+import { systemClock } from '../lib/clock.js';
+import { defaultDrainOptions, type DrainOptions } from './engine/drain.js';
 import { clusterStateGate, type Gate } from './engine/gate.js';
 import { matrixGate } from './engine/matrix-gate.js';
 import { matrixFlags, matrixSettings, type MatrixArgs } from './connectivity/options.js';
@@ -17,6 +17,7 @@ import { chooseRestartMethod, execRestarter, kindRestarter, noneRestarter, reboo
 import { retryingUnreachable } from './engine/retry.js';
 import { readOverlayTunnels } from './migration/cilium-config.js';
 import { render } from './output.js';
+import { newRunId } from '../lib/run-id.js';
 import { call, serverVersion } from '../lib/kube.js';
 
 export const gateKinds = ['matrix', 'cluster-state'] as const;
@@ -130,9 +131,6 @@ export function fencedRestarter(restarter: NodeRestarter, lock: Pick<Lock, 'chec
     ...(restarter.cleanup ? { cleanup: restarter.cleanup.bind(restarter) } : {}),
   };
 }
-
-/** A run's id: when it started and a random suffix. */
-export const newRunId = () => `${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}-${randomBytes(3).toString('hex')}`;
 
 /**
  * Takes the migration lock for a run that changes the cluster, with every change of `cluster`

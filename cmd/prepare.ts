@@ -7,8 +7,9 @@ import { ConfigError } from '../lib/errors.js';
 import { applyObject, type ApplyOutcome, type ManifestObject } from '../lib/kube.js';
 import { defineCommand } from './context.js';
 import { ciliumNodeConfig, nodeConfigVersion, parseManifests } from './migration/node-config.js';
-import { newRunId, takeLock } from './node.js';
+import { takeLock } from './node.js';
 import { render } from './output.js';
+import { newRunId } from '../lib/run-id.js';
 import { table } from './table.js';
 
 export interface PrepareResult {

@@ -4,14 +4,15 @@ import { duration, flagCoercion, nodeName, positionalCoercion } from '../lib/fla
 import { PreconditionError } from '../lib/errors.js';
 import { serverVersion } from '../lib/kube.js';
 import { defineCommand } from './context.js';
-import { systemClock } from './engine/drain.js';
+import { systemClock } from '../lib/clock.js';
 import { kubeEngineCluster } from './engine/kube-cluster.js';
 import { rollbackNode, type RollbackResult } from './engine/rollback-node.js';
 import { retryingUnreachable } from './engine/retry.js';
 import { ciliumClusterCidrs, readCiliumConfig } from './migration/cilium-config.js';
 import { readFinalizeRecord } from './migration/finalize.js';
-import { checkEngineFlags, drainOptions, engineFlags, fencedRestarter, killHook, lockedCluster, newRunId, restarterFor, stopCause, type NodeArgs } from './node.js';
+import { checkEngineFlags, drainOptions, engineFlags, fencedRestarter, killHook, lockedCluster, restarterFor, stopCause, type NodeArgs } from './node.js';
 import { render } from './output.js';
+import { newRunId } from '../lib/run-id.js';
 
 const flagNames = [
   'label-key', 'cilium-namespace', 'ignore-daemonsets', 'delete-emptydir-data', 'force', 'grace-period', 'drain-timeout', 'skip-wait-for-delete-timeout', 'pod-selector',

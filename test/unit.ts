@@ -12,7 +12,6 @@ import './unit/connectivity-gate.test.js';
 import './unit/dashboard.test.js';
 import './unit/drain-filter.test.js';
 import './unit/drain.test.js';
-import './unit/duration.test.js';
 import './unit/engine-safety.test.js';
 import './unit/errors.test.js';
 import './unit/eviction.test.js';

@@ -3,6 +3,7 @@
 // PodDisruptionBudget says no, detects the pod that several PDBs cover, waits for deletion with
 // one LIST per interval instead of one GET per pod, and reports progress as it goes.
 import { CliError, ExitCode, InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
+import type { Clock } from '../../lib/clock.js';
 import type { EvictionOutcome } from '../../lib/kube.js';
 import { classifyDrainPods, deletedLongAgo, type DrainDecision, type DrainFlags, type DrainPod } from './drain-filter.js';
 
@@ -15,27 +16,6 @@ export interface DrainCluster {
   /** Deletes the pod directly (--disable-eviction): PDBs are not consulted. */
   deletePod(pod: DrainPod, gracePeriodSeconds?: number): Promise<void>;
 }
-
-/** Time, passed in so back-off and deadlines are testable. */
-export interface Clock {
-  now(): number;
-  sleep(ms: number, signal?: AbortSignal): Promise<void>;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  sleep: (ms, signal) =>
-    new Promise<void>((resolve) => {
-      if (signal?.aborted) return resolve();
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', done);
-        resolve();
-      }
-      signal?.addEventListener('abort', done, { once: true });
-    }),
-};
 
 export interface DrainOptions extends DrainFlags {
   podSelector?: string | undefined;

@@ -5,7 +5,7 @@
 // and removed by UID before the script runs again (the scripts are safe to repeat).
 import { InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
 import type { EngineCluster } from './cluster.js';
-import type { Clock } from './drain.js';
+import type { Clock } from '../../lib/clock.js';
 import { hostCommandPodName, removeLeftoverHostPods } from './restart.js';
 
 export type HostScriptCluster = Pick<EngineCluster, 'createHostCommandPod' | 'getPod' | 'deletePodByUid' | 'listPodsBySelector'>;

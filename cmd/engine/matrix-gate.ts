@@ -6,7 +6,7 @@ import { defaultConnectivity } from '../../lib/defaults.js';
 import { assembleMatrix, type Matrix } from '../../lib/reachability.js';
 import { readMatrix, type RowSource } from '../connectivity/read-matrix.js';
 import type { OverlayTunnels } from '../../lib/tunnel.js';
-import type { Clock } from './drain.js';
+import type { Clock } from '../../lib/clock.js';
 import type { BaselineResult, Gate, GateResult } from './gate.js';
 
 export interface MatrixGateOptions {

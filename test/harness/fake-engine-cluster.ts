@@ -4,7 +4,7 @@
 // implements only the plugin's interface, with the behaviour the engine relies on.
 import type { EngineCluster, LeaseView, NodePatch, NodeView, PodView } from '../../cmd/engine/cluster.js';
 import type { DrainPod } from '../../cmd/engine/drain-filter.js';
-import type { Clock } from '../../cmd/engine/drain.js';
+import type { Clock } from '../../lib/clock.js';
 import type { BaselineResult, Gate, GateResult } from '../../cmd/engine/gate.js';
 import type { HostCommandPod, NodeRestarter, RestartRequest } from '../../cmd/engine/restart.js';
 import type { EvictionOutcome } from '../../lib/kube.js';

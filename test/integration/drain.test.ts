@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { defaultDrainFlags } from '../../cmd/engine/drain-filter.js';
-import { defaultDrainOptions, drainNode, planDrain, podKey, systemClock, type DrainOptions } from '../../cmd/engine/drain.js';
+import { systemClock } from '../../lib/clock.js';
+import { defaultDrainOptions, drainNode, planDrain, podKey, type DrainOptions } from '../../cmd/engine/drain.js';
 import { kubeEngineCluster as kubeDrainCluster } from '../../cmd/engine/kube-cluster.js';
 import { TimeoutError } from '../../lib/errors.js';
 import { connect, evictPod, rawRequest, type Kube } from '../../lib/kube.js';
