@@ -13,13 +13,12 @@ import { ciliumClusterCidr, ciliumNamespace, ciliumNodeConfigName, ciliumVxlanPo
 import { cidr, ciliumVersion, dnsLabel, duration, flagCoercion, imageReference, labelKey, namespace, nonEmpty, objectName as objectNameValue, podCidrLimits, port, requireCompanion } from '../lib/flag-values.js';
 import { ConfigError, PreconditionError, UsageError } from '../lib/errors.js';
 import { call, deleteObject, type Kube } from '../lib/kube.js';
-import { finalizedPhase } from '../lib/overlay.js';
 import { defineCommand, type CommandContext } from './context.js';
 import { systemClock } from '../lib/clock.js';
 import { legacyCleanupHints, legacyCleanupScript, runHostScript } from './engine/host-command.js';
 import { kubeEngineCluster } from './engine/kube-cluster.js';
 import { fencedCluster } from './engine/lock.js';
-import { phaseAnnotation, stateAnnotation } from './engine/state.js';
+import { finalizedPhase, phaseAnnotation, stateAnnotation } from '../lib/node-state.js';
 import { ciliumDaemonSetIn, readCiliumConfig } from './migration/cilium-config.js';
 import { readCluster } from './migration/cluster-view.js';
 import { ciliumVersionFromImage, finalizeBlockers, readFinalizeRecord, stillInMigrationMode, writeFinalizeRecord } from './migration/finalize.js';

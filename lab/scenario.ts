@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { parseRow, cellFreshness, type Row } from '../lib/row.js';
 import { agentNamespace, ciliumClusterCidr } from '../lib/defaults.js';
 import { cidrContains } from '../lib/cidr.js';
-import { phaseOf, readState } from '../cmd/engine/state.js';
+import { nodePhase } from '../lib/node-state.js';
 import { api, apiOrNotFound, labClient, type LabClient } from './lab-api.js';
 import { probeAgentObjects, trafficCheckerObjects } from './lab-install.js';
 
@@ -245,7 +245,7 @@ export async function podsPerOverlay(s: Scenario, selector?: string): Promise<{ 
 /** Nodes the plugin has marked migrated. */
 export async function migratedNodes(s: Scenario): Promise<string[]> {
   const nodes = await api<{ items: { metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> } }[] }>(s.kube, 'GET', '/api/v1/nodes');
-  return nodes.items.filter((n) => phaseOf(readState(n.metadata.annotations)) === 'migrated').map((n) => n.metadata.name);
+  return nodes.items.filter((n) => nodePhase(n.metadata.annotations ?? {}) === 'migrated').map((n) => n.metadata.name);
 }
 
 /** Whether Flannel is still installed (its DaemonSet). */

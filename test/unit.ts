@@ -36,7 +36,7 @@ import './unit/preflight.test.js';
 import './unit/prober.test.js';
 import './unit/read-matrix.test.js';
 import './unit/selector.test.js';
-import './unit/state.test.js';
+import './unit/node-state.test.js';
 import './unit/suite-lists.test.js';
 import './unit/tunnel.test.js';
 import './unit/values.test.js';

@@ -5,7 +5,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import { CliError, ExitCode } from '../../lib/errors.js';
 import { maxRowBytes } from '../../lib/defaults.js';
 import { k8s, rawRequest, ResponseTooLargeError, translateKubeError, type Kube } from '../../lib/kube.js';
-import { expectedOverlay } from '../../lib/overlay.js';
+import { expectedOverlay, phaseAnnotation } from '../../lib/node-state.js';
 import type { AgentRead, MatrixRead, NodeFacts } from '../../lib/reachability.js';
 import { parseRow, type Row } from '../../lib/row.js';
 import { toNodeView } from '../engine/kube-cluster.js';
@@ -98,7 +98,7 @@ export function kubeRowSource(kube: Kube, opts: KubeRowSourceOptions): RowSource
     close: () => agent.destroy(),
     async nodes() {
       const list = await listJson<k8s.V1NodeList>(kube, 'list nodes', '/api/v1/nodes', agent);
-      return list.items.map(toNodeView).map((n) => ({ name: n.name, ready: n.ready, expectedOverlay: expectedOverlay(n.labels, opts.labelKey, n.annotations['cilium-migrate.io/phase']) }));
+      return list.items.map(toNodeView).map((n) => ({ name: n.name, ready: n.ready, expectedOverlay: expectedOverlay(n.labels, opts.labelKey, n.annotations[phaseAnnotation]) }));
     },
     async agents() {
       const path = `/api/v1/namespaces/${encodeURIComponent(opts.namespace)}/pods?labelSelector=${encodeURIComponent(opts.selector)}`;

@@ -12,7 +12,7 @@ import type { Clock } from '../../lib/clock.js';
 import { drainNode, DrainRefusedError, evictPods, planDrain, podKey, type DrainOptions, type DrainProgress } from './drain.js';
 import { podsOffCilium, type Gate, type GateResult } from './gate.js';
 import { restartBaseline, restartCompletion, RestartRequestError, type NodeRestarter, type RestartBaseline } from './restart.js';
-import { initialState, phaseOf, readState, rollbackAnnotation, stateAnnotations, stepNames, type NodeState, type StepName } from './state.js';
+import { initialState, migrationSteps as stepNames, phaseOf, readState, rollbackAnnotation, stateAnnotations, type MigrationStep as StepName, type NodeState } from '../../lib/node-state.js';
 
 export interface EngineOptions {
   runId: string;

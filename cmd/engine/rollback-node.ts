@@ -15,21 +15,7 @@ import { drainNode, type DrainOptions } from './drain.js';
 import { hostCommandPodName, restoreLegacyCniScript, runHostScript } from './host-command.js';
 import { GateError, type BoundaryHook, type EngineReporter, type StepResult } from './migrate-node.js';
 import { restartBaseline, restartCompletion, RestartRequestError, type NodeRestarter, type RestartBaseline } from './restart.js';
-import { phaseAnnotation, readState, rollbackAnnotation, stateAnnotation } from './state.js';
-
-export { rollbackAnnotation };
-
-export const rollbackSteps = ['cordon', 'drain', 'unlabel', 'restore-cni', 'restart-agent', 'restart-node', 'verify', 'uncordon'] as const;
-export type RollbackStep = (typeof rollbackSteps)[number];
-
-export interface RollbackState {
-  v: 1;
-  runId: string;
-  startedAt: string;
-  wasUnschedulable: boolean;
-  cordonedByUs: boolean;
-  steps: Partial<Record<RollbackStep, { intent?: string; done?: string; data?: Record<string, unknown> }>>;
-}
+import { clearedAnnotations, needsRollback, readRollback, readState, rollbackAnnotations, rollbackSteps, type RollbackState, type RollbackStep } from '../../lib/node-state.js';
 
 export interface RollbackOptions {
   runId: string;
@@ -53,19 +39,6 @@ export interface RollbackResult {
   steps: { step: RollbackStep; outcome: StepResult['outcome']; message: string; durationMs: number }[];
 }
 
-export function readRollbackState(annotations: Record<string, string>): RollbackState | undefined {
-  try {
-    const s = JSON.parse(annotations[rollbackAnnotation] ?? '') as RollbackState;
-    return s?.v === 1 && typeof s.steps === 'object' ? s : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Whether there is anything to roll back on this node: the label, a migration record, or a rollback under way. */
-export function needsRollback(node: NodeView, labelKey: string): boolean {
-  return node.labels[labelKey] !== undefined || readState(node.annotations) !== undefined || readRollbackState(node.annotations) !== undefined;
-}
 
 export async function rollbackNode(cluster: EngineCluster, name: string, opts: RollbackOptions, clock: Clock, report: EngineReporter, signal?: AbortSignal, boundary: BoundaryHook = () => {}): Promise<RollbackResult> {
   let node = await cluster.getNode(name);
@@ -74,9 +47,10 @@ export async function rollbackNode(cluster: EngineCluster, name: string, opts: R
   }
   const migration = readState(node.annotations);
   const midMigrationCordon = migration !== undefined && !migration.migratedAt && migration.cordonedByUs && !migration.steps.uncordon?.done && node.unschedulable;
-  let state: RollbackState = readRollbackState(node.annotations) ?? {
+  let state: RollbackState = readRollback(node.annotations) ?? {
     v: 1,
-    runId: opts.runId,
+    startedBy: opts.runId,
+    lastRun: opts.runId,
     startedAt: new Date(clock.now()).toISOString(),
     // Only a cordon the stopped migration made counts as ours; any other (from before the
     // migration, or made by someone after it finished) stays when the rollback ends.
@@ -86,7 +60,7 @@ export async function rollbackNode(cluster: EngineCluster, name: string, opts: R
   };
   // `also` rides in the same patch as the state: our cordon and the record of it land together.
   const save = async (also: { unschedulable?: boolean } = {}) => {
-    node = await cluster.patchNode(name, { ...also, annotations: { [rollbackAnnotation]: JSON.stringify(state), [phaseAnnotation]: `rollback-${rollbackSteps.find((s) => !state.steps[s]?.done) ?? 'finishing'}` } });
+    node = await cluster.patchNode(name, { ...also, annotations: rollbackAnnotations(state) });
   };
   await save();
   const results: RollbackResult['steps'] = [];
@@ -171,7 +145,7 @@ export async function rollbackNode(cluster: EngineCluster, name: string, opts: R
             baseline = { ...b, requestedAt: b.requestedAt.toISOString() };
             await intent({ baseline });
           }
-          const requestId = `${state.runId}@${baseline.requestedAt}`;
+          const requestId = `${state.startedBy}@${baseline.requestedAt}`;
           let failure = record.data?.requestFailure as string | undefined;
           if (!record.data?.requested) {
             const request = await opts.restarter.request(node, requestId);
@@ -205,7 +179,7 @@ export async function rollbackNode(cluster: EngineCluster, name: string, opts: R
   }
 
   // Back to where it started: no migration records, so `run` treats it as any pending node.
-  await cluster.patchNode(name, { annotations: { [rollbackAnnotation]: null, [stateAnnotation]: null, [phaseAnnotation]: null } });
+  await cluster.patchNode(name, { annotations: clearedAnnotations });
   await cluster.recordEvent(node, 'Normal', 'RollbackComplete', `returned to the legacy CNI by run ${opts.runId}`);
   report.line(name, 'rolled back to the legacy CNI');
   return { node: name, result: 'rolled-back', steps: results };

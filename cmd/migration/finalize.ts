@@ -4,7 +4,7 @@
 import { annotationPrefix } from '../../lib/defaults.js';
 import { applyObject, call, statusCode, type Kube } from '../../lib/kube.js';
 import { legacyOutsidePools, podOverlay, type ClusterSnapshot } from './cluster-view.js';
-import { nodePhase } from '../engine/state.js';
+import { nodePhase } from '../../lib/node-state.js';
 import type { LegacyKind, LegacyObject } from './legacy-cni.js';
 
 export const finalizeRecordName = 'cilium-migrate-finalize';

@@ -9,7 +9,7 @@ import { defaultDrainOptions } from '../../cmd/engine/drain.js';
 import { migrateNode, RestartRefusedError, type BoundaryHook, type EngineOptions } from '../../cmd/engine/migrate-node.js';
 import { RestartRequestError, type NodeRestarter } from '../../cmd/engine/restart.js';
 import { rollbackNode } from '../../cmd/engine/rollback-node.js';
-import { readState } from '../../cmd/engine/state.js';
+import { readState } from '../../lib/node-state.js';
 import { ExitCode, PreconditionError, TimeoutError } from '../../lib/errors.js';
 import { ciliumNamespace, FakeEngineCluster, fakeRestarter, instantClock, passingGate } from '../harness/fake-engine-cluster.js';
 
