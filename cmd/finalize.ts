@@ -16,7 +16,7 @@ import { call, deleteObject, type Kube } from '../lib/kube.js';
 import { defineCommand, type CommandContext } from './context.js';
 import { systemClock } from '../lib/clock.js';
 import { legacyCleanupHints, legacyCleanupScript, runHostScript } from './engine/host-command.js';
-import { kubeEngineCluster } from './engine/kube-cluster.js';
+import { kubeEngineCluster } from './cluster/kube-cluster.js';
 import { fencedCluster } from './engine/lock.js';
 import { finalizedPhase, phaseAnnotation, stateAnnotation } from '../lib/node-state.js';
 import { ciliumDaemonSetIn, readCiliumConfig } from './migration/cilium-config.js';

@@ -4,13 +4,13 @@ import { duration, flagCoercion, gracePeriod, lastOccurrence, imageReference, in
 import { InterruptedError, UnreachableError, UsageError } from '../lib/errors.js';
 import type { Kube } from '../lib/kube.js';
 import { defineCommand, type CommandContext } from './context.js';
-import type { EngineCluster, NodeView } from './engine/cluster.js';
+import type { EngineCluster, NodeView } from './cluster/cluster.js';
 import { systemClock } from '../lib/clock.js';
 import { defaultDrainOptions, type DrainOptions } from './engine/drain.js';
 import { clusterStateGate, type Gate } from './engine/gate.js';
 import { matrixGate } from './engine/matrix-gate.js';
 import { matrixFlags, matrixSettings, type MatrixArgs } from './connectivity/options.js';
-import { kubeEngineCluster, toNodeView } from './engine/kube-cluster.js';
+import { kubeEngineCluster, toNodeView } from './cluster/kube-cluster.js';
 import { acquireLock, fencedCluster, systemLockClock, type Lock } from './engine/lock.js';
 import { migrateNode, type BoundaryHook, type EngineOptions, type NodeResult } from './engine/migrate-node.js';
 import { chooseRestartMethod, execRestarter, kindRestarter, noneRestarter, rebootRestarter, restartMethods, type HostPodCluster, type NodeRestarter, type RestartMethod } from './engine/restart.js';

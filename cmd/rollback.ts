@@ -5,7 +5,7 @@ import { PreconditionError } from '../lib/errors.js';
 import { serverVersion } from '../lib/kube.js';
 import { defineCommand } from './context.js';
 import { systemClock } from '../lib/clock.js';
-import { kubeEngineCluster } from './engine/kube-cluster.js';
+import { kubeEngineCluster } from './cluster/kube-cluster.js';
 import { rollbackNode, type RollbackResult } from './engine/rollback-node.js';
 import { retryingUnreachable } from './engine/retry.js';
 import { ciliumClusterCidrs, readCiliumConfig } from './migration/cilium-config.js';

@@ -1,7 +1,7 @@
 // `run`: migrates every node not migrated yet, in plan order (nodes under way, workers, then the
 // control plane), one after another through the node engine; stops at the first failure with that
 // node's state recorded; a rerun resumes with the nodes left.
-import { defaultDrainFlags } from './engine/drain-filter.js';
+import { defaultDrainFlags } from './cluster/drain-filter.js';
 import { defineCommand } from './context.js';
 import { migrationPlan, planWaves, readCluster } from './migration/cluster-view.js';
 import { limits } from '../lib/defaults.js';

@@ -8,7 +8,7 @@ import { k8s, rawRequest, ResponseTooLargeError, translateKubeError, type Kube }
 import { expectedOverlay, phaseAnnotation } from '../../lib/node-state.js';
 import type { AgentRead, MatrixRead, NodeFacts } from '../../lib/reachability.js';
 import { parseRow, type Row } from '../../lib/row.js';
-import { toNodeView } from '../engine/kube-cluster.js';
+import { toNodeView } from '../cluster/kube-cluster.js';
 
 /** An agent pod as the API lists it. */
 export interface AgentPodRef {

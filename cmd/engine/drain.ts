@@ -5,7 +5,7 @@
 import { CliError, ExitCode, InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
 import type { Clock } from '../../lib/clock.js';
 import type { EvictionOutcome } from '../../lib/kube.js';
-import { classifyDrainPods, deletedLongAgo, type DrainDecision, type DrainFlags, type DrainPod } from './drain-filter.js';
+import { classifyDrainPods, deletedLongAgo, type DrainDecision, type DrainFlags, type DrainPod } from '../cluster/drain-filter.js';
 
 /** The cluster operations a drain needs (lib/kube in production, an in-memory fake in unit tests). */
 export interface DrainCluster {

@@ -3,7 +3,7 @@
 // default; `clusterStateGate` checks what can be checked without probe agents (--gate cluster-state).
 import { ciliumAgentSelector, ciliumNamespace } from '../../lib/defaults.js';
 import { classifyPod } from '../../lib/overlay.js';
-import type { EngineCluster, NodeView } from './cluster.js';
+import type { EngineCluster, NodeView } from '../cluster/cluster.js';
 
 export type GateVerdict = 'PASS' | 'FAIL' | 'UNKNOWN';
 

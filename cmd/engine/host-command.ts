@@ -4,7 +4,7 @@
 // is unique and never collides with a leftover; leftovers of earlier runs are found by their labels
 // and removed by UID before the script runs again (the scripts are safe to repeat).
 import { InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
-import type { EngineCluster } from './cluster.js';
+import type { EngineCluster } from '../cluster/cluster.js';
 import type { Clock } from '../../lib/clock.js';
 import { hostCommandPodName, removeLeftoverHostPods } from './restart.js';
 

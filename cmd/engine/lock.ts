@@ -11,7 +11,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { lockFenceMargin } from '../../lib/defaults.js';
 import { CliError, ExitCode, InterruptedError } from '../../lib/errors.js';
-import type { EngineCluster, LeaseView } from './cluster.js';
+import type { EngineCluster, LeaseView } from '../cluster/cluster.js';
 import type { Clock } from '../../lib/clock.js';
 
 /** Who holds the lock: the machine (a hash of its machine-id) and its boot, the process, the run. */

@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { CliError, ExitCode, UsageError } from '../../lib/errors.js';
-import type { NodeView, PodView } from './cluster.js';
+import type { NodeView, PodView } from '../cluster/cluster.js';
 
 export const restartMethods = ['kind', 'reboot', 'exec', 'none'] as const;
 export type RestartMethod = (typeof restartMethods)[number];

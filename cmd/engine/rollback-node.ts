@@ -9,7 +9,7 @@ import { cidrContains } from '../../lib/cidr.js';
 import { classifyAddress } from '../../lib/overlay.js';
 import { ciliumAgentSelector } from '../../lib/defaults.js';
 import { ExitCode, InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
-import type { EngineCluster, NodeView } from './cluster.js';
+import type { EngineCluster, NodeView } from '../cluster/cluster.js';
 import type { Clock } from '../../lib/clock.js';
 import { drainNode, type DrainOptions } from './drain.js';
 import { hostCommandPodName, restoreLegacyCniScript, runHostScript } from './host-command.js';

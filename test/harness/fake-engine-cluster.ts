@@ -2,8 +2,8 @@
 // step machines: nodes, pods, evictions answered by a rule the test sets, the Cilium agent pods a
 // DaemonSet would recreate, and a log of every change in order. Not a Kubernetes API server: it
 // implements only the plugin's interface, with the behaviour the engine relies on.
-import type { EngineCluster, LeaseView, NodePatch, NodeView, PodView } from '../../cmd/engine/cluster.js';
-import type { DrainPod } from '../../cmd/engine/drain-filter.js';
+import type { EngineCluster, LeaseView, NodePatch, NodeView, PodView } from '../../cmd/cluster/cluster.js';
+import type { DrainPod } from '../../cmd/cluster/drain-filter.js';
 import type { Clock } from '../../lib/clock.js';
 import type { BaselineResult, Gate, GateResult } from '../../cmd/engine/gate.js';
 import type { HostCommandPod, NodeRestarter, RestartRequest } from '../../cmd/engine/restart.js';

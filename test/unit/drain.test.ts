@@ -1,7 +1,7 @@
 // The drain loop against an in-memory DrainCluster and a virtual clock.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { defaultDrainFlags, type DrainPod } from '../../cmd/engine/drain-filter.js';
+import { defaultDrainFlags, type DrainPod } from '../../cmd/cluster/drain-filter.js';
 import type { Clock } from '../../lib/clock.js';
 import { defaultDrainOptions, drainNode, DrainRefusedError, type DrainCluster, type DrainOptions, type DrainProgress } from '../../cmd/engine/drain.js';
 import { ExitCode, InterruptedError, TimeoutError } from '../../lib/errors.js';

@@ -4,7 +4,7 @@
 // deleted), and rollback keeps an admin's cordon too.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { defaultDrainFlags } from '../../cmd/engine/drain-filter.js';
+import { defaultDrainFlags } from '../../cmd/cluster/drain-filter.js';
 import { defaultDrainOptions } from '../../cmd/engine/drain.js';
 import { migrateNode, RestartRefusedError, type BoundaryHook, type EngineOptions } from '../../cmd/engine/migrate-node.js';
 import { RestartRequestError, type NodeRestarter } from '../../cmd/engine/restart.js';

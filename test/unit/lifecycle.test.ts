@@ -5,12 +5,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
-import type { NodeView } from '../../cmd/engine/cluster.js';
+import type { NodeView } from '../../cmd/cluster/cluster.js';
 import { stateAnnotation } from '../../lib/node-state.js';
 import { clusterStatus, migrationPlan, planWaves, type ClusterSnapshot, type ViewPod } from '../../cmd/migration/cluster-view.js';
 import { ciliumVersionFromImage, finalizeBlockers, stillInMigrationMode } from '../../cmd/migration/finalize.js';
 import { ciliumNodeConfig, parseManifests, preferredNodeConfigVersion } from '../../cmd/migration/node-config.js';
-import { defaultDrainFlags } from '../../cmd/engine/drain-filter.js';
+import { defaultDrainFlags } from '../../cmd/cluster/drain-filter.js';
 import { ExitCode, type CliError } from '../../lib/errors.js';
 
 const node = (name: string, extra: Partial<NodeView> = {}): NodeView => ({

@@ -1,7 +1,7 @@
 // How the engine restarts a node and knows it is back.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { NodeView, PodView } from '../../cmd/engine/cluster.js';
+import type { NodeView, PodView } from '../../cmd/cluster/cluster.js';
 import { chooseRestartMethod, execRestarter, hostCommandPodName, rebootRestarter, restartBaseline, restartCompletion, shellQuote, type CommandRunner, type HostCommandPod } from '../../cmd/engine/restart.js';
 import { ExitCode, UsageError } from '../../lib/errors.js';
 

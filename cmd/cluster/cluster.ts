@@ -1,7 +1,7 @@
 // What the node engine needs from the cluster, as plain data and narrow methods: the real one is
 // cmd/engine/kube-cluster.ts; unit tests use in-memory fakes.
-import type { DrainCluster } from './drain.js';
-import type { HostCommandRunner } from './restart.js';
+import type { DrainCluster } from '../engine/drain.js';
+import type { HostCommandRunner } from '../engine/restart.js';
 
 export interface NodeView {
   name: string;

@@ -5,7 +5,7 @@ import { NotFoundError } from '../../lib/errors.js';
 import { selectorMatches, type LabelSelector } from '../../lib/selector.js';
 import type { EngineCluster, NodePatch, NodeView, PodView } from './cluster.js';
 import type { DrainPod } from './drain-filter.js';
-import { hostPodAppName, hostPodLabels, hostPodRequestAnnotation } from './restart.js';
+import { hostPodAppName, hostPodLabels, hostPodRequestAnnotation } from '../engine/restart.js';
 
 const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
 
