@@ -13,8 +13,9 @@ import { matrixFlags, matrixSettings, type MatrixArgs } from './connectivity/opt
 import { kubeEngineCluster, toNodeView } from './cluster/kube-cluster.js';
 import { acquireLock, fencedCluster, systemLockClock, type Lock } from './engine/lock.js';
 import { migrateNode, type BoundaryHook, type EngineOptions, type NodeResult } from './engine/migrate-node.js';
-import { chooseRestartMethod, execRestarter, kindRestarter, noneRestarter, rebootRestarter, restartMethods, type HostPodCluster, type NodeRestarter, type RestartMethod } from './engine/restart.js';
+import { chooseRestartMethod, execRestarter, kindRestarter, noneRestarter, rebootRestarter, restartMethods, type NodeRestarter, type RestartMethod } from './engine/restart.js';
 import { retryingUnreachable } from './engine/retry.js';
+import type { HostPodCluster } from './engine/host-command.js';
 import { readOverlayTunnels } from './migration/cilium-config.js';
 import { render } from './output.js';
 import { newRunId } from '../lib/run-id.js';

@@ -4,18 +4,8 @@
 // one LIST per interval instead of one GET per pod, and reports progress as it goes.
 import { CliError, ExitCode, InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
 import type { Clock } from '../../lib/clock.js';
-import type { EvictionOutcome } from '../../lib/kube.js';
+import type { DrainCluster } from '../cluster/cluster.js';
 import { classifyDrainPods, deletedLongAgo, type DrainDecision, type DrainFlags, type DrainPod } from '../cluster/drain-filter.js';
-
-/** The cluster operations a drain needs (lib/kube in production, an in-memory fake in unit tests). */
-export interface DrainCluster {
-  /** Pods bound to `node`, optionally filtered by a label selector. */
-  listPodsOnNode(node: string, podSelector?: string): Promise<DrainPod[]>;
-  daemonSetExists(namespace: string, name: string): Promise<boolean>;
-  evictPod(pod: DrainPod, gracePeriodSeconds?: number): Promise<EvictionOutcome>;
-  /** Deletes the pod directly (--disable-eviction): PDBs are not consulted. */
-  deletePod(pod: DrainPod, gracePeriodSeconds?: number): Promise<void>;
-}
 
 export interface DrainOptions extends DrainFlags {
   podSelector?: string | undefined;

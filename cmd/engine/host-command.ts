@@ -3,14 +3,35 @@
 // what the legacy CNI left. The pod's name is hashed from the request (the run) and the node, so it
 // is unique and never collides with a leftover; leftovers of earlier runs are found by their labels
 // and removed by UID before the script runs again (the scripts are safe to repeat).
-import { InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
-import type { EngineCluster } from '../cluster/cluster.js';
+import { createHash } from 'node:crypto';
 import type { Clock } from '../../lib/clock.js';
-import { hostCommandPodName, removeLeftoverHostPods } from './restart.js';
+import { hostPodAppName, hostPodLabels } from '../../lib/defaults.js';
+import { InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
+import type { HostCommands, PodStore } from '../cluster/cluster.js';
 
-export type HostScriptCluster = Pick<EngineCluster, 'createHostCommandPod' | 'getPod' | 'deletePodByUid' | 'listPodsBySelector'>;
+/**
+ * The name of the pod that serves `request` for `purpose` on `node`: unique per request and node
+ * (hashed, so any node name fits in 63 characters), the same every time that request is made.
+ */
+export function hostCommandPodName(purpose: string, node: string, request: string): string {
+  return `cilium-migrate-${purpose}-${createHash('sha256').update(`${request}\n${node}`).digest('hex').slice(0, 12)}`;
+}
 
-export { hostCommandPodName };
+/** The selector of every host-command pod for `purpose`. */
+export const hostPodSelector = (purpose: string) => `${hostPodLabels.app}=${hostPodAppName},${hostPodLabels.purpose}=${purpose}`;
+
+/** What finding and removing host-command pods needs. */
+export type HostPodCluster = HostCommands & Pick<PodStore, 'listPodsBySelector' | 'deletePodByUid'>;
+
+/** Deletes, by UID, the pods for `purpose` on `node` that serve another request than `keep`. */
+export async function removeLeftoverHostPods(cluster: HostPodCluster, namespace: string, purpose: string, node: string, keep?: string): Promise<string[]> {
+  const left = (await cluster.listPodsBySelector(namespace, hostPodSelector(purpose))).filter((p) => p.nodeName === node && p.name !== keep);
+  for (const p of left) await cluster.deletePodByUid(p.namespace, p.name, p.uid, 0);
+  return left.map((p) => p.name);
+}
+
+/** What running a host script needs. */
+export type HostScriptCluster = HostPodCluster & Pick<PodStore, 'getPod'>;
 
 /** Runs `script` on the host of `node` and waits until its pod has Succeeded; throws when it failed. */
 export async function runHostScript(

@@ -3,9 +3,9 @@
 // judged from the cluster, not from the method: the bootID changed, or the node went Ready again
 // after the request and its DaemonSet pods were replaced.
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { CliError, ExitCode, UsageError } from '../../lib/errors.js';
 import type { NodeView, PodView } from '../cluster/cluster.js';
+import { hostCommandPodName, removeLeftoverHostPods, type HostPodCluster } from './host-command.js';
 
 export const restartMethods = ['kind', 'reboot', 'exec', 'none'] as const;
 export type RestartMethod = (typeof restartMethods)[number];
@@ -119,52 +119,6 @@ export function restartCompletion(before: RestartBaseline, node: NodeView, pods:
     if (!pod || pod.uid === uid || !pod.ready) return undefined;
   }
   return 'Ready again after the request, with new DaemonSet pods';
-}
-
-/** A privileged, short-lived pod on one node that runs a command in the host's namespaces. */
-export interface HostCommandPod {
-  namespace: string;
-  name: string;
-  node: string;
-  image: string;
-  command: string[];
-  /** What it is for (reboot, rollback, cleanup): a label, so leftovers are found by it. */
-  purpose: string;
-  /** The request it serves, as an annotation. */
-  request: string;
-}
-
-/** Creates host-command pods; 'exists' when a pod of that name is there already (AlreadyExists). */
-export interface HostCommandRunner {
-  createHostCommandPod(pod: HostCommandPod): Promise<'created' | 'exists'>;
-}
-
-/** Label and annotation keys of host-command pods. */
-export const hostPodLabels = { app: 'app.kubernetes.io/name', purpose: 'cilium-migrate.io/purpose' } as const;
-export const hostPodAppName = 'cilium-migrate-host-command';
-export const hostPodRequestAnnotation = 'cilium-migrate.io/request';
-
-/**
- * The name of the pod that serves `request` for `purpose` on `node`: unique per request and node
- * (hashed, so any node name fits in 63 characters), the same every time that request is made.
- */
-export function hostCommandPodName(purpose: string, node: string, request: string): string {
-  return `cilium-migrate-${purpose}-${createHash('sha256').update(`${request}\n${node}`).digest('hex').slice(0, 12)}`;
-}
-
-/** The selector of every host-command pod for `purpose`. */
-export const hostPodSelector = (purpose: string) => `${hostPodLabels.app}=${hostPodAppName},${hostPodLabels.purpose}=${purpose}`;
-
-export interface HostPodCluster extends HostCommandRunner {
-  listPodsBySelector(namespace: string, labelSelector: string): Promise<PodView[]>;
-  deletePodByUid(namespace: string, name: string, uid: string, gracePeriodSeconds?: number): Promise<void>;
-}
-
-/** Deletes, by UID, the pods for `purpose` on `node` that serve another request than `keep`. */
-export async function removeLeftoverHostPods(cluster: HostPodCluster, namespace: string, purpose: string, node: string, keep?: string): Promise<string[]> {
-  const left = (await cluster.listPodsBySelector(namespace, hostPodSelector(purpose))).filter((p) => p.nodeName === node && p.name !== keep);
-  for (const p of left) await cluster.deletePodByUid(p.namespace, p.name, p.uid, 0);
-  return left.map((p) => p.name);
 }
 
 /** Reboots the host through a privileged pod (nsenter into PID 1's namespaces, systemctl reboot). */

@@ -2,11 +2,11 @@
 // step machines: nodes, pods, evictions answered by a rule the test sets, the Cilium agent pods a
 // DaemonSet would recreate, and a log of every change in order. Not a Kubernetes API server: it
 // implements only the plugin's interface, with the behaviour the engine relies on.
-import type { EngineCluster, LeaseView, NodePatch, NodeView, PodView } from '../../cmd/cluster/cluster.js';
+import type { HostCommandPod, KubeCluster, LeaseView, NodePatch, NodeView, PodView } from '../../cmd/cluster/cluster.js';
 import type { DrainPod } from '../../cmd/cluster/drain-filter.js';
 import type { Clock } from '../../lib/clock.js';
 import type { BaselineResult, Gate, GateResult } from '../../cmd/engine/gate.js';
-import type { HostCommandPod, NodeRestarter, RestartRequest } from '../../cmd/engine/restart.js';
+import type { NodeRestarter, RestartRequest } from '../../cmd/engine/restart.js';
 import type { EvictionOutcome } from '../../lib/kube.js';
 
 export interface FakePod extends PodView {
@@ -24,7 +24,7 @@ const matches = (labels: Record<string, string>, selector?: string) =>
 
 export const ciliumNamespace = 'kube-system';
 
-export class FakeEngineCluster implements EngineCluster {
+export class FakeEngineCluster implements KubeCluster {
   nodes = new Map<string, NodeView>();
   pods: FakePod[] = [];
   /** Every change, in order: "patch w1 unschedulable=true", "evict app/web-1", ... */

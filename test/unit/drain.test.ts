@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { defaultDrainFlags, type DrainPod } from '../../cmd/cluster/drain-filter.js';
 import type { Clock } from '../../lib/clock.js';
-import { defaultDrainOptions, drainNode, DrainRefusedError, type DrainCluster, type DrainOptions, type DrainProgress } from '../../cmd/engine/drain.js';
+import type { DrainCluster } from '../../cmd/cluster/cluster.js';
+import { defaultDrainOptions, drainNode, DrainRefusedError, type DrainOptions, type DrainProgress } from '../../cmd/engine/drain.js';
 import { ExitCode, InterruptedError, TimeoutError } from '../../lib/errors.js';
 import type { EvictionOutcome } from '../../lib/kube.js';
 

@@ -2,7 +2,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { NodeView, PodView } from '../../cmd/cluster/cluster.js';
-import { chooseRestartMethod, execRestarter, hostCommandPodName, rebootRestarter, restartBaseline, restartCompletion, shellQuote, type CommandRunner, type HostCommandPod } from '../../cmd/engine/restart.js';
+import type { HostCommandPod } from '../../cmd/cluster/cluster.js';
+import { hostCommandPodName } from '../../cmd/engine/host-command.js';
+import { chooseRestartMethod, execRestarter, rebootRestarter, restartBaseline, restartCompletion, shellQuote, type CommandRunner } from '../../cmd/engine/restart.js';
 import { ExitCode, UsageError } from '../../lib/errors.js';
 
 const t0 = new Date('2026-01-01T00:00:00Z');
