@@ -9,7 +9,7 @@ import { systemClock } from '../lib/clock.js';
 import { defaultDrainOptions, type DrainOptions } from './engine/drain.js';
 import { clusterStateGate, type Gate } from './engine/gate.js';
 import { matrixGate } from './engine/matrix-gate.js';
-import { matrixFlags, matrixSettings, type MatrixArgs } from './connectivity/options.js';
+import { matrixFlags, matrixSettings, type MatrixArgs } from './flags/matrix.js';
 import { kubeEngineCluster, toNodeView } from './cluster/kube-cluster.js';
 import { acquireLock, fencedCluster, systemLockClock, type Lock } from './engine/lock.js';
 import { migrateNode, type BoundaryHook, type EngineOptions, type NodeResult } from './engine/migrate-node.js';

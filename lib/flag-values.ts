@@ -139,6 +139,25 @@ export const timestamp: Parser<Date> = (text) => {
   return new Date(t);
 };
 
+/** A fixed time (the start of a change), or a span back from every read. */
+export type Since = { at: Date } | { backMs: number };
+
+/** An RFC 3339 time, or a duration back from now from 1s to `maxMs` (connectivity --since). */
+export function timeOrSpan(maxMs: number): Parser<Since> {
+  return (text) => {
+    try {
+      return /^\d{4}-/.test(text.trim()) ? { at: timestamp(text) } : { backMs: duration(1000, maxMs)(text) };
+    } catch {
+      throw new ValueError('a duration back from now like 30s or 5m, or an RFC 3339 time like 2026-11-24T10:00:00Z');
+    }
+  };
+}
+
+/** The start of the evidence for a read at `now`. */
+export function sinceTime(since: Since, now: number): Date {
+  return 'at' in since ? since.at : new Date(now - since.backMs);
+}
+
 const dnsLabelPattern = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 /** A DNS-1123 label (namespaces, Helm releases): lowercase letters, digits and '-', at most `max` characters. */

@@ -3,7 +3,8 @@
 // records its intent on the Node before it acts and its result after, and does nothing when it is
 // done already, so a run killed anywhere resumes where it stopped.
 import { createHash } from 'node:crypto';
-import { CliError, ExitCode, InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
+import { GateError, roundsVerdict, type Verdict } from '../../lib/connectivity-gate.js';
+import { ExitCode, InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
 import { classifyAddress } from '../../lib/overlay.js';
 import { ciliumAgentSelector } from '../../lib/defaults.js';
 import type { EngineCluster, NodePatch, NodeView, PodView } from '../cluster/cluster.js';
@@ -59,15 +60,9 @@ export interface EngineReporter {
 /** Called at every step boundary; tests use it to kill the run at exact points. */
 export type BoundaryHook = (node: string, step: string, at: 'intent' | 'done') => void;
 
-export class GateError extends CliError {
-  constructor(node: string, step: string, result: GateResult) {
-    super(
-      `${step} for ${node}: ${result.verdict}\n${result.reasons.map((r) => `  ${r}`).join('\n')}`,
-      result.verdict === 'UNKNOWN' ? ExitCode.gateUnknown : ExitCode.gateFail,
-      'the node stays cordoned with its phase recorded; fix the cause and rerun to resume',
-    );
-  }
-}
+/** A gate or verify of `node` that did not pass: the node stays cordoned with its phase recorded. */
+export const gateError = (node: string, step: string, result: GateResult) =>
+  GateError.of(`${step} for ${node}`, result, 'the node stays cordoned with its phase recorded; fix the cause and rerun to resume');
 
 const eventReason: Record<StepName, string> = {
   'baseline-gate': 'MigrationBaseline',
@@ -277,7 +272,7 @@ async function runStep(step: StepName, ctx: StepContext): Promise<{ outcome: Ste
     case 'baseline-gate': {
       await ctx.intent();
       const result = await ctx.gate.baseline();
-      if (result.verdict !== 'PASS') throw new GateError(name, 'baseline gate', result);
+      if (result.verdict !== 'PASS') throw gateError(name, 'baseline gate', result);
       // Kept on the node: a resumed run judges the gate against this baseline, not a new one.
       if (result.record) await ctx.intent(result.record);
       return { outcome: 'applied', message: `PASS (${ctx.gate.name}): ${result.reasons.join('; ')}` };
@@ -444,7 +439,7 @@ async function verify(ctx: StepContext): Promise<{ outcome: StepOutcome; message
   const { cluster, opts, name, clock } = ctx;
   const cidrs = await cluster.ciliumPodCidrs(name);
   if (!cidrs || cidrs.length === 0) {
-    throw new GateError(name, 'verify', { verdict: 'FAIL', reasons: [`CiliumNode ${name} has no spec.ipam.podCIDRs: is the Cilium operator running in cluster-pool mode?`] });
+    throw gateError(name, 'verify', { verdict: 'FAIL', reasons: [`CiliumNode ${name} has no spec.ipam.podCIDRs: is the Cilium operator running in cluster-pool mode?`] });
   }
   const podName = `cilium-migrate-verify-${createHash('sha256').update(name).digest('hex').slice(0, 10)}`;
   // A leftover from an interrupted run would hold the name.
@@ -466,7 +461,7 @@ async function verify(ctx: StepContext): Promise<{ outcome: StepOutcome; message
     if (pod) await cluster.deletePodByUid(pod.namespace, pod.name, pod.uid, 0);
   }
   if (classifyAddress(ip, name, { ciliumNodeCidrs: { [name]: cidrs }, ciliumCidrs: [], nodeAddresses: [] }) !== 'cilium') {
-    throw new GateError(name, 'verify', { verdict: 'FAIL', reasons: [`a new pod on ${name} got ${ip}, outside its Cilium pod CIDRs ${cidrs.join(', ')}: the CNI config was not switched (is 05-cilium.conflist written? was the agent restarted after labelling?)`] });
+    throw gateError(name, 'verify', { verdict: 'FAIL', reasons: [`a new pod on ${name} got ${ip}, outside its Cilium pod CIDRs ${cidrs.join(', ')}: the CNI config was not switched (is 05-cilium.conflist written? was the agent restarted after labelling?)`] });
   }
   const stragglers = podsOffCilium((await cluster.listNodePods(name)).filter((p) => p.name !== podName), cidrs);
   let message = `a new pod got ${ip}, inside ${cidrs.join(', ')}`;
@@ -490,15 +485,15 @@ async function verify(ctx: StepContext): Promise<{ outcome: StepOutcome; message
 async function gateRounds(ctx: StepContext, since: Date, baseline: Record<string, unknown> | undefined): Promise<{ outcome: StepOutcome; message: string }> {
   const { opts, clock, name } = ctx;
   const deadline = clock.now() + opts.timeoutsMs.gate;
-  let streak = 0;
-  let last: GateResult = { verdict: 'UNKNOWN', reasons: ['the gate has not run yet'] };
+  const history: Verdict[] = [];
   for (;;) {
     if (ctx.signal?.aborted) throw new InterruptedError(`stopped during the gate of ${name}; the state is recorded on the node`, 'rerun the same command to resume');
-    last = await ctx.gate.check(ctx.getNode(), since, baseline);
-    streak = last.verdict === 'PASS' ? streak + 1 : 0;
+    const last = await ctx.gate.check(ctx.getNode(), since, baseline);
+    history.push(last.verdict);
+    const { verdict, streak } = roundsVerdict(history, opts.gate.rounds);
     ctx.report.status(name, `gate: ${last.verdict} (${streak}/${opts.gate.rounds} passes in a row)`);
-    if (streak >= opts.gate.rounds) return { outcome: 'applied', message: `PASS ${streak} times in a row (${ctx.gate.name}): ${last.reasons.join('; ')}` };
-    if (clock.now() + opts.gate.intervalMs > deadline) throw new GateError(name, 'gate', last);
+    if (verdict === 'PASS') return { outcome: 'applied', message: `PASS ${streak} times in a row (${ctx.gate.name}): ${last.reasons.join('; ')}` };
+    if (clock.now() + opts.gate.intervalMs > deadline) throw gateError(name, 'gate', last);
     await clock.sleep(opts.gate.intervalMs, ctx.signal);
   }
 }

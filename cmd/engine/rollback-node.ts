@@ -13,7 +13,7 @@ import type { EngineCluster, NodeView } from '../cluster/cluster.js';
 import type { Clock } from '../../lib/clock.js';
 import { drainNode, type DrainOptions } from './drain.js';
 import { hostCommandPodName, restoreLegacyCniScript, runHostScript } from './host-command.js';
-import { GateError, type BoundaryHook, type EngineReporter, type StepResult } from './migrate-node.js';
+import { gateError, type BoundaryHook, type EngineReporter, type StepResult } from './migrate-node.js';
 import { restartBaseline, restartCompletion, RestartRequestError, type NodeRestarter, type RestartBaseline } from './restart.js';
 import { clearedAnnotations, needsRollback, readRollback, readState, rollbackAnnotations, rollbackSteps, type RollbackState, type RollbackStep } from '../../lib/node-state.js';
 
@@ -215,7 +215,7 @@ export async function rollbackNode(cluster: EngineCluster, name: string, opts: R
       if (pod) await cluster.deletePodByUid(pod.namespace, pod.name, pod.uid, 0);
     }
     const verdict = rollbackVerdict(ip, name, { ciliumNodeCidrs: cilium, ciliumClusterCidrs: opts.ciliumClusterCidrs ?? [], nodePodCidrs: legacy });
-    if (!verdict.ok) throw new GateError(name, 'rollback verify', { verdict: 'FAIL', reasons: [verdict.reason] });
+    if (!verdict.ok) throw gateError(name, 'rollback verify', { verdict: 'FAIL', reasons: [verdict.reason] });
     return { outcome: 'applied', message: verdict.message };
   }
 }

@@ -1,12 +1,16 @@
-// Reading the matrix: one LIST of nodes, one LIST of agent pods and one GET per agent through the
-// API server's pod proxy, with bounded concurrency and a limit per GET. The transport is a
-// RowSource, so the reading logic is tested with an in-memory one.
+// The reachability matrix as both `connectivity` and the engine's gate see it: read (one LIST of
+// nodes, one LIST of agent pods and one GET per agent through the API server's pod proxy, with
+// bounded concurrency and a limit per GET), assembled and judged by the one gate
+// (lib/connectivity-gate.ts). The transport is a RowSource, so the logic is tested with an
+// in-memory one.
 import { Agent as HttpsAgent } from 'node:https';
 import { CliError, ExitCode } from '../../lib/errors.js';
 import { maxRowBytes } from '../../lib/defaults.js';
 import { k8s, rawRequest, ResponseTooLargeError, translateKubeError, type Kube } from '../../lib/kube.js';
+import { evaluateGate, type GateEvaluation, type GateInput } from '../../lib/connectivity-gate.js';
+import { defaultConnectivity } from '../../lib/defaults.js';
 import { expectedOverlay, phaseAnnotation } from '../../lib/node-state.js';
-import type { AgentRead, MatrixRead, NodeFacts } from '../../lib/reachability.js';
+import { assembleMatrix, type AgentRead, type Matrix, type MatrixRead, type NodeFacts } from '../../lib/reachability.js';
 import { parseRow, type Row } from '../../lib/row.js';
 import { toNodeView } from '../cluster/kube-cluster.js';
 
@@ -81,6 +85,23 @@ export async function readMatrix(source: RowSource, opts: ReadOptions): Promise<
   const readAt = opts.now();
   opts.timing?.(`read ${agents.filter((a) => a.row).length} of ${pods.length} rows, ${opts.concurrency} at once`, readAt - listed);
   return { nodes, agents, since: opts.since.getTime(), readAt };
+}
+
+/** How one round reads and judges the matrix. */
+export interface RoundOptions extends ReadOptions, Omit<GateInput, 'matrix'> {}
+
+/**
+ * One round of the gate: every agent's row read, the matrix assembled (stale rows and cells
+ * without fresh samples UNKNOWN, `focus` marked) and judged. `connectivity` and the engine's gate
+ * both judge the matrix this way, and only this way.
+ */
+export async function matrixRound(source: RowSource, opts: RoundOptions): Promise<{ matrix: Matrix; evaluation: GateEvaluation }> {
+  const read = await readMatrix(source, opts);
+  const started = opts.now();
+  const matrix = assembleMatrix(read, { staleRowMs: defaultConnectivity.staleRowSeconds * 1000, focus: opts.focus });
+  const evaluation = evaluateGate({ matrix, focus: opts.focus, baseline: opts.baseline, policy: opts.policy, exclude: opts.exclude, tunnels: opts.tunnels });
+  opts.timing?.(`assemble ${matrix.cells.length} cells and judge them`, opts.now() - started);
+  return { matrix, evaluation };
 }
 
 export interface KubeRowSourceOptions {

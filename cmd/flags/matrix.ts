@@ -4,7 +4,7 @@ import { agentNamespace, agentPodSelector, agentPort, defaultConnectivity, limit
 import { duration, flagCoercion, integer, labelSelector, namespace, port, ratio } from '../../lib/flag-values.js';
 import type { GatePolicy } from '../../lib/connectivity-gate.js';
 import type { Kube } from '../../lib/kube.js';
-import { kubeRowSource, type RowSource } from './read-matrix.js';
+import { kubeRowSource, type RowSource } from '../matrix/read.js';
 
 export const matrixFlags = {
   'agent-namespace': { type: 'string', default: agentNamespace, coerce: flagCoercion('agent-namespace', namespace), describe: 'Namespace of the probe agent pods' },
