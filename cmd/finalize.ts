@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ciliumClusterCidr, ciliumNamespace, ciliumNodeConfigName, ciliumVxlanPort, hostCommandImage, limits, lockTtlSeconds, migrationLabel } from '../lib/defaults.js';
 import { cidr, ciliumVersion, dnsLabel, duration, flagCoercion, imageReference, labelKey, namespace, nonEmpty, objectName as objectNameValue, podCidrLimits, port, requireCompanion } from '../lib/flag-values.js';
-import { ConfigError, PreconditionError, UsageError } from '../lib/errors.js';
+import { ConfigError, InterruptedError, PreconditionError, UsageError } from '../lib/errors.js';
+import { pollUntil } from '../lib/poll.js';
 import { call, deleteObject, type Kube } from '../lib/kube.js';
 import { defineCommand, type CommandContext } from './context.js';
 import { systemClock } from '../lib/clock.js';
@@ -251,14 +252,16 @@ async function restartCilium(ctx: CommandContext, kube: Kube, namespace: string,
   await call(kube, `restart daemonset ${namespace}/${name}`, () =>
     kube.apps.patchNamespacedDaemonSet({ namespace, name, body: { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': at } } } } } }),
   );
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  await pollUntil(async () => {
     const ds = await call(kube, `get daemonset ${namespace}/${name}`, () => kube.apps.readNamespacedDaemonSet({ namespace, name }));
     const s = ds.status;
     const want = s?.desiredNumberScheduled ?? 0;
-    if ((ds.metadata?.generation ?? 0) <= (s?.observedGeneration ?? 0) && s?.updatedNumberScheduled === want && s?.numberAvailable === want) return;
+    if ((ds.metadata?.generation ?? 0) <= (s?.observedGeneration ?? 0) && s?.updatedNumberScheduled === want && s?.numberAvailable === want) return true;
     ctx.io.err(`waiting for the cilium agents to restart: ${s?.updatedNumberScheduled ?? 0} of ${want} updated, ${s?.numberAvailable ?? 0} available\n`);
-    if (Date.now() > deadline) throw new PreconditionError(`the cilium DaemonSet did not finish restarting in ${Math.round(timeoutMs / 1000)}s; nothing was removed`, `check: kubectl -n ${namespace} rollout status ds/${name}; then rerun finalize`);
-    await systemClock.sleep(2000, ctx.signal);
-  }
+    return undefined;
+  }, {
+    clock: systemClock, deadline: systemClock.now() + timeoutMs, intervalMs: 2000, signal: ctx.signal,
+    stopped: () => new InterruptedError(`stopped while the cilium agents restarted; nothing was removed`, 'rerun finalize'),
+    timedOut: () => new PreconditionError(`the cilium DaemonSet did not finish restarting in ${Math.round(timeoutMs / 1000)}s; nothing was removed`, `check: kubectl -n ${namespace} rollout status ds/${name}; then rerun finalize`),
+  });
 }

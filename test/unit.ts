@@ -32,6 +32,7 @@ import './unit/restart.test.js';
 import './unit/retry.test.js';
 import './unit/peers.test.js';
 import './unit/plugin-rbac.test.js';
+import './unit/poll.test.js';
 import './unit/preflight.test.js';
 import './unit/prober.test.js';
 import './unit/read-matrix.test.js';

@@ -4,6 +4,7 @@
 // one LIST per interval instead of one GET per pod, and reports progress as it goes.
 import { CliError, ExitCode, InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
 import type { Clock } from '../../lib/clock.js';
+import { pollUntil } from '../../lib/poll.js';
 import type { DrainCluster } from '../cluster/cluster.js';
 import { classifyDrainPods, deletedLongAgo, type DrainDecision, type DrainFlags, type DrainPod } from '../cluster/drain-filter.js';
 
@@ -204,21 +205,24 @@ export async function evictPods(
   // Wait for the evicted pods to go: gone from the node's list, or replaced by a pod with a new UID.
   // A pod that has been terminating longer than --skip-wait-for-delete-timeout (a finalizer that is
   // never removed, a node that does not answer) is not waited for, as kubectl drain does.
-  while (awaitingDeletion.size > 0) {
-    progress('waiting');
-    const present = new Map((await cluster.listPodsOnNode(node)).map((p) => [podKey(p), p]));
-    for (const [key, pod] of awaitingDeletion) {
-      const now = present.get(key);
-      if (now?.uid !== pod.uid) awaitingDeletion.delete(key);
-      else if (deletedLongAgo(now, options.skipWaitForDeleteTimeoutSeconds, clock.now())) {
-        awaitingDeletion.delete(key);
-        report.warnings.push({ pod: key, reason: `still terminating more than ${options.skipWaitForDeleteTimeoutSeconds}s after its deletion; not waited for (--skip-wait-for-delete-timeout)` });
+  if (awaitingDeletion.size > 0) {
+    await pollUntil(async () => {
+      progress('waiting');
+      const present = new Map((await cluster.listPodsOnNode(node)).map((p) => [podKey(p), p]));
+      for (const [key, pod] of awaitingDeletion) {
+        const now = present.get(key);
+        if (now?.uid !== pod.uid) awaitingDeletion.delete(key);
+        else if (deletedLongAgo(now, options.skipWaitForDeleteTimeoutSeconds, clock.now())) {
+          awaitingDeletion.delete(key);
+          report.warnings.push({ pod: key, reason: `still terminating more than ${options.skipWaitForDeleteTimeoutSeconds}s after its deletion; not waited for (--skip-wait-for-delete-timeout)` });
+        }
       }
-    }
-    if (awaitingDeletion.size === 0) break;
-    if (signal?.aborted) throw new InterruptedError(`drain of ${node} interrupted while ${awaitingDeletion.size} evicted pods were terminating`);
-    if (clock.now() > deadline) throw drainTimeout(node, options.timeoutMs, [...awaitingDeletion.values()], blocked);
-    await clock.sleep(options.pollIntervalMs, signal);
+      return awaitingDeletion.size === 0 ? true : undefined;
+    }, {
+      clock, deadline, intervalMs: options.pollIntervalMs, signal,
+      stopped: () => new InterruptedError(`drain of ${node} interrupted while ${awaitingDeletion.size} evicted pods were terminating`),
+      timedOut: () => drainTimeout(node, options.timeoutMs, [...awaitingDeletion.values()], blocked),
+    });
   }
   progress('waiting');
   return report;

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import type { Clock } from '../../lib/clock.js';
 import { hostPodAppName, hostPodLabels } from '../../lib/defaults.js';
 import { InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
+import { pollUntil } from '../../lib/poll.js';
 import type { HostCommands, PodStore } from '../cluster/cluster.js';
 
 /**
@@ -46,16 +47,17 @@ export async function runHostScript(
   // AlreadyExists: this request's own pod (a retry within the run); it is waited for like a new one.
   await cluster.createHostCommandPod({ namespace: opts.namespace, name, node: opts.node, image: opts.image, purpose: opts.purpose, request: opts.request, command: ['nsenter', '-t', '1', '-m', '-n', '--', 'sh', '-c', opts.script] });
   try {
-    for (;;) {
+    return await pollUntil(async () => {
       const pod = await cluster.getPod(opts.namespace, name);
-      if (pod?.phase === 'Succeeded') return name;
       if (pod?.phase === 'Failed') {
         throw new PreconditionError(`the ${opts.purpose} script failed on ${opts.node}`, `read its output: kubectl -n ${opts.namespace} logs ${name} (the pod is deleted when this command ends; rerun to retry)`);
       }
-      if (signal?.aborted) throw new InterruptedError(`stopped while the ${opts.purpose} script ran on ${opts.node}`, 'rerun the same command to resume');
-      if (clock.now() > deadline) throw new TimeoutError(`the ${opts.purpose} script on ${opts.node} did not finish in ${Math.round(opts.timeoutMs / 1000)}s (pod ${opts.namespace}/${name})`, 'check that the node runs pods (kubectl describe pod)');
-      await clock.sleep(opts.pollMs, signal);
-    }
+      return pod?.phase === 'Succeeded' ? name : undefined;
+    }, {
+      clock, deadline, intervalMs: opts.pollMs, signal,
+      stopped: () => new InterruptedError(`stopped while the ${opts.purpose} script ran on ${opts.node}`, 'rerun the same command to resume'),
+      timedOut: () => new TimeoutError(`the ${opts.purpose} script on ${opts.node} did not finish in ${Math.round(opts.timeoutMs / 1000)}s (pod ${opts.namespace}/${name})`, 'check that the node runs pods (kubectl describe pod)'),
+    });
   } finally {
     const pod = await cluster.getPod(opts.namespace, name).catch(() => undefined);
     if (pod) await cluster.deletePodByUid(opts.namespace, name, pod.uid, 0).catch(() => {});

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { GateError, roundsVerdict, type Verdict } from '../../lib/connectivity-gate.js';
 import { ExitCode, InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
 import { classifyAddress } from '../../lib/overlay.js';
+import { pollUntil } from '../../lib/poll.js';
 import { ciliumAgentSelector } from '../../lib/defaults.js';
 import type { EngineCluster, NodePatch, NodeView, PodView } from '../cluster/cluster.js';
 import type { DrainPod } from '../cluster/drain-filter.js';
@@ -498,15 +499,12 @@ async function gateRounds(ctx: StepContext, since: Date, baseline: Record<string
   }
 }
 
-async function waitFor<T>(ctx: StepContext, what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = ctx.clock.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (ctx.signal?.aborted) throw new InterruptedError(`stopped while waiting for ${what}; the state is recorded on the node`, 'rerun the same command to resume');
-    if (ctx.clock.now() > deadline) throw new TimeoutError(`timed out after ${Math.round(timeoutMs / 1000)}s waiting for ${what}`, 'the node stays cordoned with its phase recorded; rerun to resume the wait');
-    await ctx.clock.sleep(ctx.opts.pollMs, ctx.signal);
-  }
+function waitFor<T>(ctx: StepContext, what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  return pollUntil(probe, {
+    clock: ctx.clock, deadline: ctx.clock.now() + timeoutMs, intervalMs: ctx.opts.pollMs, signal: ctx.signal,
+    stopped: () => new InterruptedError(`stopped while waiting for ${what}; the state is recorded on the node`, 'rerun the same command to resume'),
+    timedOut: () => new TimeoutError(`timed out after ${Math.round(timeoutMs / 1000)}s waiting for ${what}`, 'the node stays cordoned with its phase recorded; rerun to resume the wait'),
+  });
 }
 
 function drainStatus(p: DrainProgress): string {

@@ -7,6 +7,7 @@
 // records are removed and it is `pending` again.
 import { cidrContains } from '../../lib/cidr.js';
 import { classifyAddress } from '../../lib/overlay.js';
+import { pollUntil } from '../../lib/poll.js';
 import { ciliumAgentSelector } from '../../lib/defaults.js';
 import { ExitCode, InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
 import type { EngineCluster, NodeView } from '../cluster/cluster.js';
@@ -188,15 +189,12 @@ export async function rollbackNode(cluster: EngineCluster, name: string, opts: R
     return (await cluster.listNodePods(name, ciliumAgentSelector)).filter((p) => p.namespace === opts.ciliumNamespace);
   }
 
-  async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-    const deadline = clock.now() + timeoutMs;
-    for (;;) {
-      const value = await probe();
-      if (value !== undefined) return value;
-      if (signal?.aborted) throw new InterruptedError(`stopped while waiting for ${what}; the state is recorded on the node`, 'rerun the same command to resume');
-      if (clock.now() > deadline) throw new TimeoutError(`timed out after ${Math.round(timeoutMs / 1000)}s waiting for ${what}`, 'the node stays cordoned with its rollback state recorded; rerun to resume');
-      await clock.sleep(opts.pollMs, signal);
-    }
+  function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+    return pollUntil(probe, {
+      clock, deadline: clock.now() + timeoutMs, intervalMs: opts.pollMs, signal,
+      stopped: () => new InterruptedError(`stopped while waiting for ${what}; the state is recorded on the node`, 'rerun the same command to resume'),
+      timedOut: () => new TimeoutError(`timed out after ${Math.round(timeoutMs / 1000)}s waiting for ${what}`, 'the node stays cordoned with its rollback state recorded; rerun to resume'),
+    });
   }
 
   async function verifyLegacy(): Promise<{ outcome: StepResult['outcome']; message: string }> {
