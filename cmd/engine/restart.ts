@@ -4,7 +4,7 @@
 // after the request and its DaemonSet pods were replaced.
 import { execFile } from 'node:child_process';
 import { CliError, ExitCode, UsageError } from '../../lib/errors.js';
-import type { NodeView, PodView } from '../cluster/cluster.js';
+import type { EngineCluster, NodeView, PodView } from '../cluster/cluster.js';
 import { hostCommandPodName, removeLeftoverHostPods, type HostPodCluster } from './host-command.js';
 
 export const restartMethods = ['kind', 'reboot', 'exec', 'none'] as const;
@@ -106,6 +106,14 @@ export function restartBaseline(node: NodeView, pods: PodView[], requestedAt: Da
   const daemonSetPods: Record<string, string> = {};
   for (const p of pods) if (p.controller?.kind === 'DaemonSet') daemonSetPods[`${p.namespace}/${p.controller.name}`] = p.uid;
   return { requestedAt, bootID: node.bootID, daemonSetPods };
+}
+
+/**
+ * Whether the node is back from the restart `restarter` requested, and how we know; undefined while
+ * it is not. What counts as back is the method's to say; today every method is judged by the node.
+ */
+export async function restartedNode(restarter: NodeRestarter, cluster: Pick<EngineCluster, 'getNode' | 'listNodePods'>, name: string, before: RestartBaseline): Promise<string | undefined> {
+  return restartCompletion(before, await cluster.getNode(name), await cluster.listNodePods(name));
 }
 
 /** Whether the node is back from the restart, and how we know; undefined while it is not. */

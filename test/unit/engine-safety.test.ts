@@ -252,3 +252,35 @@ describe('rollback: uncordon only what we cordoned', () => {
     assert.deepEqual(c.log.filter((l) => l.includes('unschedulable')), ['patch w1 unschedulable=true', 'patch w1 unschedulable=false']);
   });
 });
+
+describe('dry runs: every step and why, nothing changed', () => {
+  it('rollback --dry-run describes each of its steps and writes nothing', async () => {
+    const c = new FakeEngineCluster();
+    c.node('w1').labels[label] = 'true';
+    c.addWorkload('w1', 'web-1');
+    const lines: string[] = [];
+    const r = await rollbackNode(c, 'w1', {
+      runId: 'rb-1', labelKey: label, ciliumNamespace, drain: options(fakeRestarter(c).restarter).drain, restarter: fakeRestarter(c).restarter, dryRun: true,
+      hostImage: 'alpine', verifyNamespace: 'default', verifyImage: 'pause', timeoutsMs: { hostCommand: 60_000, agentRestart: 60_000, nodeRestart: 60_000, verify: 60_000 }, pollMs: 1000,
+    }, instantClock(), { line: (_n, l) => lines.push(l), status: () => {} });
+    assert.equal(r.result, 'dry-run');
+    assert.deepEqual(r.steps.map((s) => s.step), ['cordon', 'drain', 'unlabel', 'restore-cni', 'restart-agent', 'restart-node', 'verify', 'uncordon']);
+    assert.deepEqual(c.log, [], 'nothing changed');
+    assert.deepEqual(c.events, []);
+    assert.deepEqual(c.node('w1').annotations, {});
+    for (const expected of [/^cordon: would cordon w1/, /^drain: would evict 1 pod: app\/web-1/, /^unlabel: would remove io\.cilium\.migration\/cilium-default/, /^restore-cni: would run a privileged pod of alpine on w1/, /^restart-agent: would delete the Cilium agent pod/, /^restart-node: would restart the node \(--restart exec\)/, /^verify: would start a pod on w1 and check its IP is on the legacy network/, /^uncordon: would uncordon w1/]) {
+      assert.ok(lines.some((l) => expected.test(l)), `${expected}: ${lines.join('\n')}`);
+    }
+  });
+
+  it('a migration\'s dry run shows the steps a resumed run would skip as done before', async () => {
+    const c = new FakeEngineCluster();
+    await assert.rejects(migrate(c, fakeRestarter(c).restarter, {}, killAt('label:intent')), Killed);
+    const before = structuredClone(c.node('w1'));
+    c.log = [];
+    const r = await migrate(c, fakeRestarter(c).restarter, { dryRun: true }, undefined, 'run-2');
+    assert.deepEqual(r.steps.filter((s) => s.outcome === 'done-before').map((s) => s.step), ['baseline-gate', 'cordon', 'drain']);
+    assert.deepEqual(c.log, []);
+    assert.deepEqual(c.node('w1'), before);
+  });
+});
