@@ -61,6 +61,35 @@ export function chooseRestartMethod(flag: string | undefined, node: NodeView): R
   );
 }
 
+/** How the person asked nodes to be restarted (--restart, --restart-command, --yes, --host-image). */
+export interface RestartChoice {
+  /** Unset: `kind` for kind nodes, else the person must choose. */
+  method?: RestartMethod | undefined;
+  /** `--restart exec`'s command, with {node}. */
+  command?: string | undefined;
+  /** --yes (or a dry run, which restarts nothing): `reboot` may run. */
+  confirmed: boolean;
+  /** The image of `reboot`'s privileged pod. */
+  hostImage: string;
+}
+
+/** The restarter for `node` as `choice` says; `reboot`'s pods go to `namespace`. */
+export function restarterFor(choice: RestartChoice, node: NodeView, cluster: HostPodCluster, namespace: string): NodeRestarter {
+  const method = chooseRestartMethod(choice.method, node);
+  switch (method) {
+    case 'kind':
+      return kindRestarter();
+    case 'exec':
+      if (!choice.command) throw new UsageError('--restart exec needs --restart-command, e.g. --restart-command "ssh {node} sudo systemctl reboot"');
+      return execRestarter(choice.command);
+    case 'reboot':
+      if (!choice.confirmed) throw new UsageError('--restart reboot (it reboots the host through a privileged pod) needs --yes to confirm');
+      return rebootRestarter(cluster, namespace, choice.hostImage);
+    case 'none':
+      return noneRestarter();
+  }
+}
+
 /** The restart command failed, or its node did not come back after it failed; the output says why. */
 export class RestartRequestError extends CliError {
   constructor(message: string, exitCode: typeof ExitCode.precondition | typeof ExitCode.timeout, hint: string) {

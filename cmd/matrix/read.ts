@@ -7,7 +7,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import { CliError, ExitCode } from '../../lib/errors.js';
 import { maxRowBytes } from '../../lib/defaults.js';
 import { k8s, rawRequest, ResponseTooLargeError, translateKubeError, type Kube } from '../../lib/kube.js';
-import { evaluateGate, type GateEvaluation, type GateInput } from '../../lib/connectivity-gate.js';
+import { evaluateGate, type GateEvaluation, type GateInput, type GatePolicy } from '../../lib/connectivity-gate.js';
 import { defaultConnectivity } from '../../lib/defaults.js';
 import { expectedOverlay, phaseAnnotation } from '../../lib/node-state.js';
 import { assembleMatrix, type AgentRead, type Matrix, type MatrixRead, type NodeFacts } from '../../lib/reachability.js';
@@ -21,6 +21,15 @@ export interface AgentPodRef {
   namespace: string;
   ip: string;
   ready: boolean;
+}
+
+/** How the matrix is read and judged, as the flags say (cmd/flags/matrix.ts). */
+export interface MatrixSettings {
+  policy: GatePolicy;
+  concurrency: number;
+  timeoutMs: number;
+  /** The agents' rows through the API server's pod proxy; `labelKey` says which overlay each node should be on. */
+  source: (kube: Kube, labelKey: string) => RowSource & { close(): void };
 }
 
 /** Where rows come from. */
