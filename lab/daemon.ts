@@ -24,6 +24,7 @@ import { createTopology, type Topology } from './netns.js';
 import { underlayIp } from './overlay-net.js';
 import { forward } from './programs/tcp-forward.js';
 import { LabRuntime, type LabPrograms, type RuntimeNode } from './runtime.js';
+import { waitUntil } from './wait.js';
 
 /** Default state directory: sockets, the kubeconfig, the nodes' CNI directories, pod logs. */
 export const defaultStateDir = '/run/cilium-migrate-lab';
@@ -254,20 +255,20 @@ async function applyAll(cp: ControlPlane, objects: Record<string, unknown>[]): P
 }
 
 async function waitDaemonSets(kube: LabClient, sets: [string, string][], count: number, log: (line: string) => void, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
   let last = '';
-  for (;;) {
+  await waitUntil('the DaemonSets Ready', async () => {
     const states = await Promise.all(sets.map(async ([ns, name]) => {
       const ds = await api<{ status?: { numberReady?: number } }>(kube, 'GET', `/apis/apps/v1/namespaces/${ns}/daemonsets/${name}`);
       return { name: `${ns}/${name}`, ready: ds.status?.numberReady ?? 0 };
     }));
     const line = states.map((s) => `${s.name} ${s.ready}/${count}`).join(', ');
-    if (states.every((s) => s.ready === count)) return;
+    if (states.every((s) => s.ready === count)) return true;
     if (line !== last) log(`waiting for ${line} Ready`);
     last = line;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${line} Ready`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
+    return undefined;
+  }, timeoutMs, 500).catch((err: Error) => {
+    throw new Error(`${err.message}: ${last}`);
+  });
 }
 
 /** A self-contained admin kubeconfig (certificates inline) for the host. */

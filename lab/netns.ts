@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { forgetDir, onExit, removeOnExit, startProcess, type ManagedProcess } from './process.js';
 import { netnsOverlays, underlayIp, vtepIp, vtepMac, type OverlayName, type OverlaySpec } from './overlay-net.js';
+import { waitUntil } from './wait.js';
 
 export { netnsOverlays, underlayIp, vtepIp, vtepMac, type OverlayName, type OverlaySpec } from './overlay-net.js';
 
@@ -509,16 +510,15 @@ function iptables(netns: string, op: '-A' | '-C' | '-D', port: number): Promise<
 }
 
 async function waitLinkUp(netns: string, dev: string): Promise<void> {
-  const deadline = Date.now() + linkUpTimeoutMs;
   let last = '';
-  for (;;) {
+  await waitUntil(`${dev} in ${netns} to come up`, async () => {
     const r = await run('ip', ['-n', netns, '-o', 'link', 'show', 'dev', dev], commandTimeoutMs);
     last = r.code === 0 ? r.stdout : r.stderr;
     const flags = /<([^>]*)>/.exec(last)?.[1]?.split(',') ?? [];
-    if (flags.includes('UP') && flags.includes('LOWER_UP')) return;
-    if (Date.now() > deadline) throw new NetnsError(`${dev} in ${netns} did not come up within ${linkUpTimeoutMs} ms: ${last.trim()}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+    return flags.includes('UP') && flags.includes('LOWER_UP') ? true : undefined;
+  }, linkUpTimeoutMs, 20).catch(() => {
+    throw new NetnsError(`${dev} in ${netns} did not come up within ${linkUpTimeoutMs} ms: ${last.trim()}`);
+  });
 }
 
 function readFileOr(file: string, fallback: string): string {
