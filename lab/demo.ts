@@ -65,8 +65,11 @@ async function afterStep(s: Scenario, tally: ProbeTally, o: DemoOptions): Promis
   const st = await s.plugin(['status']);
   for (const l of st.stdout.trimEnd().split('\n')) o.out(`  ${l}`);
   // Fresh evidence only: agents restarted by the step need a few probe rounds to fill their cells.
-  let c = await s.plugin(['connectivity', '--since', '10s']);
-  await waitUntil('a green connectivity matrix', async () => (c.code === 0 ? true : ((c = await s.plugin(['connectivity', '--since', '10s'])), c.code === 0 ? true : undefined)), 90_000, 3000).catch(() => {});
+  let c = { code: -1, stdout: '', stderr: '' };
+  await waitUntil('a green connectivity matrix', async () => {
+    c = await s.plugin(['connectivity', '--since', '10s']);
+    return c.code === 0 ? true : undefined;
+  }, 90_000, 3000).catch(() => {});
   for (const l of c.stdout.trimEnd().split('\n')) o.out(`  ${l}`);
   if (c.code !== 0) throw new Error(`the connectivity matrix is not green after this step (exit ${c.code})`);
   await tally.sample(s);
