@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { ciliumNamespace, ciliumNodeConfigName, migrationLabel } from '../lib/defaults.js';
 import { flagCoercion, labelKey, namespace, objectName } from '../lib/flag-values.js';
 import { ConfigError } from '../lib/errors.js';
-import type { ManifestObject } from '../lib/kube.js';
+import type { ManifestObject } from '../lib/kube-objects.js';
 import { defineCommand } from './context.js';
 import { ciliumNodeConfig, nodeConfigVersion, parseManifests } from './migration/node-config.js';
 import { applyObjects } from './engine/prepare.js';

@@ -2,7 +2,7 @@
 // interfaces it reads and changes them through (node store, pod store, Cilium's objects, evictions,
 // host commands, the lock's lease). cmd/cluster/kube-cluster.ts implements them over the
 // Kubernetes client; unit tests use the in-memory fake in test/harness/fake-engine-cluster.ts.
-import type { EvictionOutcome } from '../../lib/kube.js';
+import type { EvictionOutcome } from '../../lib/kube-objects.js';
 import type { DrainPod } from './drain-filter.js';
 
 export interface NodeView {

@@ -1,6 +1,7 @@
 // The engine's narrow interfaces (cluster.ts) on a real cluster, through lib/kube.
 import { randomBytes } from 'node:crypto';
-import { call, evictPod, k8s, statusCode, type Kube } from '../../lib/kube.js';
+import { call, k8s, statusCode, type Kube } from '../../lib/kube.js';
+import { evictPod } from '../../lib/kube-objects.js';
 import { hostPodAppName, hostPodLabels, hostPodRequestAnnotation } from '../../lib/defaults.js';
 import { NotFoundError } from '../../lib/errors.js';
 import { selectorMatches, type LabelSelector } from '../../lib/selector.js';

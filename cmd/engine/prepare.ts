@@ -1,7 +1,8 @@
 // `prepare`'s work: objects applied server-side in kubectl's order (namespaces and CRDs before what
 // lives in them), under the migration lock so it never races a run or a finalize, each application
 // fenced by it. A server-side dry run takes no lock.
-import { applyObject, type ApplyOutcome, type Kube, type ManifestObject } from '../../lib/kube.js';
+import { type Kube } from '../../lib/kube.js';
+import { applyObject, type ApplyOutcome, type ManifestObject } from '../../lib/kube-objects.js';
 import { lockTtlSeconds } from '../../lib/defaults.js';
 import { newRunId } from '../../lib/run-id.js';
 import { underLock } from './session.js';

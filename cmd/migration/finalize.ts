@@ -2,7 +2,8 @@
 // Cilium namespace: written with "finalizing" before finalize changes anything, "finalized" after,
 // so a rerun resumes, and rollback refuses once the migration's scaffolding started to go.
 import { annotationPrefix } from '../../lib/defaults.js';
-import { applyObject, call, statusCode, type Kube } from '../../lib/kube.js';
+import { call, statusCode, type Kube } from '../../lib/kube.js';
+import { applyObject } from '../../lib/kube-objects.js';
 import { legacyOutsidePools, podOverlay, type ClusterSnapshot } from './cluster-view.js';
 import { nodePhase, type StepRecord } from '../../lib/node-state.js';
 import type { LegacyKind, LegacyObject } from './legacy-cni.js';

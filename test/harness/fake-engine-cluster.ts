@@ -7,7 +7,7 @@ import type { DrainPod } from '../../cmd/cluster/drain-filter.js';
 import type { Clock } from '../../lib/clock.js';
 import type { BaselineResult, Gate, GateResult } from '../../cmd/engine/gate.js';
 import type { NodeRestarter, RestartRequest } from '../../cmd/engine/restart.js';
-import type { EvictionOutcome } from '../../lib/kube.js';
+import type { EvictionOutcome } from '../../lib/kube-objects.js';
 
 export interface FakePod extends PodView {
   labels: Record<string, string>;

@@ -6,7 +6,7 @@ import type { Clock } from '../../lib/clock.js';
 import type { DrainCluster } from '../../cmd/cluster/cluster.js';
 import { defaultDrainOptions, drainNode, DrainRefusedError, type DrainOptions, type DrainProgress } from '../../cmd/engine/drain.js';
 import { ExitCode, InterruptedError, TimeoutError } from '../../lib/errors.js';
-import type { EvictionOutcome } from '../../lib/kube.js';
+import type { EvictionOutcome } from '../../lib/kube-objects.js';
 
 const options: DrainOptions = { ...defaultDrainFlags, ...defaultDrainOptions };
 
