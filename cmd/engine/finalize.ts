@@ -25,7 +25,8 @@ import { ciliumDaemonSetIn, readCiliumConfig } from '../migration/cilium-config.
 import { readCluster, type ClusterSnapshot } from '../migration/cluster-view.js';
 import { ciliumVersionFromImage, finalizeBlockers, readFinalizeRecord, stillInMigrationMode, writeFinalizeRecord, type FinalizeRecord } from '../migration/finalize.js';
 import { valuesYaml } from '../migration/helm-values.js';
-import { legacyRemoval, objectName, readLegacyInventory, type LegacyKind, type LegacyObject } from '../migration/legacy-cni.js';
+import type { LegacyKind, LegacyObject } from '../migration/legacy-cni.js';
+import { legacyRemoval, objectName, readLegacyInventory } from '../migration/legacy-removal.js';
 import { preferredNodeConfigVersion, servedNodeConfigVersions } from '../migration/node-config.js';
 import { legacyCleanupHints, legacyCleanupScript, runHostScript } from './host-command.js';
 import { describeSteps, Journal, runSteps, type Outcome, type Step, type StepResult } from './runner.js';
