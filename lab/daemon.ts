@@ -23,7 +23,8 @@ import { LabNodes } from './lab-nodes.js';
 import { createTopology, type Topology } from './netns.js';
 import { underlayIp } from './overlay-net.js';
 import { forward } from './programs/tcp-forward.js';
-import { LabRuntime, type LabPrograms, type RuntimeNode } from './runtime.js';
+import { LabRuntime, type RuntimeNode } from './runtime.js';
+import type { LabPrograms } from './runtime-rules.js';
 import { waitUntil } from './wait.js';
 
 /** Default state directory: sockets, the kubeconfig, the nodes' CNI directories, pod logs. */

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { seedOrder } from '../../lab/demo.js';
 import { containerLog, lastLines } from '../../lab/programs/kubelet-api.js';
-import { activeCni, expandVars, nodeHostPaths, programFor } from '../../lab/runtime.js';
+import { activeCni, expandVars, nodeHostPaths, programFor } from '../../lab/runtime-rules.js';
 import { waitUntil } from '../../lab/wait.js';
 
 describe('activeCni', () => {
