@@ -106,12 +106,18 @@ export function restartAgentStep(why: string, afterwards = ''): Step<NodeRun> {
     name: 'restart-agent',
     describe: (run) => ({ outcome: 'would-apply', message: `delete the Cilium agent pod on ${run.name} and wait for a new one to be Ready (${why})` }),
     isDone: () => undefined,
+    // The pods to replace are the ones seen when the step first recorded its intent; a resumed run replaces those, not their successors.
+    async intentData(run) {
+      if (run.data) return undefined;
+      const pods = await agentPods(run);
+      return { oldUids: pods.map((p) => p.uid), oldPods: pods.map((p) => ({ namespace: p.namespace, name: p.name, uid: p.uid })) };
+    },
     async apply(run) {
-      const current = await agentPods(run);
-      // The UIDs to replace are the ones seen when the step first kept them.
-      const old = (run.data?.oldUids as string[] | undefined) ?? current.map((p) => p.uid);
-      if (!run.data) await run.keep({ oldUids: old });
-      for (const p of current) if (old.includes(p.uid)) await run.env.cluster.deletePodByUid(p.namespace, p.name, p.uid);
+      const kept = run.data as { oldUids?: string[]; oldPods?: { namespace: string; name: string; uid: string }[] } | undefined;
+      const old = kept?.oldUids ?? [];
+      // Records of earlier versions kept the UIDs only: the pods are found by them.
+      const targets = kept?.oldPods ?? (await agentPods(run)).filter((p) => old.includes(p.uid));
+      for (const p of targets) await run.env.cluster.deletePodByUid(p.namespace, p.name, p.uid);
       const fresh = await waitFor(run, `a new Ready Cilium agent pod on ${run.name}`, run.env.opts.timeoutsMs.agentRestart, async () => (await agentPods(run)).find((p) => !old.includes(p.uid) && p.ready));
       return { outcome: 'applied', message: `Cilium agent pod replaced (${fresh.name} Ready)${afterwards}` };
     },

@@ -33,6 +33,8 @@ export interface Step<C> {
   isDone(ctx: C): Outcome | undefined;
   /** Throws when the step may not start now (nothing is recorded then). */
   refuse?(ctx: C): void | Promise<void>;
+  /** What the step observes before it acts and keeps with its intent, in the same write (the pods it will replace). */
+  intentData?(ctx: C): Promise<Record<string, unknown> | undefined>;
   /** Does the step; its intent is recorded before. */
   apply(ctx: C): Promise<Outcome>;
 }
@@ -153,7 +155,7 @@ export async function runSteps<C>(steps: readonly Step<C>[], o: RunOptions<C>): 
     if (!result) {
       o.report.line(o.subject, `${step.name}: started`);
       await step.refuse?.(ctx);
-      if (!step.readOnly) await o.journal.intent(step.name);
+      if (!step.readOnly) await o.journal.intent(step.name, await step.intentData?.(ctx));
       result = await step.apply(ctx);
     }
     if (!step.readOnly && result.outcome !== 'skipped') o.journal.done(step.name);

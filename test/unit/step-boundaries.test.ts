@@ -176,6 +176,21 @@ describe('a node stopped mid-migration by the earlier plugin resumes', () => {
     assert.equal(c.node('w1').unschedulable, false, 'its own cordon, recorded by the earlier run, is undone');
   });
 
+  it('from a restart of the Cilium agent recorded by UID only (the earlier shape): that pod is replaced, once', async () => {
+    const c = new FakeEngineCluster();
+    const agent = c.pods.find((p) => p.name === 'cilium-w1')!;
+    const n = c.node('w1');
+    n.annotations[stateAnnotation] = JSON.stringify({
+      v: 1, startedBy: 'old', lastRun: 'old', startedAt: '2026-11-20T10:00:00.000Z', wasUnschedulable: false, cordonedByUs: true, bootID: 'boot-1',
+      steps: { 'baseline-gate': { done: 'a' }, cordon: { done: 'a' }, drain: { done: 'a' }, label: { done: 'a' }, 'restart-agent': { intent: 'a', data: { oldUids: [agent.uid] } } },
+    });
+    n.labels[label] = 'true';
+    n.unschedulable = true;
+    await migrateNode(c, passingGate, 'w1', migrationOptions(fakeRestarter(c).restarter, 'run-new'), instantClock(), quiet);
+    assert.deepEqual(c.log.filter((l) => l.startsWith('delete kube-system/')), ['delete kube-system/cilium-w1']);
+    assert.equal(nodePhase(c.node('w1').annotations), 'migrated');
+  });
+
   it('a rollback recorded in the earlier shape (runId) resumes, with its restart request under the same id', async () => {
     const c = clusterToRollBack();
     const n = c.node('w1');
