@@ -9,7 +9,7 @@ NODE_TEST := node --import tsx --test --test-reporter=spec
 # inside CI's 90 minutes.
 TEST_TIMEOUT_MS ?= 2700000
 
-.PHONY: help deps system-deps bins build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-scale bench-detection bench-connectivity bench-lab dashboard image image-ref krew-archive
+.PHONY: help deps system-deps bins images build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-scale bench-detection bench-connectivity bench-lab bench-real-lab dashboard image image-ref krew-archive
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -23,8 +23,11 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-bins: system-deps ## build (or reuse) etcd, kube-apiserver, controller manager, scheduler, kubectl and kwok
+bins: system-deps ## build (or reuse) the control plane (etcd, kube-apiserver, ..., kubectl, kwok) and the lab nodes' binaries (kubelet, containerd, CNI plugins, flanneld, ...)
 	@lab/bins/build.sh >/dev/null
+
+images: build bins ## build (or reuse) the lab's node image and the images its pods run (from Debian packages, needs root)
+	@node --import tsx lab/images/build.ts >/dev/null
 
 typecheck: deps ## type-check everything with tsc (strict)
 	node_modules/.bin/tsc -p .
@@ -39,13 +42,13 @@ test-unit: typecheck ## unit tests (no cluster)
 
 # The integration run gets its own TMPDIR, so that afterwards test/after-suite.ts can prove that
 # no process it started still runs and no temporary file is left (tsx's cache is off for that).
-test-integration: build bins ## integration tests against a real control plane
+test-integration: build bins images ## integration tests against a real control plane and the real-node lab
 	@run_tmp=$$(mktemp -d /tmp/cilium-migrate-test.XXXXXX); rc=0; \
 	TMPDIR=$$run_tmp TSX_DISABLE_CACHE=1 $(NODE_TEST) --test-timeout=$(TEST_TIMEOUT_MS) test/integration.ts || rc=$$?; \
 	SUITE_TMPDIR=$$run_tmp $(NODE_TEST) test/after-suite.ts || rc=$${rc/#0/1}; \
 	rm -rf "$$run_tmp"; exit $$rc
 
-bench: bench-agent bench-drain bench-node bench-connectivity bench-detection bench-lab ## run every benchmark but the scale one and rewrite BENCHMARKS.md (make bench-scale for 1,000 nodes)
+bench: bench-agent bench-drain bench-node bench-connectivity bench-detection bench-lab bench-real-lab ## run every benchmark but the scale one and rewrite BENCHMARKS.md (make bench-scale for 1,000 nodes)
 
 bench-drain: build bins ## drain of 100 pods: ours against kubectl drain, time and API requests
 	node --import tsx bench/drain.ts
@@ -58,6 +61,9 @@ bench-detection: build bins system-deps ## time from a fault to FAIL and from an
 
 bench-lab: build bins system-deps ## make demo's migration on the local lab, several times: its time and the probes that failed (needs root)
 	node --import tsx bench/lab-scenario.ts
+
+bench-real-lab: build bins images ## the real-node lab: lab up (3 and 5 nodes), a node at rest, back from docker restart, lab down (BENCH_COLD=1: the cold builds too; needs root)
+	node --import tsx bench/real-lab.ts
 
 bench-scale: build bins ## status, plan and run --max-unavailable 50 on 1,000 simulated nodes (takes a while)
 	node --import tsx bench/scale.ts
@@ -102,7 +108,7 @@ uninstall: ## remove the plugin from $(PREFIX)/bin
 demo: build bins ## the seed's migration to Cilium, end to end, on a local dual-overlay lab (needs root)
 	node dist/lab.js demo
 
-lab-up: build bins ## bring the local lab up and leave it running (needs root); prints its kubeconfig
+lab-up: build bins images ## bring the local lab (real nodes, as kind) up and leave it running (needs root); prints its kubeconfig
 	node dist/lab.js up
 
 lab-down: ## stop the local lab and remove everything it made

@@ -1,15 +1,22 @@
 // The lab's command line (dist/lab.js): `up` starts the lab daemon and waits until the cluster is
 // ready, `down` stops it and checks nothing is left, `status` shows the nodes, `restart-node NODE`
-// restarts one node like `docker restart` (the plugin's `--restart exec` calls it), `demo` runs
+// restarts one node like `docker restart`, `reboot-node NODE` reboots it (new bootID), `demo` runs
 // the seed's migration end to end. The daemon runs as `lab daemon`, started by `up`.
+//
+// Two kinds of lab: `lab up` brings up real nodes (kubelet, containerd, runc; lab/kind-lab.ts);
+// `lab up --emulated` the earlier emulated nodes (lab/runtime.ts), which `make demo` still uses
+// until real Cilium runs on the real nodes.
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { join } from 'node:path';
 import yargs from 'yargs';
 import { pidsMentioning, reapStaleControlPlanes } from './control-plane.js';
 import { defaultDistDir, defaultStateDir, runDaemon, statePaths, type LabStatus } from './daemon.js';
 import { runDemo } from './demo.js';
+import { runKindDaemon } from './kind-daemon.js';
 import { netnsUnsupportedReason, reapStaleTopologies } from './netns.js';
+import { isLabDir, labMarker, leftovers, reapStaleLabs } from './node/lab-resources.js';
 import { pidAlive } from './process.js';
 import { UsageError } from '../lib/errors.js';
 import { flagCoercion, integer, nodeName, nonEmpty, port, positionalCoercion } from '../lib/flag-values.js';
@@ -78,27 +85,43 @@ function requireRoot(what: string): void {
   if (reason !== undefined) throw new LabError(`the lab cannot run here: ${reason}`);
 }
 
+/**
+ * Makes `stateDir` the lab's: creates it with the lab's marker, or takes an empty one. A directory
+ * holding anything without the marker is not the lab's and is refused (nothing in it is touched).
+ */
+function claimStateDir(stateDir: string): void {
+  if (existsSync(stateDir) && !isLabDir(stateDir) && readdirSync(stateDir).length > 0) {
+    throw new LabError(`${stateDir} exists and is not a lab's state directory (it has no ${labMarker})`, 'choose another --state-dir, or an empty or missing directory');
+  }
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  writeFileSync(join(stateDir, labMarker), `${JSON.stringify({ createdBy: process.pid })}\n`);
+}
+
 /** Starts the daemon and waits until the lab is ready, echoing its progress; returns the status. */
-export async function labUp(opts: { stateDir: string; nodes: number; progress?: (line: string) => void; timeoutMs?: number; labJs?: string }): Promise<LabStatus> {
+export async function labUp(opts: { stateDir: string; nodes: number; emulated?: boolean; progress?: (line: string) => void; timeoutMs?: number; labJs?: string }): Promise<LabStatus> {
   requireRoot('up');
   if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > 50) throw new LabError(`--nodes ${opts.nodes}: a lab has 1 to 50 nodes`);
   const progress = opts.progress ?? err;
   const running = await controlRequest<LabStatus>(opts.stateDir, 'GET', '/status', 5000);
   if (running) throw new LabError(`a lab is already running (state ${opts.stateDir}, kubeconfig ${running.body.kubeconfig})`, 'tear it down first: make lab-down');
   const paths = statePaths(opts.stateDir);
-  if (existsSync(paths.pid) && daemonPid(opts.stateDir) === undefined) rmSync(opts.stateDir, { recursive: true, force: true });
-  mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
+  // What SIGKILLed labs left: their namespaces, cgroups and marked state directories.
+  await reapStaleLabs();
+  if (existsSync(paths.pid) && daemonPid(opts.stateDir) === undefined && isLabDir(opts.stateDir)) rmSync(opts.stateDir, { recursive: true, force: true });
+  claimStateDir(opts.stateDir);
   rmSync(paths.log, { force: true });
   const fd = openSync(paths.log, 'a');
   // This program again (dist/lab.js, or lab/cli.ts under tsx), unless told which.
   const [script, execArgv] = opts.labJs ? [opts.labJs, []] : [process.argv[1]!, process.execArgv];
-  const child = spawn(process.execPath, [...execArgv, script, 'daemon', '--state-dir', opts.stateDir, '--nodes', String(opts.nodes)], { detached: true, stdio: ['ignore', fd, fd], env: process.env });
+  const child = spawn(process.execPath, [...execArgv, script, 'daemon', '--state-dir', opts.stateDir, '--nodes', String(opts.nodes), ...(opts.emulated ? ['--emulated'] : [])], { detached: true, stdio: ['ignore', fd, fd], env: process.env });
   closeSync(fd);
   child.unref();
   let exited: number | string | undefined;
   child.once('exit', (code, signal) => (exited = code ?? signal ?? 'unknown'));
 
-  const deadline = Date.now() + (opts.timeoutMs ?? 300_000);
+  // Real nodes take longer on a busy machine: binaries and images may be built first.
+  const timeoutMs = opts.timeoutMs ?? (opts.emulated ? 300_000 : 900_000);
+  const deadline = Date.now() + timeoutMs;
   let shown = 0;
   const echo = () => {
     try {
@@ -126,7 +149,7 @@ export async function labUp(opts: { stateDir: string; nodes: number; progress?: 
     }
     if (Date.now() > deadline) {
       await labDown({ stateDir: opts.stateDir, progress });
-      throw new LabError(`the lab was not up after ${(opts.timeoutMs ?? 300_000) / 1000}s; it was torn down again (log: ${paths.log})`);
+      throw new LabError(`the lab was not up after ${timeoutMs / 1000}s; it was torn down again (log: ${paths.log})`);
     }
     await new Promise((r) => setTimeout(r, 300));
   }
@@ -156,15 +179,19 @@ export async function labDown(opts: { stateDir: string; progress?: (line: string
   // Whatever a killed daemon left: its namespaces and its control plane's files and processes.
   reapStaleTopologies();
   reapStaleControlPlanes();
-  rmSync(opts.stateDir, { recursive: true, force: true });
+  const reaped = await reapStaleLabs();
+  const realLeft = status?.body.prefix ? leftovers(status.body.prefix) : [];
+  // Only a directory that carries the lab's marker is removed.
+  if (isLabDir(opts.stateDir)) rmSync(opts.stateDir, { recursive: true, force: true });
   // The lab's processes die with the daemon (parent-death signal); give the last ones a moment.
   // Our own ancestors (a shell, make, a test runner) may name the state directory too: not the lab's.
   const ours = ancestors();
-  const leftovers = () => pidsMentioning(opts.stateDir).filter((p) => !ours.has(p));
-  for (let i = 0; i < 100 && leftovers().length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  const stateProcesses = () => pidsMentioning(opts.stateDir).filter((p) => !ours.has(p));
+  for (let i = 0; i < 100 && stateProcesses().length > 0; i++) await new Promise((r) => setTimeout(r, 100));
   const left = [
     ...(status?.body.underlayNetns ? listNetns().filter((n) => n.startsWith(`${status.body.underlayNetns.split('-')[0]}-`)).map((n) => `namespace ${n}`) : []),
-    ...leftovers().map((p) => `process ${p}`),
+    ...stateProcesses().map((p) => `process ${p}`),
+    ...reaped, ...realLeft,
   ];
   if (left.length > 0) throw new LabError(`the lab is down but left ${left.join(', ')}`, 'remove them by hand (ip netns del NAME, kill PID) and report this');
   return { wasRunning };
@@ -176,8 +203,8 @@ export async function labStatus(stateDir: string): Promise<LabStatus> {
   return st.body;
 }
 
-export async function labRestartNode(stateDir: string, node: string): Promise<{ node: string; pods: number; bootIDBefore?: string; bootIDAfter?: string }> {
-  const res = await controlRequest<{ error?: string; node: string; pods: number; bootIDBefore?: string; bootIDAfter?: string }>(stateDir, 'POST', `/restart-node?node=${encodeURIComponent(node)}`);
+export async function labRestartNode(stateDir: string, node: string, reboot = false): Promise<{ node: string; pods: number; bootIDBefore?: string; bootIDAfter?: string }> {
+  const res = await controlRequest<{ error?: string; node: string; pods: number; bootIDBefore?: string; bootIDAfter?: string }>(stateDir, 'POST', `/${reboot ? 'reboot' : 'restart'}-node?node=${encodeURIComponent(node)}`, 600_000);
   if (!res) throw new LabError(`no lab is running (state directory ${stateDir})`, 'start one with: sudo make lab-up');
   if (res.status !== 200) throw new LabError(`cannot restart ${node}: ${res.body.error ?? `HTTP ${res.status}`}`);
   return res.body;
@@ -207,17 +234,23 @@ export async function main(argv: string[]): Promise<number> {
   let code = 0;
   const parser = yargs(argv)
     .scriptName('lab')
-    .usage('$0 <command> [flags]\n\nThe local dual-overlay lab: a real control plane, nodes as network namespaces with Flannel\'s and Cilium\'s VXLAN overlays, and a runtime that runs the pods as real processes. Needs root.')
+    .usage('$0 <command> [flags]\n\nThe local lab, a kind cluster without docker: a real control plane and real nodes (kubelet, containerd, runc in network, mount, UTS, IPC and PID namespaces of their own) on a private underlay, kube-proxy and Flannel, images built locally. `up --emulated` starts the earlier lab with emulated nodes, which `make demo` uses. Needs root.')
     .wrap(Math.min(100, process.stdout.columns || 100))
     .option('state-dir', stateOption)
-    .command('up', 'Bring the lab up and leave it running', (y) => y.option('nodes', nodesOption), async (a) => {
-      const st = await labUp({ stateDir: a['state-dir'], nodes: a.nodes });
+    .command('up', 'Bring the lab up and leave it running', (y) => y
+      .option('nodes', nodesOption)
+      .option('emulated', { type: 'boolean', default: false, describe: 'The earlier lab with emulated nodes (make demo uses it until real Cilium runs)' }), async (a) => {
+      const st = await labUp({ stateDir: a['state-dir'], nodes: a.nodes, emulated: a.emulated });
       out(`lab up: ${st.nodes.map((n) => n.name).join(', ')}`);
       out(`kubeconfig: ${st.kubeconfig}`);
       out(`  export KUBECONFIG=${st.kubeconfig}`);
       const lab = `node ${process.argv[1]}${a['state-dir'] === defaultStateDir ? '' : ` --state-dir ${a['state-dir']}`}`;
       out(`  status:          ${lab} status`);
-      out(`  restart a node:  ${lab} restart-node kind-worker   (the plugin: --restart exec --restart-command "${lab} restart-node {node}")`);
+      if (a.emulated) out(`  restart a node:  ${lab} restart-node kind-worker   (the plugin: --restart exec --restart-command "${lab} restart-node {node}")`);
+      else {
+        out(`  docker for the nodes (the plugin's --restart kind): export PATH=${join(a['state-dir'], 'bin')}:$PATH`);
+        out(`  restart a node:  ${lab} restart-node kind-worker   (as docker restart; reboot-node for a new bootID)`);
+      }
       out('  tear it down:    make lab-down');
     })
     .command('down', 'Stop the lab and remove everything it made', (y) => y, async (a) => {
@@ -227,9 +260,13 @@ export async function main(argv: string[]): Promise<number> {
     .command('status', 'Show the lab\'s nodes, their CNI config and pods per overlay', (y) => y, async (a) => {
       printStatus(await labStatus(a['state-dir']));
     })
-    .command('restart-node <node>', 'Restart a node like docker restart: pods stop, sandboxes are recreated through the CNI config active now, new bootID', (y) => y.positional('node', nodeArg), async (a) => {
+    .command('restart-node <node>', 'Restart a node as docker restart does: every process of it killed, its network namespace recreated, containerd and kubelet started again; bootID and pod UIDs stay (the emulated lab: a new bootID)', (y) => y.positional('node', nodeArg), async (a) => {
       const r = await labRestartNode(a['state-dir'], a.node);
-      out(`restarted ${r.node}: bootID ${r.bootIDBefore?.slice(0, 8)} -> ${r.bootIDAfter?.slice(0, 8)}, ${r.pods} pods recreated`);
+      out(`restarted ${r.node}: bootID ${r.bootIDBefore?.slice(0, 8)} -> ${r.bootIDAfter?.slice(0, 8)}`);
+    })
+    .command('reboot-node <node>', 'Reboot a node: as restart-node, with a new bootID (what --restart reboot and exec do to a real node)', (y) => y.positional('node', nodeArg), async (a) => {
+      const r = await labRestartNode(a['state-dir'], a.node, true);
+      out(`rebooted ${r.node}: bootID ${r.bootIDBefore?.slice(0, 8)} -> ${r.bootIDAfter?.slice(0, 8)}`);
     })
     .command('drop-udp <node> <port>', 'Fault: drop incoming UDP to a port on a node (e.g. 8473, Cilium\'s VXLAN), as a broken overlay would', (y) => y.positional('node', nodeArg).positional('port', portArg), async (a) => {
       await labUdpPort(a['state-dir'], a.node, a.port, 'drop');
@@ -240,12 +277,13 @@ export async function main(argv: string[]): Promise<number> {
       out(`UDP ${a.port} on ${a.node} flows again`);
     })
     .command('demo', 'Bring a lab up, migrate it to Cilium with the plugin as the seed does, print the matrix after every step, tear it down', (y) => y.option('nodes', nodesOption), async (a) => {
-      code = await runDemo({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), labUp, labDown, out, err });
+      code = await runDemo({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), labUp: (x) => labUp({ ...x, emulated: true }), labDown, out, err });
     })
-    .command('daemon', false, (y) => y.option('nodes', nodesOption), async (a) => {
+    .command('daemon', false, (y) => y.option('nodes', nodesOption).option('emulated', { type: 'boolean', default: false }), async (a) => {
       requireRoot('up');
       const log = (line: string) => process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
-      await runDaemon({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), log });
+      if (a.emulated) await runDaemon({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), log });
+      else await runKindDaemon({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), log });
     })
     .demandCommand(1, 'name a command; see --help')
     .strict()

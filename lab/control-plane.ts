@@ -1,18 +1,22 @@
-// A private, real Kubernetes control plane for the tests and the lab: etcd, kube-apiserver (RBAC
+// A private, real Kubernetes control plane for the tests and the lab: etcd (mutual TLS with a CA of
+// its own, so no local process can open it without the API server's key), kube-apiserver (RBAC
 // on, client-certificate authentication), kube-controller-manager (node CIDR allocation, as kind
 // does), kube-scheduler and optionally kwok for simulated nodes. Every process, port and file it
 // makes is gone after stop(), and also after SIGINT/SIGTERM or an uncaught error (lab/process.ts).
+//
+// With `netns`, every process runs inside that network namespace (the lab's, on its underlay) and
+// listens on fixed ports there; this host reaches it only through a CONNECT proxy on a Unix socket
+// inside the namespace (lab/netns-gateway.ts): `server` is then a forwarder on 127.0.0.1.
 import { execFileSync, execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
-import { request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
-import { createPki, issueClientCert, type Pki } from './pki.js';
+import { forwardThrough, getText, type Forwarder } from './netns-gateway.js';
+import { createEtcdPki, createPki, issueClientCert, type Pki } from './pki.js';
 import { forgetDir, pidAlive, removeOnExit, startProcess, type ManagedProcess } from './process.js';
 import { waitUntil } from './wait.js';
 
@@ -39,6 +43,18 @@ export interface ControlPlaneOptions {
    * network the pods live in). Without it the API server dials pod IPs from this host's namespace.
    */
   clusterEgressSocket?: string;
+  /**
+   * Run inside this network namespace (`ip netns` name), the API server on `address`:6443 (the
+   * lab's underlay). `gateway` is the program that serves HTTP CONNECT on a Unix socket (default:
+   * dist/lab/egress-proxy.js, which `make build` writes).
+   */
+  netns?: { name: string; address: string; gateway?: string[] };
+  /**
+   * Real kubelets will register (the lab's nodes): the Node authorizer and NodeRestriction as on
+   * kubeadm's clusters, a client certificate for the API server's calls to kubelets, and kubelets
+   * reached at their InternalIP.
+   */
+  kubelets?: boolean;
   /** Progress lines (default: none). */
   progress?: (line: string) => void;
 }
@@ -65,6 +81,8 @@ export interface ControlPlane {
   restartApiserver(downMs?: number): Promise<void>;
   /** Stops everything and removes every file; safe to call twice. */
   stop(): Promise<void>;
+  /** With `netns`: the API server's address and port as the namespace's neighbours reach it. */
+  readonly internalServer?: string;
 }
 
 /** The directory lab/bins/build.sh builds into (it may not exist yet). */
@@ -142,90 +160,134 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   const started = Date.now();
   const log = (name: string) => join(rootDir, 'logs', `${name}.log`);
   const bin = (name: string) => join(binDir, name);
+  const netns = options.netns;
+  // Inside a namespace of our own nothing else listens: fixed ports, as on a kubeadm node.
+  const start = (name: string, command: string, args: string[], env?: NodeJS.ProcessEnv) =>
+    startProcess(name, netns ? 'nsenter' : command, netns ? [`--net=/run/netns/${netns.name}`, '--', command, ...args] : args, log(name), env);
+  let gatewaySocket: string | undefined;
+  let forwarder: Forwarder | undefined;
+  const fetchText = (url: string, tls: { ca?: Buffer; cert?: Buffer; key?: Buffer; insecure?: boolean } = {}) => getText(url, { ...tls, gateway: gatewaySocket });
 
   try {
-    const ports = {
-      etcdClient: await freePort(),
-      etcdPeer: await freePort(),
-      apiserver: await freePort(address),
-      controllerManager: await freePort(),
-      scheduler: await freePort(),
-      kwok: await freePort(),
-    };
-    const server = `https://${address}:${ports.apiserver}`;
-    const pki = await createPki(join(rootDir, 'pki'), [address, '127.0.0.1', firstServiceIp(serviceCidr)], ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local']);
+    const ports = netns
+      ? { etcdClient: 2379, etcdPeer: 2380, apiserver: 6443, controllerManager: 10257, scheduler: 10259, kwok: 10247 }
+      : {
+          etcdClient: await freePort(),
+          etcdPeer: await freePort(),
+          apiserver: await freePort(address),
+          controllerManager: await freePort(),
+          scheduler: await freePort(),
+          kwok: await freePort(),
+        };
+    const apiAddress = netns?.address ?? address;
+    const internalServer = `https://${apiAddress}:${ports.apiserver}`;
+    if (netns) {
+      gatewaySocket = join(rootDir, 'gateway.sock');
+      const gateway = netns.gateway ?? [process.execPath, join(here, '..', 'dist', 'lab', 'egress-proxy.js')];
+      if (!netns.gateway && !existsSync(gateway[1]!)) throw new Error(`${gateway[1]} is missing; build it with "make build"`);
+      procs.set('gateway', start('gateway', gateway[0]!, [...gateway.slice(1), '--socket', gatewaySocket]));
+      await waitFor('the namespace gateway', procs.get('gateway')!, 30_000, async () => existsSync(gatewaySocket!));
+      forwarder = await forwardThrough(gatewaySocket, { host: apiAddress, port: ports.apiserver });
+    }
+    const server = forwarder ? `https://127.0.0.1:${forwarder.port}` : internalServer;
+    const pki = await createPki(join(rootDir, 'pki'), [...new Set([apiAddress, '127.0.0.1', firstServiceIp(serviceCidr)])], ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local']);
+    const etcdPki = await createEtcdPki(join(rootDir, 'pki'), ['127.0.0.1']);
     const admin = await issueClientCert(pki, 'admin', ['system:masters']);
     const kubeconfig = join(rootDir, 'admin.kubeconfig');
     writeKubeconfig(kubeconfig, server, pki.caCert, 'admin', admin.cert, admin.key);
+    // The components in the namespace reach the API server there, not through the forwarder.
+    const componentKubeconfig = join(rootDir, 'components.kubeconfig');
+    writeKubeconfig(componentKubeconfig, internalServer, pki.caCert, 'admin', admin.cert, admin.key);
+    const adminTls = { ca: readFileSync(pki.caCert), cert: readFileSync(admin.cert), key: readFileSync(admin.key) };
 
-    const etcdUrl = `http://127.0.0.1:${ports.etcdClient}`;
+    // Client and peer traffic both need a certificate from etcd's own CA.
+    const etcdUrl = `https://127.0.0.1:${ports.etcdClient}`;
+    const etcdPeerUrl = `https://127.0.0.1:${ports.etcdPeer}`;
     const etcdArgs = [
       '--name=default', `--data-dir=${join(rootDir, 'etcd')}`,
       `--listen-client-urls=${etcdUrl}`, `--advertise-client-urls=${etcdUrl}`,
-      `--listen-peer-urls=http://127.0.0.1:${ports.etcdPeer}`, `--initial-advertise-peer-urls=http://127.0.0.1:${ports.etcdPeer}`,
-      `--initial-cluster=default=http://127.0.0.1:${ports.etcdPeer}`,
+      `--listen-peer-urls=${etcdPeerUrl}`, `--initial-advertise-peer-urls=${etcdPeerUrl}`,
+      `--initial-cluster=default=${etcdPeerUrl}`,
+      `--cert-file=${etcdPki.serverCert}`, `--key-file=${etcdPki.serverKey}`, '--client-cert-auth', `--trusted-ca-file=${etcdPki.caCert}`,
+      `--peer-cert-file=${etcdPki.serverCert}`, `--peer-key-file=${etcdPki.serverKey}`, '--peer-client-cert-auth', `--peer-trusted-ca-file=${etcdPki.caCert}`,
       '--unsafe-no-fsync', '--log-level=warn', '--quota-backend-bytes=4294967296',
     ];
+    const etcdTls = { ca: readFileSync(etcdPki.caCert), cert: readFileSync(etcdPki.clientCert), key: readFileSync(etcdPki.clientKey) };
     progress('starting etcd');
-    procs.set('etcd', startProcess('etcd', bin('etcd'), etcdArgs, log('etcd')));
+    procs.set('etcd', start('etcd', bin('etcd'), etcdArgs));
     await waitFor('etcd /health', procs.get('etcd')!, 30_000, async () => {
-      const body = await httpGetText(`${etcdUrl}/health`);
-      return body.includes('"health":"true"');
+      const r = await fetchText(`${etcdUrl}/health`, etcdTls);
+      return r.body.includes('"health":"true"');
     });
 
+    const kubeletArgs = options.kubelets
+      ? [
+          '--authorization-mode=Node,RBAC', '--enable-admission-plugins=NodeRestriction',
+          '--kubelet-preferred-address-types=InternalIP',
+          ...await (async () => {
+            const c = await issueClientCert(pki, 'kube-apiserver-kubelet-client', ['system:masters']);
+            return [`--kubelet-client-certificate=${c.cert}`, `--kubelet-client-key=${c.key}`];
+          })(),
+        ]
+      : ['--authorization-mode=RBAC'];
     const apiserverArgs = [
-      `--etcd-servers=${etcdUrl}`,
-      `--bind-address=${address}`, `--secure-port=${ports.apiserver}`, `--advertise-address=${address}`,
+      `--etcd-servers=${etcdUrl}`, `--etcd-cafile=${etcdPki.caCert}`, `--etcd-certfile=${etcdPki.clientCert}`, `--etcd-keyfile=${etcdPki.clientKey}`,
+      `--bind-address=${apiAddress}`, `--secure-port=${ports.apiserver}`, `--advertise-address=${apiAddress}`,
       `--cert-dir=${join(rootDir, 'apiserver')}`,
       `--tls-cert-file=${pki.serverCert}`, `--tls-private-key-file=${pki.serverKey}`,
       `--client-ca-file=${pki.caCert}`,
       '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
       `--service-account-key-file=${pki.saPub}`, `--service-account-signing-key-file=${pki.saKey}`,
       `--service-cluster-ip-range=${serviceCidr}`,
-      '--authorization-mode=RBAC', '--allow-privileged=true',
+      ...kubeletArgs, '--allow-privileged=true',
       // A loopback address cannot be published as the kubernetes Service's endpoint.
-      ...(isLoopback(address) ? ['--endpoint-reconciler-type=none'] : []),
+      ...(isLoopback(apiAddress) ? ['--endpoint-reconciler-type=none'] : []),
       '--max-requests-inflight=1000', '--max-mutating-requests-inflight=500',
       ...(options.clusterEgressSocket === undefined ? [] : [`--egress-selector-config-file=${writeEgressConfig(rootDir, options.clusterEgressSocket)}`]),
     ];
     const startApiserver = () => {
       progress('starting kube-apiserver');
-      procs.set('kube-apiserver', startProcess('kube-apiserver', bin('kube-apiserver'), apiserverArgs, log('kube-apiserver')));
-      return waitFor('kube-apiserver /readyz', procs.get('kube-apiserver')!, 90_000, async () => (await apiGetText(server, pki.caCert, admin, '/readyz')) === 'ok');
+      procs.set('kube-apiserver', start('kube-apiserver', bin('kube-apiserver'), apiserverArgs));
+      return waitFor('kube-apiserver /readyz', procs.get('kube-apiserver')!, 90_000, async () => (await fetchText(`${internalServer}/readyz`, adminTls)).body === 'ok');
     };
     await startApiserver();
 
-    const common = [`--kubeconfig=${kubeconfig}`, `--authentication-kubeconfig=${kubeconfig}`, `--authorization-kubeconfig=${kubeconfig}`, '--bind-address=127.0.0.1', '--leader-elect=false', '--kube-api-qps=200', '--kube-api-burst=400'];
+    const ck = componentKubeconfig;
+    const common = [`--kubeconfig=${ck}`, `--authentication-kubeconfig=${ck}`, `--authorization-kubeconfig=${ck}`, '--bind-address=127.0.0.1', '--leader-elect=false', '--kube-api-qps=200', '--kube-api-burst=400'];
     progress('starting kube-controller-manager and kube-scheduler');
-    procs.set('kube-controller-manager', startProcess('kube-controller-manager', bin('kube-controller-manager'), [
+    procs.set('kube-controller-manager', start('kube-controller-manager', bin('kube-controller-manager'), [
       ...common, `--secure-port=${ports.controllerManager}`, `--cert-dir=${join(rootDir, 'controller-manager')}`,
       '--allocate-node-cidrs=true', `--cluster-cidr=${clusterCidr}`, `--node-cidr-mask-size=${options.nodeCidrMaskSize ?? 24}`,
       `--service-cluster-ip-range=${serviceCidr}`,
       `--service-account-private-key-file=${pki.saKey}`, `--root-ca-file=${pki.caCert}`,
       '--use-service-account-credentials=true',
       `--cluster-signing-cert-file=${pki.caCert}`, `--cluster-signing-key-file=${pki.caKey}`,
-    ], log('kube-controller-manager')));
-    procs.set('kube-scheduler', startProcess('kube-scheduler', bin('kube-scheduler'), [
+    ]));
+    procs.set('kube-scheduler', start('kube-scheduler', bin('kube-scheduler'), [
       ...common, `--secure-port=${ports.scheduler}`,
-    ], log('kube-scheduler')));
+    ]));
     await Promise.all([
-      waitFor('kube-controller-manager /healthz', procs.get('kube-controller-manager')!, 60_000, async () => (await httpsGetInsecure(`https://127.0.0.1:${ports.controllerManager}/healthz`)) === 'ok'),
-      waitFor('kube-scheduler /healthz', procs.get('kube-scheduler')!, 60_000, async () => (await httpsGetInsecure(`https://127.0.0.1:${ports.scheduler}/healthz`)) === 'ok'),
+      waitFor('kube-controller-manager /healthz', procs.get('kube-controller-manager')!, 60_000, async () => (await fetchText(`https://127.0.0.1:${ports.controllerManager}/healthz`, { insecure: true })).body === 'ok'),
+      waitFor('kube-scheduler /healthz', procs.get('kube-scheduler')!, 60_000, async () => (await fetchText(`https://127.0.0.1:${ports.scheduler}/healthz`, { insecure: true })).body === 'ok'),
     ]);
 
     if (options.kwok ?? true) {
       progress('starting kwok');
       const stages = readdirSync(join(binDir, 'kwok-stages')).map((f) => `--config=${join(binDir, 'kwok-stages', f)}`);
-      procs.set('kwok', startProcess('kwok', bin('kwok'), [
-        `--kubeconfig=${kubeconfig}`, '--manage-all-nodes=false',
+      procs.set('kwok', start('kwok', bin('kwok'), [
+        `--kubeconfig=${ck}`, '--manage-all-nodes=false',
         '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
         '--node-lease-duration-seconds=40', `--cidr=${clusterCidr}`,
         `--server-address=127.0.0.1:${ports.kwok}`, ...stages,
-      ], log('kwok'), { ...process.env, HOME: rootDir }));
-      await waitFor('kwok /healthz', procs.get('kwok')!, 30_000, async () => (await httpGetText(`http://127.0.0.1:${ports.kwok}/healthz`)).trim() === 'ok');
+      ], { ...process.env, HOME: rootDir }));
+      await waitFor('kwok /healthz', procs.get('kwok')!, 30_000, async () => (await fetchText(`http://127.0.0.1:${ports.kwok}/healthz`)).body.trim() === 'ok');
     }
 
-    const get = async <T>(path: string): Promise<T> => JSON.parse(await apiGetText(server, pki.caCert, admin, path)) as T;
+    const get = async <T>(path: string): Promise<T> => {
+      const r = await getText(new URL(path, server).toString(), { ...adminTls, timeoutMs: 10_000 });
+      if (r.status !== 200) throw new Error(`GET ${path}: HTTP ${r.status}`);
+      return JSON.parse(r.body) as T;
+    };
     await waitFor('the default ServiceAccount', procs.get('kube-controller-manager')!, 60_000, async () => {
       try {
         await get('/api/v1/namespaces/default/serviceaccounts/default');
@@ -240,6 +302,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     const plane: ControlPlane = {
       kubeconfig,
       server,
+      ...(netns ? { internalServer } : {}),
       rootDir,
       binDir,
       pki,
@@ -271,6 +334,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       async stop() {
         if (stopped) return;
         stopped = true;
+        await forwarder?.close();
         await stopAll(procs);
         rmSync(rootDir, { recursive: true, force: true });
         forgetDir(rootDir);
@@ -279,6 +343,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     return plane;
   } catch (err) {
     const logs = [...procs.values()].map((p) => `--- ${p.name} (last lines of ${p.logFile}) ---\n${tail(p.logFile, 15)}`).join('\n');
+    await forwarder?.close();
     await stopAll(procs);
     rmSync(rootDir, { recursive: true, force: true });
     forgetDir(rootDir);
@@ -288,7 +353,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
 
 async function stopAll(procs: Map<string, ManagedProcess>): Promise<void> {
   // Clients first, etcd last, so nothing logs storage errors on the way down.
-  for (const name of ['kwok', 'kube-scheduler', 'kube-controller-manager', 'kube-apiserver', 'etcd']) {
+  for (const name of ['kwok', 'kube-scheduler', 'kube-controller-manager', 'kube-apiserver', 'etcd', 'gateway']) {
     await procs.get(name)?.stop(10_000);
   }
 }
@@ -327,48 +392,6 @@ async function waitFor(what: string, proc: ManagedProcess, timeoutMs: number, ch
     return (await check()) || undefined;
   }, timeoutMs, 200);
   if (exited) throw new Error(`${proc.name} exited while waiting for ${what}`);
-}
-
-function httpGetText(url: string): Promise<string> {
-  return new Promise((resolveText, reject) => {
-    const req = httpRequest(url, { timeout: 5000 }, (res) => collect(res, resolveText, reject));
-    req.on('error', reject).on('timeout', () => req.destroy(new Error('timeout')));
-    req.end();
-  });
-}
-
-function httpsGetInsecure(url: string): Promise<string> {
-  // The components' own self-signed serving certificates on loopback: nothing to verify against.
-  return new Promise((resolveText, reject) => {
-    const req = httpsRequest(url, { rejectUnauthorized: false, timeout: 5000 }, (res) => collect(res, resolveText, reject));
-    req.on('error', reject).on('timeout', () => req.destroy(new Error('timeout')));
-    req.end();
-  });
-}
-
-function apiGetText(server: string, ca: string, user: { cert: string; key: string }, path: string): Promise<string> {
-  return new Promise((resolveText, reject) => {
-    const req = httpsRequest(new URL(path, server), {
-      ca: readFileSync(ca), cert: readFileSync(user.cert), key: readFileSync(user.key), timeout: 10_000,
-    }, (res) => {
-      if (res.statusCode !== 200) {
-        res.resume();
-        reject(new Error(`GET ${path}: HTTP ${res.statusCode}`));
-        return;
-      }
-      collect(res, resolveText, reject);
-    });
-    req.on('error', reject).on('timeout', () => req.destroy(new Error('timeout')));
-    req.end();
-  });
-}
-
-function collect(res: NodeJS.ReadableStream, done: (s: string) => void, fail: (e: Error) => void): void {
-  let body = '';
-  res.setEncoding('utf8');
-  res.on('data', (chunk: string) => (body += chunk));
-  res.on('end', () => done(body));
-  res.on('error', fail);
 }
 
 function firstServiceIp(cidr: string): string {

@@ -27,8 +27,8 @@ import { LabRuntime, type RuntimeNode } from './runtime.js';
 import type { LabPrograms } from './runtime-rules.js';
 import { waitUntil } from './wait.js';
 
-/** Default state directory: sockets, the kubeconfig, the nodes' CNI directories, pod logs. */
-export const defaultStateDir = '/run/cilium-migrate-lab';
+/** Default state directory: sockets, the kubeconfig, the nodes' files (on disk: real nodes hold their images there). */
+export const defaultStateDir = '/var/lib/cilium-migrate-lab';
 /** The kubernetes Service address: where pods reach the API server (it is in the serving certificate). */
 export const labApiHost = '10.96.0.1';
 export const labApiPort = 443;
@@ -43,6 +43,10 @@ export interface DaemonOptions {
 
 export interface LabStatus {
   ready: boolean;
+  /** `real` for the real-node lab (lab/kind-daemon.ts), absent for the emulated one. */
+  runtime?: 'real';
+  /** The real lab's resource prefix (lab/node/lab-resources.ts). */
+  prefix?: string;
   pid: number;
   kubeconfig: string;
   server: string;

@@ -4,7 +4,8 @@
 # (the node cleanup of a legacy CNI in nftables mode), procps,
 # iputils-ping (the agent's ICMP probes through the ping package), chromium (the HTML view's test
 # opens the page headless), prometheus (the monitoring test evaluates the dashboard's queries and
-# the alerts with it).
+# the alerts with it), mmdebstrap (the lab's images are Debian root file systems), gcc and
+# libc6-dev (pause and flanneld are linked statically, as upstream builds them).
 # Go (>= the version in lab/bins/*/go.mod) must already be there: Debian's is too old.
 set -euo pipefail
 
@@ -18,6 +19,9 @@ command -v pgrep >/dev/null || need+=(procps)
 command -v ping >/dev/null || need+=(iputils-ping)
 [[ -x /usr/bin/chromium ]] || need+=(chromium)
 command -v prometheus >/dev/null || need+=(prometheus)
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v gcc >/dev/null || need+=(gcc)
+[[ -f /usr/lib/x86_64-linux-gnu/libc.a ]] || need+=(libc6-dev)
 
 if ((${#need[@]})); then
   if [[ $(id -u) != 0 ]]; then

@@ -59,6 +59,39 @@ export async function createPki(dir: string, serverIps: string[], serverNames: s
   return pki;
 }
 
+/**
+ * etcd's own certificates, from a CA of its own (so no Kubernetes client certificate opens etcd):
+ * a serving certificate (which is also its peer certificate) for the loopback, and the one client
+ * certificate the API server uses. etcd then requires a certificate from this CA for every client
+ * and peer connection (issue: the lab's etcd must not be an unauthenticated TCP port).
+ */
+export interface EtcdPki {
+  caCert: string;
+  serverCert: string;
+  serverKey: string;
+  clientCert: string;
+  clientKey: string;
+}
+
+export async function createEtcdPki(dir: string, serverIps: string[]): Promise<EtcdPki> {
+  const f = (name: string) => join(dir, name);
+  const pki: EtcdPki = { caCert: f('etcd-ca.crt'), serverCert: f('etcd-server.crt'), serverKey: f('etcd-server.key'), clientCert: f('etcd-client.crt'), clientKey: f('etcd-client.key') };
+  const caKey = f('etcd-ca.key');
+  await openssl(['req', '-x509', ...keyArgs, '-keyout', caKey, '-out', pki.caCert, '-days', '3650', '-subj', '/CN=cilium-migrate-etcd-ca']);
+  await openssl([
+    'req', '-x509', ...keyArgs, '-CA', pki.caCert, '-CAkey', caKey,
+    '-keyout', pki.serverKey, '-out', pki.serverCert, '-days', '3650', '-subj', '/CN=etcd',
+    '-addext', `subjectAltName=${[...serverIps.map((ip) => `IP:${ip}`), 'DNS:localhost'].join(',')}`,
+    '-addext', 'extendedKeyUsage=serverAuth,clientAuth', '-addext', 'basicConstraints=critical,CA:FALSE',
+  ]);
+  await openssl([
+    'req', '-x509', ...keyArgs, '-CA', pki.caCert, '-CAkey', caKey,
+    '-keyout', pki.clientKey, '-out', pki.clientCert, '-days', '3650', '-subj', '/CN=kube-apiserver-etcd-client',
+    '-addext', 'extendedKeyUsage=clientAuth', '-addext', 'basicConstraints=critical,CA:FALSE',
+  ]);
+  return pki;
+}
+
 /** Issues a client certificate for user `name` in `groups` (O= fields), signed by the CA. */
 export async function issueClientCert(pki: Pki, name: string, groups: string[]): Promise<ClientCert> {
   const base = join(pki.dir, `user-${name.replace(/[^a-zA-Z0-9_.-]/g, '_')}`);

@@ -10,6 +10,7 @@ import './integration/control-plane.test.js';
 import './integration/control-plane-lifecycle.test.js';
 import './integration/drain.test.js';
 import './integration/egress-proxy.test.js';
+import './integration/kind-lab.test.js';
 import './integration/lab-cli.test.js';
 import './integration/lab-e2e.test.js';
 import './integration/lifecycle.test.js';

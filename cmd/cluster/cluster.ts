@@ -16,6 +16,8 @@ export interface NodeView {
   ready: boolean;
   /** When the Ready condition last changed. */
   readySince?: Date | undefined;
+  /** When kubelet last reported the Ready condition (whole seconds). */
+  readyHeartbeat?: Date | undefined;
   /** The legacy (Kubernetes) pod CIDRs of the node. */
   podCIDRs: string[];
   controlPlane: boolean;
@@ -32,6 +34,10 @@ export interface PodView {
   hostNetwork: boolean;
   createdAt: Date;
   controller?: { kind: string; name: string } | undefined;
+  /** Restarts of its containers, summed (kubelet's restartCount). */
+  restarts?: number | undefined;
+  /** Its running or last containers' IDs (containerd://...). */
+  containerIds?: string[] | undefined;
 }
 
 /** The changes the engine makes to a Node; null removes a label or annotation. */
@@ -108,6 +114,8 @@ export interface HostCommands {
 /** The lock's Lease. */
 export interface LeaseStore {
   getLease(namespace: string, name: string): Promise<LeaseView | undefined>;
+  /** When kubelet last announced its start on `node` (its Starting event); undefined when none is recorded. */
+  lastKubeletStart?(node: string): Promise<Date | undefined>;
   /** Creates or replaces (at `resourceVersion`) the lease; false when someone else won the race. */
   writeLease(namespace: string, name: string, holder: string, durationSeconds: number, now: Date, resourceVersion?: string): Promise<boolean>;
   deleteLease(namespace: string, name: string, holder: string): Promise<void>;

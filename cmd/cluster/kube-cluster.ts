@@ -45,6 +45,7 @@ export function toNodeView(node: k8s.V1Node): NodeView {
     bootID: node.status?.nodeInfo?.bootID ?? '',
     ready: ready?.status === 'True',
     readySince: ready?.lastTransitionTime ? new Date(ready.lastTransitionTime) : undefined,
+    readyHeartbeat: ready?.lastHeartbeatTime ? new Date(ready.lastHeartbeatTime) : undefined,
     podCIDRs: node.spec?.podCIDRs ?? (node.spec?.podCIDR ? [node.spec.podCIDR] : []),
     controlPlane: 'node-role.kubernetes.io/control-plane' in labels || 'node-role.kubernetes.io/master' in labels,
   };
@@ -59,6 +60,8 @@ export function toPodView(pod: k8s.V1Pod): PodView {
     podIP: pod.status?.podIP ?? '',
     hostNetwork: pod.spec?.hostNetwork === true,
     createdAt: pod.metadata?.creationTimestamp ? new Date(pod.metadata.creationTimestamp) : new Date(0),
+    restarts: (pod.status?.containerStatuses ?? []).reduce((n, c) => n + (c.restartCount ?? 0), 0),
+    containerIds: (pod.status?.containerStatuses ?? []).map((c) => c.containerID).filter((id): id is string => Boolean(id)),
   };
 }
 
@@ -216,6 +219,19 @@ export function kubeEngineCluster(kube: Kube): KubeCluster {
       } catch {
         // An event is a courtesy to people reading `kubectl describe node`; the state annotation is the record.
       }
+    },
+    async lastKubeletStart(node) {
+      // kubelet records "Starting kubelet." on its Node each time it starts (in the default
+      // namespace); kube-proxy's own Starting events are told apart by their source.
+      const list = await call(kube, `list the events of node ${node}`, () => kube.core.listEventForAllNamespaces({ fieldSelector: `involvedObject.kind=Node,involvedObject.name=${node},reason=Starting` }));
+      let last: Date | undefined;
+      for (const e of list.items) {
+        if (e.source?.component !== 'kubelet' && e.reportingComponent !== 'kubelet') continue;
+        const at = e.lastTimestamp ?? e.eventTime ?? e.firstTimestamp;
+        const t = at === undefined ? undefined : new Date(at as unknown as string | Date);
+        if (t && !Number.isNaN(t.getTime()) && (!last || t > last)) last = t;
+      }
+      return last;
     },
     async getLease(namespace, name) {
       const lease = await call(kube, `get lease ${namespace}/${name}`, () => notFoundAsUndefined(() => kube.coordination.readNamespacedLease({ namespace, name })));

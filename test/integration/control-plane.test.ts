@@ -2,10 +2,12 @@
 // gets Running pods with IPs from their nodes' CIDRs, PDBs block evictions, both CiliumNodeConfig
 // versions are served.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { cidrContains } from '../../lib/cidr.js';
 import { connect, statusCode } from '../../lib/kube.js';
+import { getText } from '../../lab/netns-gateway.js';
 import { eventually } from '../harness/wait.js';
 import { repoRoot } from '../harness/plugin.js';
 import { sharedControlPlane } from '../harness/shared-cluster.js';
@@ -135,5 +137,20 @@ describe('real control plane', () => {
     const cp = await sharedControlPlane();
     const bad = { apiVersion: 'cilium.io/v2', kind: 'CiliumNodeConfig', metadata: { namespace: 'kube-system', name: 'no-selector' }, spec: { defaults: { a: 'b' } } };
     await assert.rejects(cp.kubectl(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(bad) }), /nodeSelector: Required value/);
+  });
+  it('serves etcd only to a client with a certificate from etcd\'s own CA (the API server\'s), not over plain HTTP nor to a Kubernetes client certificate', async () => {
+    const cp = await sharedControlPlane();
+    const url = `https://127.0.0.1:${cp.ports.etcdClient}/health`;
+    const pki = (f: string) => readFileSync(join(cp.rootDir, 'pki', f));
+    const ca = pki('etcd-ca.crt');
+    const admin = readFileSync(cp.kubeconfig, 'utf8');
+    const adminCert = readFileSync(/client-certificate: (.+)/.exec(admin)![1]!.trim());
+    const adminKey = readFileSync(/client-key: (.+)/.exec(admin)![1]!.trim());
+    await assert.rejects(getText(url.replace('https:', 'http:')), 'plain HTTP is not served');
+    await assert.rejects(getText(url, { ca }), 'no client certificate: refused');
+    await assert.rejects(getText(url, { ca, cert: adminCert, key: adminKey }), 'a Kubernetes (system:masters) certificate: refused');
+    const ok = await getText(url, { ca, cert: pki('etcd-client.crt'), key: pki('etcd-client.key') });
+    assert.equal(ok.status, 200);
+    assert.match(ok.body, /"health":"true"/);
   });
 });

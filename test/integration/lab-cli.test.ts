@@ -2,7 +2,7 @@
 // plainly, and clear errors instead of stack traces.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -22,10 +22,10 @@ describe('lab command line', () => {
   const stateDir = mkdtempSync(join(tmpdir(), 'lab-cli-'));
   after(() => rmSync(stateDir, { recursive: true, force: true }));
 
-  it('--help lists up, down, status and restart-node', async () => {
+  it('--help lists up, down, status, restart-node and reboot-node', async () => {
     const r = await run([process.execPath, labJs, '--help']);
     assert.equal(r.code, 0);
-    for (const c of ['up', 'down', 'status', 'restart-node <node>', 'demo']) assert.match(r.stdout, new RegExp(`lab ${c}`));
+    for (const c of ['up', 'down', 'status', 'restart-node <node>', 'reboot-node <node>', 'demo']) assert.match(r.stdout, new RegExp(`lab ${c}`));
   });
 
   it('up as a normal user says it needs root, without a stack trace', async () => {
@@ -61,5 +61,20 @@ describe('lab command line', () => {
     const r = await run([process.execPath, labJs, 'bogus']);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /Unknown argument: bogus/);
+  });
+  it('up and down never remove a directory without the lab\'s marker, and up refuses one that holds anything', async () => {
+    const foreign = mkdtempSync(join(tmpdir(), 'not-a-lab-'));
+    try {
+      writeFileSync(join(foreign, 'precious.txt'), 'keep me\n');
+      const down = await run([process.execPath, labJs, '--state-dir', foreign, 'down']);
+      assert.equal(down.code, 0, down.stderr);
+      assert.equal(readFileSync(join(foreign, 'precious.txt'), 'utf8'), 'keep me\n');
+      const up = await run([process.execPath, labJs, '--state-dir', foreign, 'up']);
+      assert.equal(up.code, 1);
+      assert.match(up.stderr, /^error: .*not-a-lab-.* exists and is not a lab's state directory \(it has no \.cilium-migrate-lab\)\n/);
+      assert.deepEqual(readdirSync(foreign), ['precious.txt'], 'nothing added, nothing removed');
+    } finally {
+      rmSync(foreign, { recursive: true, force: true });
+    }
   });
 });

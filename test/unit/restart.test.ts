@@ -1,10 +1,9 @@
 // How the engine restarts a node and knows it is back.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { NodeView, PodView } from '../../cmd/cluster/cluster.js';
-import type { HostCommandPod } from '../../cmd/cluster/cluster.js';
+import type { HostCommandPod, NodeView, PodView } from '../../cmd/cluster/cluster.js';
 import { hostCommandPodName } from '../../cmd/engine/host-command.js';
-import { chooseRestartMethod, execRestarter, rebootRestarter, restartBaseline, restartCompletion, shellQuote, type CommandRunner } from '../../cmd/engine/restart.js';
+import { chooseRestartMethod, execRestarter, kindContainer, kindRestarter, observeRestart, parseRuntimeTime, rebootCompletion, rebootRestarter, restartBaseline, restartCompletion, shellQuote, type CommandRunner } from '../../cmd/engine/restart.js';
 import { ExitCode, UsageError } from '../../lib/errors.js';
 
 const t0 = new Date('2026-01-01T00:00:00Z');
@@ -12,8 +11,9 @@ const node = (extra: Partial<NodeView> = {}): NodeView => ({
   name: 'kind-worker', uid: 'n1', unschedulable: true, labels: {}, annotations: {}, providerID: 'kind://docker/kind/kind-worker',
   bootID: 'boot-a', ready: true, readySince: new Date(t0.getTime() - 60_000), podCIDRs: ['10.244.1.0/24'], controlPlane: false, ...extra,
 });
-const dsPod = (name: string, uid: string, ready = true): PodView => ({
+const dsPod = (name: string, uid: string, ready = true, restarts = 0, containerIds = [`containerd://${name}-${restarts}`]): PodView => ({
   namespace: 'kube-system', name: `${name}-x`, uid, nodeName: 'kind-worker', phase: 'Running', ready, podIP: '172.18.0.3', hostNetwork: true, createdAt: t0, controller: { kind: 'DaemonSet', name },
+  restarts, containerIds,
 });
 
 describe('chooseRestartMethod', () => {
@@ -24,7 +24,7 @@ describe('chooseRestartMethod', () => {
   });
 });
 
-describe('restartCompletion', () => {
+describe('restartCompletion for reboot and exec', () => {
   const before = restartBaseline(node(), [dsPod('cilium', 'c1'), dsPod('kube-proxy', 'k1')], t0);
   const later = new Date(t0.getTime() + 30_000);
   const cases: [string, NodeView, PodView[], RegExp | undefined][] = [
@@ -38,11 +38,86 @@ describe('restartCompletion', () => {
   ];
   for (const [name, n, pods, expected] of cases) {
     it(name, () => {
-      const how = restartCompletion(before, n, pods);
+      for (const method of ['reboot', 'exec'] as const) {
+        const how = restartCompletion(method, before, { node: n, pods });
+        if (expected) assert.match(how ?? '', expected);
+        else assert.equal(how, undefined);
+      }
+    });
+  }
+});
+
+describe('restartCompletion for kind (docker restart keeps the bootID and every pod UID)', () => {
+  const before = restartBaseline(node(), [dsPod('cilium', 'c1'), dsPod('kube-proxy', 'k1')], t0);
+  const started = new Date(t0.getTime() + 2_000);
+  // What docker restart of a kind node leaves: same bootID, same UIDs, Ready all along with its old
+  // transition time, every container restarted once.
+  const restartedPods = [dsPod('cilium', 'c1', true, 1), dsPod('kube-proxy', 'k1', true, 1)];
+  const kubeletEvent = new Date(t0.getTime() + 3_000);
+  const heartbeat = new Date(t0.getTime() + 4_000);
+  type Case = [string, { container?: Date; kubelet?: Date; ready?: boolean; heartbeat?: Date; pods?: PodView[] }, RegExp | undefined];
+  const cases: Case[] = [
+    ['nothing changed yet', { pods: [dsPod('cilium', 'c1'), dsPod('kube-proxy', 'k1')] }, undefined],
+    ['container restarted and kubelet announced its start', { container: started, kubelet: kubeletEvent, pods: [] }, /container started .*Starting event/],
+    ['container restarted and every DaemonSet pod restarted and Ready', { container: started, pods: restartedPods }, /DaemonSet pods restarted/],
+    ['container restarted, kubelet not yet back', { container: started, pods: [dsPod('cilium', 'c1'), dsPod('kube-proxy', 'k1')] }, undefined],
+    ['container restarted, one DaemonSet pod not Ready again', { container: started, pods: [dsPod('cilium', 'c1', true, 1), dsPod('kube-proxy', 'k1', false, 1)] }, undefined],
+    ['a Starting event older than the request', { container: started, kubelet: new Date(t0.getTime() - 5_000), pods: [] }, undefined],
+    ['a Starting event in the same second as the request (events carry whole seconds)', { container: started, kubelet: new Date(t0.getTime()), pods: [] }, /Starting event/],
+    ['kubelet back but the container did not restart after the request', { container: new Date(t0.getTime() - 1_000), kubelet: kubeletEvent, pods: restartedPods }, undefined],
+    ['the runtime cannot say when the container started', { kubelet: kubeletEvent, pods: restartedPods }, undefined],
+    ['back but not Ready', { container: started, kubelet: kubeletEvent, ready: false, pods: restartedPods }, undefined],
+    ['kubelet announced its start but Ready is still the old kubelet\'s last report', { container: started, kubelet: kubeletEvent, heartbeat: new Date(t0.getTime() - 8_000), pods: restartedPods }, undefined],
+    ['a heartbeat in the second the container started (heartbeats carry whole seconds)', { container: new Date(t0.getTime() + 2_400), kubelet: kubeletEvent, heartbeat: new Date(t0.getTime() + 2_000), pods: [] }, /Starting event/],
+  ];
+  for (const [name, c, expected] of cases) {
+    it(name, () => {
+      const how = restartCompletion('kind', before, { node: node({ ready: c.ready ?? true, readyHeartbeat: c.heartbeat ?? heartbeat }), pods: c.pods ?? [], containerStartedAt: c.container, kubeletStartedAt: c.kubelet });
       if (expected) assert.match(how ?? '', expected);
       else assert.equal(how, undefined);
     });
   }
+
+  it('is judged on no signal kind leaves unchanged: the reboot rule never completes such a restart', () => {
+    // The rule every method used before: it waits for a new bootID or new DaemonSet pod UIDs.
+    assert.equal(rebootCompletion(before, node({ readyHeartbeat: heartbeat }), restartedPods), undefined);
+    assert.match(restartCompletion('kind', before, { node: node({ readyHeartbeat: heartbeat }), pods: restartedPods, containerStartedAt: started, kubeletStartedAt: kubeletEvent }) ?? '', /container started/);
+  });
+});
+
+describe('kind nodes: runtime, container and start time', () => {
+  it('takes the runtime and container from the providerID', () => {
+    assert.deepEqual(kindContainer(node({ providerID: 'kind://podman/kind/kind-worker2' })), { runtime: 'podman', container: 'kind-worker2' });
+    assert.deepEqual(kindContainer(node({ providerID: 'kind://docker/dev/dev-worker' })), { runtime: 'docker', container: 'dev-worker' });
+    assert.deepEqual(kindContainer(node({ providerID: '' })), { runtime: 'docker', container: 'kind-worker' });
+  });
+
+  it('reads docker and podman times, and not their zero time', () => {
+    assert.equal(parseRuntimeTime('2026-11-25T16:24:19.138123456Z\n')?.toISOString(), '2026-11-25T16:24:19.138Z');
+    assert.equal(parseRuntimeTime('2026-11-25T16:24:19+01:00')?.toISOString(), '2026-11-25T15:24:19.000Z');
+    assert.equal(parseRuntimeTime('0001-01-01T00:00:00Z'), undefined);
+    assert.equal(parseRuntimeTime('<no value>'), undefined);
+  });
+
+  it('restarts and inspects with the runtime the providerID names', async () => {
+    const calls: string[][] = [];
+    const runner: CommandRunner = async (argv) => (calls.push(argv), { code: 0, stdout: argv[1] === 'inspect' ? '2026-11-25T16:24:19.138Z\n' : 'kind-worker\n', stderr: '' });
+    const r = kindRestarter(runner);
+    const n = node({ providerID: 'kind://podman/kind/kind-worker' });
+    assert.deepEqual(await r.request(n, 'req-1'), { detail: 'podman restart kind-worker' });
+    assert.equal((await r.containerStartedAt!(n))?.toISOString(), '2026-11-25T16:24:19.138Z');
+    assert.deepEqual(calls, [['podman', 'restart', 'kind-worker'], ['podman', 'inspect', '--format', '{{.State.StartedAt}}', 'kind-worker']]);
+  });
+
+  it('observes the container and kubelet only for kind', async () => {
+    const cluster = { getNode: async () => node(), listNodePods: async () => [], lastKubeletStart: async () => new Date(t0) };
+    const runner: CommandRunner = async () => ({ code: 0, stdout: '2026-11-25T16:24:19Z', stderr: '' });
+    const kind = await observeRestart(kindRestarter(runner), cluster, 'kind-worker');
+    assert.equal(kind.containerStartedAt?.toISOString(), '2026-11-25T16:24:19.000Z');
+    assert.equal(kind.kubeletStartedAt?.getTime(), t0.getTime());
+    const exec = await observeRestart(execRestarter('ssh {node} reboot', runner), cluster, 'kind-worker');
+    assert.equal(exec.containerStartedAt, undefined);
+  });
 });
 
 describe('execRestarter', () => {
