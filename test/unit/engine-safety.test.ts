@@ -284,3 +284,58 @@ describe('dry runs: every step and why, nothing changed', () => {
     assert.deepEqual(c.node('w1'), before);
   });
 });
+
+describe('restart-node judges the node back by its restart method', () => {
+  /**
+   * `docker restart` of a kind node keeps its bootID, its pod UIDs and its Ready transition: only
+   * the container's start time, kubelet's Starting event and a fresh Ready heartbeat move. The
+   * fake's node never changes bootID here, so the reboot rule would wait until the timeout.
+   */
+  function kindNode(c: FakeEngineCluster) {
+    const restartedAt = new Date('2026-06-01T00:00:00Z'); // after the fake clock's time
+    let started = new Date('2025-12-01T00:00:00Z');
+    let kubelet: Date | undefined;
+    const restarter: NodeRestarter = {
+      method: 'kind',
+      async request(node) {
+        c.log.push(`restart ${node.name}`);
+        started = restartedAt;
+        kubelet = restartedAt;
+        c.node(node.name).readyHeartbeat = new Date(restartedAt.getTime() + 1000);
+        return { detail: 'docker restart' };
+      },
+      containerStartedAt: async () => started,
+    };
+    Object.assign(c, { lastKubeletStart: async () => kubelet });
+    return restarter;
+  }
+
+  it('a migration with --restart kind completes on the container\'s start and kubelet\'s Starting event', async () => {
+    const c = new FakeEngineCluster();
+    const r = await migrate(c, kindNode(c));
+    assert.equal(r.result, 'migrated');
+    assert.equal(c.node('w1').bootID, 'boot-1', 'the bootID never changed');
+    assert.match(r.steps.find((s) => s.step === 'restart-node')!.message, /restarted \(kind\): its container started at 2026-06-01T00:00:00\.000Z and kubelet announced its start/);
+    assert.equal(c.log.filter((l) => l.startsWith('restart ')).length, 1);
+  });
+
+  it('a rollback with --restart kind completes the same way', async () => {
+    const c = new FakeEngineCluster();
+    c.node('w1').labels[label] = 'true';
+    c.newPodIp = '10.244.1.9';
+    const restarter = kindNode(c);
+    const r = await rollbackNode(c, 'w1', {
+      runId: 'rb-1', labelKey: label, ciliumNamespace, drain: options(restarter).drain, restarter,
+      hostImage: 'alpine', verifyNamespace: 'default', verifyImage: 'pause', timeoutsMs: { hostCommand: 60_000, agentRestart: 60_000, nodeRestart: 60_000, verify: 60_000 }, pollMs: 1000,
+    }, instantClock(), quiet);
+    assert.equal(r.result, 'rolled-back');
+    assert.match(r.steps.find((s) => s.step === 'restart-node')!.message, /restarted \(kind\): its container started at 2026-06-01T00:00:00\.000Z and kubelet announced its start/);
+  });
+
+  it('a kind node whose container did not start again is not back, however Ready it looks', async () => {
+    const c = new FakeEngineCluster();
+    const restarter: NodeRestarter = { ...kindNode(c), request: async () => ({ detail: 'docker restart' }) };
+    await assert.rejects(migrate(c, restarter), TimeoutError);
+    assert.equal(c.node('w1').annotations['cilium-migrate.io/phase'], 'restart-node');
+  });
+});
