@@ -14,7 +14,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
+import { writeAdminKubeconfig } from './admin-kubeconfig.js';
 import { kindNodes } from './cluster-objects.js';
 import { startControlPlane, type ControlPlane } from './control-plane.js';
 import { api, labClient, type LabClient } from './lab-api.js';
@@ -184,7 +184,7 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     // The CRD manifests sit in the repository next to dist/ (this may run bundled).
     await cp.kubectl(['apply', '--server-side', '-f', join(o.distDir, '..', 'lab', 'crds', 'cilium.yaml')]);
     await cp.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/ciliumnodeconfigs.cilium.io', 'crd/ciliumnodes.cilium.io']);
-    writeKubeconfig(cp, paths.kubeconfig);
+    writeAdminKubeconfig(cp, paths.kubeconfig, { cluster: 'cilium-migrate-lab', user: 'lab-admin' });
 
     o.log(`creating ${o.nodes} nodes as network namespaces on a private underlay`);
     // No overlay yet: Flannel's and Cilium's agents build theirs from what the API says.
@@ -276,19 +276,3 @@ async function waitDaemonSets(kube: LabClient, sets: [string, string][], count: 
   });
 }
 
-/** A self-contained admin kubeconfig (certificates inline) for the host. */
-function writeKubeconfig(cp: ControlPlane, file: string): void {
-  const source = readFileSync(cp.kubeconfig, 'utf8');
-  const cert = /client-certificate: (.+)/.exec(source)?.[1]?.trim();
-  const key = /client-key: (.+)/.exec(source)?.[1]?.trim();
-  if (!cert || !key) throw new Error(`cannot read the admin credentials from ${cp.kubeconfig}`);
-  const b64 = (f: string) => readFileSync(f).toString('base64');
-  writeFileSync(file, stringify({
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [{ name: 'cilium-migrate-lab', cluster: { server: cp.server, 'certificate-authority-data': b64(cp.pki.caCert) } }],
-    users: [{ name: 'lab-admin', user: { 'client-certificate-data': b64(cert), 'client-key-data': b64(key) } }],
-    contexts: [{ name: 'cilium-migrate-lab', context: { cluster: 'cilium-migrate-lab', user: 'lab-admin' } }],
-    'current-context': 'cilium-migrate-lab',
-  }), { mode: 0o600 });
-}
