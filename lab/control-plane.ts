@@ -273,7 +273,9 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
 
     if (options.kwok ?? true) {
       progress('starting kwok');
-      const stages = readdirSync(join(binDir, 'kwok-stages')).map((f) => `--config=${join(binDir, 'kwok-stages', f)}`);
+      // kwok's own fast stages (copied by lab/bins/build.sh) and ours (lab/kwok-stages).
+      const stageFiles = [...readdirSync(join(binDir, 'kwok-stages')).map((f) => join(binDir, 'kwok-stages', f)), ...readdirSync(join(here, 'kwok-stages')).map((f) => join(here, 'kwok-stages', f))];
+      const stages = stageFiles.map((f) => `--config=${f}`);
       procs.set('kwok', start('kwok', bin('kwok'), [
         `--kubeconfig=${ck}`, '--manage-all-nodes=false',
         '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',

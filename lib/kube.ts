@@ -139,6 +139,16 @@ export function statusCode(err: unknown): number | undefined {
   return err instanceof k8s.ApiException ? err.code : undefined;
 }
 
+/** A read whose 404 (API or object not there) or 403 (not ours to read) means "not known". */
+export async function optional<T>(fn: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (statusCode(err) === 404 || statusCode(err) === 403) return undefined;
+    throw err;
+  }
+}
+
 // Error codes of node's networking that mean the server is not there or not the one we expect.
 const networkCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET']);
 

@@ -5,7 +5,7 @@
 // has any of its own), its tunnels, Calico's node-address autodetection, and the objects its
 // manifest created (cmd/migration/legacy-removal.ts says which finalize deletes). Deciding is pure;
 // reading is at the end of the file.
-import { call, statusCode, type k8s, type Kube } from '../../lib/kube.js';
+import { call, optional, type k8s, type Kube } from '../../lib/kube.js';
 import type { Tunnel } from '../../lib/tunnel.js';
 
 export type LegacyKind = 'flannel' | 'calico' | 'aws-cni';
@@ -275,16 +275,6 @@ export function detectLegacy(facts: LegacyFacts): LegacyCni | undefined {
 }
 
 // ---- reading ----
-
-/** A request whose 404 (API or object not there) or 403 (not ours to read) means "not known". */
-export async function optional<T>(fn: () => Promise<T>): Promise<T | undefined> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (statusCode(err) === 404 || statusCode(err) === 403) return undefined;
-    throw err;
-  }
-}
 
 const customList = async <T>(kube: Kube, group: string, version: string, plural: string) =>
   ((await kube.custom.listClusterCustomObject({ group, version, plural })) as { items: T[] }).items;

@@ -2,8 +2,8 @@
 // what they are (the DaemonSet found by detection, what its pods use, the RBAC bound to its service
 // accounts, its own namespace when nothing else lives there), with what is left on purpose named.
 // Deciding is pure; reading is at the end of the file.
-import { call, type k8s, type Kube } from '../../lib/kube.js';
-import { configMapsUsedBy, images, isCalicoKubeControllersImage, key, optional, systemNamespaces, type LegacyCni, type LegacyObject } from './legacy-cni.js';
+import { call, optional, type k8s, type Kube } from '../../lib/kube.js';
+import { configMapsUsedBy, images, isCalicoKubeControllersImage, key, systemNamespaces, type LegacyCni, type LegacyObject } from './legacy-cni.js';
 
 export interface Binding {
   name: string;
