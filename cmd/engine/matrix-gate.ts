@@ -1,12 +1,10 @@
 // The engine's gate over the reachability matrix: the baseline step reads the matrix and records
 // what already fails (kept on the node, so a resumed run uses the same baseline); the gate step
 // reads it again with the node in focus, counting only samples taken since the node's restart.
-import { baselineOf, evaluateGate, reasonLines, type Baseline, type GatePolicy } from '../../lib/connectivity-gate.js';
-import { defaultConnectivity } from '../../lib/defaults.js';
-import { assembleMatrix, type Matrix } from '../../lib/reachability.js';
-import { readMatrix, type RowSource } from '../connectivity/read-matrix.js';
+import { baselineOf, reasonLines, type Baseline, type GatePolicy } from '../../lib/connectivity-gate.js';
+import { matrixRound, type RowSource } from '../matrix/read.js';
 import type { OverlayTunnels } from '../../lib/tunnel.js';
-import type { Clock } from './drain.js';
+import type { Clock } from '../../lib/clock.js';
 import type { BaselineResult, Gate, GateResult } from './gate.js';
 
 export interface MatrixGateOptions {
@@ -27,13 +25,11 @@ export function baselineFromRecord(record: Record<string, unknown> | undefined):
 }
 
 export function matrixGate(source: RowSource, opts: MatrixGateOptions, clock: Pick<Clock, 'now'>): Gate {
-  const read = async (since: Date, focus: string[] = []): Promise<Matrix> =>
-    assembleMatrix(await readMatrix(source, { since, concurrency: opts.concurrency, timeoutMs: opts.timeoutMs, now: clock.now }), { staleRowMs: defaultConnectivity.staleRowSeconds * 1000, focus });
+  const reading = { concurrency: opts.concurrency, timeoutMs: opts.timeoutMs, now: clock.now, policy: opts.policy, tunnels: opts.tunnels };
   return {
     name: 'matrix',
     async baseline(): Promise<BaselineResult> {
-      const matrix = await read(new Date(clock.now() - opts.lookbackMs));
-      const evaluation = evaluateGate({ matrix, focus: [], policy: opts.policy, tunnels: opts.tunnels });
+      const { matrix, evaluation } = await matrixRound(source, { ...reading, since: new Date(clock.now() - opts.lookbackMs), focus: [] });
       // Without an agent on every Ready node the gate could never judge those nodes: stop here.
       const missing = evaluation.findings.filter((f) => f.rule === 'agents');
       if (missing.length) return { verdict: 'UNKNOWN', reasons: [...missing.map((f) => f.message), ...evaluation.hints.filter((h) => h.cause === 'agent-not-running').map((h) => `hint: ${h.message}`)] };
@@ -45,8 +41,7 @@ export function matrixGate(source: RowSource, opts: MatrixGateOptions, clock: Pi
       return { verdict: 'PASS', reasons, record: { matrixBaseline: baseline } };
     },
     async check(focus, since, record, inFlight = []): Promise<GateResult> {
-      const matrix = await read(since, [focus.name]);
-      const evaluation = evaluateGate({ matrix, focus: [focus.name], baseline: baselineFromRecord(record), policy: opts.policy, exclude: inFlight, tunnels: opts.tunnels });
+      const { evaluation } = await matrixRound(source, { ...reading, since, focus: [focus.name], baseline: baselineFromRecord(record), exclude: inFlight });
       return { verdict: evaluation.verdict, reasons: reasonLines(evaluation) };
     },
   };
