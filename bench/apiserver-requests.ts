@@ -4,6 +4,7 @@
 // per-client request counter. The user is bound to cluster-admin but is not in system:masters
 // (whose requests the built-in "exempt" schema takes first).
 import type { ControlPlane } from '../lab/control-plane.js';
+import { waitUntil } from '../lab/wait.js';
 
 /** A kubeconfig for `user` whose requests the API server counts under flow schema `user`. */
 export async function countedUser(cp: ControlPlane, user: string): Promise<string> {
@@ -42,13 +43,9 @@ export async function dispatchedByFlowSchema(cp: ControlPlane): Promise<Map<stri
   return out;
 }
 
-/** Polls `check` every `intervalMs` until it is true; throws naming `what` after `timeoutMs`. */
+/** Polls `check` every `intervalMs` until it is true (the lab's waiting loop); throws naming `what` after `timeoutMs`. */
 export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 180_000, intervalMs = 500): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
+  await waitUntil(what, async () => ((await check()) ? true : undefined), timeoutMs, intervalMs);
 }
 
 /** The API server's /metrics text. */

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { createSimulatedNodes, scaleNodes } from '../lab/cluster-objects.js';
 import { startControlPlane, type ControlPlane } from '../lab/control-plane.js';
 import { createTopology, type Topology } from '../lab/netns.js';
+import { waitUntil } from '../lab/wait.js';
 import { agentNamespace, agentPodSelector, defaultConnectivity } from '../lib/defaults.js';
 import { repoRoot, runPlugin } from '../test/harness/plugin.js';
 import { benchRun, controlPlaneVersions, updateSection } from './report.js';
@@ -88,15 +89,14 @@ async function main(): Promise<void> {
     await cp.kubectl(['apply', '-f', '-'], { input: JSON.stringify(daemonSet) });
     log('waiting for the agent pods to run with IPs');
     let pods: PodList['items'] = [];
-    const deadline = Date.now() + 900_000;
-    for (;;) {
-      pods = (await cp.get<PodList>(`/api/v1/namespaces/${agentNamespace}/pods?labelSelector=${encodeURIComponent(agentPodSelector)}`)).items;
+    const plane = cp;
+    await waitUntil(`${nodeCount} agent pods Ready with IPs`, async () => {
+      pods = (await plane.get<PodList>(`/api/v1/namespaces/${agentNamespace}/pods?labelSelector=${encodeURIComponent(agentPodSelector)}`)).items;
       const ready = pods.filter((p) => p.status.podIP && p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
-      if (ready.length >= nodeCount) break;
-      if (Date.now() > deadline) throw new Error(`only ${ready.length} of ${nodeCount} agent pods Ready`);
+      if (ready.length >= nodeCount) return true;
       log(`${ready.length}/${nodeCount} agent pods Ready`);
-      await sleep(5000);
-    }
+      return undefined;
+    }, 900_000, 5000);
     const agents = pods.map((p) => ({ node: p.spec.nodeName!, pod: p.metadata.name, namespace: p.metadata.namespace, ip: p.status.podIP! }));
     writeFileSync(join(dir, 'agents.json'), JSON.stringify(agents));
     writeFileSync(join(dir, 'row-server.cjs'), rowServer);

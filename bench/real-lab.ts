@@ -8,11 +8,12 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { kubeEngineCluster } from '../cmd/engine/kube-cluster.js';
-import { kindRestarter, observeRestart, restartBaseline, restartCompletion, type CommandRunner } from '../cmd/engine/restart.js';
+import { kubeEngineCluster } from '../cmd/cluster/kube-cluster.js';
+import { kindRestarter, restartBaseline, restartedNode, type CommandRunner } from '../cmd/engine/restart.js';
 import { connect } from '../lib/kube.js';
 import { labDown, labUp } from '../lab/cli.js';
 import { statePaths } from '../lab/daemon.js';
+import { waitUntil } from '../lab/wait.js';
 import { benchRun, spread, updateSection } from './report.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
@@ -74,11 +75,7 @@ async function warmRun(nodes: number): Promise<{ up: number; down: number; rss?:
       const baseline = restartBaseline(await cluster.getNode('kind-worker'), await cluster.listNodePods('kind-worker'), new Date());
       t = Date.now();
       await restarter.request(await cluster.getNode('kind-worker'), `bench-${Date.now()}`);
-      for (;;) {
-        if (restartCompletion('kind', baseline, await observeRestart(restarter, cluster, 'kind-worker'))) break;
-        if (Date.now() - t > 300_000) throw new Error('kind-worker not back after 300 s');
-        await new Promise((r) => setTimeout(r, 250));
-      }
+      await waitUntil('kind-worker to come back from docker restart', () => restartedNode(restarter, cluster, 'kind-worker', baseline), 300_000, 250);
       out.back = (Date.now() - t) / 1000;
     }
     t = Date.now();

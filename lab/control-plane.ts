@@ -18,6 +18,7 @@ import { stringify } from 'yaml';
 import { forwardThrough, getText, type Forwarder } from './netns-gateway.js';
 import { createEtcdPki, createPki, issueClientCert, type Pki } from './pki.js';
 import { forgetDir, pidAlive, removeOnExit, startProcess, type ManagedProcess } from './process.js';
+import { waitUntil } from './wait.js';
 
 const execFileAsync = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -397,18 +398,14 @@ function writeKubeconfig(file: string, server: string, ca: string, user: string,
   writeFileSync(file, stringify(config), { mode: 0o600 });
 }
 
+/** Waits for `check` to pass while `proc` runs (not up yet: false or an error). */
 async function waitFor(what: string, proc: ManagedProcess, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (!proc.running()) throw new Error(`${proc.name} exited while waiting for ${what}`);
-    try {
-      if (await check()) return;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}`);
-    await sleep(200);
-  }
+  let exited = false;
+  await waitUntil(what, async () => {
+    if (!proc.running()) return (exited = true);
+    return (await check()) || undefined;
+  }, timeoutMs, 200);
+  if (exited) throw new Error(`${proc.name} exited while waiting for ${what}`);
 }
 
 function firstServiceIp(cidr: string): string {

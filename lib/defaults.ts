@@ -52,6 +52,10 @@ export const verifyImage = 'registry.k8s.io/pause:3.10';
  * runs as root on a node; --host-image replaces it (it needs sh and nsenter).
  */
 export const hostCommandImage = 'docker.io/library/alpine:3.20.0@sha256:77726ef6b57ddf65bb551896826ec38bc3e53f75cdde31354fbffb4f25238ebd';
+/** The labels of every host-command pod (leftovers are found by them) and the annotation naming its request. */
+export const hostPodLabels = { app: 'app.kubernetes.io/name', purpose: `${annotationPrefix}/purpose` } as const;
+export const hostPodAppName = 'cilium-migrate-host-command';
+export const hostPodRequestAnnotation = `${annotationPrefix}/request`;
 
 /** Engine timeouts and gate pacing (flags override each). */
 export const defaultTimeouts = {

@@ -1,14 +1,13 @@
 // The connectivity gate as the engine sees it: a baseline before the first cordon and a check
 // with the node in focus after its restart. The reachability-matrix gate (matrix-gate.ts) is the
 // default; `clusterStateGate` checks what can be checked without probe agents (--gate cluster-state).
+import type { Verdict } from '../../lib/connectivity-gate.js';
 import { ciliumAgentSelector, ciliumNamespace } from '../../lib/defaults.js';
 import { classifyPod } from '../../lib/overlay.js';
-import type { EngineCluster, NodeView } from './cluster.js';
-
-export type GateVerdict = 'PASS' | 'FAIL' | 'UNKNOWN';
+import type { EngineCluster, NodeView } from '../cluster/cluster.js';
 
 export interface GateResult {
-  verdict: GateVerdict;
+  verdict: Verdict;
   /** Why, one line per finding, naming nodes and pods. */
   reasons: string[];
 }

@@ -7,9 +7,9 @@
 import { baselineOf, evaluateGate, reasonLines, type Baseline, type GatePolicy } from '../../lib/connectivity-gate.js';
 import { defaultConnectivity, defaultGate } from '../../lib/defaults.js';
 import { assembleMatrix, type Matrix, type MatrixRead } from '../../lib/reachability.js';
-import { readMatrix, type RowSource } from '../connectivity/read-matrix.js';
+import { matrixRound, readMatrix, type RowSource } from '../matrix/read.js';
 import type { OverlayTunnels } from '../../lib/tunnel.js';
-import type { Clock } from './drain.js';
+import type { Clock } from '../../lib/clock.js';
 import type { BaselineResult, Gate, GateResult } from './gate.js';
 
 export interface MatrixGateOptions {
@@ -84,17 +84,11 @@ export class WaveReads {
 }
 
 export function matrixGate(source: RowSource, opts: MatrixGateOptions, clock: Pick<Clock, 'now'>): Gate & { forWave(wave: string[]): Gate } {
-  const readRaw = (since: Date) => readMatrix(source, { since, concurrency: opts.concurrency, timeoutMs: opts.timeoutMs, now: clock.now });
-  const read = async (since: Date, focus: string[] = []): Promise<Matrix> => assembleMatrix(await readRaw(since), { staleRowMs: defaultConnectivity.staleRowSeconds * 1000, focus });
-  const judge = (matrix: Matrix, focus: string, record: Record<string, unknown> | undefined, inFlight: string[]): GateResult => {
-    const evaluation = evaluateGate({ matrix, focus: [focus], baseline: baselineFromRecord(record), policy: opts.policy, exclude: inFlight, tunnels: opts.tunnels });
-    return { verdict: evaluation.verdict, reasons: reasonLines(evaluation) };
-  };
+  const reading = { concurrency: opts.concurrency, timeoutMs: opts.timeoutMs, now: clock.now, policy: opts.policy, tunnels: opts.tunnels };
   const gate: Gate = {
     name: 'matrix',
     async baseline(): Promise<BaselineResult> {
-      const matrix = await read(new Date(clock.now() - opts.lookbackMs));
-      const evaluation = evaluateGate({ matrix, focus: [], policy: opts.policy, tunnels: opts.tunnels });
+      const { matrix, evaluation } = await matrixRound(source, { ...reading, since: new Date(clock.now() - opts.lookbackMs), focus: [] });
       // Without an agent on every Ready node the gate could never judge those nodes: stop here.
       const missing = evaluation.findings.filter((f) => f.rule === 'agents');
       if (missing.length) return { verdict: 'UNKNOWN', reasons: [...missing.map((f) => f.message), ...evaluation.hints.filter((h) => h.cause === 'agent-not-running').map((h) => `hint: ${h.message}`)] };
@@ -106,18 +100,21 @@ export function matrixGate(source: RowSource, opts: MatrixGateOptions, clock: Pi
       return { verdict: 'PASS', reasons, record: { matrixBaseline: baseline } };
     },
     async check(focus, since, record, inFlight = []): Promise<GateResult> {
-      return judge(await read(since, [focus.name]), focus.name, record, inFlight);
+      const { evaluation } = await matrixRound(source, { ...reading, since, focus: [focus.name], baseline: baselineFromRecord(record), exclude: inFlight });
+      return { verdict: evaluation.verdict, reasons: reasonLines(evaluation) };
     },
   };
   return {
     ...gate,
     forWave(wave) {
-      const reads = new WaveReads(readRaw, wave, opts.roundMs ?? defaultGate.intervalSeconds * 1000, clock.now);
+      const reads = new WaveReads((since) => readMatrix(source, { ...reading, since }), wave, opts.roundMs ?? defaultGate.intervalSeconds * 1000, clock.now);
       return {
         name: gate.name,
         baseline: () => gate.baseline(),
         async check(focus, since, record, inFlight = []) {
-          return judge(await reads.forNode(focus.name, since), focus.name, record, inFlight);
+          const matrix = await reads.forNode(focus.name, since);
+          const evaluation = evaluateGate({ matrix, focus: [focus.name], baseline: baselineFromRecord(record), policy: opts.policy, exclude: inFlight, tunnels: opts.tunnels });
+          return { verdict: evaluation.verdict, reasons: reasonLines(evaluation) };
         },
       };
     },

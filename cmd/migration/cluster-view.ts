@@ -7,12 +7,12 @@
 import { Agent as HttpsAgent } from 'node:https';
 import { agentNamespace, ciliumClusterCidr, ciliumNamespace } from '../../lib/defaults.js';
 import { call, k8s, rawRequest, translateKubeError, type Kube } from '../../lib/kube.js';
-import { classifyAddress, expectedOverlay, legacyNote, type Overlay, type OverlayNetworks } from '../../lib/overlay.js';
+import { classifyAddress, legacyNote, type Overlay, type OverlayNetworks } from '../../lib/overlay.js';
 import { selectorMatches, type LabelSelector } from '../../lib/selector.js';
-import { classifyDrainPods, type DrainFlags } from '../engine/drain-filter.js';
-import { toDrainPod, toNodeView } from '../engine/kube-cluster.js';
-import type { NodeView } from '../engine/cluster.js';
-import { nodePhase, phaseAnnotation, type Phase } from '../engine/state.js';
+import { classifyDrainPods, type DrainFlags } from '../cluster/drain-filter.js';
+import { toDrainPod, toNodeView } from '../cluster/kube-cluster.js';
+import type { NodeView } from '../cluster/cluster.js';
+import { expectedOverlay, nodePhase, phaseAnnotation, type Phase } from '../../lib/node-state.js';
 import { ciliumClusterCidrs, readCiliumConfig } from './cilium-config.js';
 import { readLegacyCni, type LegacyCni } from './legacy-cni.js';
 

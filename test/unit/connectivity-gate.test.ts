@@ -1,8 +1,9 @@
 // The matrix assembly and the gate's verdict rules, as tables over rows built in memory.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { baselineOf, diagnose, evaluateGate, roundsVerdict, type Baseline, type GatePolicy, type Verdict } from '../../lib/connectivity-gate.js';
+import { baselineOf, diagnose, evaluateGate, GateError, roundsVerdict, type Baseline, type GatePolicy, type Verdict } from '../../lib/connectivity-gate.js';
 import { assembleMatrix, overlaySummary, type AgentRead, type Matrix, type MatrixRead } from '../../lib/reachability.js';
+import { ExitCode } from '../../lib/errors.js';
 import { rowSchema, type CellStats, type ProbeProtocol, type Row } from '../../lib/row.js';
 
 const T = Date.parse('2026-11-24T12:00:00Z');
@@ -192,6 +193,18 @@ describe('evaluateGate', () => {
     const baseline = baselineOf(evaluateGate({ matrix: m, focus: [], policy }), m, new Date(T));
     assert.deepEqual(baseline.cells, ['a>b/icmp']);
     assert.equal(gate(r, ['c'], baseline).verdict, 'PASS');
+  });
+});
+
+describe('GateError (the one error of a gate that did not pass)', () => {
+  it('exits 8 for FAIL and 9 for UNKNOWN', () => {
+    assert.equal(new GateError('FAIL', 'x').exitCode, ExitCode.gateFail);
+    assert.equal(new GateError('UNKNOWN', 'x').exitCode, ExitCode.gateUnknown);
+  });
+  it('names what did not pass, the verdict, and one indented line per reason', () => {
+    const e = GateError.of('gate for w1', { verdict: 'FAIL', reasons: ['a>b/icmp: 0%', 'hint'] }, 'rerun');
+    assert.equal(e.message, 'gate for w1: FAIL\n  a>b/icmp: 0%\n  hint');
+    assert.equal(e.hint, 'rerun');
   });
 });
 

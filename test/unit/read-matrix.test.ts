@@ -2,11 +2,10 @@
 // a limit per request, failures turned into UNKNOWN cells; and the views drawn from the result.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { readMatrix, type AgentPodRef, type RowSource } from '../../cmd/connectivity/read-matrix.js';
+import { readMatrix, type AgentPodRef, type RowSource } from '../../cmd/matrix/read.js';
 import { connectivityReport, htmlView, terminalView, type ConnectivityReport } from '../../cmd/connectivity/views.js';
 import { serveReports } from '../../cmd/connectivity/serve.js';
-import { sinceTime, sinceValue } from '../../cmd/connectivity.js';
-import { listenAddress as parseListenAddress } from '../../lib/flag-values.js';
+import { listenAddress as parseListenAddress, sinceTime, timeOrSpan } from '../../lib/flag-values.js';
 import { baselineFromRecord, matrixGate } from '../../cmd/engine/matrix-gate.js';
 import { evaluateGate } from '../../lib/connectivity-gate.js';
 import { CliError, ExitCode } from '../../lib/errors.js';
@@ -14,6 +13,7 @@ import { assembleMatrix } from '../../lib/reachability.js';
 import { rowSchema, type Row } from '../../lib/row.js';
 
 const now = Date.parse('2026-11-24T12:00:00Z');
+const sinceValue = timeOrSpan(86_400_000);
 const since = new Date(now - 10_000);
 
 function fakeSource(n: number, behave: (pod: AgentPodRef) => 'ok' | 'hang' | 'fail' | 'forbidden' = () => 'ok') {
