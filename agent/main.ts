@@ -49,7 +49,7 @@ async function main(): Promise<void> {
     store.setPeers(peers);
   });
 
-  const prober = new Prober(store, realProbes(cfg.port, cfg.largePacketSize), { intervalMs: cfg.intervalMs, focusIntervalMs: cfg.focusIntervalMs, timeoutMs: cfg.timeoutMs, maxPerSecond: cfg.maxPerSecond, jitter: cfg.jitter }, (peer, protocol, result) =>
+  const prober = new Prober(store, realProbes(cfg.port, cfg.largePacketSize), { intervalMs: cfg.intervalMs, focusIntervalMs: cfg.focusIntervalMs, timeoutMs: cfg.timeoutMs, maxPerSecond: cfg.maxPerSecond, focusShare: cfg.focusShare, jitter: cfg.jitter }, (peer, protocol, result) =>
     metrics.observe(peer, protocol, result),
   );
   prober.start();

@@ -43,14 +43,24 @@ export async function dispatchedByFlowSchema(cp: ControlPlane): Promise<Map<stri
   return out;
 }
 
-/** min, median and max of `xs`, formatted with `digits`. */
-export function spread(xs: number[], digits = 1): string {
-  const s = [...xs].sort((a, b) => a - b);
-  const median = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-  return `${median.toFixed(digits)} (${s[0]!.toFixed(digits)}-${s.at(-1)!.toFixed(digits)})`;
-}
-
 /** Polls `check` every `intervalMs` until it is true (the lab's waiting loop); throws naming `what` after `timeoutMs`. */
 export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 180_000, intervalMs = 500): Promise<void> {
   await waitUntil(what, async () => ((await check()) ? true : undefined), timeoutMs, intervalMs);
 }
+
+/** The API server's /metrics text. */
+export async function apiserverMetrics(cp: ControlPlane): Promise<string> {
+  return (await cp.kubectl(['get', '--raw', '/metrics'], { timeoutMs: 120_000 })).stdout;
+}
+
+/** The sum of a metric's samples whose label text matches every one of `filters` (e.g. 'verb="PATCH"'). */
+export function sumMetric(text: string, name: string, ...filters: (string | RegExp)[]): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    const labels = line.slice(name.length, line.lastIndexOf(' '));
+    if (filters.every((f) => (typeof f === 'string' ? labels.includes(f) : f.test(labels)))) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+

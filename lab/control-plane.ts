@@ -35,6 +35,11 @@ export interface ControlPlaneOptions {
   serviceCidr?: string;
   /** Run kwok for nodes annotated kwok.x-k8s.io/node=fake (default true). */
   kwok?: boolean;
+  /**
+   * kwok Stage files to run instead of the default ones (kwok's own fast stages, which
+   * lab/bins/build.sh copies into kwok-stages/, and lab/kwok-stages; `kwokStageFiles(binDir)` lists them).
+   */
+  kwokStages?: string[];
   /** Address the API server listens on and advertises (default 127.0.0.1). */
   address?: string;
   /**
@@ -88,6 +93,14 @@ export interface ControlPlane {
 /** The directory lab/bins/build.sh builds into (it may not exist yet). */
 export function defaultBinDir(): string {
   return execFileSync(join(here, 'bins', 'build.sh'), ['--dir'], { encoding: 'utf8' }).trim();
+}
+
+/** The default kwok Stage files: kwok's own fast stages (copied by lab/bins/build.sh), then ours (lab/kwok-stages). */
+export function kwokStageFiles(binDir: string): string[] {
+  return [
+    ...readdirSync(join(binDir, 'kwok-stages')).map((f) => join(binDir, 'kwok-stages', f)),
+    ...readdirSync(join(here, 'kwok-stages')).map((f) => join(here, 'kwok-stages', f)),
+  ];
 }
 
 /** Throws a clear message when the binaries have not been built. */
@@ -273,9 +286,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
 
     if (options.kwok ?? true) {
       progress('starting kwok');
-      // kwok's own fast stages (copied by lab/bins/build.sh) and ours (lab/kwok-stages).
-      const stageFiles = [...readdirSync(join(binDir, 'kwok-stages')).map((f) => join(binDir, 'kwok-stages', f)), ...readdirSync(join(here, 'kwok-stages')).map((f) => join(here, 'kwok-stages', f))];
-      const stages = stageFiles.map((f) => `--config=${f}`);
+      // kwok's own fast stages (copied by lab/bins/build.sh) and ours (lab/kwok-stages), unless told otherwise.
+      const stages = (options.kwokStages ?? kwokStageFiles(binDir)).map((f) => `--config=${f}`);
       procs.set('kwok', start('kwok', bin('kwok'), [
         `--kubeconfig=${ck}`, '--manage-all-nodes=false',
         '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',

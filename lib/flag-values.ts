@@ -309,6 +309,16 @@ export function cidrList(limits: CidrLimits, opts: { optional?: boolean } = {}):
   };
 }
 
+/** A comma-separated list of one or more of `choices` ("icmp,http"), each once, in the order given. */
+export function choiceList<T extends string>(choices: readonly T[]): Parser<T[]> {
+  const expected = `one or more of ${choices.join(', ')}, comma-separated`;
+  return (text) => {
+    const items = [...new Set(text.split(',').map((s) => s.trim()).filter(Boolean))];
+    if (items.length === 0 || items.some((i) => !(choices as readonly string[]).includes(i))) throw new ValueError(expected);
+    return items as T[];
+  };
+}
+
 /** "HOST:PORT", "[v6]:PORT", ":PORT" or "PORT"; the host defaults to loopback. Port 0 picks a free one. */
 export const listenAddress: Parser<{ host: string; port: number }> = (text) => {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text) ?? /^()()(\d+)$/.exec(text);

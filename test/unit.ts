@@ -22,6 +22,7 @@ import './unit/image.test.js';
 import './unit/import-rules.test.js';
 import './unit/kube-config.test.js';
 import './unit/krew.test.js';
+import './unit/kube-discovery.test.js';
 import './unit/kube-lite.test.js';
 import './unit/lab.test.js';
 import './unit/legacy-cni.test.js';

@@ -27,6 +27,8 @@ export interface Gate {
    * being migrated at the same time (a wave), whose cells their own gates judge.
    */
   check(focus: NodeView, since: Date, baseline?: Record<string, unknown>, inFlight?: string[]): Promise<GateResult>;
+  /** The gate for the nodes of one wave, when they can share work (one matrix read per round). */
+  forWave?(wave: string[]): Gate;
 }
 
 /** Which pods on a node are on the legacy network: outside its Cilium pod CIDRs (host-network pods and pods without an IP aside). */

@@ -58,7 +58,7 @@ async function gateFor(kube: Kube, cluster: EngineCluster, choice: GateChoice, s
   // Idle keep-alive sockets are unref'd by node's agent: they never hold the process open.
   const source = choice.matrix.source(kube, steps.labelKey);
   const tunnels = await readOverlayTunnels(kube, steps.ciliumNamespace);
-  return matrixGate(source, { policy: choice.matrix.policy, concurrency: choice.matrix.concurrency, timeoutMs: choice.matrix.timeoutMs, lookbackMs: defaultConnectivity.lookbackSeconds * 1000, tunnels }, systemClock);
+  return matrixGate(source, { policy: choice.matrix.policy, concurrency: choice.matrix.concurrency, timeoutMs: choice.matrix.timeoutMs, lookbackMs: defaultConnectivity.lookbackSeconds * 1000, tunnels, roundMs: steps.gate.intervalMs }, systemClock);
 }
 
 /** Migrates `waves` of nodes (a dry run describes every step of each instead); returns each node's steps. */
@@ -94,8 +94,10 @@ export async function migrateNodes(kube: Kube, opts: NodeRunOptions, waves: stri
       // One baseline per wave, taken before any node of the wave is touched: a node's baseline
       // must not see another node of its own wave half way through its restart.
       let baseline: ReturnType<Gate['baseline']> | undefined;
-      // A node's gate leaves the cells of the other nodes of its wave to their own gates.
-      const waveGate: Gate = { name: gate.name, baseline: () => (baseline ??= gate.baseline()), check: (focus, since, record) => gate.check(focus, since, record, wave.filter((n) => n !== focus.name)) };
+      // A node's gate leaves the cells of the other nodes of its wave to their own gates; the
+      // wave's gates share their reads of the matrix where the gate can (one read per round).
+      const perWave = gate.forWave?.(wave) ?? gate;
+      const waveGate: Gate = { name: gate.name, baseline: () => (baseline ??= perWave.baseline()), check: (focus, since, record) => perWave.check(focus, since, record, wave.filter((n) => n !== focus.name)) };
       const settled = await Promise.allSettled(
         wave.map(async (name) => {
           try {

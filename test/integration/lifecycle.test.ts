@@ -7,7 +7,9 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { PlannedNode, ClusterStatus } from '../../cmd/migration/cluster-view.js';
+import { Agent as HttpsAgent } from 'node:https';
+import { listPaged, type PlannedNode, type ClusterStatus } from '../../cmd/migration/cluster-view.js';
+import { connect } from '../../lib/kube.js';
 import type { ControlPlane } from '../../lab/control-plane.js';
 import { createAgentDaemonSet, legacyAndCiliumConfig, startMigrationCluster } from '../harness/migration-cluster.js';
 import { repoRoot, runPlugin } from '../harness/plugin.js';
@@ -92,6 +94,22 @@ describe('preflight, prepare, plan, run, status, rollback and finalize', () => {
     const json = JSON.parse((await plugin('status', '-o', 'json')).stdout) as ClusterStatus;
     assert.deepEqual(json.nodes.map((n) => [n.node, n.phase, n.agent]), [['kind-control-plane', 'pending', 'ready'], ['kind-worker', 'pending', 'ready'], ['kind-worker2', 'pending', 'ready']]);
     assert.equal(json.nodes.reduce((s, n) => s + n.pods.legacy + n.pods.cilium, 0), 13, 'the 10 nginx pods and the 3 probe agents are counted');
+  });
+
+  it('status and plan read pods and nodes in pages (limit and continue), keeping only the fields they use', async () => {
+    const kube = connect({ kubeconfig: cp.kubeconfig });
+    const agent = new HttpsAgent({ keepAlive: true });
+    try {
+      const all = JSON.parse((await cp.kubectl(['get', 'pods', '-A', '-o', 'json'])).stdout) as { items: unknown[] };
+      assert.ok(all.items.length > 4);
+      const pods = await listPaged(kube, 'list pods', '/api/v1/pods', (p) => p, agent, undefined, 2);
+      assert.equal(pods.length, all.items.length, 'every pod, over several pages of 2');
+      const nodes = await listPaged(kube, 'list nodes', '/api/v1/nodes', (n) => n, agent, undefined, 1);
+      assert.equal(nodes.length, 3);
+      assert.deepEqual(await listPaged(kube, 'list nothing', '/apis/example.com/v1/nothings', (n) => n, agent, []), [], 'a collection not served is empty');
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('plan orders the workers first and the control plane last, with what each drain evicts', async () => {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  cidr, cidrList, ciliumVersion, duration, flagCoercion, gracePeriod, imageReference, integer, labelKey, labelSelector, listCoercion, listenAddress,
+  choiceList, cidr, cidrList, ciliumVersion, duration, flagCoercion, gracePeriod, imageReference, integer, labelKey, labelSelector, listCoercion, listenAddress,
   namespace, nodeName, parseDuration, podCidrLimits, port, ratio, refuseOverlap, requireCompanion, restartCommandTemplate, serviceCidrLimits, timestamp, ValueError, type Parser,
 } from '../../lib/flag-values.js';
 import { ExitCode, UsageError } from '../../lib/errors.js';
@@ -38,6 +38,7 @@ table('restartCommandTemplate', restartCommandTemplate, [['ssh {node} sudo syste
 table('cidr (pod networks)', cidr(podCidrLimits), [['10.245.0.0/16', '10.245.0.0/16'], ['10.0.0.0/8', '10.0.0.0/8'], ['fd00:10:245::/56', 'fd00:10:245::/56']], ['', '10.245.1.7/16', '10.245.0.0/24', '10.245.0.0/28', '0.0.0.0/0', '10.0.0.0/7', '10.245.0.0', '10.245.0.0/99', '300.1.0.0/16', 'fd00::/16']);
 table('cidr (service networks)', cidr(serviceCidrLimits), [['10.96.0.0/12', '10.96.0.0/12'], ['10.96.0.0/24', '10.96.0.0/24']], ['10.96.0.0/30', '10.96.0.1/12']);
 table('cidrList', cidrList(podCidrLimits), [['10.244.0.0/16', ['10.244.0.0/16']], ['10.244.0.0/16, 10.42.0.0/16', ['10.244.0.0/16', '10.42.0.0/16']]], ['', ',', '10.244.0.0/16,oops']);
+table('choiceList', choiceList(['icmp', 'http']), [['icmp', ['icmp']], ['http, icmp', ['http', 'icmp']], ['icmp,icmp', ['icmp']]], ['', ',', 'udp', 'icmp,udp', 'ICMP']);
 table('listenAddress', listenAddress, [[':8080', { host: '127.0.0.1', port: 8080 }], ['0.0.0.0:9000', { host: '0.0.0.0', port: 9000 }], ['[::1]:0', { host: '::1', port: 0 }]], ['localhost', ':70000', '', 'a:b']);
 
 describe('the refusal', () => {
