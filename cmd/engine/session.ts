@@ -5,7 +5,7 @@ import { systemClock } from '../../lib/clock.js';
 import { lockLeaseName } from '../../lib/defaults.js';
 import { InterruptedError, UnreachableError } from '../../lib/errors.js';
 import type { Kube } from '../../lib/kube.js';
-import type { KubeCluster } from '../cluster/cluster.js';
+import type { KubeCluster, NodeView } from '../cluster/cluster.js';
 import { kubeEngineCluster } from '../cluster/kube-cluster.js';
 import { acquireLock, fencedCluster, systemLockClock, type Lock } from './lock.js';
 import type { NodeRestarter } from './restart.js';
@@ -64,14 +64,16 @@ export async function underLock<T>(kube: Kube, req: LockRequest, work: (session:
 
 /** `restarter` with its request fenced by the lock: no restart once the lock may have lapsed. */
 export function fencedRestarter(restarter: NodeRestarter, lock: Pick<Lock, 'check'>): NodeRestarter {
-  return {
-    method: restarter.method,
-    request: (node, id) => {
+  // Only the request is fenced; every other member (the cleanup, and the reads a restart's
+  // completion is judged from, such as kind's container start) is the restarter's own, whatever
+  // members it has: a member left out here once meant a kind restart never completed.
+  const fenced: NodeRestarter = Object.create(restarter);
+  return Object.assign(fenced, {
+    request: (node: NodeView, id: string) => {
       lock.check(`the restart of ${node.name}`);
       return restarter.request(node, id);
     },
-    ...(restarter.cleanup ? { cleanup: restarter.cleanup.bind(restarter) } : {}),
-  };
+  });
 }
 
 /**
