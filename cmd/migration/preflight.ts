@@ -2,7 +2,7 @@
 // seen from the API is detected here, with a one-line fix. Gathering reads the cluster; judging is pure.
 import { cidrContains, cidrsOverlap, parseCidr } from '../../lib/cidr.js';
 import { ciliumNodeConfigName, lockLeaseName } from '../../lib/defaults.js';
-import { call, statusCode, type Kube } from '../../lib/kube.js';
+import { call, optional, type Kube } from '../../lib/kube.js';
 import { ciliumTunnel, describeTunnel, tunnelClashes } from '../../lib/tunnel.js';
 import { ciliumClusterCidrs, ciliumDaemonSetIn, ciliumNamespacesOf } from './cilium-config.js';
 import { ciliumVersionFromImage, finalizeRecordName } from './finalize.js';
@@ -281,14 +281,6 @@ export function worst(checks: Check[]): CheckResult {
   return checks.some((c) => c.result === 'fail') ? 'fail' : checks.some((c) => c.result === 'warn') ? 'warn' : 'pass';
 }
 
-async function optional<T>(fn: () => Promise<T>): Promise<T | undefined> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (statusCode(err) === 404 || statusCode(err) === 403) return undefined;
-    throw err;
-  }
-}
 
 /** Reads the facts from the cluster. */
 export async function gatherFacts(kube: Kube, opts: { agentNamespace: string; ciliumNamespace: string; verifyNamespace: string; serviceCidr: string; ciliumCidr: string }): Promise<PreflightFacts> {

@@ -7,7 +7,7 @@
 // the node group (the same containernetworking release upstream's image ships).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { DebianBase, ImageFile, ImageSpec } from './catalog.js';
+import type { DebianBase, ImageFile, ImageSpec } from './spec.js';
 import { normalizeReference } from './oci.js';
 
 /** CILIUM_VERSION of lab/bins/cilium/module.env: the release the lab builds and runs (`v1.18.3`). */

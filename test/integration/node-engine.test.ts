@@ -6,7 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ExitCode } from '../../lib/errors.js';
-import { stepNames } from '../../cmd/engine/state.js';
+import { migrationSteps as stepNames } from '../../lib/node-state.js';
 import { freePort, type ControlPlane } from '../../lab/control-plane.js';
 import { createCiliumNodes, deploymentsAvailable, startMigrationCluster } from '../harness/migration-cluster.js';
 import { repoRoot, runPlugin } from '../harness/plugin.js';
@@ -58,6 +58,12 @@ describe('kubectl cilium-migrate node', () => {
       const d = await cp.get<{ metadata: { generation: number }; status: { observedGeneration?: number; updatedReplicas?: number; availableReplicas?: number; replicas?: number } }>('/apis/apps/v1/namespaces/default/deployments/nginx');
       return d.status.observedGeneration === d.metadata.generation && d.status.updatedReplicas === 10 && d.status.availableReplicas === 10 && d.status.replicas === 10 ? true : undefined;
     });
+    // After an API server outage the node lifecycle controller may mark every pod not Ready until
+    // kwok reports them again (lab/kwok-stages); a run started before that fails its baseline gate.
+    await eventually('every Cilium agent pod Ready', async () => {
+      const agents = (await cp.get<{ items: Pod[] }>('/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Dcilium')).items;
+      return agents.length > 0 && agents.every((p) => p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) ? true : undefined;
+    }, 120_000, 500);
   };
   const assertMigrated = async (name: string) => {
     const n = await node(name);

@@ -1,9 +1,10 @@
 // How the engine restarts a node and knows it is back.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { NodeView, PodView } from '../../cmd/engine/cluster.js';
-import { chooseRestartMethod, execRestarter, hostCommandPodName, kindContainer, kindRestarter, observeRestart, parseRuntimeTime, rebootCompletion, rebootRestarter, restartBaseline, restartCompletion, shellQuote, type CommandRunner, type HostCommandPod } from '../../cmd/engine/restart.js';
-import { fencedRestarter } from '../../cmd/node.js';
+import type { HostCommandPod, NodeView, PodView } from '../../cmd/cluster/cluster.js';
+import { hostCommandPodName } from '../../cmd/engine/host-command.js';
+import { chooseRestartMethod, execRestarter, kindContainer, kindRestarter, observeRestart, parseRuntimeTime, rebootCompletion, rebootRestarter, restartBaseline, restartCompletion, shellQuote, type CommandRunner } from '../../cmd/engine/restart.js';
+import { fencedRestarter } from '../../cmd/engine/session.js';
 import { ExitCode, UsageError } from '../../lib/errors.js';
 
 const t0 = new Date('2026-01-01T00:00:00Z');
@@ -119,13 +120,15 @@ describe('kind nodes: runtime, container and start time', () => {
     assert.equal(exec.containerStartedAt, undefined);
   });
 
-  it('keeps observing the container through the lock\'s fence, which only guards the request', async () => {
+  it('keeps observing the container through the lock\'s fence, which guards only the request', async () => {
     const cluster = { getNode: async () => node(), listNodePods: async () => [], lastKubeletStart: async () => new Date(t0) };
     const runner: CommandRunner = async () => ({ code: 0, stdout: '2026-11-25T16:24:19Z', stderr: '' });
     let lapsed = false;
-    const fenced = fencedRestarter(kindRestarter(runner), { check: (what) => { if (lapsed) throw new Error(`lock lapsed before ${what}`); } });
+    const kind = kindRestarter(runner);
+    const fenced = fencedRestarter(kind, { check: (what) => { if (lapsed) throw new Error(`lock lapsed before ${what}`); } });
     // Without the container's start time a kind restart never completes (the run times out).
     assert.equal((await observeRestart(fenced, cluster, 'kind-worker')).containerStartedAt?.toISOString(), '2026-11-25T16:24:19.000Z');
+    for (const member of Object.keys(kind)) assert.equal(typeof (fenced as unknown as Record<string, unknown>)[member], typeof (kind as unknown as Record<string, unknown>)[member], member);
     lapsed = true;
     assert.throws(() => fenced.request(node(), 'req-2'), /lock lapsed before the restart of kind-worker/);
   });
