@@ -23,10 +23,10 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-bins: system-deps ## build (or reuse) the control plane (etcd, kube-apiserver, ..., kubectl, kwok) and the lab nodes' binaries (kubelet, containerd, CNI plugins, flanneld, ...)
+bins: system-deps ## build (or reuse) the control plane (etcd, kube-apiserver, ..., kubectl, kwok), the lab nodes' binaries (kubelet, containerd, CNI plugins, flanneld, ...), helm with Cilium's chart, and Cilium (agent, operator, CNI, ...)
 	@lab/bins/build.sh >/dev/null
 
-images: build bins ## build (or reuse) the lab's node image and the images its pods run (from Debian packages, needs root)
+images: build bins ## build (or reuse) the lab's node image and the images its pods run, Cilium's among them (from Debian packages, needs root)
 	@node --import tsx lab/images/build.ts >/dev/null
 
 typecheck: deps ## type-check everything with tsc (strict)
@@ -124,7 +124,7 @@ install: build ## put the plugin on PATH ($(PREFIX)/bin), so kubectl finds it
 uninstall: ## remove the plugin from $(PREFIX)/bin
 	rm -f $(DESTDIR)$(PREFIX)/bin/kubectl-cilium_migrate
 
-demo: build bins ## the seed's migration to Cilium, end to end, on a local dual-overlay lab (needs root)
+demo: build bins images ## the seed's migration to Cilium, end to end, on a local dual-overlay lab (needs root)
 	node dist/lab.js demo
 
 lab-up: build bins images ## bring the local lab (real nodes, as kind) up and leave it running (needs root); prints its kubeconfig

@@ -234,7 +234,7 @@ export async function main(argv: string[]): Promise<number> {
   let code = 0;
   const parser = yargs(argv)
     .scriptName('lab')
-    .usage('$0 <command> [flags]\n\nThe local lab, a kind cluster without docker: a real control plane and real nodes (kubelet, containerd, runc in network, mount, UTS, IPC and PID namespaces of their own) on a private underlay, kube-proxy and Flannel, images built locally. `up --emulated` starts the earlier lab with emulated nodes, which `make demo` uses. Needs root.')
+    .usage('$0 <command> [flags]\n\nThe local lab, a kind cluster without docker: a real control plane and real nodes (kubelet, containerd, runc in network, mount, UTS, IPC and PID namespaces of their own) on a private underlay, kube-proxy and Flannel, Cilium in migration mode from its chart through helm, images built locally. `up --emulated` starts the earlier lab with emulated nodes, which `make demo` uses. Needs root.')
     .wrap(Math.min(100, process.stdout.columns || 100))
     .option('state-dir', stateOption)
     .command('up', 'Bring the lab up and leave it running', (y) => y
@@ -248,7 +248,7 @@ export async function main(argv: string[]): Promise<number> {
       out(`  status:          ${lab} status`);
       if (a.emulated) out(`  restart a node:  ${lab} restart-node kind-worker   (the plugin: --restart exec --restart-command "${lab} restart-node {node}")`);
       else {
-        out(`  docker for the nodes (the plugin's --restart kind): export PATH=${join(a['state-dir'], 'bin')}:$PATH`);
+        out(`  docker for the nodes (the plugin's --restart kind) and helm for Cilium's release (finalize --apply): export PATH=${join(a['state-dir'], 'bin')}:$PATH`);
         out(`  restart a node:  ${lab} restart-node kind-worker   (as docker restart; reboot-node for a new bootID)`);
       }
       out('  tear it down:    make lab-down');

@@ -4,8 +4,10 @@
 # (the node cleanup of a legacy CNI in nftables mode), procps,
 # iputils-ping (the agent's ICMP probes through the ping package), chromium (the HTML view's test
 # opens the page headless), prometheus (the monitoring test evaluates the dashboard's queries and
-# the alerts with it), mmdebstrap (the lab's images are Debian root file systems), gcc and
-# libc6-dev (pause and flanneld are linked statically, as upstream builds them).
+# the alerts with it), mmdebstrap (the lab's images are Debian root file systems; it runs in a
+# mount namespace of its own, made by util-linux's unshare), ca-certificates (the CA bundle of
+# Cilium's operator image), gcc and libc6-dev (pause and flanneld are linked statically, as
+# upstream builds them).
 # Go (>= the version in lab/bins/*/go.mod) must already be there: Debian's is too old.
 set -euo pipefail
 
@@ -20,6 +22,7 @@ command -v ping >/dev/null || need+=(iputils-ping)
 [[ -x /usr/bin/chromium ]] || need+=(chromium)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+[[ -f /etc/ssl/certs/ca-certificates.crt ]] || need+=(ca-certificates)
 command -v gcc >/dev/null || need+=(gcc)
 [[ -f /usr/lib/x86_64-linux-gnu/libc.a ]] || need+=(libc6-dev)
 

@@ -147,12 +147,15 @@ export async function runKindDaemon(o: KindDaemonOptions): Promise<void> {
   chmodSync(paths.control, 0o600);
 
   try {
-    const binDir = execFileSync(join(o.distDir, '..', 'lab', 'bins', 'build.sh'), ['--dir'], { encoding: 'utf8' }).trim();
-    const nodeBinDir = execFileSync(join(o.distDir, '..', 'lab', 'bins', 'build.sh'), ['--dir', 'node'], { encoding: 'utf8' }).trim();
-    for (const [what, dir] of [['control-plane', binDir], ['node', nodeBinDir]] as const) {
-      if (!existsSync(join(dir, '.complete'))) throw new Error(`the ${what} binaries are not built (${dir}); build them with: make bins`);
-    }
-    lab = await KindLab.up({ stateDir: o.stateDir, nodes: o.nodes, distDir: o.distDir, binDir, nodeBinDir, log: o.log, nginxReplicas: o.nginxReplicas ?? 10, signal: starting.signal });
+    const dirs = Object.fromEntries(['control-plane', 'node', 'cilium-chart', 'cilium'].map((group) => {
+      const dir = execFileSync(join(o.distDir, '..', 'lab', 'bins', 'build.sh'), ['--dir', group], { encoding: 'utf8' }).trim();
+      if (!existsSync(join(dir, '.complete'))) throw new Error(`the ${group} binaries are not built (${dir}); build them with: make bins`);
+      return [group, dir];
+    })) as Record<'control-plane' | 'node' | 'cilium-chart' | 'cilium', string>;
+    lab = await KindLab.up({
+      stateDir: o.stateDir, nodes: o.nodes, distDir: o.distDir, log: o.log, nginxReplicas: o.nginxReplicas ?? 10, signal: starting.signal,
+      binDir: dirs['control-plane'], nodeBinDir: dirs.node, ciliumBinDir: dirs.cilium, chartDir: dirs['cilium-chart'],
+    });
     for (const n of lab.nodes.values()) nodeSockets.push(await nodeSocket(join(n.o.dir, 'lab', 'node.sock'), () => {
       o.log(`${n.name} asked for its reboot (systemctl reboot)`);
       void lab!.rebootNode(n.name).then((s) => o.log(`${n.name} rebooted: bootID ${s.bootID.slice(0, 8)}`), (err: Error) => o.log(`reboot of ${n.name} failed: ${err.message}`));

@@ -1,8 +1,9 @@
 // The lab as a kind cluster without docker: a real control plane in a network namespace of its own
 // on a private underlay (kind's docker network, 172.18.0.0/16), real nodes (lab/node/lab-node.ts:
 // kubelet, containerd, runc) named, labelled, tainted and identified as kind's are, kube-proxy and
-// Flannel from its manifest, the images built locally and imported into every node, and a registry
-// mirror serving the same images to pulls. The machine reaches the API server only through a
+// Flannel from its manifest, Cilium in migration mode from its Helm chart through helm (as the README
+// tells users), the images built locally and imported into every node, and a registry mirror
+// serving the same images to pulls. The machine reaches the API server only through a
 // forwarder on its loopback; no route leads from the machine into the lab or out of it.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -15,7 +16,9 @@ import { startControlPlane, type ControlPlane } from './control-plane.js';
 import { buildImages, buildNodeRootfs } from './images/build.js';
 import type { DebianBase, ImageSpec } from './images/catalog.js';
 import { api, apiOrNotFound, labClient, type LabClient } from './lab-api.js';
+import { ciliumVersion } from './images/cilium.js';
 import { flannelManifestObjects, kubeProxyObjects } from './node/addons.js';
+import { ciliumRelease, installCilium, writeHelmWrapper } from './node/cilium-install.js';
 import { claimPrefix, labMarker, removeLab } from './node/lab-resources.js';
 import { createUnderlay, LabNode, type Underlay } from './node/lab-node.js';
 import { clientKubeconfig, kubeletConfig } from './node/node-config.js';
@@ -36,8 +39,13 @@ export interface KindLabOptions {
   /** The control-plane and node binary directories (lab/bins/build.sh --dir GROUP). */
   binDir: string;
   nodeBinDir: string;
+  /** Cilium's binaries (its images' files) and helm with Cilium's chart (lab/bins/build.sh --dir cilium, cilium-chart). */
+  ciliumBinDir: string;
+  chartDir: string;
   clusterCidr?: string;
   serviceCidr?: string;
+  /** Install Cilium in migration mode (default true): the seed's cluster before the migration. */
+  cilium?: boolean;
   /** nginx replicas to deploy as the seed does (0: none). */
   nginxReplicas?: number;
   /** Aborts a start under way (`lab down` while it comes up). */
@@ -64,6 +72,7 @@ export function kindPaths(stateDir: string) {
     nodes: join(stateDir, 'nodes'),
     bin: join(stateDir, 'bin'),
     docker: join(stateDir, 'bin', 'docker'),
+    helm: join(stateDir, 'bin', 'helm'),
     kubeconfig: join(stateDir, 'kubeconfig'),
     registryIndex: join(stateDir, 'registry-index.json'),
     logs: join(stateDir, 'logs'),
@@ -95,7 +104,7 @@ export class KindLab {
     try {
       const progress = (line: string) => o.log(line);
       const rootfs = await buildNodeRootfs({ nodeBinDir: o.nodeBinDir, distDir: o.distDir, progress });
-      const images = await buildImages({ nodeBinDir: o.nodeBinDir, distDir: o.distDir, progress, ...(o.images ?? {}) });
+      const images = await buildImages({ nodeBinDir: o.nodeBinDir, ciliumBinDir: o.ciliumBinDir, distDir: o.distDir, progress, ...(o.images ?? {}) });
       const index: RegistryIndex = {};
       for (const i of images.images) for (const n of i.names) index[n] = i.digest;
       writeFileSync(paths.registryIndex, JSON.stringify(index, null, 2));
@@ -121,6 +130,7 @@ export class KindLab {
       lab = new KindLab(o, prefix, cp, kube);
       lab.startRegistry(underlayNs, images.blobs, paths.registryIndex);
       writeDockerShim(paths.docker, o.distDir, o.stateDir);
+      writeHelmWrapper(paths.helm, { chartDir: o.chartDir, stateDir: o.stateDir });
       o.log(`control plane up (${took()})`);
 
       const names = kindNodes(o.nodes - 1);
@@ -143,6 +153,17 @@ export class KindLab {
       await lab.waitDaemonSets([['kube-system', 'kube-proxy'], ['kube-flannel', 'kube-flannel-ds']]);
       await lab.waitNodesReady();
       o.log(`${names.length} nodes Ready with kube-proxy and Flannel (${took()})`);
+      if (o.cilium ?? true) {
+        const version = ciliumVersion(join(o.distDir, '..'));
+        o.log(`installing Cilium ${version} in migration mode (VXLAN 8473, 10.245.0.0/16) with helm`);
+        const [host, port] = [kindNetwork.controlPlane, Number(new URL(cp.internalServer!).port)];
+        await installCilium({ chartDir: o.chartDir, repoRoot: join(o.distDir, '..'), kubeconfig: paths.kubeconfig, stateDir: o.stateDir, version, apiServer: { host, port } }, o.log);
+        await lab.waitDaemonSets([[ciliumRelease.namespace, ciliumRelease.daemonSet]], 600_000);
+        // One operator leads; the chart's second replica needs a second node (required anti-affinity).
+        await lab.waitDeployment(ciliumRelease.namespace, ciliumRelease.operator, 300_000, 1);
+        await lab.waitCiliumNodes();
+        o.log(`Cilium agents Ready on ${names.length} nodes, the operator has given each its pod CIDR (${took()})`);
+      }
       if ((o.nginxReplicas ?? 0) > 0) {
         await cp.kubectl(['create', 'deployment', 'nginx', '--image', 'nginx', '--port', '80', '--replicas', String(o.nginxReplicas)]);
         await lab.waitDeployment('default', 'nginx');
@@ -295,15 +316,33 @@ export class KindLab {
       const ds = await apiOrNotFound<{ status?: { numberReady?: number; desiredNumberScheduled?: number } }>(this.kube, 'GET', `/apis/apps/v1/namespaces/${ns}/daemonsets/${name}`);
       return { name: `${ns}/${name}`, ready: ds?.status?.numberReady ?? 0, want: ds?.status?.desiredNumberScheduled ?? 0 };
     }));
-    await this.poll('kube-proxy and Flannel on every node', timeoutMs, async () => ((await state()).every((s) => s.want === this.nodes.size && s.ready === s.want) ? true : undefined),
+    await this.poll(`${sets.map(([, n]) => n).join(' and ')} on every node`, timeoutMs, async () => ((await state()).every((s) => s.want === this.nodes.size && s.ready === s.want) ? true : undefined),
       async () => (await state()).map((s) => `${s.name} ${s.ready}/${this.nodes.size}`).join(', '));
   }
 
-  async waitDeployment(ns: string, name: string, timeoutMs = 240_000): Promise<void> {
+  /**
+   * Every node's CiliumNode has the pod CIDR the operator allocates (cluster-pool IPAM), and no node
+   * carries the operator's agent-not-ready taint any more: it lingers a little after the agents
+   * are Ready, and pods created meanwhile would all land on the nodes without it.
+   */
+  async waitCiliumNodes(timeoutMs = 180_000): Promise<void> {
+    const state = async () => {
+      const cidrs = new Map((await api<{ items: { metadata: { name: string }; spec?: { ipam?: { podCIDRs?: string[] } } }[] }>(this.kube, 'GET', '/apis/cilium.io/v2/ciliumnodes')).items
+        .map((n) => [n.metadata.name, n.spec?.ipam?.podCIDRs ?? []]));
+      const tainted = new Set((await api<{ items: { metadata: { name: string }; spec?: { taints?: { key: string }[] } }[] }>(this.kube, 'GET', '/api/v1/nodes')).items
+        .filter((n) => n.spec?.taints?.some((t) => t.key === ciliumRelease.agentNotReadyTaint)).map((n) => n.metadata.name));
+      return [...this.nodes.keys()].map((n) => ({ n, cidrs: cidrs.get(n) ?? [], tainted: tainted.has(n) }));
+    };
+    await this.poll('a Cilium pod CIDR for every node and no agent-not-ready taint', timeoutMs, async () => ((await state()).every((x) => x.cidrs.length > 0 && !x.tainted) ? true : undefined),
+      async () => (await state()).map((x) => `${x.n} ${x.cidrs.join(',') || 'no CIDR'}${x.tainted ? ' (tainted)' : ''}`).join(', '));
+  }
+
+  /** Waits until every replica (or `atLeast` of them) is Ready. */
+  async waitDeployment(ns: string, name: string, timeoutMs = 240_000, atLeast?: number): Promise<void> {
     const d = () => api<{ spec: { replicas: number }; status: { readyReplicas?: number } }>(this.kube, 'GET', `/apis/apps/v1/namespaces/${ns}/deployments/${name}`);
     await this.poll(`deployment ${ns}/${name}`, timeoutMs, async () => {
       const x = await d();
-      return x.status.readyReplicas === x.spec.replicas ? true : undefined;
+      return (x.status.readyReplicas ?? 0) >= Math.min(atLeast ?? x.spec.replicas, x.spec.replicas) ? true : undefined;
     }, async () => {
       const x = await d();
       return `${x.status.readyReplicas ?? 0}/${x.spec.replicas} Ready`;

@@ -7,6 +7,12 @@
 #                  ctr, the CNI plugins (bridge, host-local, loopback, portmap, and the lab's
 #                  flannel delegate), flanneld and install-conf, pause (for the pause image), and
 #                  Flannel's own kube-flannel.yml from its module (manifests/)
+#   cilium-chart   helm (helm.sh/helm/v3, the wrapper module lab/bins/helm) and Cilium's Helm chart
+#                  (install/kubernetes/cilium of the cilium module): helm, chart/
+#   cilium         every Cilium binary the chart's pods run, as upstream's images/cilium/Dockerfile
+#                  and images/operator/Dockerfile build them (bin/), and the parts of the module the
+#                  images need (module/): bpf/ (the agent compiles its datapath from these at every
+#                  start) and the chart's init scripts. The version is lab/bins/cilium/module.env's.
 #
 #   lab/bins/build.sh [GROUP...]   build (or reuse) the groups (default: all); the last line of
 #                                  stdout is the control-plane directory (for scripts)
@@ -20,7 +26,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=${BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubectl-cilium-migrate/bins}
-groups=(control-plane node)
+groups=(control-plane node cilium-chart cilium)
+# shellcheck source=cilium/module.env
+source "$here/cilium/module.env"
 
 # The version a wrapper module requires of MODULE, read from its go.mod.
 modver() { sed -nE "s#^[[:space:]]*(require[[:space:]]+)?$2 (v[^ ]+).*#\\2#p" "$here/$1/go.mod" | head -n 1; }
@@ -30,6 +38,7 @@ kwok_version=$(modver kwok sigs.k8s.io/kwok)
 containerd_version=$(modver containerd github.com/containerd/containerd/v2)
 cni_version=$(modver cni github.com/containernetworking/plugins)
 flannel_version=$(modver flannel github.com/flannel-io/flannel)
+helm_version=$(modver helm helm.sh/helm/v3)
 
 say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 logs="$root/logs"
@@ -127,6 +136,76 @@ build_node() {
   run "pause" "$log/pause.log" build_pause "$tmp"
 }
 
+# The cilium module's directory in the module cache, its hash checked against the pin instead of
+# against the checksum database, so the build does not depend on sum.golang.org answering.
+cilium_module_dir() {
+  local json got
+  json=$(cd "$root" && GOFLAGS=-mod=mod GONOSUMDB="$CILIUM_MODULE" go mod download -json "$CILIUM_MODULE@$CILIUM_VERSION")
+  got=$(sed -nE 's/^[[:space:]]*"Sum": "([^"]+)".*/\1/p' <<<"$json")
+  if [[ "$got" != "$CILIUM_SUM" ]]; then
+    echo "error: $CILIUM_MODULE@$CILIUM_VERSION has hash ${got:-?}, lab/bins/cilium/module.env pins $CILIUM_SUM" >&2
+    echo "$json" >&2
+    return 1
+  fi
+  sed -nE 's/^[[:space:]]*"Dir": "([^"]+)".*/\1/p' <<<"$json"
+}
+
+build_cilium_chart() {
+  local tmp=$1 log=$2 src
+  run "cilium module $CILIUM_VERSION" "$log/cilium-module.log" cilium_module_dir
+  src=$(tail -n 1 "$log/cilium-module.log")
+  cp -r "$src/install/kubernetes/cilium" "$tmp/chart"
+  chmod -R u+w "$tmp/chart"
+  # helm reports the Kubernetes version it was built against as the default for `helm template`
+  # (.Capabilities.KubeVersion); without these flags it says v1.20, below the chart's kubeVersion.
+  local client_go minor ldflags pkg
+  client_go=$(cd "$here/helm" && go list -m -f '{{.Version}}' k8s.io/client-go)
+  minor=$(cut -d. -f2 <<<"$client_go")
+  ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
+  done
+  run "helm $helm_version" "$log/helm.log" gobuild helm "$tmp" -ldflags "$ldflags" helm.sh/helm/v3/cmd/helm
+}
+
+build_cilium() {
+  local tmp=$1 log=$2 src copy="$1/src"
+  run "cilium module $CILIUM_VERSION" "$log/cilium-module.log" cilium_module_dir
+  src=$(tail -n 1 "$log/cilium-module.log")
+  # The module's zip carries no vendor/ and the module has replace directives of its own, so it is
+  # built as its own main module: from a writable copy, with -mod=mod resolving its dependencies
+  # against its own go.mod and go.sum.
+  cp -r "$src" "$copy"
+  chmod -R u+w "$copy"
+  mkdir -p "$tmp/bin"
+  local ldflags="-s -w -X 'github.com/cilium/cilium/pkg/version.ciliumVersion=${CILIUM_VERSION#v} modproxy'"
+  # cilium NAME PACKAGE [EXTRA_TAGS]: as Cilium's Makefile.defs, with CGO off and the osusergo tag;
+  # the operator variants add their IPAM provider's tag.
+  cilium() {
+    run "$1 $CILIUM_VERSION" "$log/$1.log" env -C "$copy" GOFLAGS=-mod=mod \
+      go build -trimpath -tags "osusergo${3:+,$3}" -ldflags "$ldflags" -o "$tmp/bin/$1" "$2"
+  }
+  # The agent first: it is most of the work (10-20 minutes cold on 2 cores), the rest reuse its packages.
+  say "cilium-agent $CILIUM_VERSION: building (the first build takes 10-20 minutes on 2 cores)"
+  cilium cilium-agent ./daemon
+  cilium cilium-dbg ./cilium-dbg
+  cilium cilium-health ./cilium-health
+  cilium cilium-health-responder ./cilium-health/responder
+  cilium cilium-bugtool ./bugtool
+  cilium cilium-mount ./tools/mount
+  cilium cilium-sysctlfix ./tools/sysctlfix
+  cilium cilium-cni ./plugins/cilium-cni
+  cilium cilium-operator-generic ./operator ipam_provider_operator
+  # What the images take from the module besides the binaries (the CNI loopback plugin upstream's
+  # image ships comes from the node group's cni/, the same containernetworking release).
+  local m="$tmp/module"
+  mkdir -p "$m/images/cilium" "$m/plugins/cilium-cni"
+  cp -r "$copy/bpf" "$m/bpf"
+  cp "$copy/images/cilium/init-container.sh" "$m/images/cilium/"
+  cp "$copy"/plugins/cilium-cni/{install-plugin.sh,cni-uninstall.sh,05-cilium-cni.conf} "$m/plugins/cilium-cni/"
+  rm -rf "$copy"
+}
+
 # A group's directory name changes whenever one of its inputs changes: a version, a go.mod or
 # go.sum, our own sources, or the shell functions that build it (not the rest of this script).
 # shellcheck disable=SC2086 # $1 is a list of function names
@@ -135,6 +214,8 @@ group_dir() {
   case $1 in
     control-plane) echo "$root/k8s-$k8s_version-etcd-$etcd_version-kwok-$kwok_version-$(fingerprint "build_control_plane gobuild" "$here"/{kubernetes,etcd,kwok}/go.{mod,sum} "$here"/etcd/main.go)" ;;
     node) echo "$root/node-k8s-$k8s_version-containerd-$containerd_version-cni-$cni_version-flannel-$flannel_version-$(fingerprint "build_node build_flanneld build_pause gobuild" "$here"/{kubernetes,containerd,cni,flannel}/go.{mod,sum} "$here"/cni/flannel/main.go)" ;;
+    cilium-chart) echo "$root/cilium-chart-$CILIUM_VERSION-helm-$helm_version-$(fingerprint "build_cilium_chart cilium_module_dir gobuild" "$here/cilium/module.env" "$here"/helm/go.{mod,sum})" ;;
+    cilium) echo "$root/cilium-$CILIUM_VERSION-$(fingerprint "build_cilium cilium_module_dir" "$here/cilium/module.env")" ;;
     *) echo "unknown group $1 (one of: ${groups[*]})" >&2; return 2 ;;
   esac
 }
@@ -147,7 +228,7 @@ wanted=("$@")
 ((${#wanted[@]})) || wanted=("${groups[@]}")
 for g in "${wanted[@]}"; do group_dir "$g" >/dev/null; done
 mkdir -p "$logs"
-command -v go >/dev/null || { echo "error: Go is needed to build the Kubernetes binaries (see go.dev/doc/install)" >&2; exit 1; }
+command -v go >/dev/null || { echo "error: Go is needed to build the Kubernetes and Cilium binaries (see go.dev/doc/install)" >&2; exit 1; }
 
 for g in "${wanted[@]}"; do
   dir=$(group_dir "$g")

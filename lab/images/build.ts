@@ -24,6 +24,8 @@ export interface ImageBuildOptions {
   cacheRoot?: string;
   /** The node binary cache (lab/bins/build.sh --dir node). */
   nodeBinDir: string;
+  /** The Cilium binary cache (lab/bins/build.sh --dir cilium), for images with `cilium` files. */
+  ciliumBinDir?: string;
   /** The repository's dist/ (make build); the repository is its parent. */
   distDir: string;
   bases?: DebianBase[];
@@ -131,7 +133,7 @@ async function buildImage(b: Builder, spec: ImageSpec): Promise<Descriptor> {
     }
   }
   const sources = spec.files.map((f) => ({ ...f, file: resolveSource(f.from, o) }));
-  const fileHashes = await Promise.all(sources.map(async (s) => (s.file === undefined ? hash(String((s.from as { text: string }).text)) : 'tree' in s.from ? treeHash(s.file) : sha256File(s.file))));
+  const fileHashes = await Promise.all(sources.map(async (s) => (s.file === undefined ? hash(String((s.from as { text: string }).text)) : statSync(s.file).isDirectory() ? treeHash(s.file) : sha256File(s.file))));
   const key = hash(builderVersion, JSON.stringify(spec), baseLayer?.digest ?? 'scratch', ...fileHashes);
   const record = join(root, 'manifests', `${key}.json`);
   if (existsSync(record)) {
@@ -148,7 +150,7 @@ async function buildImage(b: Builder, spec: ImageSpec): Promise<Descriptor> {
       for (const s of sources) {
         const target = join(stage, s.path);
         mkdirSync(dirname(target), { recursive: true });
-        if ('tree' in s.from) {
+        if (s.file !== undefined && statSync(s.file).isDirectory()) {
           cpSync(s.file!, target, { recursive: true, preserveTimestamps: false });
           continue;
         }
@@ -240,9 +242,12 @@ function resolveSource(from: FileSource, o: ImageBuildOptions): string | undefin
   else if ('host' in from) file = from.host;
   else if ('repo' in from) file = join(o.distDir, '..', from.repo);
   else if ('tree' in from) file = from.tree;
-  else return undefined;
+  else if ('cilium' in from) {
+    if (o.ciliumBinDir === undefined) throw new ImageBuildError(`an image needs ${from.cilium} of the Cilium binaries, and no Cilium binary directory was given (lab/bins/build.sh --dir cilium)`);
+    file = join(o.ciliumBinDir, from.cilium);
+  } else return undefined;
   if (!existsSync(file)) {
-    const how = 'bin' in from ? 'build the node binaries: make bins' : 'dist' in from ? 'build it: make build' : 'repo' in from ? 'a file of the repository' : 'it is a file of this machine';
+    const how = 'bin' in from || 'cilium' in from ? 'build the binaries: make bins' : 'dist' in from ? 'build it: make build' : 'repo' in from ? 'a file of the repository' : 'it is a file of this machine';
     throw new ImageBuildError(`${file} is missing (${how})`);
   }
   return file;
@@ -264,13 +269,24 @@ async function buildBase(store: BlobStore, root: string, logs: string, base: Deb
   const rootfs = join(root, 'bases', `.rootfs-${base.name}-${key}-${process.pid}`);
   rmSync(rootfs, { recursive: true, force: true });
   mkdirSync(dirname(rootfs), { recursive: true });
+  if (!onPath('mmdebstrap')) throw new ImageBuildError(`base ${base.name}: mmdebstrap is not installed (make system-deps, or apt-get install mmdebstrap)`);
+  // Downloaded packages, kept across builds (and bases) so that a rebuild fetches nothing twice.
+  const debs = join(root, 'debs');
+  mkdirSync(debs, { recursive: true });
   try {
-    await runLogged(log, 'mmdebstrap', [
-      '--variant=essential', `--include=${base.packages.join(',')}`,
+    // In a mount namespace of its own: mmdebstrap's root mode mounts /proc, /sys and /dev into
+    // the new root while it runs; nothing of that is seen by the machine, or left if it dies.
+    await runLogged(log, 'unshare', ['--mount', '--propagation', 'private', '--fork', '--', 'mmdebstrap',
+      '--mode=root', '--variant=essential', `--include=${base.packages.join(',')}`,
       // Documentation, manuals and translations: no container reads them.
       ...['/usr/share/man/*', '/usr/share/doc/*', '/usr/share/info/*', '/usr/share/locale/*', '/usr/share/lintian/*'].map((p) => `--dpkgopt=path-exclude=${p}`),
       '--dpkgopt=path-include=/usr/share/doc/*/copyright',
       '--aptopt=Acquire::Retries "3"',
+      '--skip=essential/unlink',
+      '--setup-hook=mkdir -p "$1"/var/cache/apt/archives/',
+      `--setup-hook=sync-in ${debs} /var/cache/apt/archives/`,
+      `--customize-hook=sync-out /var/cache/apt/archives ${debs}`,
+      '--customize-hook=rm -f "$1"/var/cache/apt/archives/*.deb',
       base.suite, rootfs,
     ], `base ${base.name}: mmdebstrap`);
     const layer = await layerFromDir(store, rootfs);
@@ -282,13 +298,17 @@ async function buildBase(store: BlobStore, root: string, logs: string, base: Deb
   }
 }
 
+function onPath(command: string): boolean {
+  return (process.env.PATH ?? '').split(':').some((d) => d !== '' && existsSync(join(d, command)));
+}
+
 function runLogged(log: string, file: string, args: string[], what: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const out = createWriteStream(log);
     const child = execFile(file, args, { maxBuffer: 1024 * 1024 * 1024 });
     child.stdout?.pipe(out, { end: false });
     child.stderr?.pipe(out, { end: false });
-    child.on('error', (err) => reject(new ImageBuildError(`${what}: ${err.message}${file === 'mmdebstrap' ? ' (install it: apt-get install mmdebstrap)' : ''}`)));
+    child.on('error', (err) => reject(new ImageBuildError(`${what}: ${err.message}`)));
     child.on('exit', (code) => {
       out.end(() => {
         if (code === 0) return resolve();
@@ -300,8 +320,8 @@ function runLogged(log: string, file: string, args: string[], what: string): Pro
 }
 
 async function main(): Promise<void> {
-  const nodeBinDir = execFileSync(join(here, '..', 'bins', 'build.sh'), ['--dir', 'node'], { encoding: 'utf8' }).trim();
-  const o = { nodeBinDir, distDir: join(here, '..', '..', 'dist') };
+  const dir = (group: string) => execFileSync(join(here, '..', 'bins', 'build.sh'), ['--dir', group], { encoding: 'utf8' }).trim();
+  const o = { nodeBinDir: dir('node'), ciliumBinDir: dir('cilium'), distDir: join(here, '..', '..', 'dist') };
   const rootfs = await buildNodeRootfs(o);
   const built = await buildImages(o);
   process.stdout.write(`${rootfs}\n${built.archive}\n`);

@@ -4,53 +4,16 @@
 // on that base) plus one layer of files we place: Go-built binaries from the node binary cache,
 // files from dist/, or files of this machine.
 //
-// To add images (Cilium's, for example): add a base with the Debian packages they need (clang-19,
-// llvm-19, iproute2, ...) to `labBases` or a list of your own, and image specs naming it; then
-// pass both to buildImages (lab/images/build.ts). Nothing else changes.
+// Cilium's agent and operator images are described in lab/images/cilium.ts and are part of the
+// lab's images (labBases, labImages) like the others.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import type { ImageConfig } from './oci.js';
+import { ciliumBase, ciliumImages, ciliumVersion } from './cilium.js';
 import { normalizeReference } from './oci.js';
+import type { DebianBase, ImageSpec } from './spec.js';
 
-/** A root file system from Debian packages (mmdebstrap --variant=essential plus `packages`). */
-export interface DebianBase {
-  name: string;
-  suite: string;
-  packages: string[];
-}
-
-/** Where a file placed into an image comes from. */
-export type FileSource =
-  /** The node binary cache (lab/bins/build.sh node), e.g. `kube-proxy` or `cni/flannel`. */
-  | { bin: string }
-  /** The repository's dist/ (make build), e.g. `agent.js`. */
-  | { dist: string }
-  /** A file of this machine, by absolute path. */
-  | { host: string }
-  /** Literal content. */
-  | { text: string }
-  /** A file of the repository, relative to its root, e.g. `lab/node/node-init.sh`. */
-  | { repo: string }
-  /** A whole directory of this machine (e.g. Cilium's BPF sources), copied with its modes. */
-  | { tree: string };
-
-export interface ImageFile {
-  /** Absolute path inside the image (for a `tree`, the directory it becomes). */
-  path: string;
-  from: FileSource;
-  /** Default: 0755 for binaries and host files, 0644 for dist files and text; a tree keeps its own. */
-  mode?: number;
-}
-
-export interface ImageSpec {
-  /** Every reference the image is stored under (normalised when the spec is made). */
-  names: string[];
-  /** A base's name; none means the image holds only its files (scratch). */
-  base?: string;
-  files: ImageFile[];
-  config: ImageConfig;
-}
+export type { DebianBase, FileSource, ImageFile, ImageSpec } from './spec.js';
 
 /** The Kubernetes and Flannel versions the images carry (the node binaries' versions). */
 export const labVersions = { kubernetes: 'v1.36.5', flannel: 'v0.28.10', flannelCniPlugin: 'v1.9.1-flannel3', pause: '3.10' } as const;
@@ -69,6 +32,8 @@ export const labBases: DebianBase[] = [
     suite: 'bookworm',
     packages: ['runc', 'mount', 'kmod', 'iproute2', 'iptables', 'conntrack', 'curl', 'ca-certificates', 'iputils-ping', 'nginx-light', 'libstdc++6', 'procps'],
   },
+  // Cilium's agent image: clang and LLVM for its datapath (lab/images/cilium.ts).
+  ciliumBase,
 ];
 
 /** The probe agent's image reference, read from the one place that names it (manifests/agent/kustomization.yaml). */
@@ -120,7 +85,10 @@ export function labNodeImage(): ImageSpec {
   });
 }
 
-/** Every image a lab node gets; `repoRoot` is the repository (where the agent's image is named). */
+/**
+ * Every image a lab node gets; `repoRoot` is the repository (where the agent's image is named and
+ * the Cilium version pinned).
+ */
 export function labImages(repoRoot: string): ImageSpec[] {
   return [
     image([labPauseImage], { files: [{ path: '/pause', from: { bin: 'pause' } }], config: { Entrypoint: ['/pause'] } }),
@@ -157,5 +125,6 @@ export function labImages(repoRoot: string): ImageSpec[] {
     // The seed's checks (`kubectl run ... --image alpine/curl` and `--image alpine`) and the host-command pods.
     image(['alpine/curl'], { base: 'debian', files: [], config: { Cmd: ['/bin/sh'], Env: [path] } }),
     image(['alpine', labHostCommandImage], { base: 'debian', files: [], config: { Cmd: ['/bin/sh'], Env: [path] } }),
+    ...ciliumImages(ciliumVersion(repoRoot)),
   ];
 }

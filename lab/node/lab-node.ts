@@ -104,7 +104,7 @@ export class LabNode {
     this.init = startProcess(`node ${this.name}`, 'nsenter', [
       `--net=/run/netns/${this.o.netns}`, '--',
       'unshare', '--mount', '--uts', '--ipc', '--pid', '--fork', '--kill-child', '--propagation', 'private', '--',
-      'bash', script, 'boot', this.o.dir, this.o.rootfs, this.name, this.o.images.archive,
+      'bash', script, 'boot', this.o.dir, this.o.rootfs, this.name, this.o.images.archive, this.o.cgroup,
     // A node starts with a clean environment, as a container does: this process's (TMPDIR, say)
     // names paths of the machine that do not exist inside the node.
     ], this.path('lab', 'init.log'), { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' });

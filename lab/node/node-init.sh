@@ -3,7 +3,7 @@
 # starts it (lab/node/lab-node.ts) as
 #
 #   nsenter --net=/run/netns/NODE_NETNS -- unshare --mount --uts --ipc --pid --fork --kill-child \
-#     --propagation private -- bash ROOTFS/usr/local/bin/lab-node-init boot NODE_DIR ROOTFS NAME ARCHIVE
+#     --propagation private -- bash ROOTFS/usr/local/bin/lab-node-init boot NODE_DIR ROOTFS NAME ARCHIVE CGROUP
 #
 # so it is PID 1 of the node's own PID namespace, in the node's network namespace and in a mount
 # namespace nothing leaks out of. `boot` builds the node's root file system (an overlay of the node
@@ -14,11 +14,13 @@
 #
 # The node never changes the machine: the sysctls kubelet sets machine-wide are files of the node
 # bound over /proc/sys (kubelet finds them as it wants them), boot_id is the node's own, and the
-# cgroups kubelet makes sit under the node's cgroupRoot, which the lab removes.
+# cgroups kubelet makes sit under the node's cgroupRoot, which the lab removes. Cilium's agent
+# finds cgroup2 at /run/cilium/cgroupv2 mounted from a cgroup namespace rooted at the node's own
+# cgroup (CGROUP, relative to the hierarchy's root): it sees the node's cgroups, nothing above.
 set -euo pipefail
 
 boot() {
-  local dir=$1 lower=$2 name=$3 archive=$4
+  local dir=$1 lower=$2 name=$3 archive=$4 cgroup=$5
   local root=$dir/root
   mount -t overlay overlay -o "lowerdir=$lower,upperdir=$dir/upper,workdir=$dir/work" "$root"
   mkdir -p "$root/var" "$root/etc/kubernetes" "$root/proc" "$root/sys" "$root/run" "$root/dev" "$root/lib/modules"
@@ -33,6 +35,13 @@ boot() {
   # stays in this node, and goes with it.
   mount -t bpf bpf "$root/sys/fs/bpf"
   mount -t tmpfs -o mode=755 tmpfs "$root/run"
+  # cgroup2 for Cilium (its chart's cgroup.hostRoot), as its mount-cgroup init container would
+  # mount it from the node's PID 1, but rooted at the node's own cgroup: the mount's root is the
+  # cgroup namespace's, and that namespace is made by a subshell moved into the node's cgroup first.
+  local unified=/sys/fs/cgroup/unified
+  [[ -f $unified/cgroup.procs ]] || unified=/sys/fs/cgroup
+  mkdir -p "$root/run/cilium/cgroupv2"
+  (echo 0 >"$unified/$cgroup/cgroup.procs" && exec unshare --cgroup mount -t cgroup2 lab-cgroup2 "$root/run/cilium/cgroupv2")
   mount --rbind /dev "$root/dev"
   mount -t tmpfs -o mode=1777,size=64m shm "$root/dev/shm"
   # The machine's kernel modules, read-only, where modprobe looks (kube-proxy mounts the path).
@@ -95,5 +104,5 @@ run() {
 case "${1:-}" in
   boot) shift; boot "$@" ;;
   run) run ;;
-  *) echo "usage: lab-node-init boot NODE_DIR ROOTFS NAME ARCHIVE | run" >&2; exit 2 ;;
+  *) echo "usage: lab-node-init boot NODE_DIR ROOTFS NAME ARCHIVE CGROUP | run" >&2; exit 2 ;;
 esac

@@ -2,8 +2,10 @@
 // containerd, kube-proxy and Flannel from its manifest, and nginx as the seed deploys it; pods on
 // every node reach it; kubectl logs, exec and the seed's `kubectl run --attach --rm` work; a node
 // restarted as `docker restart` does it shows what it shows on kind; the engine's restart methods
-// complete on real kubelets by the signals each really changes; `lab down`, and the reaper after a
-// SIGKILL of the lab, leave nothing behind.
+// complete on real kubelets by the signals each really changes; real Cilium from its chart (helm)
+// runs next to Flannel, and `node kind-worker --restart kind` moves that node to it with its pods
+// reaching Flannel's and back; `lab down`, and the reaper after a SIGKILL of the lab, leave nothing
+// behind, and the machine's own sysctls, bpffs and cgroup2 mounts are as they were.
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
@@ -19,7 +21,9 @@ import { statePaths, type LabStatus } from '../../lab/daemon.js';
 import { labHostCommandImage } from '../../lab/images/catalog.js';
 import { hierarchies, listNetns, ownerRecords } from '../../lab/node/lab-resources.js';
 import { eventually } from '../harness/wait.js';
-import { repoRoot } from '../harness/plugin.js';
+import { pluginPathDir, repoRoot } from '../harness/plugin.js';
+import { cidrContains } from '../../lib/cidr.js';
+import { ciliumClusterCidr } from '../../lib/defaults.js';
 
 const labJs = join(repoRoot, 'dist', 'lab.js');
 const kubectlBin = join(defaultBinDir(), 'kubectl');
@@ -59,6 +63,22 @@ function nodePidNamespaces(stateDir: string, nodes: string[]): string[] {
   return nodes.map((n) => readlinkSync(`/proc/${execFileSync(join(stateDir, 'bin', 'docker'), ['inspect', '-f', '{{.State.Pid}}', n], { encoding: 'utf8' }).trim()}/ns/pid`));
 }
 
+/**
+ * What of the machine a lab must never change: the machine-wide sysctls Cilium's agent and kubelet
+ * write (each node has its own files bound over them), the per-namespace ones of the machine's
+ * network namespace, the bpffs and cgroup2 mounts of its mount namespace, the host paths the chart
+ * would write to.
+ */
+function machineState() {
+  const sysctls = ['kernel/unprivileged_bpf_disabled', 'kernel/timer_migration', 'kernel/panic', 'vm/overcommit_memory', 'net/core/bpf_jit_enable', 'net/ipv4/conf/all/rp_filter', 'net/ipv4/conf/all/forwarding', 'net/ipv4/conf/all/accept_local', 'net/ipv4/conf/all/send_redirects'];
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => / - (bpf|cgroup2) /.test(l)).map((l) => `${l.split(' ')[4]} ${l.split(' - ')[1]?.split(' ')[0]}`).sort();
+  return {
+    sysctls: Object.fromEntries(sysctls.map((f) => [f, readFileSync(`/proc/sys/${f}`, 'utf8').trim()])),
+    mounts,
+    paths: ['/etc/cni/net.d', '/opt/cni/bin', '/sys/fs/bpf/cilium', '/run/cilium', '/var/run/cilium', '/etc/sysctl.d/99-zzz-override_cilium.conf'].filter((p) => existsSync(p)),
+  };
+}
+
 function kubectl(stateDir: string, args: string[], timeoutMs = 120_000): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(kubectlBin, [`--kubeconfig=${statePaths(stateDir).kubeconfig}`, ...args], { timeout: timeoutMs, maxBuffer: 32 * 1024 * 1024 }, (err, stdout, stderr) => {
@@ -79,12 +99,19 @@ describe('the real-node lab: kind without docker', () => {
   const log: string[] = [];
   const progress = (line: string) => log.push(line);
   const k = (args: string[], timeoutMs?: number) => kubectl(stateDir, args, timeoutMs);
+  // `kubectl cilium-migrate ...` as users run it: the plugin, then the lab's docker, first on PATH.
+  const inPluginPath = (pluginDir: string, args: string[], timeoutMs: number) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(kubectlBin, args, { timeout: timeoutMs, maxBuffer: 32 * 1024 * 1024, env: { ...process.env, KUBECONFIG: statePaths(stateDir).kubeconfig, PATH: `${pluginDir}:${join(stateDir, 'bin')}:${process.env.PATH ?? ''}` } }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
   const nodePods = async (node: string, selector = 'app=nginx') => (await json<{ items: PodJson[] }>(stateDir, ['get', 'pods', '-A', '-l', selector, '--field-selector', `spec.nodeName=${node}`])).items;
   const node = async (name: string) => json<NodeJson>(stateDir, ['get', 'node', name]);
   const events = async (fieldSelector: string) => (await json<{ items: { reason: string; source?: { component?: string }; lastTimestamp?: string; eventTime?: string; involvedObject: { name: string } }[] }>(stateDir, ['get', 'events', '-A', '--field-selector', fieldSelector])).items;
 
   // The machine's own values of two sysctls kubelet sets differently, read before any node runs.
   const machineSysctls = ['/proc/sys/vm/overcommit_memory', '/proc/sys/kernel/panic'].map((f) => readFileSync(f, 'utf8').trim());
+  const machineBefore = machineState();
 
   before(async () => {
     stateDir = mkdtempSync(join(tmpdir(), 'kind-lab-'));
@@ -131,6 +158,30 @@ describe('the real-node lab: kind without docker', () => {
     for (const p of pods) perNode.set(p.spec.nodeName!, (perNode.get(p.spec.nodeName!) ?? 0) + 1);
     assert.deepEqual([...perNode.keys()].sort(), ['kind-worker', 'kind-worker2']);
     for (const p of pods) assert.ok(p.status.podIP?.startsWith('10.244.'), `${p.metadata.name} has ${p.status.podIP ?? 'no IP'} from Flannel's network`);
+  });
+
+  it('runs real Cilium from its chart through helm next to Flannel: agents Ready on every node, the operator gave each a pod CIDR, no node opted in', async () => {
+    const release = await new Promise<string>((resolve, reject) => execFile(join(stateDir, 'bin', 'helm'), ['--kubeconfig', statePaths(stateDir).kubeconfig, '-n', 'kube-system', 'list', '-o', 'json'], (err, out) => (err ? reject(err) : resolve(out))));
+    assert.deepEqual((JSON.parse(release) as { name: string; status: string; chart: string }[]).map((r) => [r.name, r.status, r.chart]), [['cilium', 'deployed', 'cilium-1.18.3']]);
+    const agents = await json<{ spec: { template: { spec: { containers: { image: string }[] } } }; status: { numberReady: number; desiredNumberScheduled: number } }>(stateDir, ['-n', 'kube-system', 'get', 'ds', 'cilium']);
+    assert.equal(agents.spec.template.spec.containers[0]!.image, 'quay.io/cilium/cilium:v1.18.3');
+    assert.deepEqual([agents.status.desiredNumberScheduled, agents.status.numberReady], [3, 3]);
+    const operator = await json<{ status: { readyReplicas?: number } }>(stateDir, ['-n', 'kube-system', 'get', 'deployment', 'cilium-operator']);
+    assert.ok((operator.status.readyReplicas ?? 0) >= 1, 'the operator is Ready');
+    // `values --phase initial`: no CNI config from Cilium until a node opts in; the overlay on 8473.
+    const cfg = await json<{ data: Record<string, string> }>(stateDir, ['-n', 'kube-system', 'get', 'configmap', 'cilium-config']);
+    assert.deepEqual([cfg.data['custom-cni-conf'], cfg.data['tunnel-port'], cfg.data['routing-mode'], cfg.data['ipam']], ['true', '8473', 'tunnel', 'cluster-pool']);
+    const ciliumNodes = (await json<{ items: { metadata: { name: string }; spec: { ipam?: { podCIDRs?: string[] } } }[] }>(stateDir, ['get', 'ciliumnodes'])).items;
+    assert.deepEqual(ciliumNodes.map((n) => n.metadata.name).sort(), ['kind-control-plane', 'kind-worker', 'kind-worker2']);
+    for (const n of ciliumNodes) assert.ok(n.spec.ipam?.podCIDRs?.length && n.spec.ipam.podCIDRs.every((c) => cidrContains(ciliumClusterCidr, c.split('/')[0]!)), `${n.metadata.name}: ${n.spec.ipam?.podCIDRs?.join(',')}`);
+    // The agent's own view: its datapath loaded and its state Ok.
+    const status = await k(['-n', 'kube-system', 'exec', 'ds/cilium', '-c', 'cilium-agent', '--', 'cilium-dbg', 'status', '--brief'], 60_000);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /^OK/m);
+    const docker = join(stateDir, 'bin', 'docker');
+    for (const n of ['kind-control-plane', 'kind-worker', 'kind-worker2']) {
+      assert.deepEqual(execFileSync(docker, ['exec', n, 'ls', '/etc/cni/net.d'], { encoding: 'utf8' }).trim().split('\n'), ['10-flannel.conflist'], `${n} still runs new pods on Flannel`);
+    }
   });
 
   it('nginx answers pods on every node, by pod IP across the VXLAN overlay and through its Service (kube-proxy)', async () => {
@@ -267,6 +318,56 @@ describe('the real-node lab: kind without docker', () => {
     });
   });
 
+  it('`node kind-worker --restart kind` moves kind-worker to real Cilium: a new pod there gets a Cilium IP and reaches a Flannel pod, which reaches it back', async () => {
+    const name = 'kind-worker';
+    // The tests above restarted and rebooted nodes: their agents compile and load the datapath
+    // again before they are Ready (the plugin's baseline gate refuses to start until they are).
+    await eventually('a Ready Cilium agent on every node', async () => {
+      const ds = await json<{ status: { numberReady?: number; updatedNumberScheduled?: number } }>(stateDir, ['-n', 'kube-system', 'get', 'ds', 'cilium']);
+      return ds.status.numberReady === 3 ? true : undefined;
+    }, 300_000, 2000);
+    const plugin = pluginPathDir();
+    try {
+      const prepare = await inPluginPath(plugin.dir, ['cilium-migrate', 'prepare'], 60_000);
+      assert.equal(prepare.code, 0, prepare.stderr);
+      // The seed's step with the plugin's defaults (--restart kind through the lab's docker); the
+      // gate from the cluster's state, the lab running no probe agents.
+      const r = await inPluginPath(plugin.dir, ['cilium-migrate', 'node', name, '--gate', 'cluster-state', '--gate-interval', '2s'], 600_000);
+      assert.equal(r.code, 0, `node ${name}:\n${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /restart-node\s+applied\s+restarted \(kind\): its container started at/);
+      assert.match(r.stdout, /verify\s+applied\s+a new pod got 10\.245\./);
+      assert.match(r.stdout, new RegExp(`^${name}: migrated$`, 'm'));
+    } finally {
+      plugin.dispose();
+    }
+    const n = await node(name);
+    assert.equal(n.metadata.labels['io.cilium.migration/cilium-default'], 'true');
+    assert.equal((await json<{ spec: { unschedulable?: boolean } }>(stateDir, ['get', 'node', name])).spec.unschedulable, undefined, 'uncordoned');
+    const docker = join(stateDir, 'bin', 'docker');
+    assert.deepEqual(execFileSync(docker, ['exec', name, 'ls', '/etc/cni/net.d'], { encoding: 'utf8' }).trim().split('\n'), ['05-cilium.conflist', '10-flannel.conflist.cilium_bak']);
+    const ciliumCidr = (await json<{ spec: { ipam: { podCIDRs: string[] } } }>(stateDir, ['get', 'ciliumnode', name])).spec.ipam.podCIDRs[0]!;
+
+    // A server on the migrated node, one on Flannel's kind-worker2; each side curls the other.
+    const serve = (pod: string, on: string) => k(['run', pod, '--image', 'nginx', '--port', '80', `--overrides=${JSON.stringify({ spec: { nodeName: on } })}`]);
+    assert.equal((await serve('on-cilium', name)).code, 0);
+    assert.equal((await serve('on-flannel', 'kind-worker2')).code, 0);
+    const ready = await k(['wait', '--for=condition=Ready', 'pod/on-cilium', 'pod/on-flannel', '--timeout=120s'], 130_000);
+    assert.equal(ready.code, 0, ready.stderr);
+    const ip = async (pod: string) => (await json<PodJson>(stateDir, ['get', 'pod', pod])).status.podIP!;
+    const [ciliumIp, flannelIp] = [await ip('on-cilium'), await ip('on-flannel')];
+    assert.ok(cidrContains(ciliumCidr, ciliumIp), `on-cilium has ${ciliumIp}, inside ${name}'s Cilium CIDR ${ciliumCidr}`);
+    assert.ok(cidrContains('10.244.0.0/16', flannelIp), `on-flannel has ${flannelIp} from Flannel`);
+    const curl = async (from: string, to: string) => {
+      const c = await k(['exec', from, '--', 'curl', '-s', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code} %{remote_ip}', `http://${to}/`], 30_000);
+      return `${c.stdout}${c.code === 0 ? '' : ` (exit ${c.code}: ${c.stderr.trim()})`}`;
+    };
+    // Cilium's VXLAN (8473) to Flannel's (8472) through the nodes' routes, both ways.
+    assert.equal(await eventually(`${ciliumIp} reaching ${flannelIp}`, async () => ((await curl('on-cilium', flannelIp)) === `200 ${flannelIp}` ? `200 ${flannelIp}` : undefined), 60_000, 2000), `200 ${flannelIp}`);
+    assert.equal(await curl('on-flannel', ciliumIp), `200 ${ciliumIp}`);
+    assert.equal(await curl('on-cilium', flannelIp), `200 ${flannelIp}`);
+    assert.equal((await k(['delete', 'pod', 'on-cilium', 'on-flannel', '--wait=false'])).code, 0);
+  });
+
   it('lab down leaves no process, namespace, mount, cgroup or file', async () => {
     const status = await labStatus(stateDir);
     const prefix = status.prefix!;
@@ -274,6 +375,9 @@ describe('the real-node lab: kind without docker', () => {
     assert.equal(traces(prefix, stateDir, pidNs).netns.length, 5, 'while up: the underlay, the control plane and three nodes');
     await labDown({ stateDir, progress });
     assert.deepEqual(traces(prefix, stateDir, pidNs), noTraces);
+    // The machine's own sysctls the agents and kubelets write, its bpffs and cgroup2 mounts (none
+    // of the nodes' own leaked out) and the host paths the chart names: as before the lab.
+    assert.deepEqual(machineState(), machineBefore);
   });
 });
 

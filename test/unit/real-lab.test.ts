@@ -47,6 +47,8 @@ describe('the lab\'s images', () => {
       'ghcr.io/flannel-io/flannel:v0.28.10', 'ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel3',
       'docker.io/library/cilium-migrate-agent:0.1.0', 'docker.io/library/nginx:latest',
       'docker.io/alpine/curl:latest', 'docker.io/library/alpine:latest', labHostCommandImage,
+      // Cilium's chart with image.useDigest=false, at the version lab/bins/cilium/module.env pins.
+      'quay.io/cilium/cilium:v1.18.3', 'quay.io/cilium/operator-generic:v1.18.3',
     ]) assert.ok(names.includes(n), `${n} is built`);
     assert.equal(new Set(names).size, names.length, 'each name once');
     assert.equal(labPauseImage, 'registry.k8s.io/pause:3.10');
