@@ -34,6 +34,12 @@ export interface ControlPlaneOptions {
   serviceCidr?: string;
   /** Run kwok for nodes annotated kwok.x-k8s.io/node=fake (default true). */
   kwok?: boolean;
+  /**
+   * kwok ends a Job's pods as soon as they run (its pod-complete stage), as if their container
+   * exited 0 at once. False leaves them running until deleted or until the test reports their end,
+   * as a kubelet does for a long-running container (default true).
+   */
+  kwokCompletesJobs?: boolean;
   /** Address the API server listens on and advertises (default 127.0.0.1). */
   address?: string;
   /**
@@ -273,7 +279,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     if (options.kwok ?? true) {
       progress('starting kwok');
       // kwok's own fast stages (copied by lab/bins/build.sh) and ours (lab/kwok-stages).
-      const stageFiles = [...readdirSync(join(binDir, 'kwok-stages')).map((f) => join(binDir, 'kwok-stages', f)), ...readdirSync(join(here, 'kwok-stages')).map((f) => join(here, 'kwok-stages', f))];
+      const kwokStages = readdirSync(join(binDir, 'kwok-stages')).filter((f) => options.kwokCompletesJobs !== false || f !== 'pod-complete.yaml');
+      const stageFiles = [...kwokStages.map((f) => join(binDir, 'kwok-stages', f)), ...readdirSync(join(here, 'kwok-stages')).map((f) => join(here, 'kwok-stages', f))];
       const stages = stageFiles.map((f) => `--config=${f}`);
       procs.set('kwok', start('kwok', bin('kwok'), [
         `--kubeconfig=${ck}`, '--manage-all-nodes=false',

@@ -12,7 +12,7 @@ export interface InClusterRunStatus {
   startedAt: string;
   /** The newest pod of the Job. */
   pod?: { name: string; node: string; phase: string } | undefined;
-  /** Pods the run used so far (a drain that evicted one makes another). */
+  /** Pods of the Job now (an evicted one still stopping beside its successor makes two). */
   pods: number;
   cancelRequested?: string | undefined;
   progress?: RunProgress | undefined;
@@ -46,7 +46,7 @@ export async function readRunStatus(kube: Kube, namespace: string): Promise<InCl
 
 /** The lines `status` prints under the node table. */
 export function describeRunStatus(r: InClusterRunStatus): string {
-  const lines = [`in-cluster run: job ${r.job}, ${r.state} (started ${r.startedAt}${r.pods > 1 ? `, ${r.pods} pods so far` : ''})`];
+  const lines = [`in-cluster run: job ${r.job}, ${r.state} (started ${r.startedAt}${r.pods > 1 ? `, ${r.pods} pods` : ''})`];
   if (r.pod) lines.push(`  pod ${r.pod.name} on ${r.pod.node || '(not scheduled)'}: ${r.pod.phase}`);
   const p = r.progress;
   if (p) {

@@ -107,8 +107,8 @@ export async function deploymentsAvailable(cp: ControlPlane, namespace: string):
 }
 
 /** Starts the cluster; `progress` gets the harness's lines. Without `nodeConfig` no CiliumNodeConfig is applied (prepare's job). */
-export async function startMigrationCluster(progress: (line: string) => void, workers = 2, opts: { nodeConfig?: boolean } = {}): Promise<ControlPlane> {
-  const cp = await startControlPlane({ progress });
+export async function startMigrationCluster(progress: (line: string) => void, workers = 2, opts: { nodeConfig?: boolean; kwokCompletesJobs?: boolean } = {}): Promise<ControlPlane> {
+  const cp = await startControlPlane({ progress, ...(opts.kwokCompletesJobs === false ? { kwokCompletesJobs: false } : {}) });
   try {
     await installCiliumCrds(cp);
     await createSimulatedNodes(cp, kindNodes(workers));

@@ -216,7 +216,7 @@ describe('status: the in-cluster run', () => {
     assert.deepEqual(s.pod, { name: 'run-b', node: 'kind-worker2', phase: 'Running' });
     assert.equal(
       describeRunStatus(s),
-      'in-cluster run: job cilium-migrate/cilium-migrate-run, running (started 2026-11-25T10:00:00.000Z, 2 pods so far)\n' +
+      'in-cluster run: job cilium-migrate/cilium-migrate-run, running (started 2026-11-25T10:00:00.000Z, 2 pods)\n' +
         '  pod run-b on kind-worker2: Running\n' +
         '  wave 2 of 3, node kind-worker: drain: evicting 2 pods (2026-11-25T10:05:00.000Z, from pod run-b)\n',
     );
