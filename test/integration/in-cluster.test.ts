@@ -1,5 +1,6 @@
 // run --in-cluster against a real API server, controller manager (its Job controller) and scheduler,
-// on kwok nodes (no kubelet: kwok stands in for it, pods are never really run). What this proves:
+// on kwok nodes (no kubelet: kwok stands in for it, pods are never really run), as a user bound to
+// nothing but manifests/rbac/plugin.yaml and in-cluster.yaml. What this proves:
 // the objects are accepted and do what they say (the Job controller starts one pod with the run's
 // ServiceAccount and flags; an evicted pod is replaced without counting as a failure; a suspended
 // Job's pod is stopped and no other started), the follower detaches, --attach, --cancel, the
@@ -42,7 +43,9 @@ const runFlags = ['--restart', 'none', '--gate', 'cluster-state', '--gate-rounds
 describe('run --in-cluster on a real control plane', () => {
   let cp: ControlPlane;
   const env = () => ({ PATH: process.env.PATH ?? '', HOME: cp.rootDir });
-  const plugin = (args: string[], opts: Parameters<typeof runPlugin>[1] = {}) => runPlugin([...args, '--kubeconfig', cp.kubeconfig], { env: env(), ...opts });
+  /** A user bound to nothing but manifests/rbac/plugin.yaml and in-cluster.yaml. */
+  let operator: string;
+  const plugin = (args: string[], opts: Parameters<typeof runPlugin>[1] = {}) => runPlugin([...args, '--kubeconfig', operator], { env: env(), ...opts });
   const job = () => cp.get<Job>(jobPath).catch(() => undefined);
   const pods = async () => (await cp.get<{ items: Pod[] }>(`/api/v1/namespaces/${ns}/pods?labelSelector=batch.kubernetes.io/job-name=${inClusterRun.name}`)).items;
   /** Runs until the follower says the pod runs, then Ctrl-C (once: a second one quits at once). */
@@ -71,7 +74,8 @@ describe('run --in-cluster on a real control plane', () => {
     // A run pod runs until its program ends: kwok must not end Job pods by itself.
     cp = await startMigrationCluster(progress, 2, { kwokCompletesJobs: false });
     await cp.kubectl(['create', 'namespace', ns]);
-    await cp.kubectl(['apply', '--server-side', '-f', join(repoRoot, 'manifests', 'rbac', 'plugin.yaml')]);
+    for (const file of ['plugin.yaml', 'in-cluster.yaml']) await cp.kubectl(['apply', '--server-side', '-f', join(repoRoot, 'manifests', 'rbac', file)]);
+    operator = await cp.userKubeconfig('operator', ['cilium-migrate']);
   });
   after(() => cp?.stop());
 

@@ -75,6 +75,25 @@ describe('run --in-cluster: the objects', () => {
     assert.deepEqual(own.rules, [{ apiGroups: ['batch'], resources: ['jobs'], resourceNames: [inClusterRun.name], verbs: ['get', 'patch'] }]);
   });
 
+  it('manifests/rbac/in-cluster.yaml lets the group apply exactly these objects, by name, and follow the Job', () => {
+    type Rule = { apiGroups: string[]; resources: string[]; resourceNames?: string[]; verbs: string[] };
+    const docs = parseAllDocuments(readFileSync(join(repoRoot, 'manifests', 'rbac', 'in-cluster.yaml'), 'utf8')).map((d) => d.toJS() as { kind: string; metadata: { name: string; namespace?: string }; rules?: Rule[]; subjects?: unknown[] });
+    const grants = docs.flatMap((d) => (d.rules ?? []).flatMap((r) => r.resources.flatMap((res) => r.verbs.flatMap((v) => (r.resourceNames ?? ['*']).map((n) => `${v} ${r.apiGroups[0]}/${res} ns=${d.metadata.namespace ?? '*'} name=${n}`)))));
+    const plural: Record<string, string> = { ServiceAccount: 'serviceaccounts', ClusterRoleBinding: 'clusterrolebindings', RoleBinding: 'rolebindings', Role: 'roles', Job: 'jobs' };
+    for (const o of objects) {
+      const group = o.apiVersion.includes('/') ? o.apiVersion.split('/')[0] : '';
+      for (const verb of ['get', 'create', 'patch']) {
+        const want = `${verb} ${group}/${plural[o.kind]} ns=${o.metadata.namespace ?? '*'} name=${o.metadata.name}`;
+        assert.ok(grants.includes(want), `${want} (server-side apply of ${o.kind} ${o.metadata.name})`);
+      }
+    }
+    assert.ok(grants.includes(`delete batch/jobs ns=cilium-migrate name=${inClusterRun.name}`), 'a finished run is replaced');
+    assert.ok(grants.includes('get /pods/log ns=cilium-migrate name=*'), 'the follower reads the log');
+    // Nothing by wildcard name but the log, nothing beyond these resources.
+    assert.deepEqual(grants.filter((g) => g.endsWith('name=*')), ['get /pods/log ns=cilium-migrate name=*']);
+    for (const d of docs.filter((x) => x.kind.endsWith('Binding'))) assert.deepEqual(d.subjects, [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'cilium-migrate' }]);
+  });
+
   it('prints as a YAML stream kubectl reads, without anchors', () => {
     const text = objectsYaml(objects);
     assert.doesNotMatch(text, /[&*]a\d/);
