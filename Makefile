@@ -9,7 +9,7 @@ NODE_TEST := node --import tsx --test --test-reporter=spec
 # inside CI's 90 minutes.
 TEST_TIMEOUT_MS ?= 2700000
 
-.PHONY: help deps system-deps bins images build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-scale bench-detection bench-connectivity bench-lab bench-real-lab dashboard image image-ref krew-archive
+.PHONY: help deps system-deps bins images build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-probe-load bench-startup bench-detection bench-lab bench-lab-node bench-real-lab bench-scale bench-scale-reads bench-discovery bench-connectivity bench-end-to-end dashboard image image-ref krew-archive
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -48,12 +48,25 @@ test-integration: build bins images ## integration tests against a real control 
 	SUITE_TMPDIR=$$run_tmp $(NODE_TEST) test/after-suite.ts || rc=$${rc/#0/1}; \
 	rm -rf "$$run_tmp"; exit $$rc
 
-bench: bench-agent bench-drain bench-node bench-connectivity bench-detection bench-lab bench-real-lab ## run every benchmark but the scale one and rewrite BENCHMARKS.md (make bench-scale for 1,000 nodes)
+# Benchmarks rewrite their own section of BENCHMARKS.md. `make bench` runs those of small clusters
+# (about an hour here); `make bench-scale` those of 1,000 simulated nodes (a few hours on 2 cores).
+bench: bench-agent bench-probe-load bench-startup bench-drain bench-node bench-detection bench-lab bench-lab-node bench-real-lab ## every benchmark of a small cluster; rewrites BENCHMARKS.md (make bench-scale for 1,000 nodes)
 
-bench-drain: build bins ## drain of 100 pods: ours against kubectl drain, time and API requests
+bench-scale: bench-scale-reads bench-discovery bench-connectivity bench-end-to-end ## every benchmark of 1,000 simulated nodes (takes hours); rewrites their sections of BENCHMARKS.md
+
+bench-agent: build system-deps ## agent RSS, CPU, probes/s and series at 10, 100 and 1,000 peers (peers file), and what its libraries cost
+	node --import tsx bench/agent-resources.ts
+
+bench-probe-load: build ## probes sent and received at 1,000 nodes during a wave of 50, with and without the focus budget; the CPU of an ICMP and an HTTP probe
+	node --import tsx bench/probe-load.ts
+
+bench-startup: build bins ## plugin start-up (--help, status), bundle sizes, minified or not; agent start to /healthz
+	node --import tsx bench/startup.ts
+
+bench-drain: build bins ## drain of 100 and 500 pods that take time to stop, under a budget that forces 429s: ours against kubectl drain, by phase
 	node --import tsx bench/drain.ts
 
-bench-node: build bins ## the engine's time and API requests per node beyond the drain
+bench-node: build bins ## the engine's own time and API requests per node (a ceiling: instant kwok pods, no restart)
 	node --import tsx bench/node-overhead.ts
 
 bench-detection: build bins system-deps ## time from a fault to FAIL and from an agent Ready to PASS, real agents in network namespaces
@@ -62,17 +75,23 @@ bench-detection: build bins system-deps ## time from a fault to FAIL and from an
 bench-lab: build bins system-deps ## make demo's migration on the local lab, several times: its time and the probes that failed (needs root)
 	node --import tsx bench/lab-scenario.ts
 
+bench-lab-node: build bins system-deps ## per-node step times on the local lab at the plugin's defaults (needs root)
+	node --import tsx bench/lab-node.ts
+
 bench-real-lab: build bins images ## the real-node lab: lab up (3 and 5 nodes), a node at rest, back from docker restart, lab down (BENCH_COLD=1: the cold builds too; needs root)
 	node --import tsx bench/real-lab.ts
 
-bench-scale: build bins ## status, plan and run --max-unavailable 50 on 1,000 simulated nodes (takes a while)
+bench-scale-reads: build bins ## status and plan on 1,000 nodes x 30 pods of realistic size, today's plugin against the one before paging
 	node --import tsx bench/scale.ts
 
-bench-agent: build system-deps ## agent RSS, CPU, probes/s and series at 10, 100 and 1,000 peers
-	node --import tsx bench/agent-resources.ts
+bench-discovery: build bins system-deps ## one agent's discovery of 1,000 nodes, then 1,000 agents' watches: agent RSS/CPU and API server CPU and events during a wave, before and after
+	node --import tsx bench/discovery-scale.ts
 
-bench-connectivity: build bins ## connectivity reading the matrix of 1,000 simulated agents through the API server
+bench-connectivity: build bins system-deps ## connectivity reading the matrix of 1,000 simulated agents through the API server
 	node --import tsx bench/connectivity-read.ts
+
+bench-end-to-end: build bins system-deps ## run --max-unavailable 50 on 1,000 nodes with the matrix gate, 20 s agent restarts and 60 s node restarts (BENCH_NODES to scale down)
+	node --import tsx bench/e2e-scale.ts
 
 # The image reference is written once, in manifests/agent/kustomization.yaml (images: newName and newTag).
 IMAGE_REF = $(shell sed -nE 's/^ *newName: *([^ ]+).*/\1/p' manifests/agent/kustomization.yaml):$(shell sed -nE 's/^ *newTag: *"?([^ "]+)"?.*/\1/p' manifests/agent/kustomization.yaml)

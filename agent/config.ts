@@ -2,9 +2,9 @@
 // downward-API ones), validated at start so a bad value stops the agent with one line and exit 2.
 import yargs from 'yargs';
 import ipaddr from 'ipaddr.js';
-import { agentFullMeshMax, agentNamespace, agentPodSelector, ciliumClusterCidr, migrationLabel } from '../lib/defaults.js';
+import { agentFocusProbeShare, agentFullMeshMax, agentNamespace, agentPodSelector, ciliumClusterCidr, migrationLabel } from '../lib/defaults.js';
 import { UsageError } from '../lib/errors.js';
-import { badValue, cidrList, duration, flagCoercion, integer, labelKey, labelSelector, namespace, nodeName, objectName, podCidrLimits, port, ratio, refuseOverlap } from '../lib/flag-values.js';
+import { badValue, choiceList, cidrList, duration, flagCoercion, integer, labelKey, labelSelector, namespace, nodeName, objectName, podCidrLimits, port, ratio, refuseOverlap } from '../lib/flag-values.js';
 import type { ProbeProtocol } from '../lib/row.js';
 import { version } from '../lib/version.js';
 
@@ -23,6 +23,8 @@ export interface AgentConfig {
   timeoutMs: number;
   windowMs: number;
   maxPerSecond: number;
+  /** The share of maxPerSecond that probes of the migration focus may take. */
+  focusShare: number;
   jitter: number;
   fullMeshMax: number;
   ringSize: number;
@@ -39,6 +41,7 @@ export interface AgentConfig {
 export type AgentInvocation = { kind: 'run'; config: AgentConfig } | { kind: 'shown' };
 
 const positiveInt = (max: number) => integer(0, max);
+const probeProtocols = choiceList<ProbeProtocol>(['icmp', 'http']);
 
 /**
  * Parses and validates with the plugin's parsers (lib/flag-values): a bad value is a UsageError
@@ -61,9 +64,11 @@ export async function parseAgentCommandLine(argv: string[], env: NodeJS.ProcessE
     .option('timeout', { type: 'string', default: env.PROBE_TIMEOUT ?? '1s', coerce: flagCoercion('timeout', duration(10, 60_000)), describe: 'Per-probe timeout, 10ms to 1m (PROBE_TIMEOUT)' })
     .option('window', { type: 'string', default: env.PROBE_WINDOW ?? '60s', coerce: flagCoercion('window', duration(1000, 24 * 3_600_000)), describe: 'Sliding window of the statistics (PROBE_WINDOW)' })
     .option('max-probes-per-second', { type: 'string', default: env.MAX_PROBES_PER_SECOND ?? '50', coerce: flagCoercion('max-probes-per-second', integer(1, 100_000)), describe: 'Global probe rate limit (MAX_PROBES_PER_SECOND)' })
+    .option('focus-probe-share', { type: 'string', default: env.PROBE_FOCUS_SHARE ?? String(agentFocusProbeShare), coerce: flagCoercion('focus-probe-share', ratio({ aboveZero: true })), describe: 'Share of --max-probes-per-second that probes of nodes being migrated may take, above 0 and at most 1, so that a large wave never starves the other cells (PROBE_FOCUS_SHARE)' })
     .option('jitter', { type: 'string', default: env.PROBE_JITTER ?? '0.2', coerce: flagCoercion('jitter', ratio()), describe: 'Each next probe at interval x (1 +/- jitter), 0 to 0.9 (PROBE_JITTER)' })
     .option('full-mesh-max', { type: 'string', default: env.FULL_MESH_MAX ?? String(agentFullMeshMax), coerce: flagCoercion('full-mesh-max', positiveInt(100_000)), describe: 'Probe every peer up to this many (FULL_MESH_MAX)' })
     .option('ring-size', { type: 'string', default: env.RING_SIZE ?? '5', coerce: flagCoercion('ring-size', positiveInt(1000)), describe: 'Above that, peers per destination overlay (RING_SIZE)' })
+    .option('protocols', { type: 'string', default: env.PROBE_PROTOCOLS ?? 'icmp,http', coerce: flagCoercion('protocols', probeProtocols), describe: 'Probes to send, comma-separated: icmp (the system ping), http (/v1/ping of the peer) (PROBE_PROTOCOLS)' })
     .option('large-packet-size', { type: 'string', default: env.LARGE_PACKET_SIZE ?? '0', coerce: flagCoercion('large-packet-size', positiveInt(65_000)), describe: 'ICMP payload bytes of the DF large-packet probe, 0-65000; 0 turns it off (LARGE_PACKET_SIZE)' })
     .option('peers-file', { type: 'string', default: env.PEERS_FILE, describe: 'Read the cluster view from this JSON file instead of the Kubernetes API (PEERS_FILE)' })
     .option('kubeconfig', { type: 'string', default: env.KUBECONFIG, describe: 'Kubeconfig; in a pod the service account is used (KUBECONFIG)' })
@@ -108,11 +113,12 @@ export async function parseAgentCommandLine(argv: string[], env: NodeJS.ProcessE
     timeoutMs: args.timeout,
     windowMs: args.window,
     maxPerSecond: args['max-probes-per-second'],
+    focusShare: args['focus-probe-share'],
     jitter: args.jitter,
     fullMeshMax: args['full-mesh-max'],
     ringSize: args['ring-size'],
     largePacketSize: args['large-packet-size'],
-    protocols: ['icmp', 'http'],
+    protocols: [...args.protocols],
     peersFile: args['peers-file'],
     kubeconfig: args.kubeconfig,
     agentSelector: args['agent-selector'],

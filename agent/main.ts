@@ -2,7 +2,7 @@
 import type { Server } from 'node:http';
 import { describeError, exitCodeFor } from '../lib/errors.js';
 import { liteCredentials, liteKube } from '../lib/kube-lite.js';
-import { expectedOverlay } from '../lib/overlay.js';
+import { expectedOverlay, phaseAnnotation } from '../lib/node-state.js';
 import { kubeDiscovery } from './kube-discovery.js';
 import { version } from '../lib/version.js';
 import { parseAgentCommandLine } from './config.js';
@@ -17,7 +17,7 @@ const log = (line: string) => process.stderr.write(`${new Date().toISOString()} 
 
 /** Discovery through the API server, with the agent's own small client (lib/kube-lite.ts). */
 function kubeDiscoveryFor(kubeconfig: string | undefined, namespace: string, selector: string): Discovery {
-  return kubeDiscovery(liteKube(liteCredentials(kubeconfig)), namespace, selector, 'cilium-migrate.io/phase', (line) => log(`discovery: ${line}`));
+  return kubeDiscovery(liteKube(liteCredentials(kubeconfig)), namespace, selector, phaseAnnotation, (line) => log(`discovery: ${line}`));
 }
 
 async function main(): Promise<void> {
@@ -49,7 +49,7 @@ async function main(): Promise<void> {
     store.setPeers(peers);
   });
 
-  const prober = new Prober(store, realProbes(cfg.port, cfg.largePacketSize), { intervalMs: cfg.intervalMs, focusIntervalMs: cfg.focusIntervalMs, timeoutMs: cfg.timeoutMs, maxPerSecond: cfg.maxPerSecond, jitter: cfg.jitter }, (peer, protocol, result) =>
+  const prober = new Prober(store, realProbes(cfg.port, cfg.largePacketSize), { intervalMs: cfg.intervalMs, focusIntervalMs: cfg.focusIntervalMs, timeoutMs: cfg.timeoutMs, maxPerSecond: cfg.maxPerSecond, focusShare: cfg.focusShare, jitter: cfg.jitter }, (peer, protocol, result) =>
     metrics.observe(peer, protocol, result),
   );
   prober.start();

@@ -1,7 +1,9 @@
 // Probes the selected peers over ICMP (the system ping through the `ping` package), HTTP (undici,
 // to the peer's /v1/ping, whose answer must name the expected pod: a wrong answer means the IP now
 // belongs to someone else) and optionally large ICMP packets with DF set (MTU problems between the
-// overlays). One global rate limit with jitter keeps probes from bursting; every probe has a timeout.
+// overlays). One global rate limit with jitter keeps probes from bursting; within it the probes of
+// the migration focus have a budget of their own, so that however many nodes a wave puts in focus
+// the other cells keep their share and never go stale; every probe has a timeout.
 import ping from 'ping';
 import { request } from 'undici';
 import type { PeerRef, ProbeProtocol } from '../lib/row.js';
@@ -83,6 +85,12 @@ export interface ProberOptions {
   timeoutMs: number;
   /** Probes started per second at most, over all peers and protocols. */
   maxPerSecond: number;
+  /**
+   * The share of `maxPerSecond` that probes of focus peers may take (0-1; default 1, no separate
+   * budget). The rest is left to the other peers whatever the focus asks for: a wave of 50 nodes
+   * puts 100 focus cells every 2 s on every agent, which alone meets a 50/s limit.
+   */
+  focusShare?: number;
   /** Each probe's next time is interval x (1 +/- jitter). */
   jitter: number;
 }
@@ -94,6 +102,7 @@ export class Prober {
   private tasks = new Map<string, Task>();
   private timer: NodeJS.Timeout | undefined;
   private tokens: number;
+  private focusTokens: number;
   private lastRefill: number;
   private inFlight = new Set<Promise<void>>();
   private stopped = false;
@@ -107,6 +116,7 @@ export class Prober {
     private readonly random: () => number = Math.random,
   ) {
     this.tokens = opts.maxPerSecond;
+    this.focusTokens = this.focusCapacity();
     this.lastRefill = now();
   }
 
@@ -149,16 +159,30 @@ export class Prober {
     return focus && this.opts.focusIntervalMs ? Math.min(this.opts.focusIntervalMs, this.opts.intervalMs) : this.opts.intervalMs;
   }
 
-  /** Starts every due probe the rate limit allows. Exposed for tests. */
+  private focusRate(): number {
+    return this.opts.maxPerSecond * Math.min(1, Math.max(0, this.opts.focusShare ?? 1));
+  }
+
+  /** The focus bucket holds at least one token, so a small budget still lets probes through. */
+  private focusCapacity(): number {
+    return Math.max(1, this.focusRate());
+  }
+
+  /** Starts every due probe the rate limits allow (the global one, and the focus budget for focus peers). Exposed for tests. */
   runDue(): void {
     const now = this.now();
     this.syncTasks(now);
-    this.tokens = Math.min(this.opts.maxPerSecond, this.tokens + ((now - this.lastRefill) / 1000) * this.opts.maxPerSecond);
+    const elapsed = (now - this.lastRefill) / 1000;
+    this.tokens = Math.min(this.opts.maxPerSecond, this.tokens + elapsed * this.opts.maxPerSecond);
+    this.focusTokens = Math.min(this.focusCapacity(), this.focusTokens + elapsed * this.focusRate());
     this.lastRefill = now;
     const due = [...this.tasks.values()].filter((t) => !t.running && t.due <= now).sort((a, b) => a.due - b.due);
     for (const task of due) {
       if (this.tokens < 1) break;
+      // A focus probe over its budget waits; the others behind it in the queue still go.
+      if (task.focus && this.focusTokens < 1) continue;
       this.tokens -= 1;
+      if (task.focus) this.focusTokens -= 1;
       task.running = true;
       const started = this.now();
       const p = this.probe(task)

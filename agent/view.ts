@@ -1,5 +1,6 @@
 // From the discovered cluster to this agent's identity and the peers it probes: pure functions.
-import { classifyAddress, expectedOverlay, legacyNote, type OverlayNetworks } from '../lib/overlay.js';
+import { expectedOverlay, isUnderWay } from '../lib/node-state.js';
+import { classifyAddress, legacyNote, type OverlayNetworks } from '../lib/overlay.js';
 import type { AgentIdentity, ProbeProtocol } from '../lib/row.js';
 import type { ClusterView } from './discovery.js';
 import type { SelectedPeer } from './matrix.js';
@@ -20,9 +21,6 @@ export interface ViewConfig extends PeerSelection {
   labelKey: string;
   protocols: ProbeProtocol[];
 }
-
-/** Phases in which a node is being migrated (the plugin's phase annotation). */
-const idlePhases = new Set(['pending', 'migrated', 'finalized']);
 
 export function networksOf(view: ClusterView, cfg: ViewConfig): OverlayNetworks {
   return {
@@ -55,7 +53,7 @@ export function identityOf(self: SelfInfo, view: ClusterView, cfg: ViewConfig): 
 /** The peers to probe, classified, with the migration focus marked. */
 export function peersOf(self: SelfInfo, identity: AgentIdentity, view: ClusterView, cfg: ViewConfig): SelectedPeer[] {
   const nets = networksOf(view, cfg);
-  const focusNodes = new Set(view.nodes.filter((n) => n.phase && !idlePhases.has(n.phase)).map((n) => n.name));
+  const focusNodes = new Set(view.nodes.filter((n) => isUnderWay(n.phase)).map((n) => n.name));
   const candidates = view.agents
     .filter((a) => a.pod !== self.pod)
     .map((a) => ({ node: a.node, pod: a.pod, ip: a.ip, overlay: classifyAddress(a.ip, a.node, nets), focus: focusNodes.has(a.node) }));

@@ -4,6 +4,7 @@
 // per-client request counter. The user is bound to cluster-admin but is not in system:masters
 // (whose requests the built-in "exempt" schema takes first).
 import type { ControlPlane } from '../lab/control-plane.js';
+import { waitUntil } from '../lab/wait.js';
 
 /** A kubeconfig for `user` whose requests the API server counts under flow schema `user`. */
 export async function countedUser(cp: ControlPlane, user: string): Promise<string> {
@@ -42,18 +43,24 @@ export async function dispatchedByFlowSchema(cp: ControlPlane): Promise<Map<stri
   return out;
 }
 
-/** min, median and max of `xs`, formatted with `digits`. */
-export function spread(xs: number[], digits = 1): string {
-  const s = [...xs].sort((a, b) => a - b);
-  const median = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-  return `${median.toFixed(digits)} (${s[0]!.toFixed(digits)}-${s.at(-1)!.toFixed(digits)})`;
+/** Polls `check` every `intervalMs` until it is true (the lab's waiting loop); throws naming `what` after `timeoutMs`. */
+export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 180_000, intervalMs = 500): Promise<void> {
+  await waitUntil(what, async () => ((await check()) ? true : undefined), timeoutMs, intervalMs);
 }
 
-/** Polls `check` every `intervalMs` until it is true; throws naming `what` after `timeoutMs`. */
-export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 180_000, intervalMs = 500): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
+/** The API server's /metrics text. */
+export async function apiserverMetrics(cp: ControlPlane): Promise<string> {
+  return (await cp.kubectl(['get', '--raw', '/metrics'], { timeoutMs: 120_000 })).stdout;
 }
+
+/** The sum of a metric's samples whose label text matches every one of `filters` (e.g. 'verb="PATCH"'). */
+export function sumMetric(text: string, name: string, ...filters: (string | RegExp)[]): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    const labels = line.slice(name.length, line.lastIndexOf(' '));
+    if (filters.every((f) => (typeof f === 'string' ? labels.includes(f) : f.test(labels)))) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+

@@ -4,9 +4,9 @@
 // fresh evidence), the whole run, and the agents' probes sent and failed meanwhile.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, hostname, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spread } from './apiserver-requests.js';
+import { benchRun, spread } from './report.js';
 import { updateSection } from './report.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
@@ -23,6 +23,7 @@ function demo(stateDir: string): Promise<{ code: number; out: string }> {
 }
 
 async function main(): Promise<void> {
+  const run = benchRun();
   const migration: number[] = [];
   const total: number[] = [];
   const sent: number[] = [];
@@ -45,7 +46,7 @@ async function main(): Promise<void> {
   }
   const body = [
     `Command: \`make bench-lab\` (bench/lab-scenario.ts): \`make demo\`'s program (\`node dist/lab.js demo\`) ${runs} times.`,
-    `Machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'} (${hostname()}), Node ${process.version}.`,
+    run.machine(),
     'The lab: the real control plane, three nodes as network namespaces on Flannel-like (VXLAN 8472) and Cilium-like (VXLAN 8473) overlays, nginx with 10 replicas, a real probe agent per node. The migration part runs from `prepare` to the end of `finalize` (three `node` runs with `--restart exec` through the lab\'s restart-node, each step followed by `connectivity` until it passes on fresh evidence). Probes: every agent\'s probes of every peer (ICMP and HTTP) during the whole run, from the agents\' own counters; failed probes include those to pods while they were being drained and restarted.',
     '',
     '| figure | median (min-max) |',
@@ -56,6 +57,7 @@ async function main(): Promise<void> {
     `| probes failed | ${spread(failed, 0)} |`,
     '',
     'The end-to-end test (test/integration/lab-e2e.test.ts) adds a traffic checker requesting every nginx pod from pods on both overlays during the same sequence and asserts that no request to a pod that was not being drained failed.',
+    'Not covered: real kubelets, containerd and Cilium (this is the emulated lab `make demo` runs, `lab up --emulated`; the real-node lab\'s own costs are in "Real-node lab"), more than three nodes.',
   ].join('\n');
   process.stdout.write(`${body}\n`);
   updateSection('Lab scenario: the seed migration on the local lab', body);

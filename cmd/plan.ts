@@ -1,5 +1,5 @@
 // `plan`: the order the nodes will be migrated in, the waves, what each drain evicts and what blocks.
-import { defaultDrainFlags } from './engine/drain-filter.js';
+import { defaultDrainFlags } from './cluster/drain-filter.js';
 import { ciliumNamespace, limits } from '../lib/defaults.js';
 import { flagCoercion, integer, namespace } from '../lib/flag-values.js';
 import { defineCommand } from './context.js';

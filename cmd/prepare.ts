@@ -1,24 +1,16 @@
 // `prepare`: server-side applies the migration's CiliumNodeConfig (in the version the cluster
-// serves) and, on request, the probe agent's manifests. Applying again changes nothing.
+// serves) and, on request, the probe agent's manifests (cmd/engine/prepare.ts). Applying again
+// changes nothing.
 import { readFile } from 'node:fs/promises';
-import { ciliumNamespace, ciliumNodeConfigName, lockTtlSeconds, migrationLabel } from '../lib/defaults.js';
+import { ciliumNamespace, ciliumNodeConfigName, migrationLabel } from '../lib/defaults.js';
 import { flagCoercion, labelKey, namespace, objectName } from '../lib/flag-values.js';
 import { ConfigError } from '../lib/errors.js';
-import { applyObject, type ApplyOutcome, type ManifestObject } from '../lib/kube.js';
+import type { ManifestObject } from '../lib/kube-objects.js';
 import { defineCommand } from './context.js';
 import { ciliumNodeConfig, nodeConfigVersion, parseManifests } from './migration/node-config.js';
-import { newRunId, takeLock } from './node.js';
+import { applyObjects } from './engine/prepare.js';
 import { render } from './output.js';
 import { table } from './table.js';
-
-export interface PrepareResult {
-  kind: string;
-  name: string;
-  apiVersion: string;
-  outcome: ApplyOutcome;
-}
-
-const key = (o: ManifestObject) => `${o.metadata.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata.name}`;
 
 export const prepareCommand = defineCommand({
   command: 'prepare',
@@ -47,22 +39,7 @@ export const prepareCommand = defineCommand({
     }
     const kube = ctx.kube();
     const objects: ManifestObject[] = [ciliumNodeConfig({ version: await nodeConfigVersion(kube), name: args.name, namespace: args['cilium-namespace'], labelKey: args['label-key'] }), ...agentObjects];
-    // A real apply takes the migration lock, so it never races a run or a finalize.
-    const log = (line: string) => ctx.io.err(`${line}\n`);
-    const lock = args['dry-run'] ? undefined : await takeLock(kube, { namespace: args['cilium-namespace'], ttlMs: lockTtlSeconds * 1000, runId: newRunId(), log, signal: ctx.signal });
-    // Namespaces and CRDs before what lives in them, as kubectl apply does with a directory.
-    const first = (o: ManifestObject) => (o.kind === 'Namespace' || o.kind === 'CustomResourceDefinition' ? 0 : 1);
-    const results: PrepareResult[] = [];
-    try {
-      for (const o of [...objects].sort((a, b) => first(a) - first(b))) {
-        lock?.check(`applying ${o.kind} ${key(o)}`);
-        const outcome = await applyObject(kube, o, { dryRun: args['dry-run'], force: args['force-conflicts'] });
-        results.push({ kind: o.kind, name: key(o), apiVersion: o.apiVersion, outcome });
-        ctx.io.err(`${o.kind} ${key(o)} ${outcome}\n`);
-      }
-    } finally {
-      await lock?.release().catch(() => log('warning: could not release the migration lock; it expires by itself'));
-    }
+    const results = await applyObjects(kube, objects, { ciliumNamespace: args['cilium-namespace'], dryRun: args['dry-run'], force: args['force-conflicts'] }, (line) => ctx.io.err(`${line}\n`), ctx.signal);
     ctx.io.out(render(results, ctx.options.output, (rows) => `${table(['KIND', 'NAME', 'API VERSION', 'RESULT'], rows.map((r) => [r.kind, r.name, r.apiVersion, r.outcome]))}\n`));
     if (!args['dry-run']) ctx.io.err(`next: kubectl cilium-migrate plan, then kubectl cilium-migrate run (nodes labelled ${args['label-key']}=true move to Cilium)\n`);
   },

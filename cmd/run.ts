@@ -1,14 +1,14 @@
 // `run`: migrates every node not migrated yet, in plan order (nodes under way, workers, then the
-// control plane), one after another through the node engine; stops at the first failure with that
-// node's state recorded; a rerun resumes with the nodes left.
-import { defaultDrainFlags } from './engine/drain-filter.js';
-import { defineCommand, type CommandContext } from './context.js';
-import { migrationPlan, planWaves, readCluster } from './migration/cluster-view.js';
+// control plane), in waves of --max-unavailable (cmd/engine/waves.ts); stops at the first failure
+// with that node's state recorded; a rerun resumes with the nodes left. With --in-cluster the same
+// run goes to a Job in the cluster (cmd/in-cluster/).
 import { limits } from '../lib/defaults.js';
 import { flagCoercion, integer } from '../lib/flag-values.js';
-import { checkEngineFlags, engineFlags, runNodes, stepTable, type NodeArgs } from './node.js';
-import { render } from './output.js';
+import { defineCommand } from './context.js';
+import { migrateRemaining } from './engine/waves.js';
+import { checkEngineFlags, engineFlags, nodeRunOptions, type NodeArgs } from './flags/engine.js';
 import { checkInClusterFlags, inClusterCommand, inClusterFlags, runPodContext, type InClusterArgs } from './in-cluster/command.js';
+import { render, stepTable } from './output.js';
 
 export const runCommand = defineCommand({
   command: 'run',
@@ -31,7 +31,8 @@ export const runCommand = defineCommand({
     // In a run pod, the run's lines also record its progress on its Job.
     const pod = runPodContext(ctx);
     try {
-      await runHere(pod.ctx, args as unknown as RunArgs);
+      const results = await migrateRemaining(ctx.kube(), nodeRunOptions(args as unknown as NodeArgs), args['max-unavailable'], pod.ctx.io, ctx.signal);
+      ctx.io.out(render(results, ctx.options.output, stepTable));
       await pod.done();
     } catch (err) {
       await pod.done(err);
@@ -39,22 +40,3 @@ export const runCommand = defineCommand({
     }
   },
 });
-
-type RunArgs = NodeArgs & { 'max-unavailable': number };
-
-async function runHere(ctx: CommandContext, args: RunArgs): Promise<void> {
-    const a = args;
-    const maxUnavailable = args['max-unavailable'];
-    // Every rule between flags before the cluster is read.
-    checkEngineFlags(a);
-    const plan = migrationPlan(await readCluster(ctx.kube(), { ciliumNamespace: a['cilium-namespace'] }), { ...defaultDrainFlags, ignoreDaemonSets: a['ignore-daemonsets'], deleteEmptyDirData: a['delete-emptydir-data'], force: a.force }, maxUnavailable, new Date());
-    if (plan.length === 0) {
-      ctx.io.err('every node is migrated: nothing to do (next: kubectl cilium-migrate finalize)\n');
-      ctx.io.out(render([], ctx.options.output, () => ''));
-      return;
-    }
-    const waves = planWaves(plan);
-    ctx.io.err(`migrating ${plan.length} node${plan.length === 1 ? '' : 's'} in this order: ${plan.map((p) => p.node).join(', ')}` + (maxUnavailable > 1 ? ` (${waves.length} waves of up to ${maxUnavailable})` : '') + '\n');
-    const results = await runNodes(ctx, { ...a, nodes: plan.map((p) => p.node) }, waves);
-    ctx.io.out(render(results, ctx.options.output, (r) => stepTable(r)));
-}

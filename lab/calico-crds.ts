@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ControlPlane } from './control-plane.js';
+import { waitUntil } from './wait.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -52,14 +53,8 @@ export async function installCalicoCrds(cp: ControlPlane): Promise<void> {
   await cp.kubectl(['wait', '--for=condition=Established', 'crd/ippools.crd.projectcalico.org', 'crd/felixconfigurations.crd.projectcalico.org', 'crd/installations.operator.tigera.io', '--timeout=60s']);
   // Established comes before the API server's cache of a new resource is filled (until then a LIST
   // answers 429 "storage is (re)initializing"), the more so for the Installation's 1.3 MB schema.
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    try {
-      await cp.kubectl(['get', 'ippools.crd.projectcalico.org,felixconfigurations.crd.projectcalico.org,installations.operator.tigera.io']);
-      return;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
+  await waitUntil('Calico\'s resources to be listable', async () => {
+    await cp.kubectl(['get', 'ippools.crd.projectcalico.org,felixconfigurations.crd.projectcalico.org,installations.operator.tigera.io']);
+    return true;
+  }, 60_000, 250);
 }

@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import type { ControlPlane } from './control-plane.js';
+import { waitUntil } from './wait.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -79,18 +80,14 @@ export async function createSimulatedNodes(cp: ControlPlane, nodes: SimulatedNod
     await cp.kubectl(['create', '-f', '-'], { input: docs, timeoutMs: 300_000 });
   }
   const names = new Set(nodes.map((n) => n.name));
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  let pending: string[] = [];
+  await waitUntil('the nodes to be Ready with a pod CIDR', async () => {
     const list = await cp.get<NodeList>('/api/v1/nodes');
-    const pending = list.items.filter(
-      (n) => names.has(n.metadata.name) && !(n.spec?.podCIDR && n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')),
-    );
-    if (pending.length === 0) return;
-    if (Date.now() > deadline) {
-      throw new Error(`nodes not Ready with a pod CIDR after ${timeoutMs / 1000}s: ${pending.slice(0, 5).map((n) => n.metadata.name).join(', ')}${pending.length > 5 ? ', ...' : ''}`);
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
+    pending = list.items.filter((n) => names.has(n.metadata.name) && !(n.spec?.podCIDR && n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))).map((n) => n.metadata.name);
+    return pending.length === 0 ? true : undefined;
+  }, timeoutMs, 250).catch(() => {
+    throw new Error(`nodes not Ready with a pod CIDR after ${timeoutMs / 1000}s: ${pending.slice(0, 5).join(', ')}${pending.length > 5 ? ', ...' : ''}`);
+  });
 }
 
 /** prometheus-operator's ServiceMonitor and PrometheusRule CRDs, vendored from its release. */

@@ -18,6 +18,7 @@ import { stringify } from 'yaml';
 import { forwardThrough, getText, type Forwarder } from './netns-gateway.js';
 import { createEtcdPki, createPki, issueClientCert, type Pki } from './pki.js';
 import { forgetDir, pidAlive, removeOnExit, startProcess, type ManagedProcess } from './process.js';
+import { waitUntil } from './wait.js';
 
 const execFileAsync = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -35,11 +36,10 @@ export interface ControlPlaneOptions {
   /** Run kwok for nodes annotated kwok.x-k8s.io/node=fake (default true). */
   kwok?: boolean;
   /**
-   * kwok ends a Job's pods as soon as they run (its pod-complete stage), as if their container
-   * exited 0 at once. False leaves them running until deleted or until the test reports their end,
-   * as a kubelet does for a long-running container (default true).
+   * kwok Stage files to run instead of the default ones (kwok's own fast stages, which
+   * lab/bins/build.sh copies into kwok-stages/, and lab/kwok-stages; `kwokStageFiles(binDir)` lists them).
    */
-  kwokCompletesJobs?: boolean;
+  kwokStages?: string[];
   /** Address the API server listens on and advertises (default 127.0.0.1). */
   address?: string;
   /**
@@ -93,6 +93,14 @@ export interface ControlPlane {
 /** The directory lab/bins/build.sh builds into (it may not exist yet). */
 export function defaultBinDir(): string {
   return execFileSync(join(here, 'bins', 'build.sh'), ['--dir'], { encoding: 'utf8' }).trim();
+}
+
+/** The default kwok Stage files: kwok's own fast stages (copied by lab/bins/build.sh), then ours (lab/kwok-stages). */
+export function kwokStageFiles(binDir: string): string[] {
+  return [
+    ...readdirSync(join(binDir, 'kwok-stages')).map((f) => join(binDir, 'kwok-stages', f)),
+    ...readdirSync(join(here, 'kwok-stages')).map((f) => join(here, 'kwok-stages', f)),
+  ];
 }
 
 /** Throws a clear message when the binaries have not been built. */
@@ -278,10 +286,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
 
     if (options.kwok ?? true) {
       progress('starting kwok');
-      // kwok's own fast stages (copied by lab/bins/build.sh) and ours (lab/kwok-stages).
-      const kwokStages = readdirSync(join(binDir, 'kwok-stages')).filter((f) => options.kwokCompletesJobs !== false || f !== 'pod-complete.yaml');
-      const stageFiles = [...kwokStages.map((f) => join(binDir, 'kwok-stages', f)), ...readdirSync(join(here, 'kwok-stages')).map((f) => join(here, 'kwok-stages', f))];
-      const stages = stageFiles.map((f) => `--config=${f}`);
+      // kwok's own fast stages (copied by lab/bins/build.sh) and ours (lab/kwok-stages), unless told otherwise.
+      const stages = (options.kwokStages ?? kwokStageFiles(binDir)).map((f) => `--config=${f}`);
       procs.set('kwok', start('kwok', bin('kwok'), [
         `--kubeconfig=${ck}`, '--manage-all-nodes=false',
         '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
@@ -392,18 +398,14 @@ function writeKubeconfig(file: string, server: string, ca: string, user: string,
   writeFileSync(file, stringify(config), { mode: 0o600 });
 }
 
+/** Waits for `check` to pass while `proc` runs (not up yet: false or an error). */
 async function waitFor(what: string, proc: ManagedProcess, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (!proc.running()) throw new Error(`${proc.name} exited while waiting for ${what}`);
-    try {
-      if (await check()) return;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}`);
-    await sleep(200);
-  }
+  let exited = false;
+  await waitUntil(what, async () => {
+    if (!proc.running()) return (exited = true);
+    return (await check()) || undefined;
+  }, timeoutMs, 200);
+  if (exited) throw new Error(`${proc.name} exited while waiting for ${what}`);
 }
 
 function firstServiceIp(cidr: string): string {

@@ -14,7 +14,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
+import { writeAdminKubeconfig } from './admin-kubeconfig.js';
 import { kindNodes } from './cluster-objects.js';
 import { startControlPlane, type ControlPlane } from './control-plane.js';
 import { api, labClient, type LabClient } from './lab-api.js';
@@ -23,7 +23,9 @@ import { LabNodes } from './lab-nodes.js';
 import { createTopology, type Topology } from './netns.js';
 import { underlayIp } from './overlay-net.js';
 import { forward } from './programs/tcp-forward.js';
-import { LabRuntime, type LabPrograms, type RuntimeNode } from './runtime.js';
+import { LabRuntime, type RuntimeNode } from './runtime.js';
+import type { LabPrograms } from './runtime-rules.js';
+import { waitUntil } from './wait.js';
 
 /** Default state directory: sockets, the kubeconfig, the nodes' files (on disk: real nodes hold their images there). */
 export const defaultStateDir = '/var/lib/cilium-migrate-lab';
@@ -182,7 +184,7 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     // The CRD manifests sit in the repository next to dist/ (this may run bundled).
     await cp.kubectl(['apply', '--server-side', '-f', join(o.distDir, '..', 'lab', 'crds', 'cilium.yaml')]);
     await cp.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/ciliumnodeconfigs.cilium.io', 'crd/ciliumnodes.cilium.io']);
-    writeKubeconfig(cp, paths.kubeconfig);
+    writeAdminKubeconfig(cp, paths.kubeconfig, { cluster: 'cilium-migrate-lab', user: 'lab-admin' });
 
     o.log(`creating ${o.nodes} nodes as network namespaces on a private underlay`);
     // No overlay yet: Flannel's and Cilium's agents build theirs from what the API says.
@@ -258,35 +260,19 @@ async function applyAll(cp: ControlPlane, objects: Record<string, unknown>[]): P
 }
 
 async function waitDaemonSets(kube: LabClient, sets: [string, string][], count: number, log: (line: string) => void, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
   let last = '';
-  for (;;) {
+  await waitUntil('the DaemonSets Ready', async () => {
     const states = await Promise.all(sets.map(async ([ns, name]) => {
       const ds = await api<{ status?: { numberReady?: number } }>(kube, 'GET', `/apis/apps/v1/namespaces/${ns}/daemonsets/${name}`);
       return { name: `${ns}/${name}`, ready: ds.status?.numberReady ?? 0 };
     }));
     const line = states.map((s) => `${s.name} ${s.ready}/${count}`).join(', ');
-    if (states.every((s) => s.ready === count)) return;
+    if (states.every((s) => s.ready === count)) return true;
     if (line !== last) log(`waiting for ${line} Ready`);
     last = line;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${line} Ready`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
+    return undefined;
+  }, timeoutMs, 500).catch((err: Error) => {
+    throw new Error(`${err.message}: ${last}`);
+  });
 }
 
-/** A self-contained admin kubeconfig (certificates inline) for the host. */
-function writeKubeconfig(cp: ControlPlane, file: string): void {
-  const source = readFileSync(cp.kubeconfig, 'utf8');
-  const cert = /client-certificate: (.+)/.exec(source)?.[1]?.trim();
-  const key = /client-key: (.+)/.exec(source)?.[1]?.trim();
-  if (!cert || !key) throw new Error(`cannot read the admin credentials from ${cp.kubeconfig}`);
-  const b64 = (f: string) => readFileSync(f).toString('base64');
-  writeFileSync(file, stringify({
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [{ name: 'cilium-migrate-lab', cluster: { server: cp.server, 'certificate-authority-data': b64(cp.pki.caCert) } }],
-    users: [{ name: 'lab-admin', user: { 'client-certificate-data': b64(cert), 'client-key-data': b64(key) } }],
-    contexts: [{ name: 'cilium-migrate-lab', context: { cluster: 'cilium-migrate-lab', user: 'lab-admin' } }],
-    'current-context': 'cilium-migrate-lab',
-  }), { mode: 0o600 });
-}

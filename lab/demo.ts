@@ -8,6 +8,7 @@ import type { LabStatus } from './daemon.js';
 import { statePaths } from './daemon.js';
 import { deployWorkloads, flannelInstalled, migratedNodes, podsPerOverlay, ProbeTally, scenario, type Scenario } from './scenario.js';
 import { api } from './lab-api.js';
+import { waitUntil } from './wait.js';
 
 export interface DemoOptions {
   stateDir: string;
@@ -64,12 +65,11 @@ async function afterStep(s: Scenario, tally: ProbeTally, o: DemoOptions): Promis
   const st = await s.plugin(['status']);
   for (const l of st.stdout.trimEnd().split('\n')) o.out(`  ${l}`);
   // Fresh evidence only: agents restarted by the step need a few probe rounds to fill their cells.
-  const deadline = Date.now() + 90_000;
-  let c = await s.plugin(['connectivity', '--since', '10s']);
-  while (c.code !== 0 && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 3000));
+  let c = { code: -1, stdout: '', stderr: '' };
+  await waitUntil('a green connectivity matrix', async () => {
     c = await s.plugin(['connectivity', '--since', '10s']);
-  }
+    return c.code === 0 ? true : undefined;
+  }, 90_000, 3000).catch(() => {});
   for (const l of c.stdout.trimEnd().split('\n')) o.out(`  ${l}`);
   if (c.code !== 0) throw new Error(`the connectivity matrix is not green after this step (exit ${c.code})`);
   await tally.sample(s);

@@ -7,7 +7,9 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { stringify } from 'yaml';
+import { systemClock } from '../lib/clock.js';
+import { pollUntil } from '../lib/poll.js';
+import { writeAdminKubeconfig } from './admin-kubeconfig.js';
 import { kindNodeLabels, kindNodes, type SimulatedNode } from './cluster-objects.js';
 import { startControlPlane, type ControlPlane } from './control-plane.js';
 import { buildImages, buildNodeRootfs } from './images/build.js';
@@ -113,7 +115,8 @@ export class KindLab {
         ...(o.clusterCidr ? { clusterCidr: o.clusterCidr } : {}), ...(o.serviceCidr ? { serviceCidr: o.serviceCidr } : {}),
         progress: (l) => o.log(`  ${l}`),
       });
-      writeAdminKubeconfig(cp, paths.kubeconfig);
+      // Through the forwarder: kind's names, so that tools written for kind find their context.
+      writeAdminKubeconfig(cp, paths.kubeconfig, { cluster: 'kind-kind', user: 'kind-kind' });
       const kube = labClient(paths.kubeconfig);
       lab = new KindLab(o, prefix, cp, kube);
       lab.startRegistry(underlayNs, images.blobs, paths.registryIndex);
@@ -250,23 +253,24 @@ export class KindLab {
     await this.cp.kubectl(['apply', '--server-side', '--field-manager=cilium-migrate-lab', '-f', '-'], { input: objects.map((x) => JSON.stringify(x)).join('\n') });
   }
 
+  /** The lab's waiting loop (lib/poll.ts) with what it waits for shown as it changes; an error from `check` counts as not yet (the API server may be busy). */
   private async poll<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>, describe: () => Promise<string>): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
     let last = '';
-    for (;;) {
-      if (this.o.signal?.aborted) throw new Error(`stopped while waiting for ${what}`);
-      try {
-        const v = await check();
-        if (v !== undefined) return v;
-      } catch {
-        // the API server may be busy; try again
-      }
+    return pollUntil(async () => {
+      const v = await check().catch(() => undefined);
+      if (v !== undefined) return v;
       const now = await describe().catch(() => '');
       if (now !== last && now) this.o.log(`  waiting for ${what}: ${now}`);
       last = now;
-      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}${now ? ` (${now})` : ''}`);
-      await new Promise((r) => setTimeout(r, 500));
-    }
+      return undefined;
+    }, {
+      clock: systemClock,
+      deadline: systemClock.now() + timeoutMs,
+      intervalMs: 500,
+      signal: this.o.signal,
+      stopped: () => new Error(`stopped while waiting for ${what}`),
+      timedOut: () => new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}${last ? ` (${last})` : ''}`),
+    });
   }
 
   private async waitNodesRegistered(names: string[]): Promise<void> {
@@ -319,22 +323,6 @@ function serviceIp(cidr: string, host: number): string {
   return parts.join('.');
 }
 
-/** A self-contained admin kubeconfig (certificates inline) for the machine, through the forwarder. */
-function writeAdminKubeconfig(cp: ControlPlane, file: string): void {
-  const source = readFileSync(cp.kubeconfig, 'utf8');
-  const cert = /client-certificate: (.+)/.exec(source)?.[1]?.trim();
-  const key = /client-key: (.+)/.exec(source)?.[1]?.trim();
-  if (!cert || !key) throw new Error(`cannot read the admin credentials from ${cp.kubeconfig}`);
-  const b64 = (f: string) => readFileSync(f).toString('base64');
-  writeFileSync(file, stringify({
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [{ name: 'kind-kind', cluster: { server: cp.server, 'certificate-authority-data': b64(cp.pki.caCert) } }],
-    users: [{ name: 'kind-kind', user: { 'client-certificate-data': b64(cert), 'client-key-data': b64(key) } }],
-    contexts: [{ name: 'kind-kind', context: { cluster: 'kind-kind', user: 'kind-kind' } }],
-    'current-context': 'kind-kind',
-  }), { mode: 0o600 });
-}
 
 /** `docker` for the lab's nodes (restart, inspect), so the plugin's --restart kind runs unchanged: put its directory first on PATH. */
 function writeDockerShim(file: string, distDir: string, stateDir: string): void {

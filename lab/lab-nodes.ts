@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { kindNodeLabels, type SimulatedNode } from './cluster-objects.js';
 import { api, ApiError, type LabClient } from './lab-api.js';
+import { waitUntil } from './wait.js';
 
 type Json = Record<string, unknown>;
 export const heartbeatMs = 10_000;
@@ -65,14 +66,8 @@ export class LabNodes {
       } catch (err) {
         if (!(err instanceof ApiError && err.status === 409)) throw err;
       }
-      const deadline = Date.now() + timeoutMs;
-      let podCIDR = '';
-      while (!podCIDR) {
-        podCIDR = (await api<{ spec?: { podCIDR?: string } }>(this.kube, 'GET', `/api/v1/nodes/${node.name}`)).spec?.podCIDR ?? '';
-        if (podCIDR) break;
-        if (Date.now() > deadline) throw new Error(`node ${node.name} got no pod CIDR from the controller manager within ${timeoutMs / 1000}s`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      const podCIDR = await waitUntil(`node ${node.name} to get a pod CIDR from the controller manager`, async () =>
+        (await api<{ spec?: { podCIDR?: string } }>(this.kube, 'GET', `/api/v1/nodes/${node.name}`)).spec?.podCIDR || undefined, timeoutMs, 100);
       const now = new Date().toISOString();
       this.nodes.set(node.name, { name: node.name, role: node.role, internalIp, bootID: randomUUID(), ready: true, readySince: now, podCIDR });
       await this.postStatus(node.name, true);

@@ -11,14 +11,16 @@
 // SIGHUP), and, after a SIGKILL, by the next createTopology(), which reaps the namespaces of owners
 // that are gone. The owner is recorded with its start time so a recycled PID is not mistaken for it.
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { forgetDir, onExit, removeOnExit, startProcess, type ManagedProcess } from './process.js';
+import { forgetDir, removeOnExit, startProcess, type ManagedProcess } from './process.js';
+import { claimPrefix, disownNamespace, installExitHooks, namePrefix, ownerDir, ownNamespace, reapStaleTopologies, releasePrefix } from './netns-owners.js';
 import { netnsOverlays, underlayIp, vtepIp, vtepMac, type OverlayName, type OverlaySpec } from './overlay-net.js';
+import { waitUntil } from './wait.js';
 
 export { netnsOverlays, underlayIp, vtepIp, vtepMac, type OverlayName, type OverlaySpec } from './overlay-net.js';
+export { reapStaleTopologies };
 
 export interface NetnsNode {
   index: number;
@@ -84,9 +86,6 @@ export class NetnsError extends Error {
   }
 }
 
-const namePrefix = 'cmt';
-const prefixPattern = /^cmt[0-9a-f]{4}$/;
-const ownerDir = '/run/cilium-migrate-netns';
 const maxNodes = 200;
 const firstPodHost = 10;
 const lastPodHost = 254;
@@ -116,36 +115,6 @@ export function netnsSupported(): boolean {
   return netnsUnsupportedReason() === undefined;
 }
 
-function readdirOr(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
-}
-
-/** Deletes the namespaces of topologies whose owning process is gone (a run that was SIGKILLed). */
-export function reapStaleTopologies(): void {
-  let entries: string[];
-  try {
-    entries = readdirSync(ownerDir);
-  } catch {
-    return;
-  }
-  let names: string[] | undefined;
-  for (const entry of entries) {
-    const prefix = entry.replace(/\.owner$/, '');
-    if (prefix === entry || !prefixPattern.test(prefix)) continue;
-    if (ownerAlive(readFileOr(join(ownerDir, entry), ''))) continue;
-    names ??= listNetns();
-    const stale = names.filter((n) => n.startsWith(`${prefix}-`));
-    if (stale.length > 0) deleteNetnsSync(stale);
-    // Its process logs, which a SIGKILLed owner could not remove either.
-    for (const d of readdirOr(tmpdir())) if (d.startsWith(`${prefix}-logs-`)) rmSync(join(tmpdir(), d), { recursive: true, force: true });
-    rmSync(join(ownerDir, entry), { force: true });
-  }
-}
-
 /** Builds an underlay bridge and `nodeCount` nodes carrying both overlays, fully meshed. */
 export async function createTopology(nodeCount: number, options: TopologyOptions = {}): Promise<Topology> {
   if (!Number.isInteger(nodeCount) || nodeCount < 1 || nodeCount > maxNodes) {
@@ -156,6 +125,7 @@ export async function createTopology(nodeCount: number, options: TopologyOptions
   reapStaleTopologies();
   installExitHooks();
   const prefix = claimPrefix();
+  if (prefix === undefined) throw new NetnsError(`no free topology prefix; delete stale files in ${ownerDir} and namespaces named ${namePrefix}*`);
   const topology = new NetnsTopology(prefix);
   try {
     if (options.nodeNames !== undefined && options.nodeNames.length !== nodeCount) throw new NetnsError(`${options.nodeNames.length} node names for ${nodeCount} nodes`);
@@ -289,7 +259,7 @@ class NetnsTopology implements Topology {
     const r = await run('ip', ['netns', 'del', pod.netns], commandTimeoutMs);
     if (r.code !== 0 && !/No such file/.test(r.stderr)) throw new NetnsError(`could not delete ${pod.netns}: ${r.stderr.trim()}`);
     this.namespaces.delete(pod.netns);
-    liveNamespaces.delete(pod.netns);
+    disownNamespace(pod.netns);
     this.pods.splice(i, 1);
   }
 
@@ -353,7 +323,7 @@ class NetnsTopology implements Topology {
       if (r.code !== 0 && !/No such file/.test(r.stderr)) failures.push(`${ns}: ${r.stderr.trim()}`);
       else {
         this.namespaces.delete(ns);
-        liveNamespaces.delete(ns);
+        disownNamespace(ns);
       }
     }
     if (this.logDir !== undefined) {
@@ -363,14 +333,13 @@ class NetnsTopology implements Topology {
     if (failures.length > 0) {
       throw new NetnsError(`could not delete namespaces (the exit hook retries): ${failures.join('; ')}`);
     }
-    ownedPrefixes.delete(this.prefix);
-    rmSync(ownerFile(this.prefix), { force: true });
+    releasePrefix(this.prefix);
   }
 
   private async addNetns(ns: string): Promise<void> {
     // Tracked before it exists, so an interruption between the two still deletes it.
     this.namespaces.add(ns);
-    liveNamespaces.add(ns);
+    ownNamespace(ns);
     await must('ip', ['netns', 'add', ns]);
     await ip(ns, 'link', 'set', 'lo', 'up');
   }
@@ -393,83 +362,6 @@ class NetnsTopology implements Topology {
 
 function overlayEntries(): [OverlayName, OverlaySpec][] {
   return Object.entries(netnsOverlays) as [OverlayName, OverlaySpec][];
-}
-
-// ---- namespaces owned by this process, and their cleanup ----
-
-const liveNamespaces = new Set<string>();
-const ownedPrefixes = new Set<string>();
-let hooksInstalled = false;
-
-function ownerFile(prefix: string): string {
-  return join(ownerDir, `${prefix}.owner`);
-}
-
-function claimPrefix(): string {
-  mkdirSync(ownerDir, { recursive: true, mode: 0o700 });
-  const existing = listNetns();
-  for (let attempt = 0; attempt < 32; attempt++) {
-    const prefix = `${namePrefix}${randomBytes(2).toString('hex')}`;
-    if (existing.some((n) => n.startsWith(`${prefix}-`))) continue;
-    try {
-      // 'wx' fails if the file exists: another run holds this prefix.
-      writeFileSync(ownerFile(prefix), `${process.pid} ${processStartTime(process.pid) ?? ''}\n`, { flag: 'wx' });
-    } catch {
-      continue;
-    }
-    ownedPrefixes.add(prefix);
-    return prefix;
-  }
-  throw new NetnsError(`no free topology prefix; delete stale files in ${ownerDir} and namespaces named ${namePrefix}*`);
-}
-
-function ownerAlive(record: string): boolean {
-  const [pid, start] = record.trim().split(/\s+/);
-  if (pid === undefined || !/^\d+$/.test(pid)) return false;
-  const now = processStartTime(Number(pid));
-  return now !== undefined && (start === undefined || start === now);
-}
-
-// Field 22 of /proc/PID/stat; with the PID it names one process for the life of the machine.
-function processStartTime(pid: number): string | undefined {
-  const stat = readFileOr(`/proc/${pid}/stat`, '');
-  const afterComm = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return afterComm[19];
-}
-
-function installExitHooks(): void {
-  if (hooksInstalled) return;
-  hooksInstalled = true;
-  onExit(deleteOwnedNow);
-}
-
-function deleteOwnedNow(): void {
-  if (liveNamespaces.size > 0) deleteNetnsSync([...liveNamespaces].reverse());
-  liveNamespaces.clear();
-  for (const prefix of ownedPrefixes) {
-    try {
-      unlinkSync(ownerFile(prefix));
-    } catch {
-      // already gone
-    }
-  }
-  ownedPrefixes.clear();
-}
-
-// One ip process for all of them: this runs in exit hooks, where time is short.
-function deleteNetnsSync(names: string[]): void {
-  spawnSync('ip', ['-force', '-batch', '-'], {
-    input: names.map((n) => `netns del ${n}\n`).join(''),
-    stdio: ['pipe', 'ignore', 'ignore'],
-    timeout: 10_000,
-  });
-}
-
-function listNetns(): string[] {
-  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8', timeout: 5_000 });
-  if (r.status !== 0) return [];
-  // Lines read "NAME" or "NAME (id: N)".
-  return r.stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n !== '');
 }
 
 // ---- running commands ----
@@ -509,22 +401,13 @@ function iptables(netns: string, op: '-A' | '-C' | '-D', port: number): Promise<
 }
 
 async function waitLinkUp(netns: string, dev: string): Promise<void> {
-  const deadline = Date.now() + linkUpTimeoutMs;
   let last = '';
-  for (;;) {
+  await waitUntil(`${dev} in ${netns} to come up`, async () => {
     const r = await run('ip', ['-n', netns, '-o', 'link', 'show', 'dev', dev], commandTimeoutMs);
     last = r.code === 0 ? r.stdout : r.stderr;
     const flags = /<([^>]*)>/.exec(last)?.[1]?.split(',') ?? [];
-    if (flags.includes('UP') && flags.includes('LOWER_UP')) return;
-    if (Date.now() > deadline) throw new NetnsError(`${dev} in ${netns} did not come up within ${linkUpTimeoutMs} ms: ${last.trim()}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function readFileOr(file: string, fallback: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return fallback;
-  }
+    return flags.includes('UP') && flags.includes('LOWER_UP') ? true : undefined;
+  }, linkUpTimeoutMs, 20).catch(() => {
+    throw new NetnsError(`${dev} in ${netns} did not come up within ${linkUpTimeoutMs} ms: ${last.trim()}`);
+  });
 }

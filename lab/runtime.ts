@@ -7,9 +7,9 @@
 // see programFor) and reports status as kubelet does. Deleting a pod stops its processes within the
 // grace period, removes the sandbox and then the object. A node restart stops every pod on the node
 // and recreates the sandboxes through the CNI config active then.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { reflect, type KubeObject, type Reflector } from '../lib/kube-watch.js';
 import { api, ApiError, type LabClient } from './lab-api.js';
@@ -17,6 +17,7 @@ import type { LabNodes } from './lab-nodes.js';
 import type { Topology } from './netns.js';
 import type { OverlayName } from './overlay-net.js';
 import type { ManagedProcess } from './process.js';
+import { activeCni, expandVars, nodeHostPaths, programFor, readOnlyExcept, type Container, type LabPrograms } from './runtime-rules.js';
 
 export interface RuntimeNode {
   name: string;
@@ -27,15 +28,6 @@ export interface RuntimeNode {
   hostRoot: string;
   /** The node's prober (lab/programs/kubelet-api.ts): kubelet probes pods from the node's namespace. */
   probeSocket?: string;
-}
-
-/** The local programs images map to. */
-export interface LabPrograms {
-  agentJs: string;
-  ciliumAgentJs: string;
-  flanneldJs: string;
-  nginxJs: string;
-  trafficCheckerJs: string;
 }
 
 export interface RuntimeOptions {
@@ -52,22 +44,6 @@ export interface RuntimeOptions {
   apiPort: number;
   programs: LabPrograms;
   log: (line: string) => void;
-}
-
-interface Probe {
-  httpGet?: { path?: string; port: number | string; scheme?: string };
-  tcpSocket?: { port: number | string };
-  timeoutSeconds?: number;
-}
-
-interface Container {
-  name: string;
-  image: string;
-  ports?: { name?: string; containerPort: number }[];
-  readinessProbe?: Probe;
-  command?: string[];
-  args?: string[];
-  env?: { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
 }
 
 interface PodObject extends KubeObject {
@@ -128,77 +104,6 @@ const restartBackoffMs = 1000;
 const maxConcurrentSyncs = 4;
 const firstPodHost = 10;
 const lastPodHost = 254;
-
-/** The first CNI config by name in `dir` and the overlay it puts pods on, or why there is none. */
-export function activeCni(dir: string): { file: string; overlay: OverlayName } | { error: string } {
-  let files: string[];
-  try {
-    files = readdirSync(dir).filter((f) => /\.(conf|conflist|json)$/.test(f)).sort();
-  } catch {
-    files = [];
-  }
-  const file = files[0];
-  if (file === undefined) return { error: `network plugin not ready: no CNI configuration in ${dir}` };
-  try {
-    const conf = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { type?: string; plugins?: { type?: string }[] };
-    const type = conf.plugins?.[0]?.type ?? conf.type;
-    if (type === 'flannel') return { file, overlay: 'legacy' };
-    if (type === 'cilium-cni') return { file, overlay: 'cilium' };
-    return { error: `CNI config ${file}: plugin type "${String(type)}" is not one the lab has (flannel, cilium-cni)` };
-  } catch (err) {
-    return { error: `CNI config ${file} is not valid JSON: ${(err as Error).message}` };
-  }
-}
-
-/** Which program a container runs in the lab, from its image, command and args. */
-export function programFor(c: Container, programs: LabPrograms): { argv: string[]; readyFile: boolean; role: string } {
-  const image = c.image.toLowerCase();
-  const repo = image.replace(/@.*$/, '').replace(/:[^/:]*$/, '');
-  const node = process.execPath;
-  const given = [...(c.command ?? []), ...(c.args ?? [])];
-  if (/cilium-migrate[^/]*agent|cilium-migrate\/agent/.test(repo)) return { argv: [node, programs.agentJs, ...(c.args ?? [])], readyFile: false, role: 'probe agent' };
-  if (/(^|\/)cilium$/.test(repo)) return { argv: [node, programs.ciliumAgentJs], readyFile: true, role: 'cilium agent' };
-  if (/(^|\/)nginx$/.test(repo)) return { argv: [node, programs.nginxJs], readyFile: true, role: 'nginx' };
-  if (/flannel$/.test(repo)) return { argv: [node, programs.flanneldJs], readyFile: true, role: 'flanneld' };
-  if (/traffic-checker/.test(repo)) return { argv: [node, programs.trafficCheckerJs, ...(c.args ?? [])], readyFile: true, role: 'traffic checker' };
-  if (/pause/.test(repo) || given.length === 0) return { argv: ['sleep', 'infinity'], readyFile: false, role: 'idle' };
-  if (given[0] !== undefined && basename(given[0]) === 'nsenter' && given.includes('--')) {
-    // A privileged pod entering the host (the plugin's reboot and host scripts): the lab's host is the node.
-    const inner = given.slice(given.indexOf('--') + 1);
-    if (/^(systemctl reboot|reboot|shutdown -r now)$/.test(inner.join(' '))) return { argv: inner, readyFile: false, role: 'node reboot' };
-    return { argv: inner, readyFile: false, role: 'host command' };
-  }
-  return { argv: given, readyFile: false, role: 'command' };
-}
-
-/**
- * Wraps a command so that it cannot change the machine's files: it runs in a private mount
- * namespace where every mount is read-only except `writable` (the node's or pod's lab directory).
- * Commands from pod specs run as root on this machine, so this is what keeps a host script
- * (`rm -f /etc/cni/net.d/...`) inside the lab.
- */
-export function readOnlyExcept(writable: string, argv: string[]): string[] {
-  const guard = [
-    'mount --make-rprivate / || exit 125',
-    'mount --bind "$LAB_RW" "$LAB_RW" || exit 125',
-    'for m in $(sed -n "s/^[^ ]* [^ ]* [^ ]* [^ ]* \\([^ ]*\\) .*/\\1/p" /proc/self/mountinfo); do',
-    '  [ "$m" = "$LAB_RW" ] || mount -o remount,bind,ro "$m" 2>/dev/null || true',
-    'done',
-    'unset LAB_RW',
-    'exec "$@"',
-  ].join('\n');
-  return ['env', `LAB_RW=${writable}`, 'unshare', '--mount', '--propagation', 'private', 'sh', '-c', guard, 'lab-guard', ...argv];
-}
-
-/** A host path as the lab node has it: its CNI directory and Flannel's run directory live under `hostRoot`. */
-export function nodeHostPaths(arg: string, hostRoot: string): string {
-  return arg.replace(/(^|[\s'"=:;])\/(etc\/cni|run\/flannel|var\/lib\/cni)(?=[\/\s'";]|$)/g, `$1${hostRoot}/$2`);
-}
-
-/** Expands $(VAR) in a command or argument, as kubelet does; $$ escapes. */
-export function expandVars(s: string, env: Record<string, string>): string {
-  return s.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, name: string | undefined) => (m === '$$' ? '$' : name !== undefined && name in env ? env[name]! : m));
-}
 
 /** A /24 allocator per pod CIDR that hands out addresses round robin, so a freed address is reused last. */
 class PodIpam {

@@ -3,6 +3,7 @@
 // since the step started, each meeting the success threshold; no cell outside the focus worse than
 // in the baseline; and, over rounds, N passes in a row. Missing or stale evidence is UNKNOWN, which
 // is not PASS. Findings name cells; hints name the likely cause.
+import { CliError, ExitCode } from './errors.js';
 import { cellKey, type Matrix, type MatrixCell, type MatrixNode, type ProtocolCell } from './reachability.js';
 import { blockedTunnelText, seedTunnels, type OverlayTunnels } from './tunnel.js';
 
@@ -141,7 +142,22 @@ export function evaluateGate(input: GateInput): GateEvaluation {
 
 
 
-/** The combined verdict of consecutive rounds: PASS only when the last `rounds` all passed. */
+/**
+ * A gate that did not pass, whoever asked (`connectivity`, a step of the engine): exit 8 for FAIL,
+ * 9 for UNKNOWN (missing or stale evidence).
+ */
+export class GateError extends CliError {
+  constructor(readonly verdict: Verdict, message: string, hint?: string) {
+    super(message, verdict === 'UNKNOWN' ? ExitCode.gateUnknown : ExitCode.gateFail, hint);
+  }
+
+  /** `what` (the gate of a node, its verify) did not pass: the verdict, then one indented line per reason. */
+  static of(what: string, result: { verdict: Verdict; reasons: string[] }, hint?: string): GateError {
+    return new GateError(result.verdict, `${what}: ${result.verdict}\n${result.reasons.map((r) => `  ${r}`).join('\n')}`, hint);
+  }
+}
+
+/** The combined verdict of consecutive rounds: PASS only when the last `rounds` all passed (the one rounds rule). */
 export function roundsVerdict(history: Verdict[], rounds: number): { verdict: Verdict; streak: number } {
   let streak = 0;
   for (let i = history.length - 1; i >= 0 && history[i] === 'PASS'; i--) streak++;

@@ -24,6 +24,13 @@ export const agentPodSelector = 'app.kubernetes.io/name=cilium-migrate-agent';
 export const agentPort = 8080;
 /** Up to this many peers an agent probes every one (full mesh); above, a ring per overlay. */
 export const agentFullMeshMax = 50;
+/**
+ * The share of an agent's probe budget the nodes being migrated may take: a wave of 50 nodes asks
+ * every agent for 100 focus cells every 2 s, more than the whole default budget of 50/s; the rest
+ * (a ring of up to 5 peers per overlay and the nodes it is the designated prober of, under 20/s)
+ * keeps at least 40 %.
+ */
+export const agentFocusProbeShare = 0.6;
 
 /** Where the Cilium agent pods are and how they are labelled. */
 export const ciliumAgentSelector = 'k8s-app=cilium';
@@ -45,6 +52,10 @@ export const verifyImage = 'registry.k8s.io/pause:3.10';
  * runs as root on a node; --host-image replaces it (it needs sh and nsenter).
  */
 export const hostCommandImage = 'docker.io/library/alpine:3.20.0@sha256:77726ef6b57ddf65bb551896826ec38bc3e53f75cdde31354fbffb4f25238ebd';
+/** The labels of every host-command pod (leftovers are found by them) and the annotation naming its request. */
+export const hostPodLabels = { app: 'app.kubernetes.io/name', purpose: `${annotationPrefix}/purpose` } as const;
+export const hostPodAppName = 'cilium-migrate-host-command';
+export const hostPodRequestAnnotation = `${annotationPrefix}/request`;
 
 /** Engine timeouts and gate pacing (flags override each). */
 export const defaultTimeouts = {

@@ -4,7 +4,6 @@
 // refused with one line that names the flag and the form it takes, never turned into NaN or a
 // silent default.
 import ipaddr from 'ipaddr.js';
-import { parseDuration } from './duration.js';
 import { UsageError } from './errors.js';
 
 /** A value that does not have the expected form; `expected` says which form, for the message. */
@@ -105,6 +104,17 @@ export function ratio(opts: { aboveZero?: boolean } = {}): Parser<number> {
   };
 }
 
+const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Milliseconds in a duration as kubectl takes it ("90s", "10m", "1h30m", "250ms") or plain seconds ("600"); undefined when `text` is none. */
+export function parseDuration(text: string): number | undefined {
+  const t = text.trim();
+  if (/^\d+(\.\d+)?$/.test(t)) return Math.round(Number(t) * 1000);
+  const parts = [...t.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== t) return undefined;
+  return Math.round(parts.reduce((sum, p) => sum + Number(p[1]) * durationUnits[p[2]!]!, 0));
+}
+
 const unitText = (ms: number): string => {
   if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
   if (ms % 60_000 === 0) return `${ms / 60_000}m`;
@@ -116,13 +126,8 @@ const unitText = (ms: number): string => {
 export function duration(minMs: number, maxMs: number): Parser<number> {
   const expected = `a duration from ${unitText(minMs)} to ${unitText(maxMs)}, like 90s, 10m or 1h30m`;
   return (text) => {
-    let ms: number;
-    try {
-      ms = parseDuration(text);
-    } catch {
-      throw new ValueError(expected);
-    }
-    if (!(ms >= minMs && ms <= maxMs)) throw new ValueError(expected);
+    const ms = parseDuration(text);
+    if (ms === undefined || !(ms >= minMs && ms <= maxMs)) throw new ValueError(expected);
     return ms;
   };
 }
@@ -133,6 +138,25 @@ export const timestamp: Parser<Date> = (text) => {
   if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(text.trim()) || !Number.isFinite(t)) throw new ValueError('an RFC 3339 time like 2026-11-24T10:00:00Z');
   return new Date(t);
 };
+
+/** A fixed time (the start of a change), or a span back from every read. */
+export type Since = { at: Date } | { backMs: number };
+
+/** An RFC 3339 time, or a duration back from now from 1s to `maxMs` (connectivity --since). */
+export function timeOrSpan(maxMs: number): Parser<Since> {
+  return (text) => {
+    try {
+      return /^\d{4}-/.test(text.trim()) ? { at: timestamp(text) } : { backMs: duration(1000, maxMs)(text) };
+    } catch {
+      throw new ValueError('a duration back from now like 30s or 5m, or an RFC 3339 time like 2026-11-24T10:00:00Z');
+    }
+  };
+}
+
+/** The start of the evidence for a read at `now`. */
+export function sinceTime(since: Since, now: number): Date {
+  return 'at' in since ? since.at : new Date(now - since.backMs);
+}
 
 const dnsLabelPattern = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
@@ -282,6 +306,16 @@ export function cidrList(limits: CidrLimits, opts: { optional?: boolean } = {}):
     const items = text.split(',').map((s) => s.trim()).filter(Boolean);
     if (items.length === 0 && !opts.optional) throw new ValueError(`one or more comma-separated ${limits.what}s`);
     return items.map(one);
+  };
+}
+
+/** A comma-separated list of one or more of `choices` ("icmp,http"), each once, in the order given. */
+export function choiceList<T extends string>(choices: readonly T[]): Parser<T[]> {
+  const expected = `one or more of ${choices.join(', ')}, comma-separated`;
+  return (text) => {
+    const items = [...new Set(text.split(',').map((s) => s.trim()).filter(Boolean))];
+    if (items.length === 0 || items.some((i) => !(choices as readonly string[]).includes(i))) throw new ValueError(expected);
+    return items as T[];
   };
 }
 

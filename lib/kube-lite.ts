@@ -1,7 +1,8 @@
 // A small Kubernetes client for the probe agent: the requests and watches its discovery needs, over
 // node:https, with the credentials of a service account (in a pod) or of a kubeconfig's client
 // certificate or token. The plugin uses @kubernetes/client-node (lib/kube.ts); the agent does not
-// load it, which keeps a DaemonSet pod on every node some 37 MiB lighter (BENCHMARKS.md).
+// load it, which keeps a DaemonSet pod on every node some 37 MiB lighter (BENCHMARKS.md), and it
+// can ask for metadata only (PartialObjectMetadata), which client-node's typed API cannot.
 import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
@@ -19,12 +20,13 @@ export interface LiteResponse {
 export interface LiteKube {
   /** https://host:port of the API server. */
   readonly server: string;
-  request(method: string, path: string, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<LiteResponse>;
+  /** `accept` replaces the Accept header (default application/json). */
+  request(method: string, path: string, opts?: { timeoutMs?: number; signal?: AbortSignal; accept?: string }): Promise<LiteResponse>;
   /**
    * Streams the newline-delimited JSON objects of a watch until the server closes it (resolves),
    * the connection breaks (rejects) or `signal` aborts (resolves).
    */
-  watch(path: string, onObject: (obj: unknown) => void, signal: AbortSignal): Promise<void>;
+  watch(path: string, onObject: (obj: unknown) => void, signal: AbortSignal, opts?: { accept?: string }): Promise<void>;
 }
 
 export interface Credentials {
@@ -90,11 +92,11 @@ function fromKubeconfig(file: string): Credentials {
 
 /** A client for the API server the credentials name. */
 export function liteKube(creds: Credentials): LiteKube {
-  const open = (method: string, path: string, timeoutMs: number | undefined, signal: AbortSignal | undefined, onResponse: (res: IncomingMessage) => void, onError: (err: Error) => void) => {
+  const open = (method: string, path: string, timeoutMs: number | undefined, signal: AbortSignal | undefined, accept: string | undefined, onResponse: (res: IncomingMessage) => void, onError: (err: Error) => void) => {
     const url = new URL(path, creds.server);
     const options: RequestOptions = {
       method,
-      headers: { Accept: 'application/json', ...(creds.token ? { Authorization: `Bearer ${creds.token()}` } : {}) },
+      headers: { Accept: accept ?? 'application/json', ...(creds.token ? { Authorization: `Bearer ${creds.token()}` } : {}) },
       ca: creds.ca,
       cert: creds.cert,
       key: creds.key,
@@ -113,7 +115,7 @@ export function liteKube(creds: Credentials): LiteKube {
     server: creds.server,
     request(method, path, opts = {}) {
       return new Promise((resolve, reject) => {
-        open(method, path, opts.timeoutMs ?? 30_000, opts.signal, (res) => {
+        open(method, path, opts.timeoutMs ?? 30_000, opts.signal, opts.accept, (res) => {
           let text = '';
           res.setEncoding('utf8');
           res.on('data', (c: string) => (text += c));
@@ -130,11 +132,11 @@ export function liteKube(creds: Credentials): LiteKube {
         }, reject);
       });
     },
-    watch(path, onObject, signal) {
+    watch(path, onObject, signal, opts = {}) {
       return new Promise((resolve, reject) => {
         if (signal.aborted) return resolve();
         const aborted = (err: Error) => (signal.aborted ? resolve() : reject(err));
-        open('GET', path, undefined, signal, (res) => {
+        open('GET', path, undefined, signal, opts.accept, (res) => {
           if (res.statusCode !== 200) {
             res.resume();
             return reject(new Error(`watch ${path}: HTTP ${res.statusCode}`));

@@ -1,7 +1,15 @@
 // Keeping a local copy of a collection with LIST once and WATCH from then on (a reflector): the
 // watch is resumed from the last resourceVersion after it closes or the API server goes away, and
-// the collection is listed again only when the server says that version is gone (410).
+// the collection is listed again only when the server says that version is gone (410). A reflector
+// may ask for metadata only (PartialObjectMetadata: name, labels, annotations, versions; no spec or
+// status), and may keep a smaller copy of each object than the server sent.
 import type { LiteKube } from './kube-lite.js';
+
+/** Accept headers that make the API server answer with PartialObjectMetadata(List), falling back to the full objects. */
+export const metadataOnlyAccept = {
+  list: 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json',
+  watch: 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json',
+} as const;
 
 export interface KubeObject {
   metadata?: { name?: string; namespace?: string; resourceVersion?: string };
@@ -23,6 +31,10 @@ export interface ReflectOptions {
   /** Back-off bounds between attempts after a failure. */
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /** Ask for metadata only: for a collection of which only names, labels and annotations matter. */
+  metadataOnly?: boolean;
+  /** What to keep of each object (default: all of it); it must keep metadata.name and namespace. */
+  keep?(obj: KubeObject): KubeObject;
 }
 
 const keyOf = (o: KubeObject) => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
@@ -44,6 +56,7 @@ export function reflect(kube: LiteKube, path: string, opts: ReflectOptions): Ref
   });
   const query = opts.query ?? {};
   const qs = new URLSearchParams(query).toString();
+  const keep = opts.keep ?? ((o: KubeObject) => o);
 
   const run = async () => {
     let backoff = minBackoff;
@@ -52,10 +65,10 @@ export function reflect(kube: LiteKube, path: string, opts: ReflectOptions): Ref
       let items: Map<string, KubeObject>;
       let rv: string;
       try {
-        const res = await kube.request('GET', qs ? `${path}?${qs}` : path);
+        const res = await kube.request('GET', qs ? `${path}?${qs}` : path, opts.metadataOnly ? { accept: metadataOnlyAccept.list } : {});
         if (res.status !== 200) throw new Error(`list ${path}: HTTP ${res.status}`);
         const body = res.body as { items?: KubeObject[]; metadata?: { resourceVersion?: string } };
-        items = new Map((body.items ?? []).map((o) => [keyOf(o), o]));
+        items = new Map((body.items ?? []).map((o) => [keyOf(o), keep(o)]));
         rv = body.metadata?.resourceVersion ?? '';
       } catch (err) {
         opts.onError?.(`list ${path} failed (${(err as Error).message}); retrying in ${Math.round(backoff / 1000)}s`);
@@ -87,10 +100,10 @@ export function reflect(kube: LiteKube, path: string, opts: ReflectOptions): Ref
             if (obj.metadata?.resourceVersion) rv = obj.metadata.resourceVersion;
             if (type === 'BOOKMARK') return;
             if (type === 'DELETED') items.delete(keyOf(obj));
-            else items.set(keyOf(obj), obj);
+            else items.set(keyOf(obj), keep(obj));
             backoff = minBackoff;
             opts.onChange(items);
-          }, ctl.signal);
+          }, ctl.signal, opts.metadataOnly ? { accept: metadataOnlyAccept.watch } : {});
         } catch {
           outcome = 'error';
         }

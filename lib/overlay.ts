@@ -56,11 +56,3 @@ export function legacyNote(ip: string, legacyCidrs: readonly string[] | undefine
   if (!legacyCidrs || legacyCidrs.length === 0 || legacyCidrs.some((c) => cidrContains(c, ip))) return undefined;
   return `${ip} is outside the legacy CNI's known pod CIDRs (${legacyCidrs.join(', ')})`;
 }
-
-/** The phase a node carries once `finalize` has made Cilium the cluster's only CNI (its label is gone then). */
-export const finalizedPhase = 'finalized';
-
-/** The overlay a node's pods should be on: Cilium once the node carries the migration label, or after finalize. */
-export function expectedOverlay(nodeLabels: Record<string, string>, labelKey: string, phase?: string): 'legacy' | 'cilium' {
-  return nodeLabels[labelKey] === 'true' || phase === finalizedPhase ? 'cilium' : 'legacy';
-}

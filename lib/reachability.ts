@@ -183,7 +183,10 @@ export function assembleMatrix(read: MatrixRead, opts: AssembleOptions): Matrix 
       if (!current || c.peer.pod === dstAgent?.pod) peerCells.set(c.peer.node, c);
     }
     // Above the full-mesh size only probed pairs, agentless and focus nodes are candidates: O(cells), not O(N^2).
-    const candidates = nodes.length <= fullMeshUpTo || focus.has(src.name)
+    // That holds for a focus source too: its agent probes its ring (every destination overlay) and
+    // the other focus nodes, not the whole cluster (agent/peers.ts), so a pair it leaves out is no
+    // missing evidence; every agent probing the focus node gives the cells towards it.
+    const candidates = nodes.length <= fullMeshUpTo
       ? nodes
       : [...new Set([...peerCells.keys(), ...agentless, ...focus])].flatMap((n) => (index.has(n) ? [nodes[index.get(n)!]!] : [])).sort((a, b) => index.get(a.name)! - index.get(b.name)!);
     for (const dst of candidates) {
@@ -191,7 +194,7 @@ export function assembleMatrix(read: MatrixRead, opts: AssembleOptions): Matrix 
       const c = peerCells.get(dst.name);
       if (!c) {
         if (!dst.agent) cells.push(unknownCell(src, dst, `no agent pod on ${dst.name} to probe`));
-        else if (nodes.length > fullMeshUpTo && !focus.has(src.name) && !focus.has(dst.name)) continue;
+        else if (nodes.length > fullMeshUpTo && !focus.has(dst.name)) continue;
         else cells.push({ src: src.name, dst: dst.name, srcOverlay: src.overlay, dstOverlay: dst.overlay, mark: 'unprobed', protocols: [], why: `${src.agent!.pod} does not probe ${dst.name}` });
         continue;
       }

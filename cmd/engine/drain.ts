@@ -3,39 +3,10 @@
 // PodDisruptionBudget says no, detects the pod that several PDBs cover, waits for deletion with
 // one LIST per interval instead of one GET per pod, and reports progress as it goes.
 import { CliError, ExitCode, InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
-import type { EvictionOutcome } from '../../lib/kube.js';
-import { classifyDrainPods, deletedLongAgo, type DrainDecision, type DrainFlags, type DrainPod } from './drain-filter.js';
-
-/** The cluster operations a drain needs (lib/kube in production, an in-memory fake in unit tests). */
-export interface DrainCluster {
-  /** Pods bound to `node`, optionally filtered by a label selector. */
-  listPodsOnNode(node: string, podSelector?: string): Promise<DrainPod[]>;
-  daemonSetExists(namespace: string, name: string): Promise<boolean>;
-  evictPod(pod: DrainPod, gracePeriodSeconds?: number): Promise<EvictionOutcome>;
-  /** Deletes the pod directly (--disable-eviction): PDBs are not consulted. */
-  deletePod(pod: DrainPod, gracePeriodSeconds?: number): Promise<void>;
-}
-
-/** Time, passed in so back-off and deadlines are testable. */
-export interface Clock {
-  now(): number;
-  sleep(ms: number, signal?: AbortSignal): Promise<void>;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  sleep: (ms, signal) =>
-    new Promise<void>((resolve) => {
-      if (signal?.aborted) return resolve();
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', done);
-        resolve();
-      }
-      signal?.addEventListener('abort', done, { once: true });
-    }),
-};
+import type { Clock } from '../../lib/clock.js';
+import { pollUntil } from '../../lib/poll.js';
+import type { DrainCluster } from '../cluster/cluster.js';
+import { classifyDrainPods, deletedLongAgo, type DrainDecision, type DrainFlags, type DrainPod } from '../cluster/drain-filter.js';
 
 export interface DrainOptions extends DrainFlags {
   podSelector?: string | undefined;
@@ -234,21 +205,24 @@ export async function evictPods(
   // Wait for the evicted pods to go: gone from the node's list, or replaced by a pod with a new UID.
   // A pod that has been terminating longer than --skip-wait-for-delete-timeout (a finalizer that is
   // never removed, a node that does not answer) is not waited for, as kubectl drain does.
-  while (awaitingDeletion.size > 0) {
-    progress('waiting');
-    const present = new Map((await cluster.listPodsOnNode(node)).map((p) => [podKey(p), p]));
-    for (const [key, pod] of awaitingDeletion) {
-      const now = present.get(key);
-      if (now?.uid !== pod.uid) awaitingDeletion.delete(key);
-      else if (deletedLongAgo(now, options.skipWaitForDeleteTimeoutSeconds, clock.now())) {
-        awaitingDeletion.delete(key);
-        report.warnings.push({ pod: key, reason: `still terminating more than ${options.skipWaitForDeleteTimeoutSeconds}s after its deletion; not waited for (--skip-wait-for-delete-timeout)` });
+  if (awaitingDeletion.size > 0) {
+    await pollUntil(async () => {
+      progress('waiting');
+      const present = new Map((await cluster.listPodsOnNode(node)).map((p) => [podKey(p), p]));
+      for (const [key, pod] of awaitingDeletion) {
+        const now = present.get(key);
+        if (now?.uid !== pod.uid) awaitingDeletion.delete(key);
+        else if (deletedLongAgo(now, options.skipWaitForDeleteTimeoutSeconds, clock.now())) {
+          awaitingDeletion.delete(key);
+          report.warnings.push({ pod: key, reason: `still terminating more than ${options.skipWaitForDeleteTimeoutSeconds}s after its deletion; not waited for (--skip-wait-for-delete-timeout)` });
+        }
       }
-    }
-    if (awaitingDeletion.size === 0) break;
-    if (signal?.aborted) throw new InterruptedError(`drain of ${node} interrupted while ${awaitingDeletion.size} evicted pods were terminating`);
-    if (clock.now() > deadline) throw drainTimeout(node, options.timeoutMs, [...awaitingDeletion.values()], blocked);
-    await clock.sleep(options.pollIntervalMs, signal);
+      return awaitingDeletion.size === 0 ? true : undefined;
+    }, {
+      clock, deadline, intervalMs: options.pollIntervalMs, signal,
+      stopped: () => new InterruptedError(`drain of ${node} interrupted while ${awaitingDeletion.size} evicted pods were terminating`),
+      timedOut: () => drainTimeout(node, options.timeoutMs, [...awaitingDeletion.values()], blocked),
+    });
   }
   progress('waiting');
   return report;

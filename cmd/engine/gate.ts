@@ -1,14 +1,13 @@
 // The connectivity gate as the engine sees it: a baseline before the first cordon and a check
 // with the node in focus after its restart. The reachability-matrix gate (matrix-gate.ts) is the
 // default; `clusterStateGate` checks what can be checked without probe agents (--gate cluster-state).
+import type { Verdict } from '../../lib/connectivity-gate.js';
 import { ciliumAgentSelector, ciliumNamespace } from '../../lib/defaults.js';
 import { classifyPod } from '../../lib/overlay.js';
-import type { EngineCluster, NodeView } from './cluster.js';
-
-export type GateVerdict = 'PASS' | 'FAIL' | 'UNKNOWN';
+import type { EngineCluster, NodeView } from '../cluster/cluster.js';
 
 export interface GateResult {
-  verdict: GateVerdict;
+  verdict: Verdict;
   /** Why, one line per finding, naming nodes and pods. */
   reasons: string[];
 }
@@ -28,6 +27,8 @@ export interface Gate {
    * being migrated at the same time (a wave), whose cells their own gates judge.
    */
   check(focus: NodeView, since: Date, baseline?: Record<string, unknown>, inFlight?: string[]): Promise<GateResult>;
+  /** The gate for the nodes of one wave, when they can share work (one matrix read per round). */
+  forWave?(wave: string[]): Gate;
 }
 
 /** Which pods on a node are on the legacy network: outside its Cilium pod CIDRs (host-network pods and pods without an IP aside). */

@@ -3,14 +3,36 @@
 // what the legacy CNI left. The pod's name is hashed from the request (the run) and the node, so it
 // is unique and never collides with a leftover; leftovers of earlier runs are found by their labels
 // and removed by UID before the script runs again (the scripts are safe to repeat).
+import { createHash } from 'node:crypto';
+import type { Clock } from '../../lib/clock.js';
+import { hostPodAppName, hostPodLabels } from '../../lib/defaults.js';
 import { InterruptedError, PreconditionError, TimeoutError } from '../../lib/errors.js';
-import type { EngineCluster } from './cluster.js';
-import type { Clock } from './drain.js';
-import { hostCommandPodName, removeLeftoverHostPods } from './restart.js';
+import { pollUntil } from '../../lib/poll.js';
+import type { HostCommands, PodStore } from '../cluster/cluster.js';
 
-export type HostScriptCluster = Pick<EngineCluster, 'createHostCommandPod' | 'getPod' | 'deletePodByUid' | 'listPodsBySelector'>;
+/**
+ * The name of the pod that serves `request` for `purpose` on `node`: unique per request and node
+ * (hashed, so any node name fits in 63 characters), the same every time that request is made.
+ */
+export function hostCommandPodName(purpose: string, node: string, request: string): string {
+  return `cilium-migrate-${purpose}-${createHash('sha256').update(`${request}\n${node}`).digest('hex').slice(0, 12)}`;
+}
 
-export { hostCommandPodName };
+/** The selector of every host-command pod for `purpose`. */
+export const hostPodSelector = (purpose: string) => `${hostPodLabels.app}=${hostPodAppName},${hostPodLabels.purpose}=${purpose}`;
+
+/** What finding and removing host-command pods needs. */
+export type HostPodCluster = HostCommands & Pick<PodStore, 'listPodsBySelector' | 'deletePodByUid'>;
+
+/** Deletes, by UID, the pods for `purpose` on `node` that serve another request than `keep`. */
+export async function removeLeftoverHostPods(cluster: HostPodCluster, namespace: string, purpose: string, node: string, keep?: string): Promise<string[]> {
+  const left = (await cluster.listPodsBySelector(namespace, hostPodSelector(purpose))).filter((p) => p.nodeName === node && p.name !== keep);
+  for (const p of left) await cluster.deletePodByUid(p.namespace, p.name, p.uid, 0);
+  return left.map((p) => p.name);
+}
+
+/** What running a host script needs. */
+export type HostScriptCluster = HostPodCluster & Pick<PodStore, 'getPod'>;
 
 /** Runs `script` on the host of `node` and waits until its pod has Succeeded; throws when it failed. */
 export async function runHostScript(
@@ -25,16 +47,17 @@ export async function runHostScript(
   // AlreadyExists: this request's own pod (a retry within the run); it is waited for like a new one.
   await cluster.createHostCommandPod({ namespace: opts.namespace, name, node: opts.node, image: opts.image, purpose: opts.purpose, request: opts.request, command: ['nsenter', '-t', '1', '-m', '-n', '--', 'sh', '-c', opts.script] });
   try {
-    for (;;) {
+    return await pollUntil(async () => {
       const pod = await cluster.getPod(opts.namespace, name);
-      if (pod?.phase === 'Succeeded') return name;
       if (pod?.phase === 'Failed') {
         throw new PreconditionError(`the ${opts.purpose} script failed on ${opts.node}`, `read its output: kubectl -n ${opts.namespace} logs ${name} (the pod is deleted when this command ends; rerun to retry)`);
       }
-      if (signal?.aborted) throw new InterruptedError(`stopped while the ${opts.purpose} script ran on ${opts.node}`, 'rerun the same command to resume');
-      if (clock.now() > deadline) throw new TimeoutError(`the ${opts.purpose} script on ${opts.node} did not finish in ${Math.round(opts.timeoutMs / 1000)}s (pod ${opts.namespace}/${name})`, 'check that the node runs pods (kubectl describe pod)');
-      await clock.sleep(opts.pollMs, signal);
-    }
+      return pod?.phase === 'Succeeded' ? name : undefined;
+    }, {
+      clock, deadline, intervalMs: opts.pollMs, signal,
+      stopped: () => new InterruptedError(`stopped while the ${opts.purpose} script ran on ${opts.node}`, 'rerun the same command to resume'),
+      timedOut: () => new TimeoutError(`the ${opts.purpose} script on ${opts.node} did not finish in ${Math.round(opts.timeoutMs / 1000)}s (pod ${opts.namespace}/${name})`, 'check that the node runs pods (kubectl describe pod)'),
+    });
   } finally {
     const pod = await cluster.getPod(opts.namespace, name).catch(() => undefined);
     if (pod) await cluster.deletePodByUid(opts.namespace, name, pod.uid, 0).catch(() => {});

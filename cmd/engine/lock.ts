@@ -11,8 +11,8 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inClusterRun, lockFenceMargin } from '../../lib/defaults.js';
 import { CliError, ExitCode, InterruptedError } from '../../lib/errors.js';
-import type { EngineCluster, LeaseView } from './cluster.js';
-import type { Clock } from './drain.js';
+import type { LeaseStore, LeaseView } from '../cluster/cluster.js';
+import type { Clock } from '../../lib/clock.js';
 
 /** Who holds the lock: the machine (a hash of its machine-id) and its boot, the process, the run. */
 export interface Holder {
@@ -164,7 +164,7 @@ export const fenceMs = (ttlSeconds: number) => ttlSeconds * 1000 * (1 - lockFenc
  * until released.
  */
 export async function acquireLock(
-  cluster: Pick<EngineCluster, 'getLease' | 'writeLease' | 'deleteLease'>,
+  cluster: LeaseStore,
   options: LockOptions,
   clock: LockClock,
   log: (line: string) => void,
@@ -198,7 +198,7 @@ export async function acquireLock(
   }
 }
 
-function holdLock(cluster: Pick<EngineCluster, 'getLease' | 'writeLease' | 'deleteLease'>, options: LockOptions, clock: LockClock, me: Holder, acquiredAt: number, log: (line: string) => void): Lock {
+function holdLock(cluster: LeaseStore, options: LockOptions, clock: LockClock, me: Holder, acquiredAt: number, log: (line: string) => void): Lock {
   const lost = new AbortController();
   const limitMs = fenceMs(options.ttlSeconds);
   const renewEveryMs = Math.max(1000, (options.ttlSeconds * 1000) / 3);

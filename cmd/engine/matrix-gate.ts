@@ -1,12 +1,15 @@
 // The engine's gate over the reachability matrix: the baseline step reads the matrix and records
 // what already fails (kept on the node, so a resumed run uses the same baseline); the gate step
 // reads it again with the node in focus, counting only samples taken since the node's restart.
+// The nodes of a wave share their reads: one read of the matrix per gate round for the whole wave
+// (`forWave`), not one per node, which at 1,000 agents and 50 nodes a wave is 1,000 pod-proxy GETs
+// per round instead of 50,000.
 import { baselineOf, evaluateGate, reasonLines, type Baseline, type GatePolicy } from '../../lib/connectivity-gate.js';
-import { defaultConnectivity } from '../../lib/defaults.js';
-import { assembleMatrix, type Matrix } from '../../lib/reachability.js';
-import { readMatrix, type RowSource } from '../connectivity/read-matrix.js';
+import { defaultConnectivity, defaultGate } from '../../lib/defaults.js';
+import { assembleMatrix, type Matrix, type MatrixRead } from '../../lib/reachability.js';
+import { matrixRound, readMatrix, type RowSource } from '../matrix/read.js';
 import type { OverlayTunnels } from '../../lib/tunnel.js';
-import type { Clock } from './drain.js';
+import type { Clock } from '../../lib/clock.js';
 import type { BaselineResult, Gate, GateResult } from './gate.js';
 
 export interface MatrixGateOptions {
@@ -17,6 +20,11 @@ export interface MatrixGateOptions {
   lookbackMs: number;
   /** The overlays' tunnels, for the hint naming a blocked one. */
   tunnels?: OverlayTunnels | undefined;
+  /**
+   * The time between two gate rounds of a node (--gate-interval): a read the wave made less than
+   * this long ago serves another of its nodes, so a wave reads the matrix about once a round.
+   */
+  roundMs?: number | undefined;
 }
 
 /** The baseline as kept in the baseline step's data, or undefined when the record is not one. */
@@ -26,14 +34,61 @@ export function baselineFromRecord(record: Record<string, unknown> | undefined):
   return { takenAt: b.takenAt, cells: b.cells.map(String), overlayMismatches: Array.isArray(b.overlayMismatches) ? b.overlayMismatches.map(String) : [] };
 }
 
-export function matrixGate(source: RowSource, opts: MatrixGateOptions, clock: Pick<Clock, 'now'>): Gate {
-  const read = async (since: Date, focus: string[] = []): Promise<Matrix> =>
-    assembleMatrix(await readMatrix(source, { since, concurrency: opts.concurrency, timeoutMs: opts.timeoutMs, now: clock.now }), { staleRowMs: defaultConnectivity.staleRowSeconds * 1000, focus });
-  return {
+/**
+ * One read of the matrix shared by the gates of a wave. A node's check takes the wave's latest read
+ * when that read started less than a round ago, counts only samples since a time no earlier than
+ * the node's own `since`, and is not one the node judged already (so its N rounds in a row are N
+ * reads); otherwise it starts a new read, counting samples since the latest `since` of every node
+ * of the wave that has checked. A later `since` than a node's own only asks more of its evidence
+ * (samples newer than its restart), never less; the cost is that a node may wait for fresh samples
+ * after the last restart of its wave.
+ */
+export class WaveReads {
+  private readonly sinces = new Map<string, number>();
+  private latest: { id: number; startedAt: number; since: number; matrix: Promise<Matrix> } | undefined;
+  private readonly judged = new Map<string, number>();
+  private reads = 0;
+
+  constructor(
+    private readonly read: (since: Date) => Promise<MatrixRead>,
+    private readonly wave: string[],
+    private readonly roundMs: number,
+    private readonly now: () => number,
+  ) {}
+
+  /** Reads made so far. */
+  get count(): number {
+    return this.reads;
+  }
+
+  /** The matrix `node` judges in this round, assembled with every node of the wave in focus. */
+  forNode(node: string, since: Date): Promise<Matrix> {
+    this.sinces.set(node, Math.max(this.sinces.get(node) ?? 0, since.getTime()));
+    const latest = this.latest;
+    const now = this.now();
+    if (latest && latest.since >= since.getTime() && now - latest.startedAt < this.roundMs && this.judged.get(node) !== latest.id) {
+      this.judged.set(node, latest.id);
+      return latest.matrix;
+    }
+    const shared = Math.max(...this.sinces.values());
+    const id = ++this.reads;
+    const matrix = this.read(new Date(shared)).then((r) => assembleMatrix(r, { staleRowMs: defaultConnectivity.staleRowSeconds * 1000, focus: this.wave }));
+    // A failed read is not kept: the next check reads again.
+    matrix.catch(() => {
+      if (this.latest?.id === id) this.latest = undefined;
+    });
+    this.latest = { id, startedAt: now, since: shared, matrix };
+    this.judged.set(node, id);
+    return matrix;
+  }
+}
+
+export function matrixGate(source: RowSource, opts: MatrixGateOptions, clock: Pick<Clock, 'now'>): Gate & { forWave(wave: string[]): Gate } {
+  const reading = { concurrency: opts.concurrency, timeoutMs: opts.timeoutMs, now: clock.now, policy: opts.policy, tunnels: opts.tunnels };
+  const gate: Gate = {
     name: 'matrix',
     async baseline(): Promise<BaselineResult> {
-      const matrix = await read(new Date(clock.now() - opts.lookbackMs));
-      const evaluation = evaluateGate({ matrix, focus: [], policy: opts.policy, tunnels: opts.tunnels });
+      const { matrix, evaluation } = await matrixRound(source, { ...reading, since: new Date(clock.now() - opts.lookbackMs), focus: [] });
       // Without an agent on every Ready node the gate could never judge those nodes: stop here.
       const missing = evaluation.findings.filter((f) => f.rule === 'agents');
       if (missing.length) return { verdict: 'UNKNOWN', reasons: [...missing.map((f) => f.message), ...evaluation.hints.filter((h) => h.cause === 'agent-not-running').map((h) => `hint: ${h.message}`)] };
@@ -45,9 +100,23 @@ export function matrixGate(source: RowSource, opts: MatrixGateOptions, clock: Pi
       return { verdict: 'PASS', reasons, record: { matrixBaseline: baseline } };
     },
     async check(focus, since, record, inFlight = []): Promise<GateResult> {
-      const matrix = await read(since, [focus.name]);
-      const evaluation = evaluateGate({ matrix, focus: [focus.name], baseline: baselineFromRecord(record), policy: opts.policy, exclude: inFlight, tunnels: opts.tunnels });
+      const { evaluation } = await matrixRound(source, { ...reading, since, focus: [focus.name], baseline: baselineFromRecord(record), exclude: inFlight });
       return { verdict: evaluation.verdict, reasons: reasonLines(evaluation) };
+    },
+  };
+  return {
+    ...gate,
+    forWave(wave) {
+      const reads = new WaveReads((since) => readMatrix(source, { ...reading, since }), wave, opts.roundMs ?? defaultGate.intervalSeconds * 1000, clock.now);
+      return {
+        name: gate.name,
+        baseline: () => gate.baseline(),
+        async check(focus, since, record, inFlight = []) {
+          const matrix = await reads.forNode(focus.name, since);
+          const evaluation = evaluateGate({ matrix, focus: [focus.name], baseline: baselineFromRecord(record), policy: opts.policy, exclude: inFlight, tunnels: opts.tunnels });
+          return { verdict: evaluation.verdict, reasons: reasonLines(evaluation) };
+        },
+      };
     },
   };
 }

@@ -6,9 +6,9 @@
 // the cluster (the Node's Starting event, or its DaemonSet pods restarted and Ready); a reboot
 // (`reboot`, `exec`) changes the bootID, or brings the node Ready again with new DaemonSet pods.
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { CliError, ExitCode, UsageError } from '../../lib/errors.js';
-import type { NodeView, PodView } from './cluster.js';
+import type { NodeView, PodView } from '../cluster/cluster.js';
+import { hostCommandPodName, removeLeftoverHostPods, type HostPodCluster } from './host-command.js';
 
 export const restartMethods = ['kind', 'reboot', 'exec', 'none'] as const;
 export type RestartMethod = (typeof restartMethods)[number];
@@ -64,6 +64,35 @@ export function chooseRestartMethod(flag: string | undefined, node: NodeView): R
     `node ${node.name} is not a kind node (providerID "${node.providerID}"), so the plugin cannot guess how to restart it`,
     'choose --restart reboot (needs --yes), --restart exec --restart-command "ssh {node} sudo reboot", or --restart none',
   );
+}
+
+/** How the person asked nodes to be restarted (--restart, --restart-command, --yes, --host-image). */
+export interface RestartChoice {
+  /** Unset: `kind` for kind nodes, else the person must choose. */
+  method?: RestartMethod | undefined;
+  /** `--restart exec`'s command, with {node}. */
+  command?: string | undefined;
+  /** --yes (or a dry run, which restarts nothing): `reboot` may run. */
+  confirmed: boolean;
+  /** The image of `reboot`'s privileged pod. */
+  hostImage: string;
+}
+
+/** The restarter for `node` as `choice` says; `reboot`'s pods go to `namespace`. */
+export function restarterFor(choice: RestartChoice, node: NodeView, cluster: HostPodCluster, namespace: string): NodeRestarter {
+  const method = chooseRestartMethod(choice.method, node);
+  switch (method) {
+    case 'kind':
+      return kindRestarter();
+    case 'exec':
+      if (!choice.command) throw new UsageError('--restart exec needs --restart-command, e.g. --restart-command "ssh {node} sudo systemctl reboot"');
+      return execRestarter(choice.command);
+    case 'reboot':
+      if (!choice.confirmed) throw new UsageError('--restart reboot (it reboots the host through a privileged pod) needs --yes to confirm');
+      return rebootRestarter(cluster, namespace, choice.hostImage);
+    case 'none':
+      return noneRestarter();
+  }
 }
 
 /** The restart command failed, or its node did not come back after it failed; the output says why. */
@@ -177,6 +206,14 @@ export function restartCompletion(method: RestartMethod, before: RestartBaseline
 }
 
 /**
+ * Whether the node is back from the restart `restarter` requested, and how we know; undefined while
+ * it is not. What counts as back is the method's to say (restartCompletion).
+ */
+export async function restartedNode(restarter: NodeRestarter, cluster: RestartObserverCluster, name: string, before: RestartBaseline): Promise<string | undefined> {
+  return restartCompletion(restarter.method, before, await observeRestart(restarter, cluster, name));
+}
+
+/**
  * `docker restart` of a kind node: the bootID and the pod UIDs stay, Ready usually stays True with
  * its old transition time. What does change: the container's start time, and kubelet's (its
  * Starting event on the Node, and every container on the node restarted); and the Ready it reports
@@ -218,52 +255,6 @@ export function rebootCompletion(before: RestartBaseline, node: NodeView, pods: 
     if (!pod || pod.uid === uid || !pod.ready) return undefined;
   }
   return 'Ready again after the request, with new DaemonSet pods';
-}
-
-/** A privileged, short-lived pod on one node that runs a command in the host's namespaces. */
-export interface HostCommandPod {
-  namespace: string;
-  name: string;
-  node: string;
-  image: string;
-  command: string[];
-  /** What it is for (reboot, rollback, cleanup): a label, so leftovers are found by it. */
-  purpose: string;
-  /** The request it serves, as an annotation. */
-  request: string;
-}
-
-/** Creates host-command pods; 'exists' when a pod of that name is there already (AlreadyExists). */
-export interface HostCommandRunner {
-  createHostCommandPod(pod: HostCommandPod): Promise<'created' | 'exists'>;
-}
-
-/** Label and annotation keys of host-command pods. */
-export const hostPodLabels = { app: 'app.kubernetes.io/name', purpose: 'cilium-migrate.io/purpose' } as const;
-export const hostPodAppName = 'cilium-migrate-host-command';
-export const hostPodRequestAnnotation = 'cilium-migrate.io/request';
-
-/**
- * The name of the pod that serves `request` for `purpose` on `node`: unique per request and node
- * (hashed, so any node name fits in 63 characters), the same every time that request is made.
- */
-export function hostCommandPodName(purpose: string, node: string, request: string): string {
-  return `cilium-migrate-${purpose}-${createHash('sha256').update(`${request}\n${node}`).digest('hex').slice(0, 12)}`;
-}
-
-/** The selector of every host-command pod for `purpose`. */
-export const hostPodSelector = (purpose: string) => `${hostPodLabels.app}=${hostPodAppName},${hostPodLabels.purpose}=${purpose}`;
-
-export interface HostPodCluster extends HostCommandRunner {
-  listPodsBySelector(namespace: string, labelSelector: string): Promise<PodView[]>;
-  deletePodByUid(namespace: string, name: string, uid: string, gracePeriodSeconds?: number): Promise<void>;
-}
-
-/** Deletes, by UID, the pods for `purpose` on `node` that serve another request than `keep`. */
-export async function removeLeftoverHostPods(cluster: HostPodCluster, namespace: string, purpose: string, node: string, keep?: string): Promise<string[]> {
-  const left = (await cluster.listPodsBySelector(namespace, hostPodSelector(purpose))).filter((p) => p.nodeName === node && p.name !== keep);
-  for (const p of left) await cluster.deletePodByUid(p.namespace, p.name, p.uid, 0);
-  return left.map((p) => p.name);
 }
 
 /** Reboots the host through a privileged pod (nsenter into PID 1's namespaces, systemctl reboot). */

@@ -2,7 +2,7 @@
 // cluster interface is retried while the server is unreachable, up to a limit. Evictions and
 // deletions carry UID preconditions, so a retried request never hits the wrong pod.
 import { UnreachableError } from '../../lib/errors.js';
-import type { Clock } from './drain.js';
+import type { Clock } from '../../lib/clock.js';
 
 /** Wraps every method of `target` so that UnreachableError is retried for up to `limitMs`. */
 export function retryingUnreachable<T extends object>(target: T, clock: Clock, limitMs: number, onRetry: (what: string, err: Error) => void = () => {}, signal?: AbortSignal): T {

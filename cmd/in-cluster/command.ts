@@ -2,13 +2,15 @@
 // This file is the command's side on the person's machine (start, --attach, --cancel, --dry-run)
 // and the run pod's own wiring (its progress on the Job); the run itself is the ordinary `run`.
 import { hostname } from 'node:os';
+import { systemClock } from '../../lib/clock.js';
 import { inClusterRun, lockLeaseName } from '../../lib/defaults.js';
 import { CliError, ExitCode, InterruptedError, NotFoundError, UsageError, type ExitCodeValue } from '../../lib/errors.js';
-import { applyObject, type Kube } from '../../lib/kube.js';
+import type { Kube } from '../../lib/kube.js';
+import { applyObject } from '../../lib/kube-objects.js';
 import { deleteJob, followPodLog, listJobPods, patchJob, readJob, readLockLease, type JobView } from '../../lib/kube-jobs.js';
 import { flagCoercion, imageReference } from '../../lib/flag-values.js';
 import type { CommandContext } from '../context.js';
-import { followRun, type FollowClock, type RunSource } from './follow.js';
+import { followRun, type RunSource } from './follow.js';
 import { forwardedArgs, objectsYaml, runObjects } from './objects.js';
 import { progressIo } from './progress.js';
 
@@ -43,20 +45,6 @@ export function checkInClusterFlags(args: InClusterArgs): void {
     throw new UsageError(`--in-cluster needs --restart reboot, exec or none${args.restart === 'kind' ? ' (kind restarts the node\'s container with docker on this machine, which the run pod cannot reach)' : ' (the run pod cannot use docker restart as a kind node on this machine would need)'}`);
   }
 }
-
-const sleepClock: FollowClock = {
-  sleep: (ms, signal) =>
-    new Promise((resolve) => {
-      if (signal?.aborted) return resolve();
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', done);
-        resolve();
-      }
-      signal?.addEventListener('abort', done, { once: true });
-    }),
-};
 
 function source(kube: Kube, namespace: string): RunSource {
   return {
@@ -137,7 +125,7 @@ function objectOptions(ctx: CommandContext, args: InClusterArgs) {
 async function waitGone(kube: Kube, ns: string, signal: AbortSignal): Promise<void> {
   for (let i = 0; i < 150; i++) {
     if (!(await readJob(kube, ns, inClusterRun.name))) return;
-    await sleepClock.sleep(1000, signal);
+    await systemClock.sleep(1000, signal);
     if (signal.aborted) throw new InterruptedError(`stopped while the previous ${where(ns)} was being deleted; nothing new was created`);
   }
   throw new CliError(`the previous ${where(ns)} is still being deleted after 150s`, ExitCode.timeout, `check its pods: kubectl -n ${ns} get pods -l batch.kubernetes.io/job-name=${inClusterRun.name}`);
@@ -147,7 +135,7 @@ const knownCodes = new Set<number>(Object.values(ExitCode));
 
 async function follow(ctx: CommandContext, kube: Kube, ns: string, mode: 'start' | 'attach' | 'cancel'): Promise<void> {
   const say = (line: string) => ctx.io.err(`${line}\n`);
-  const r = await followRun(source(kube, ns), say, sleepClock, ctx.signal, inClusterRun.pollMs);
+  const r = await followRun(source(kube, ns), say, systemClock, ctx.signal, inClusterRun.pollMs);
   switch (r.end) {
     case 'detached':
       say(`\ndetached: the run goes on in the cluster (${where(ns)})\n  ${comeBack(ns)}`);
@@ -180,7 +168,7 @@ export function runPodContext(ctx: CommandContext, env: NodeJS.ProcessEnv = proc
   const ns = env[inClusterRun.env.namespace];
   if (!job || !ns) return { ctx, done: async () => {} };
   const write = (p: unknown) => patchJob(ctx.kube(), ns, job, { metadata: { annotations: { [inClusterRun.progressAnnotation]: JSON.stringify(p) } } });
-  const progress = progressIo(ctx.io, { pod: env[inClusterRun.env.pod] ?? hostname(), podNode: env[inClusterRun.env.node] ?? '' }, write, { now: () => Date.now() }, inClusterRun.progressEveryMs);
+  const progress = progressIo(ctx.io, { pod: env[inClusterRun.env.pod] ?? hostname(), podNode: env[inClusterRun.env.node] ?? '' }, write, systemClock, inClusterRun.progressEveryMs);
   return {
     ctx: { ...ctx, io: progress.io, kube: () => ctx.kube() },
     done: (err) => progress.close(err === undefined ? 'the run finished' : `stopped: ${err instanceof Error ? err.message : String(err)}`),

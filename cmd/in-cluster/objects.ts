@@ -3,7 +3,7 @@
 // project's image. Pure, so `--dry-run` prints exactly what a real run applies.
 import { stringify } from 'yaml';
 import { inClusterRun } from '../../lib/defaults.js';
-import type { ManifestObject } from '../../lib/kube.js';
+import type { ManifestObject } from '../../lib/kube-objects.js';
 
 export interface RunObjectsOptions {
   /** The agent namespace: where the Job and its ServiceAccount live. */

@@ -1,14 +1,18 @@
 // One read of everything `status` and `plan` need (nodes, pods, CiliumNodes, DaemonSets, PDBs),
 // a handful of LISTs whatever the cluster size, and the pure functions that turn it into a status
-// table and a migration plan.
+// table and a migration plan. The big collections (pods, nodes, CiliumNodes) are read in pages of
+// `listPageSize`, as kubectl does, as plain JSON (client-node's typed parsing of 30,000 pods costs
+// seconds), and of each object only what the views use is kept, so memory follows the kept fields,
+// not the objects' size (BENCHMARKS.md, "status and plan at 1,000 nodes x 30 pods").
+import { Agent as HttpsAgent } from 'node:https';
 import { agentNamespace, ciliumClusterCidr, ciliumNamespace } from '../../lib/defaults.js';
-import { call, k8s, statusCode, type Kube } from '../../lib/kube.js';
-import { classifyAddress, expectedOverlay, legacyNote, type Overlay, type OverlayNetworks } from '../../lib/overlay.js';
+import { call, k8s, rawRequest, translateKubeError, type Kube } from '../../lib/kube.js';
+import { classifyAddress, legacyNote, type Overlay, type OverlayNetworks } from '../../lib/overlay.js';
 import { selectorMatches, type LabelSelector } from '../../lib/selector.js';
-import { classifyDrainPods, type DrainFlags } from '../engine/drain-filter.js';
-import { toDrainPod, toNodeView } from '../engine/kube-cluster.js';
-import type { NodeView } from '../engine/cluster.js';
-import { nodePhase, phaseAnnotation, type Phase } from '../engine/state.js';
+import { classifyDrainPods, type DrainFlags } from '../cluster/drain-filter.js';
+import { toDrainPod, toNodeView } from '../cluster/kube-cluster.js';
+import type { NodeView } from '../cluster/cluster.js';
+import { expectedOverlay, nodePhase, phaseAnnotation, type Phase } from '../../lib/node-state.js';
 import { ciliumClusterCidrs, readCiliumConfig } from './cilium-config.js';
 import { readLegacyCni, type LegacyCni } from './legacy-cni.js';
 
@@ -41,23 +45,83 @@ export interface ClusterSnapshot {
   legacy?: LegacyCni | undefined;
 }
 
-/** Reads the cluster in O(1) requests. Cilium's CIDRs come from cilium-config in `ciliumNamespace`, else `ciliumCidrs`. */
+/** Objects per LIST page (kubectl's --chunk-size default). */
+export const listPageSize = 500;
+
+/**
+ * Every item of a collection, page by page (limit/continue), each passed through `keep` as its page
+ * arrives so only the kept fields stay in memory. `missing` answers a 404 (a CRD not installed).
+ */
+export async function listPaged<T>(kube: Kube, what: string, path: string, keep: (item: Record<string, unknown>) => T, agent: HttpsAgent, missing?: T[], pageSize = listPageSize): Promise<T[]> {
+  const out: T[] = [];
+  let token: string | undefined;
+  do {
+    const url = `${path}${path.includes('?') ? '&' : '?'}limit=${pageSize}${token ? `&continue=${encodeURIComponent(token)}` : ''}`;
+    const res = await rawRequest(kube, 'GET', url, undefined, 60_000, 'application/json', agent);
+    if (res.status === 404 && missing) return missing;
+    if (res.status !== 200) {
+      const message = (res.body as { message?: string } | undefined)?.message ?? `HTTP ${res.status}`;
+      throw translateKubeError(new k8s.ApiException(res.status, message, res.body, res.headers as Record<string, string>), what, kube.server);
+    }
+    const body = res.body as { items?: Record<string, unknown>[]; metadata?: { continue?: string } };
+    for (const item of body.items ?? []) out.push(keep(item));
+    token = body.metadata?.continue || undefined;
+  } while (token);
+  return out;
+}
+
+/** What status, plan and finalize read of a pod (JSON field names, as toDrainPod and toPodView take them). */
+function keepPod(p: Record<string, unknown>): k8s.V1Pod {
+  const pod = p as k8s.V1Pod;
+  const m = pod.metadata ?? {};
+  const mirror = m.annotations?.['kubernetes.io/config.mirror'];
+  return {
+    metadata: {
+      name: m.name, namespace: m.namespace, uid: m.uid, labels: m.labels,
+      ...(mirror !== undefined ? { annotations: { 'kubernetes.io/config.mirror': mirror } } : {}),
+      ...(m.ownerReferences ? { ownerReferences: m.ownerReferences.map((o) => ({ apiVersion: o.apiVersion, kind: o.kind, name: o.name, uid: o.uid, controller: o.controller })) } : {}),
+      ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
+    },
+    spec: {
+      nodeName: pod.spec?.nodeName, hostNetwork: pod.spec?.hostNetwork,
+      // Only whether a volume is an emptyDir matters (drain-filter); the rest of the spec is dropped.
+      containers: [],
+      volumes: pod.spec?.volumes?.filter((v) => v.emptyDir !== undefined && v.emptyDir !== null).map((v) => ({ name: v.name, emptyDir: {} })),
+    },
+    status: { phase: pod.status?.phase, podIP: pod.status?.podIP, conditions: pod.status?.conditions?.filter((c) => c.type === 'Ready').map((c) => ({ type: c.type, status: c.status })) },
+  };
+}
+
+/** What the views read of a node (toNodeView's fields and the addresses). */
+function keepNode(n: Record<string, unknown>): k8s.V1Node {
+  const node = n as k8s.V1Node;
+  const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
+  return {
+    metadata: { name: node.metadata?.name, uid: node.metadata?.uid, labels: node.metadata?.labels, annotations: node.metadata?.annotations },
+    spec: { unschedulable: node.spec?.unschedulable, providerID: node.spec?.providerID, podCIDR: node.spec?.podCIDR, podCIDRs: node.spec?.podCIDRs },
+    status: {
+      conditions: ready ? [{ type: ready.type, status: ready.status, lastTransitionTime: ready.lastTransitionTime }] : [],
+      addresses: node.status?.addresses,
+      ...(node.status?.nodeInfo ? { nodeInfo: { bootID: node.status.nodeInfo.bootID } as k8s.V1NodeSystemInfo } : {}),
+    },
+  };
+}
+
+/** Reads the cluster in O(1) requests per page. Cilium's CIDRs come from cilium-config in `ciliumNamespace`, else `ciliumCidrs`. */
 export async function readCluster(kube: Kube, opts: { agentNamespace?: string; ciliumNamespace?: string; ciliumCidrs?: string[] } = {}): Promise<ClusterSnapshot> {
+  // One keep-alive connection for the pages of all three paged collections.
+  const agent = new HttpsAgent({ keepAlive: true, maxSockets: 3 });
   const [nodes, pods, cns, dss, pdbs, ciliumConfig] = await Promise.all([
-    call(kube, 'list nodes', () => kube.core.listNode()),
-    call(kube, 'list pods', () => kube.core.listPodForAllNamespaces()),
-    call(kube, 'list ciliumnodes', async () => {
-      try {
-        return (await kube.custom.listClusterCustomObject({ group: 'cilium.io', version: 'v2', plural: 'ciliumnodes' })) as { items: { metadata: { name: string }; spec?: { ipam?: { podCIDRs?: string[] } } }[] };
-      } catch (err) {
-        if (statusCode(err) === 404) return { items: [] };
-        throw err;
-      }
-    }),
+    listPaged(kube, 'list nodes', '/api/v1/nodes', keepNode, agent).then((items) => ({ items })),
+    listPaged(kube, 'list pods', '/api/v1/pods', keepPod, agent).then((items) => ({ items })),
+    listPaged(kube, 'list ciliumnodes', '/apis/cilium.io/v2/ciliumnodes', (c) => {
+      const cn = c as { metadata?: { name?: string }; spec?: { ipam?: { podCIDRs?: string[] } } };
+      return { metadata: { name: cn.metadata?.name ?? '' }, spec: { ipam: { podCIDRs: cn.spec?.ipam?.podCIDRs ?? [] } } };
+    }, agent, []).then((items) => ({ items })),
     call(kube, 'list daemonsets', () => kube.apps.listDaemonSetForAllNamespaces()),
     call(kube, 'list poddisruptionbudgets', () => kube.policy.listPodDisruptionBudgetForAllNamespaces()),
     readCiliumConfig(kube, opts.ciliumNamespace ?? ciliumNamespace),
-  ]);
+  ]).finally(() => agent.destroy());
   const legacy = await readLegacyCni(kube, dss.items);
   const ns = opts.agentNamespace ?? agentNamespace;
   const agents: ClusterSnapshot['agents'] = {};

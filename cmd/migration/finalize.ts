@@ -2,9 +2,10 @@
 // Cilium namespace: written with "finalizing" before finalize changes anything, "finalized" after,
 // so a rerun resumes, and rollback refuses once the migration's scaffolding started to go.
 import { annotationPrefix } from '../../lib/defaults.js';
-import { applyObject, call, statusCode, type Kube } from '../../lib/kube.js';
+import { call, statusCode, type Kube } from '../../lib/kube.js';
+import { applyObject } from '../../lib/kube-objects.js';
 import { legacyOutsidePools, podOverlay, type ClusterSnapshot } from './cluster-view.js';
-import { nodePhase } from '../engine/state.js';
+import { nodePhase, type StepRecord } from '../../lib/node-state.js';
 import type { LegacyKind, LegacyObject } from './legacy-cni.js';
 
 export const finalizeRecordName = 'cilium-migrate-finalize';
@@ -20,6 +21,8 @@ export interface FinalizeRecord {
   legacyNftables?: boolean | undefined;
   /** The legacy CNI's objects, recorded before the first is deleted, so a rerun deletes the rest. */
   legacyObjects?: LegacyObject[] | undefined;
+  /** Each step's intent and result (records of earlier versions have none: their steps are judged by what the cluster shows). */
+  steps?: Partial<Record<string, StepRecord>> | undefined;
 }
 
 /** Why finalize may not start: nodes not migrated, pods still on the legacy network (anything outside Cilium's CIDRs, lib/overlay.ts). Pure. */

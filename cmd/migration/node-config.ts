@@ -4,7 +4,8 @@
 import { parse } from 'yaml';
 import { ciliumNamespace, ciliumNodeConfigName, migrationLabel } from '../../lib/defaults.js';
 import { PreconditionError } from '../../lib/errors.js';
-import { call, statusCode, type Kube, type ManifestObject } from '../../lib/kube.js';
+import { call, statusCode, type Kube } from '../../lib/kube.js';
+import { type ManifestObject } from '../../lib/kube-objects.js';
 
 export interface NodeConfigOptions {
   /** The served CiliumNodeConfig version: v2 from Cilium 1.16, v2alpha1 for 1.13 to 1.15. */

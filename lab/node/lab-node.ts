@@ -10,6 +10,8 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { systemClock } from '../../lib/clock.js';
+import { pollUntil } from '../../lib/poll.js';
 import { startProcess, type ManagedProcess } from '../process.js';
 import { cgroupPids, cgroupRoot, deleteNetns, hierarchies, removeCgroupTree } from './lab-resources.js';
 import { sysctlShields } from './node-config.js';
@@ -106,12 +108,15 @@ export class LabNode {
     // A node starts with a clean environment, as a container does: this process's (TMPDIR, say)
     // names paths of the machine that do not exist inside the node.
     ], this.path('lab', 'init.log'), { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' });
-    const deadline = Date.now() + 180_000;
-    while (readFileSync(this.path('lab', 'runtime-ready'), 'utf8').trim() !== 'ready') {
+    await pollUntil(async () => {
+      if (readFileSync(this.path('lab', 'runtime-ready'), 'utf8').trim() === 'ready') return true;
       if (!this.running()) throw new Error(`${this.name} stopped while starting; the end of its init log:\n${tailOf(this.path('lab', 'init.log'), 12)}`);
-      if (Date.now() > deadline) throw new Error(`${this.name}: containerd not up after 180s; see ${this.path('var', 'log', 'containerd.log')}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+      return undefined;
+    }, {
+      clock: systemClock, deadline: systemClock.now() + 180_000, intervalMs: 200,
+      stopped: () => new Error(`${this.name}: stopped while starting`),
+      timedOut: () => new Error(`${this.name}: containerd not up after 180s; see ${this.path('var', 'log', 'containerd.log')}`),
+    });
     this.pidNs = this.nodePidNamespace();
   }
 

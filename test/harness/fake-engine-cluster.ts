@@ -1,13 +1,13 @@
-// An in-memory fake of the engine's own narrow interface (EngineCluster), for unit tests of the
-// step machines: nodes, pods, evictions answered by a rule the test sets, the Cilium agent pods a
+// An in-memory fake of the engine's own narrow interfaces (cmd/cluster/cluster.ts), for unit tests
+// of the procedures: nodes, pods, evictions answered by a rule the test sets, the Cilium agent pods a
 // DaemonSet would recreate, and a log of every change in order. Not a Kubernetes API server: it
 // implements only the plugin's interface, with the behaviour the engine relies on.
-import type { EngineCluster, LeaseView, NodePatch, NodeView, PodView } from '../../cmd/engine/cluster.js';
-import type { DrainPod } from '../../cmd/engine/drain-filter.js';
-import type { Clock } from '../../cmd/engine/drain.js';
+import type { HostCommandPod, KubeCluster, LeaseView, NodePatch, NodeView, PodView } from '../../cmd/cluster/cluster.js';
+import type { DrainPod } from '../../cmd/cluster/drain-filter.js';
+import type { Clock } from '../../lib/clock.js';
 import type { BaselineResult, Gate, GateResult } from '../../cmd/engine/gate.js';
-import type { HostCommandPod, NodeRestarter, RestartRequest } from '../../cmd/engine/restart.js';
-import type { EvictionOutcome } from '../../lib/kube.js';
+import type { NodeRestarter, RestartRequest } from '../../cmd/engine/restart.js';
+import type { EvictionOutcome } from '../../lib/kube-objects.js';
 
 export interface FakePod extends PodView {
   labels: Record<string, string>;
@@ -24,11 +24,13 @@ const matches = (labels: Record<string, string>, selector?: string) =>
 
 export const ciliumNamespace = 'kube-system';
 
-export class FakeEngineCluster implements EngineCluster {
+export class FakeEngineCluster implements KubeCluster {
   nodes = new Map<string, NodeView>();
   pods: FakePod[] = [];
   /** Every change, in order: "patch w1 unschedulable=true", "evict app/web-1", ... */
   log: string[] = [];
+  /** Every Event recorded: "w1 MigrationCordon". */
+  events: string[] = [];
   /** How an eviction is answered; by default the pod goes at once. */
   evictionAnswer: (pod: FakePod) => EvictionOutcome = () => ({ kind: 'evicted' });
   /** Called after every node patch is applied (tests inject what happens in between). */
@@ -149,7 +151,9 @@ export class FakeEngineCluster implements EngineCluster {
     const p = this.pods.find((x) => x.namespace === namespace && x.name === name);
     return p ? { ...p } : undefined;
   }
-  async recordEvent(): Promise<void> {}
+  async recordEvent(node: NodeView, _type: string, reason: string): Promise<void> {
+    this.events.push(`${node.name} ${reason}`);
+  }
   async getLease(): Promise<LeaseView | undefined> {
     return undefined;
   }

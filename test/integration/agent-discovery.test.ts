@@ -64,6 +64,10 @@ describe('agent discovery by watch', () => {
     assert.equal(w1.node, 'kind-worker');
     assert.match(w1.ip, /^10\.244\./);
     assert.deepEqual(latest!.nodes.map((n) => n.name).sort(), ['kind-control-plane', 'kind-worker', 'kind-worker2']);
+    // Nodes come as metadata only; a node's address is its agent pod's hostIP (as its kubelet
+    // reports it; kwok's nodes have no address, so the test sets one).
+    await cp.kubectl(['-n', ns, 'patch', 'pod', 'agent-w1', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { hostIP: '172.18.0.3', hostIPs: [{ ip: '172.18.0.3' }] } })]);
+    await eventually('the node address from the agent pod', async () => (latest?.nodes.find((n) => n.name === 'kind-worker')?.addresses.includes('172.18.0.3') ? true : undefined));
   });
 
   it('drops an agent whose pod is deleted, and adds a new one', async () => {

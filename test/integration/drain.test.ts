@@ -2,11 +2,13 @@
 // (PodDisruptionBudgets, the pod under two PDBs) on a real apiserver with the disruption controller.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { defaultDrainFlags } from '../../cmd/engine/drain-filter.js';
-import { defaultDrainOptions, drainNode, planDrain, podKey, systemClock, type DrainOptions } from '../../cmd/engine/drain.js';
-import { kubeEngineCluster as kubeDrainCluster } from '../../cmd/engine/kube-cluster.js';
+import { defaultDrainFlags } from '../../cmd/cluster/drain-filter.js';
+import { systemClock } from '../../lib/clock.js';
+import { defaultDrainOptions, drainNode, planDrain, podKey, type DrainOptions } from '../../cmd/engine/drain.js';
+import { kubeEngineCluster as kubeDrainCluster } from '../../cmd/cluster/kube-cluster.js';
 import { TimeoutError } from '../../lib/errors.js';
-import { connect, evictPod, rawRequest, type Kube } from '../../lib/kube.js';
+import { connect, rawRequest, type Kube } from '../../lib/kube.js';
+import { evictPod } from '../../lib/kube-objects.js';
 import { createSimulatedNodes, kindNodes } from '../../lab/cluster-objects.js';
 import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
 import { eventually } from '../harness/wait.js';

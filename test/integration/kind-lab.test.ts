@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { kubeEngineCluster } from '../../cmd/engine/kube-cluster.js';
+import { kubeEngineCluster } from '../../cmd/cluster/kube-cluster.js';
 import { execRestarter, kindRestarter, observeRestart, rebootCompletion, rebootRestarter, restartBaseline, restartCompletion, type CommandRunner, type NodeRestarter } from '../../cmd/engine/restart.js';
 import { connect } from '../../lib/kube.js';
 import { labDown, labStatus, labUp } from '../../lab/cli.js';

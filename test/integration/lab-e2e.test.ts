@@ -16,7 +16,8 @@ import { pidsMentioning } from '../../lab/control-plane.js';
 import { statePaths, type LabStatus } from '../../lab/daemon.js';
 import { finalizeStep, labNodeFlags, prepareStep, seedOrder } from '../../lab/demo.js';
 import { api } from '../../lab/lab-api.js';
-import { deployWorkloads, flannelInstalled, migratedNodes, podsPerOverlay, scenario, waitUntil, type Scenario } from '../../lab/scenario.js';
+import { deployWorkloads, flannelInstalled, migratedNodes, podsPerOverlay, scenario, type Scenario } from '../../lab/scenario.js';
+import { waitUntil } from '../../lab/wait.js';
 import type { TrafficRecord } from '../../lab/programs/traffic-checker.js';
 import { repoRoot } from '../harness/plugin.js';
 

@@ -7,7 +7,9 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { PlannedNode, ClusterStatus } from '../../cmd/migration/cluster-view.js';
+import { Agent as HttpsAgent } from 'node:https';
+import { listPaged, type PlannedNode, type ClusterStatus } from '../../cmd/migration/cluster-view.js';
+import { connect } from '../../lib/kube.js';
 import type { ControlPlane } from '../../lab/control-plane.js';
 import { createAgentDaemonSet, legacyAndCiliumConfig, startMigrationCluster } from '../harness/migration-cluster.js';
 import { repoRoot, runPlugin } from '../harness/plugin.js';
@@ -94,6 +96,22 @@ describe('preflight, prepare, plan, run, status, rollback and finalize', () => {
     assert.equal(json.nodes.reduce((s, n) => s + n.pods.legacy + n.pods.cilium, 0), 13, 'the 10 nginx pods and the 3 probe agents are counted');
   });
 
+  it('status and plan read pods and nodes in pages (limit and continue), keeping only the fields they use', async () => {
+    const kube = connect({ kubeconfig: cp.kubeconfig });
+    const agent = new HttpsAgent({ keepAlive: true });
+    try {
+      const all = JSON.parse((await cp.kubectl(['get', 'pods', '-A', '-o', 'json'])).stdout) as { items: unknown[] };
+      assert.ok(all.items.length > 4);
+      const pods = await listPaged(kube, 'list pods', '/api/v1/pods', (p) => p, agent, undefined, 2);
+      assert.equal(pods.length, all.items.length, 'every pod, over several pages of 2');
+      const nodes = await listPaged(kube, 'list nodes', '/api/v1/nodes', (n) => n, agent, undefined, 1);
+      assert.equal(nodes.length, 3);
+      assert.deepEqual(await listPaged(kube, 'list nothing', '/apis/example.com/v1/nothings', (n) => n, agent, []), [], 'a collection not served is empty');
+    } finally {
+      agent.destroy();
+    }
+  });
+
   it('plan orders the workers first and the control plane last, with what each drain evicts', async () => {
     const r = await plugin('plan', '-o', 'json');
     assert.equal(r.code, 0, r.stderr);
@@ -178,6 +196,25 @@ describe('preflight, prepare, plan, run, status, rollback and finalize', () => {
   const ciliumRange = (node: string, cidr: string) => cp.kubectl(['patch', 'ciliumnode', node, '--type=merge', '-p', JSON.stringify({ spec: { ipam: { podCIDRs: [cidr] } } })]);
   const nodeObject = (name: string) => cp.get<{ metadata: { labels: Record<string, string>; annotations: Record<string, string> }; spec: { unschedulable?: boolean; podCIDR: string } }>(`/api/v1/nodes/${name}`);
 
+  it('rollback --dry-run prints each of its steps and why, and changes nothing', async () => {
+    const before = JSON.stringify(await nodeObject('kind-worker'), ['metadata', 'labels', 'annotations', 'spec', 'unschedulable']);
+    const r = await plugin('rollback', 'kind-worker', '--restart', 'none', '--dry-run', '-o', 'json');
+    assert.equal(r.code, 0, r.stderr);
+    const result = JSON.parse(r.stdout) as { result: string; steps: { step: string; outcome: string; message: string }[] };
+    assert.equal(result.result, 'dry-run');
+    const steps = ['cordon', 'drain', 'unlabel', 'restore-cni', 'restart-agent', 'restart-node', 'verify', 'uncordon'];
+    assert.deepEqual(result.steps.map((s) => s.step), steps);
+    const why = new Map(result.steps.map((s) => [s.step, s.message]));
+    assert.match(why.get('cordon')!, /cordon kind-worker/);
+    assert.match(why.get('unlabel')!, /remove io\.cilium\.migration\/cilium-default/);
+    assert.match(why.get('restore-cni')!, /privileged pod .* on kind-worker/);
+    assert.match(why.get('verify')!, /legacy network/);
+    for (const s of steps) assert.match(r.stderr, new RegExp(`\\[kind-worker\\] ${s}: `), `the log names ${s}`);
+    assert.equal(JSON.stringify(await nodeObject('kind-worker'), ['metadata', 'labels', 'annotations', 'spec', 'unschedulable']), before, 'the node is unchanged');
+    const hostPods = await cp.get<{ items: unknown[] }>('/api/v1/namespaces/kube-system/pods?labelSelector=app.kubernetes.io/name%3Dcilium-migrate-host-command');
+    assert.deepEqual(hostPods.items, [], 'no privileged pod was started');
+  });
+
   it('rollback returns a migrated node to the legacy CNI', async () => {
     await ciliumRange('kind-worker', '10.245.1.0/24');
     const r = await rollbackWithKubelet('kind-worker');
@@ -228,6 +265,18 @@ describe('preflight, prepare, plan, run, status, rollback and finalize', () => {
 
     // What `helm upgrade` with the final values does to cilium-config.
     await cp.kubectl(['-n', 'kube-system', 'patch', 'configmap', 'cilium-config', '--type=merge', '-p', JSON.stringify({ data: { 'custom-cni-conf': 'false' } })]);
+    const dry = await plugin('finalize', '--yes', '--dry-run', '-o', 'json');
+    assert.equal(dry.code, 0, dry.stderr);
+    const planned = JSON.parse(dry.stdout) as { steps: { step: string; outcome: string; message: string }[]; legacyObjects: string[] };
+    assert.deepEqual(planned.steps.map((s) => [s.step, s.outcome]), [['check', 'applied'], ['final-values', 'done-before'], ['delete-node-config', 'would-apply'], ['unlabel-nodes', 'would-apply'], ['remove-legacy-cni', 'would-apply']]);
+    assert.match(planned.steps.find((s) => s.step === 'delete-node-config')!.message, /delete CiliumNodeConfig kube-system\/cilium-default/);
+    assert.match(planned.steps.find((s) => s.step === 'remove-legacy-cni')!.message, /delete 3 objects of flannel/);
+    for (const s of planned.steps) assert.match(dry.stderr, new RegExp(`^${s.step}: `, 'm'), `the log names ${s.step}`);
+    assert.equal((await cp.kubectl(['-n', 'kube-system', 'get', 'ciliumnodeconfig', 'cilium-default', '-o', 'name'])).stdout.trim(), 'ciliumnodeconfig.cilium.io/cilium-default', 'a dry run deletes nothing');
+    assert.equal((await cp.kubectl(['-n', 'kube-flannel', 'get', 'daemonset', 'kube-flannel-ds', '-o', 'name'])).stdout.trim(), 'daemonset.apps/kube-flannel-ds');
+    assert.equal((await nodeObject('kind-worker')).metadata.labels['io.cilium.migration/cilium-default'], 'true', 'the nodes keep their label');
+    await assert.rejects(cp.kubectl(['-n', 'kube-system', 'get', 'configmap', 'cilium-migrate-finalize']), /NotFound/, 'finalize recorded nothing');
+
     const r = await plugin('finalize', '--yes', '-o', 'json');
     assert.equal(r.code, 0, r.stderr);
     const result = JSON.parse(r.stdout) as { steps: { step: string; outcome: string }[]; cleanup: string[]; legacyObjects: string[] };

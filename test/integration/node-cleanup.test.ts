@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { legacyCleanupScript, type CleanupKind } from '../../cmd/engine/host-command.js';
-import { nodeHostPaths, readOnlyExcept } from '../../lab/runtime.js';
+import { nodeHostPaths, readOnlyExcept } from '../../lab/runtime-rules.js';
 
 const missing = ['unshare', 'iptables', 'nft', 'ip'].filter((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status !== 0);
 

@@ -6,7 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ExitCode } from '../../lib/errors.js';
-import { stepNames } from '../../cmd/engine/state.js';
+import { migrationSteps as stepNames } from '../../lib/node-state.js';
 import { freePort, type ControlPlane } from '../../lab/control-plane.js';
 import { createCiliumNodes, deploymentsAvailable, startMigrationCluster } from '../harness/migration-cluster.js';
 import { repoRoot, runPlugin } from '../harness/plugin.js';

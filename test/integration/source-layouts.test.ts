@@ -16,7 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FinalizeResult } from '../../cmd/finalize.js';
 import type { ClusterStatus, PlannedNode } from '../../cmd/migration/cluster-view.js';
 import type { Check } from '../../cmd/migration/preflight.js';
-import { stateAnnotation } from '../../cmd/engine/state.js';
+import { stateAnnotation } from '../../lib/node-state.js';
 import { installCalicoCrds } from '../../lab/calico-crds.js';
 import { createSimulatedNodes, installCiliumCrds, kindNodes } from '../../lab/cluster-objects.js';
 import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';

@@ -30,6 +30,13 @@ describe('parseAgentConfig', () => {
     assert.equal(cfg.ciliumCidrs.length, 2);
   });
 
+  it('takes the probes to send and the focus share of the probe budget', async () => {
+    const cfg = await parseAgentConfig(['--protocols', 'http'], { ...env, PROBE_FOCUS_SHARE: '0.5' });
+    assert.deepEqual(cfg.protocols, ['http']);
+    assert.equal(cfg.focusShare, 0.5);
+    assert.equal((await parseAgentConfig([], env)).focusShare, 0.6);
+  });
+
   it('--version and --help need no configuration (no POD_IP, no node name) and ask for nothing else', async () => {
     const log = console.log;
     const printed: string[] = [];
@@ -62,6 +69,10 @@ describe('parseAgentConfig', () => {
     ['a node name that is no DNS name', [], { ...env, NODE_NAME: 'Kind_Worker' }, /--node-name "Kind_Worker": expected a node name/],
     ['a bad label selector', ['--agent-selector', 'app in (x'], env, /--agent-selector "app in \(x": expected a label selector/],
     ['an unknown flag', ['--probe-everything'], env, /Unknown argument/],
+    ['an unknown probe', ['--protocols', 'icmp,udp'], env, /--protocols "icmp,udp": expected one or more of icmp, http, comma-separated/],
+    ['no probe at all, from the environment', [], { ...env, PROBE_PROTOCOLS: ',' }, /--protocols ",": expected one or more of icmp, http/],
+    ['a focus share of nothing', ['--focus-probe-share', '0'], env, /--focus-probe-share "0": expected a number above 0 and at most 1/],
+    ['a focus share above the budget', ['--focus-probe-share', '1.5'], env, /--focus-probe-share "1.5": expected a number above 0 and at most 1/],
   ];
   for (const [name, argv, e, message] of bad) {
     it(`refuses ${name}`, async () => {

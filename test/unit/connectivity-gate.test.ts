@@ -1,8 +1,9 @@
 // The matrix assembly and the gate's verdict rules, as tables over rows built in memory.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { baselineOf, diagnose, evaluateGate, roundsVerdict, type Baseline, type GatePolicy, type Verdict } from '../../lib/connectivity-gate.js';
+import { baselineOf, diagnose, evaluateGate, GateError, roundsVerdict, type Baseline, type GatePolicy, type Verdict } from '../../lib/connectivity-gate.js';
 import { assembleMatrix, overlaySummary, type AgentRead, type Matrix, type MatrixRead } from '../../lib/reachability.js';
+import { ExitCode } from '../../lib/errors.js';
 import { rowSchema, type CellStats, type ProbeProtocol, type Row } from '../../lib/row.js';
 
 const T = Date.parse('2026-11-24T12:00:00Z');
@@ -113,11 +114,13 @@ describe('assembleMatrix', () => {
     });
   }
 
-  it('above the full-mesh size, a pair the ring leaves out gets a cell only when it involves the focus', () => {
+  it('above the full-mesh size, a pair the ring leaves out gets a cell only towards the focus', () => {
     const ring: NodeSpec[] = four.map((n) => ({ ...n, row: (r: Row) => ({ ...r, cells: r.cells.filter((c) => c.peer.node !== 'a' && c.peer.node !== 'c') }) }));
     const cellsOf = (focus: string[]) => assembleMatrix(read(ring), { staleRowMs: 30_000, fullMeshUpTo: 2, focus }).cells.filter((c) => c.mark === 'unprobed').map((c) => `${c.src}>${c.dst}`).sort();
     assert.deepEqual(cellsOf([]), []);
-    assert.deepEqual(cellsOf(['c']), ['a>c', 'b>c', 'c>a', 'd>c']);
+    // Every agent should probe the focus node c; c itself probes its ring, not the whole cluster,
+    // so the pair c>a it leaves out is no gap (else no focus node of a large cluster could pass).
+    assert.deepEqual(cellsOf(['c']), ['a>c', 'b>c', 'd>c']);
     assert.equal(assembleMatrix(read(ring), { staleRowMs: 30_000 }).cells.filter((c) => c.mark === 'unprobed').length, 6, 'a full mesh shows every gap');
   });
 
@@ -190,6 +193,18 @@ describe('evaluateGate', () => {
     const baseline = baselineOf(evaluateGate({ matrix: m, focus: [], policy }), m, new Date(T));
     assert.deepEqual(baseline.cells, ['a>b/icmp']);
     assert.equal(gate(r, ['c'], baseline).verdict, 'PASS');
+  });
+});
+
+describe('GateError (the one error of a gate that did not pass)', () => {
+  it('exits 8 for FAIL and 9 for UNKNOWN', () => {
+    assert.equal(new GateError('FAIL', 'x').exitCode, ExitCode.gateFail);
+    assert.equal(new GateError('UNKNOWN', 'x').exitCode, ExitCode.gateUnknown);
+  });
+  it('names what did not pass, the verdict, and one indented line per reason', () => {
+    const e = GateError.of('gate for w1', { verdict: 'FAIL', reasons: ['a>b/icmp: 0%', 'hint'] }, 'rerun');
+    assert.equal(e.message, 'gate for w1: FAIL\n  a>b/icmp: 0%\n  hint');
+    assert.equal(e.hint, 'rerun');
   });
 });
 

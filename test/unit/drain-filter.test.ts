@@ -1,7 +1,7 @@
 // kubectl drain's pod filters, as a table: what is evicted, skipped or refused under which flags.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { classifyDrainPods, defaultDrainFlags, type DrainAction, type DrainFlags, type DrainPod } from '../../cmd/engine/drain-filter.js';
+import { classifyDrainPods, defaultDrainFlags, type DrainAction, type DrainFlags, type DrainPod } from '../../cmd/cluster/drain-filter.js';
 
 const now = new Date('2026-01-01T00:10:00Z');
 const pod = (name: string, extra: Partial<DrainPod> = {}): DrainPod => ({

@@ -1,10 +1,12 @@
 // The drain loop against an in-memory DrainCluster and a virtual clock.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { defaultDrainFlags, type DrainPod } from '../../cmd/engine/drain-filter.js';
-import { defaultDrainOptions, drainNode, DrainRefusedError, type Clock, type DrainCluster, type DrainOptions, type DrainProgress } from '../../cmd/engine/drain.js';
+import { defaultDrainFlags, type DrainPod } from '../../cmd/cluster/drain-filter.js';
+import type { Clock } from '../../lib/clock.js';
+import type { DrainCluster } from '../../cmd/cluster/cluster.js';
+import { defaultDrainOptions, drainNode, DrainRefusedError, type DrainOptions, type DrainProgress } from '../../cmd/engine/drain.js';
 import { ExitCode, InterruptedError, TimeoutError } from '../../lib/errors.js';
-import type { EvictionOutcome } from '../../lib/kube.js';
+import type { EvictionOutcome } from '../../lib/kube-objects.js';
 
 const options: DrainOptions = { ...defaultDrainFlags, ...defaultDrainOptions };
 

@@ -4,12 +4,12 @@
 // deleted), and rollback keeps an admin's cordon too.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { defaultDrainFlags } from '../../cmd/engine/drain-filter.js';
+import { defaultDrainFlags } from '../../cmd/cluster/drain-filter.js';
 import { defaultDrainOptions } from '../../cmd/engine/drain.js';
 import { migrateNode, RestartRefusedError, type BoundaryHook, type EngineOptions } from '../../cmd/engine/migrate-node.js';
 import { RestartRequestError, type NodeRestarter } from '../../cmd/engine/restart.js';
 import { rollbackNode } from '../../cmd/engine/rollback-node.js';
-import { readState } from '../../cmd/engine/state.js';
+import { readState } from '../../lib/node-state.js';
 import { ExitCode, PreconditionError, TimeoutError } from '../../lib/errors.js';
 import { ciliumNamespace, FakeEngineCluster, fakeRestarter, instantClock, passingGate } from '../harness/fake-engine-cluster.js';
 
@@ -250,5 +250,92 @@ describe('rollback: uncordon only what we cordoned', () => {
     await rollback(c);
     assert.equal(c.node('w1').unschedulable, false);
     assert.deepEqual(c.log.filter((l) => l.includes('unschedulable')), ['patch w1 unschedulable=true', 'patch w1 unschedulable=false']);
+  });
+});
+
+describe('dry runs: every step and why, nothing changed', () => {
+  it('rollback --dry-run describes each of its steps and writes nothing', async () => {
+    const c = new FakeEngineCluster();
+    c.node('w1').labels[label] = 'true';
+    c.addWorkload('w1', 'web-1');
+    const lines: string[] = [];
+    const r = await rollbackNode(c, 'w1', {
+      runId: 'rb-1', labelKey: label, ciliumNamespace, drain: options(fakeRestarter(c).restarter).drain, restarter: fakeRestarter(c).restarter, dryRun: true,
+      hostImage: 'alpine', verifyNamespace: 'default', verifyImage: 'pause', timeoutsMs: { hostCommand: 60_000, agentRestart: 60_000, nodeRestart: 60_000, verify: 60_000 }, pollMs: 1000,
+    }, instantClock(), { line: (_n, l) => lines.push(l), status: () => {} });
+    assert.equal(r.result, 'dry-run');
+    assert.deepEqual(r.steps.map((s) => s.step), ['cordon', 'drain', 'unlabel', 'restore-cni', 'restart-agent', 'restart-node', 'verify', 'uncordon']);
+    assert.deepEqual(c.log, [], 'nothing changed');
+    assert.deepEqual(c.events, []);
+    assert.deepEqual(c.node('w1').annotations, {});
+    for (const expected of [/^cordon: would cordon w1/, /^drain: would evict 1 pod: app\/web-1/, /^unlabel: would remove io\.cilium\.migration\/cilium-default/, /^restore-cni: would run a privileged pod of alpine on w1/, /^restart-agent: would delete the Cilium agent pod/, /^restart-node: would restart the node \(--restart exec\)/, /^verify: would start a pod on w1 and check its IP is on the legacy network/, /^uncordon: would uncordon w1/]) {
+      assert.ok(lines.some((l) => expected.test(l)), `${expected}: ${lines.join('\n')}`);
+    }
+  });
+
+  it('a migration\'s dry run shows the steps a resumed run would skip as done before', async () => {
+    const c = new FakeEngineCluster();
+    await assert.rejects(migrate(c, fakeRestarter(c).restarter, {}, killAt('label:intent')), Killed);
+    const before = structuredClone(c.node('w1'));
+    c.log = [];
+    const r = await migrate(c, fakeRestarter(c).restarter, { dryRun: true }, undefined, 'run-2');
+    assert.deepEqual(r.steps.filter((s) => s.outcome === 'done-before').map((s) => s.step), ['baseline-gate', 'cordon', 'drain']);
+    assert.deepEqual(c.log, []);
+    assert.deepEqual(c.node('w1'), before);
+  });
+});
+
+describe('restart-node judges the node back by its restart method', () => {
+  /**
+   * `docker restart` of a kind node keeps its bootID, its pod UIDs and its Ready transition: only
+   * the container's start time, kubelet's Starting event and a fresh Ready heartbeat move. The
+   * fake's node never changes bootID here, so the reboot rule would wait until the timeout.
+   */
+  function kindNode(c: FakeEngineCluster) {
+    const restartedAt = new Date('2026-06-01T00:00:00Z'); // after the fake clock's time
+    let started = new Date('2025-12-01T00:00:00Z');
+    let kubelet: Date | undefined;
+    const restarter: NodeRestarter = {
+      method: 'kind',
+      async request(node) {
+        c.log.push(`restart ${node.name}`);
+        started = restartedAt;
+        kubelet = restartedAt;
+        c.node(node.name).readyHeartbeat = new Date(restartedAt.getTime() + 1000);
+        return { detail: 'docker restart' };
+      },
+      containerStartedAt: async () => started,
+    };
+    Object.assign(c, { lastKubeletStart: async () => kubelet });
+    return restarter;
+  }
+
+  it('a migration with --restart kind completes on the container\'s start and kubelet\'s Starting event', async () => {
+    const c = new FakeEngineCluster();
+    const r = await migrate(c, kindNode(c));
+    assert.equal(r.result, 'migrated');
+    assert.equal(c.node('w1').bootID, 'boot-1', 'the bootID never changed');
+    assert.match(r.steps.find((s) => s.step === 'restart-node')!.message, /restarted \(kind\): its container started at 2026-06-01T00:00:00\.000Z and kubelet announced its start/);
+    assert.equal(c.log.filter((l) => l.startsWith('restart ')).length, 1);
+  });
+
+  it('a rollback with --restart kind completes the same way', async () => {
+    const c = new FakeEngineCluster();
+    c.node('w1').labels[label] = 'true';
+    c.newPodIp = '10.244.1.9';
+    const restarter = kindNode(c);
+    const r = await rollbackNode(c, 'w1', {
+      runId: 'rb-1', labelKey: label, ciliumNamespace, drain: options(restarter).drain, restarter,
+      hostImage: 'alpine', verifyNamespace: 'default', verifyImage: 'pause', timeoutsMs: { hostCommand: 60_000, agentRestart: 60_000, nodeRestart: 60_000, verify: 60_000 }, pollMs: 1000,
+    }, instantClock(), quiet);
+    assert.equal(r.result, 'rolled-back');
+    assert.match(r.steps.find((s) => s.step === 'restart-node')!.message, /restarted \(kind\): its container started at 2026-06-01T00:00:00\.000Z and kubelet announced its start/);
+  });
+
+  it('a kind node whose container did not start again is not back, however Ready it looks', async () => {
+    const c = new FakeEngineCluster();
+    const restarter: NodeRestarter = { ...kindNode(c), request: async () => ({ detail: 'docker restart' }) };
+    await assert.rejects(migrate(c, restarter), TimeoutError);
+    assert.equal(c.node('w1').annotations['cilium-migrate.io/phase'], 'restart-node');
   });
 });

@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Readable } from 'node:stream';
-import { interpretEviction, readLimited, ResponseTooLargeError } from '../../lib/kube.js';
+import { readLimited, ResponseTooLargeError } from '../../lib/kube.js';
+import { interpretEviction } from '../../lib/kube-objects.js';
 
 const status = (code: number, message: string, extra: Record<string, unknown> = {}) => ({ kind: 'Status', apiVersion: 'v1', status: 'Failure', code, message, ...extra });
 

@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  cidr, cidrList, ciliumVersion, duration, flagCoercion, gracePeriod, imageReference, integer, labelKey, labelSelector, listCoercion, listenAddress,
-  namespace, nodeName, podCidrLimits, port, ratio, refuseOverlap, requireCompanion, restartCommandTemplate, serviceCidrLimits, timestamp, ValueError, type Parser,
+  choiceList, cidr, cidrList, ciliumVersion, duration, flagCoercion, gracePeriod, imageReference, integer, labelKey, labelSelector, listCoercion, listenAddress,
+  namespace, nodeName, parseDuration, podCidrLimits, port, ratio, refuseOverlap, requireCompanion, restartCommandTemplate, serviceCidrLimits, timestamp, ValueError, type Parser,
 } from '../../lib/flag-values.js';
 import { ExitCode, UsageError } from '../../lib/errors.js';
 
@@ -20,6 +20,11 @@ table('port', port, [['1', 1], ['8473', 8473], ['65535', 65535]], ['0', '65536',
 table('ratio', ratio(), [['0', 0], ['0.95', 0.95], ['1', 1], ['.5', 0.5]], ['1.01', '-0.1', '95%', '', 'abc', 'NaN', 'Infinity']);
 table('ratio above zero', ratio({ aboveZero: true }), [['0.5', 0.5], ['1', 1]], ['0', '0.0']);
 table('duration(1s, 24h)', duration(1000, 86_400_000), [['90s', 90_000], ['10m', 600_000], ['1h30m', 5_400_000], ['600', 600_000], ['24h', 86_400_000]], ['', '-5s', '0s', '0', '500ms', '25h', '10x', '5 m', 'soon', '1d']);
+describe('parseDuration (the one duration parser every duration flag uses)', () => {
+  const cases: [string, number][] = [['90s', 90_000], ['10m', 600_000], ['1h30m', 5_400_000], ['600', 600_000], ['1.5s', 1500], ['250ms', 250], ['2m30s', 150_000]];
+  for (const [text, ms] of cases) it(`${text} = ${ms} ms`, () => assert.equal(parseDuration(text), ms));
+  for (const bad of ['', 'ten', '10x', '5m garbage', '-1s']) it(`is not "${bad}"`, () => assert.equal(parseDuration(bad), undefined));
+});
 table('timestamp', timestamp, [['2026-11-24T10:00:00Z', new Date('2026-11-24T10:00:00Z')], ['2026-11-24T10:00:00.5+01:00', new Date('2026-11-24T09:00:00.500Z')]], ['2026-11-24', 'yesterday', '2026-13-40T99:00:00Z']);
 table('nodeName (DNS-1123 subdomain)', nodeName, [['kind-worker', 'kind-worker'], ['ip-10-0-1-2.eu-west-1.compute.internal', 'ip-10-0-1-2.eu-west-1.compute.internal'], ['a'.repeat(253).replace(/(.{63})/g, '$1.').replace(/\.$/, '').slice(0, 253).replace(/\.$/, 'a'), 'a'.repeat(253).replace(/(.{63})/g, '$1.').replace(/\.$/, '').slice(0, 253).replace(/\.$/, 'a')]], ['', 'Kind-Worker', 'kind_worker', '-w1', 'w1-', 'w1..w2', 'a'.repeat(254), 'w 1', '*']);
 table('namespace (DNS-1123 label)', namespace, [['kube-system', 'kube-system'], ['a', 'a']], ['', 'Kube-System', 'kube.system', 'a'.repeat(64), '-ns']);
@@ -33,6 +38,7 @@ table('restartCommandTemplate', restartCommandTemplate, [['ssh {node} sudo syste
 table('cidr (pod networks)', cidr(podCidrLimits), [['10.245.0.0/16', '10.245.0.0/16'], ['10.0.0.0/8', '10.0.0.0/8'], ['fd00:10:245::/56', 'fd00:10:245::/56']], ['', '10.245.1.7/16', '10.245.0.0/24', '10.245.0.0/28', '0.0.0.0/0', '10.0.0.0/7', '10.245.0.0', '10.245.0.0/99', '300.1.0.0/16', 'fd00::/16']);
 table('cidr (service networks)', cidr(serviceCidrLimits), [['10.96.0.0/12', '10.96.0.0/12'], ['10.96.0.0/24', '10.96.0.0/24']], ['10.96.0.0/30', '10.96.0.1/12']);
 table('cidrList', cidrList(podCidrLimits), [['10.244.0.0/16', ['10.244.0.0/16']], ['10.244.0.0/16, 10.42.0.0/16', ['10.244.0.0/16', '10.42.0.0/16']]], ['', ',', '10.244.0.0/16,oops']);
+table('choiceList', choiceList(['icmp', 'http']), [['icmp', ['icmp']], ['http, icmp', ['http', 'icmp']], ['icmp,icmp', ['icmp']]], ['', ',', 'udp', 'icmp,udp', 'ICMP']);
 table('listenAddress', listenAddress, [[':8080', { host: '127.0.0.1', port: 8080 }], ['0.0.0.0:9000', { host: '0.0.0.0', port: 9000 }], ['[::1]:0', { host: '::1', port: 0 }]], ['localhost', ':70000', '', 'a:b']);
 
 describe('the refusal', () => {

@@ -7,9 +7,8 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { seedOrder } from '../../lab/demo.js';
 import { containerLog, lastLines } from '../../lab/programs/kubelet-api.js';
-import { activeCni, expandVars, nodeHostPaths, programFor } from '../../lab/runtime.js';
-import { matrixOf } from '../../lab/scenario.js';
-import { rowSchema, type CellStats, type Row } from '../../lib/row.js';
+import { activeCni, expandVars, nodeHostPaths, programFor } from '../../lab/runtime-rules.js';
+import { waitUntil } from '../../lab/wait.js';
 
 describe('activeCni', () => {
   const dir = mkdtempSync(join(tmpdir(), 'lab-cni-'));
@@ -103,34 +102,16 @@ describe('seedOrder', () => {
   });
 });
 
-describe('matrixOf', () => {
-  const now = Date.parse('2026-01-01T00:00:10Z');
-  const stats = (protocol: 'icmp' | 'http', ok: boolean, at = now - 500): CellStats => ({
-    protocol, samples: 5, successes: ok ? 5 : 4, successRatio: ok ? 1 : 0.8, rttP50Ms: 1, rttP90Ms: 1, rttP99Ms: 1,
-    firstSampleAt: new Date(now - 9000).toISOString(), lastSampleAt: new Date(at).toISOString(),
-    lastSuccessAt: new Date(ok ? at : at - 1000).toISOString(), lastFailureAt: ok ? null : new Date(at).toISOString(), lastError: ok ? null : 'timeout',
-  });
-  const row = (node: string, overlay: 'legacy' | 'cilium', peers: [string, 'legacy' | 'cilium', boolean][]): { row: Row } => ({
-    row: {
-      schema: rowSchema, generation: 1, generatedAt: '', startedAt: '', intervalMs: 1000, windowMs: 15_000,
-      identity: { node, pod: `agent-${node}`, namespace: 'x', ip: '', overlay, expectedOverlay: overlay, version: '' },
-      cells: peers.map(([peer, o, ok]) => ({ peer: { node: peer, pod: `agent-${peer}`, ip: '', overlay: o }, focus: false, stats: [stats('icmp', true), stats('http', ok)] })),
-    },
-  });
 
-  it('is green when every cell\'s freshest ICMP and HTTP samples succeeded, and counts overlay pairs', () => {
-    const m = matrixOf([row('a', 'legacy', [['b', 'cilium', true]]), row('b', 'cilium', [['a', 'legacy', true]])], now);
-    assert.equal(m.green, true);
-    assert.deepEqual(m.pairs, { 'legacy->cilium': { ok: 1, total: 1 }, 'cilium->legacy': { ok: 1, total: 1 } });
+describe('waitUntil (the lab\'s, the tests\' and the benchmarks\' waiting loop)', () => {
+  it('returns the first value, an error on the way counting as not yet', async () => {
+    let looks = 0;
+    assert.equal(await waitUntil('a value', async () => {
+      if (++looks === 1) throw new Error('not there yet');
+      return looks === 3 ? 'ready' : undefined;
+    }, 5000, 1), 'ready');
   });
-
-  it('is not green with a failing cell, and says which and why', () => {
-    const m = matrixOf([row('a', 'legacy', [['b', 'cilium', false]]), row('b', 'cilium', [['a', 'legacy', true]])], now);
-    assert.equal(m.green, false);
-    assert.deepEqual(m.cells.filter((c) => c.state === 'fail').map((c) => `${c.src}->${c.dst} ${c.error}`), ['a->b http: timeout']);
-  });
-
-  it('is not green while an agent is missing from the rows (an incomplete matrix)', () => {
-    assert.equal(matrixOf([row('a', 'legacy', [['b', 'cilium', true]])], now).green, false);
+  it('names what never came and the last error', async () => {
+    await assert.rejects(waitUntil('the moon', async () => { throw new Error('no moon'); }, 30, 5), /timed out after 0\.03s waiting for the moon \(last error: no moon\)/);
   });
 });

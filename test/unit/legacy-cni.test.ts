@@ -10,12 +10,10 @@ import {
   detectLegacy,
   flannelTunnels,
   imageRepository,
-  legacyRemoval,
-  objectName,
   operatorAutodetectionMethod,
   type LegacyFacts,
-  type LegacyInventory,
 } from '../../cmd/migration/legacy-cni.js';
+import { legacyRemoval, objectName, type LegacyInventory } from '../../cmd/migration/legacy-removal.js';
 import type { k8s } from '../../lib/kube.js';
 
 type Env = { name: string; value?: string; valueFrom?: { configMapKeyRef: { name: string; key: string } } };

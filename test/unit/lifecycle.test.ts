@@ -5,12 +5,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
-import type { NodeView } from '../../cmd/engine/cluster.js';
-import { stateAnnotation } from '../../cmd/engine/state.js';
+import type { NodeView } from '../../cmd/cluster/cluster.js';
+import { stateAnnotation } from '../../lib/node-state.js';
+import { finalizeSteps } from '../../cmd/engine/finalize.js';
 import { clusterStatus, migrationPlan, planWaves, type ClusterSnapshot, type ViewPod } from '../../cmd/migration/cluster-view.js';
 import { ciliumVersionFromImage, finalizeBlockers, stillInMigrationMode } from '../../cmd/migration/finalize.js';
 import { ciliumNodeConfig, parseManifests, preferredNodeConfigVersion } from '../../cmd/migration/node-config.js';
-import { defaultDrainFlags } from '../../cmd/engine/drain-filter.js';
+import { defaultDrainFlags } from '../../cmd/cluster/drain-filter.js';
 import { ExitCode, type CliError } from '../../lib/errors.js';
 
 const node = (name: string, extra: Partial<NodeView> = {}): NodeView => ({
@@ -156,4 +157,14 @@ describe('finalize', () => {
   for (const [image, want] of images) {
     it(`reads Cilium ${want ?? 'no version'} from ${image}`, () => assert.equal(ciliumVersionFromImage(image), want));
   }
+});
+
+describe('finalize as a list of steps', () => {
+  it('checks first without recording anything, and cleans the nodes only when asked and the legacy CNI is known', () => {
+    const names = (cleanupNodes: boolean, kind?: 'flannel') => finalizeSteps({ cleanupNodes }, kind).map((s) => s.name);
+    assert.deepEqual(names(false, 'flannel'), ['check', 'final-values', 'delete-node-config', 'unlabel-nodes', 'remove-legacy-cni']);
+    assert.deepEqual(names(true, 'flannel'), ['check', 'final-values', 'delete-node-config', 'unlabel-nodes', 'remove-legacy-cni', 'cleanup-nodes']);
+    assert.deepEqual(names(true), ['check', 'final-values', 'delete-node-config', 'unlabel-nodes', 'remove-legacy-cni']);
+    assert.equal(finalizeSteps({ cleanupNodes: false }, undefined)[0]!.readOnly, true);
+  });
 });

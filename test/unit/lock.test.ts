@@ -2,7 +2,7 @@
 // whose lock may have lapsed.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { LeaseView } from '../../cmd/engine/cluster.js';
+import type { LeaseView } from '../../cmd/cluster/cluster.js';
 import { acquireLock, decideLock, fencedCluster, formatHolder, LockedError, LockLostError, machineIdentity, parseHolder, type Holder, type LockClock, type Observation } from '../../cmd/engine/lock.js';
 import { inClusterRun } from '../../lib/defaults.js';
 import { ExitCode } from '../../lib/errors.js';

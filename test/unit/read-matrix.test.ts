@@ -2,11 +2,10 @@
 // a limit per request, failures turned into UNKNOWN cells; and the views drawn from the result.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { readMatrix, type AgentPodRef, type RowSource } from '../../cmd/connectivity/read-matrix.js';
+import { readMatrix, type AgentPodRef, type RowSource } from '../../cmd/matrix/read.js';
 import { connectivityReport, htmlView, terminalView, type ConnectivityReport } from '../../cmd/connectivity/views.js';
 import { serveReports } from '../../cmd/connectivity/serve.js';
-import { sinceTime, sinceValue } from '../../cmd/connectivity.js';
-import { listenAddress as parseListenAddress } from '../../lib/flag-values.js';
+import { listenAddress as parseListenAddress, sinceTime, timeOrSpan } from '../../lib/flag-values.js';
 import { baselineFromRecord, matrixGate } from '../../cmd/engine/matrix-gate.js';
 import { evaluateGate } from '../../lib/connectivity-gate.js';
 import { CliError, ExitCode } from '../../lib/errors.js';
@@ -14,6 +13,7 @@ import { assembleMatrix } from '../../lib/reachability.js';
 import { rowSchema, type Row } from '../../lib/row.js';
 
 const now = Date.parse('2026-11-24T12:00:00Z');
+const sinceValue = timeOrSpan(86_400_000);
 const since = new Date(now - 10_000);
 
 function fakeSource(n: number, behave: (pod: AgentPodRef) => 'ok' | 'hang' | 'fail' | 'forbidden' = () => 'ok') {
@@ -136,6 +136,86 @@ describe('matrixGate (the engine\'s gate over the matrix)', () => {
     // The focus check counts only samples since the restart: five since then satisfy M = 3.
     const check = await okGate.check(focusNode('n1'), since, ok.record);
     assert.equal(check.verdict, 'PASS', check.reasons.join('\n'));
+  });
+
+  describe('a wave of 50 nodes among 200 agents', () => {
+    // Each agent probes the 5 nodes after it and every node of the wave, as agents above the
+    // full-mesh size do; every row() call is one pod-proxy GET through the API server.
+    const names = Array.from({ length: 200 }, (_, i) => `n${i}`);
+    const wave = names.slice(0, 50);
+    function waveSource(clock: () => number) {
+      const gets: { pod: string; since: number }[] = [];
+      const source: RowSource = {
+        nodes: async () => names.map((name) => ({ name, ready: true, expectedOverlay: 'legacy' as const })),
+        agents: async () => names.map((name, i) => ({ node: name, pod: `agent-${name}`, namespace: 'cilium-migrate', ip: `10.244.${i}.5`, ready: true })),
+        row: async (pod, from) => {
+          gets.push({ pod: pod.pod, since: from.getTime() });
+          const i = names.indexOf(pod.node);
+          const t = clock();
+          const peers = new Set([...Array.from({ length: 5 }, (_, k) => names[(i + k + 1) % names.length]!), ...wave]);
+          peers.delete(pod.node);
+          const last = new Date(t - 300).toISOString();
+          return {
+            schema: rowSchema, identity: { node: pod.node, pod: pod.pod, namespace: pod.namespace, ip: pod.ip, overlay: 'legacy', expectedOverlay: 'legacy', version: '0.1.0' },
+            generation: 1, generatedAt: new Date(t).toISOString(), startedAt: new Date(t - 600_000).toISOString(), intervalMs: 5000, windowMs: 60_000, since: from.toISOString(),
+            cells: [...peers].map((m) => ({
+              peer: { node: m, pod: `agent-${m}`, ip: '10.244.0.1', overlay: 'legacy' as const }, focus: wave.includes(m),
+              stats: (['icmp', 'http'] as const).map((protocol) => ({ protocol, samples: 4, successes: 4, successRatio: 1, rttP50Ms: 0.4, rttP90Ms: 0.5, rttP99Ms: 0.6, firstSampleAt: from.toISOString(), lastSampleAt: last, lastSuccessAt: last, lastFailureAt: null, lastError: null })),
+            })),
+          } satisfies Row;
+        },
+      };
+      return { source, gets };
+    }
+
+    it('reads the matrix once per gate round for the whole wave: one GET per agent per round, not one per agent per node', async () => {
+      let t = now;
+      const { source, gets } = waveSource(() => t);
+      const gate = matrixGate(source, { policy, concurrency: 32, timeoutMs: 1000, lookbackMs: 10_000, roundMs: 10_000 }, { now: () => t });
+      const waveGate = gate.forWave(wave);
+      const restartedAt = new Date(now - 8000);
+      for (let round = 1; round <= 3; round++) {
+        // Every node of the wave checks within the round, a few at the same moment, the others a little later.
+        const results = await Promise.all(wave.map(async (n, k) => {
+          await new Promise((r) => setTimeout(r, k % 5));
+          return waveGate.check(focusNode(n), restartedAt, undefined, wave.filter((m) => m !== n));
+        }));
+        assert.ok(results.every((r) => r.verdict === 'PASS'), results.find((r) => r.verdict !== 'PASS')?.reasons.join('\n'));
+        assert.equal(gets.length, round * names.length, `after round ${round}: ${gets.length} pod-proxy GETs (${names.length} agents)`);
+        t += 10_000;
+      }
+      // Without sharing: 3 rounds x 50 nodes x 200 agents.
+      const unshared = waveSource(() => t);
+      const plain = matrixGate(unshared.source, { policy, concurrency: 32, timeoutMs: 1000, lookbackMs: 10_000 }, { now: () => t });
+      await Promise.all(wave.map((n) => plain.check(focusNode(n), restartedAt, undefined, wave.filter((m) => m !== n))));
+      assert.equal(unshared.gets.length, wave.length * names.length, 'a gate of its own per node reads the whole matrix per node');
+    });
+
+    it('never gives a node the same read twice, and never counts samples from before its own restart', async () => {
+      let t = now;
+      const { source, gets } = waveSource(() => t);
+      const waveGate = matrixGate(source, { policy, concurrency: 32, timeoutMs: 1000, lookbackMs: 10_000, roundMs: 10_000 }, { now: () => t }).forWave(wave);
+      const early = new Date(now - 8000);
+      await waveGate.check(focusNode('n0'), early);
+      assert.equal(gets.length, 200);
+      // n0's next round, even at once: a read of its own.
+      await waveGate.check(focusNode('n0'), early);
+      assert.equal(gets.length, 400, 'two rounds of one node are two reads');
+      // n1 restarted later than that read counted from: it reads anew, counting from its restart.
+      t += 1000;
+      const later = new Date(now - 2000);
+      await waveGate.check(focusNode('n1'), later);
+      assert.equal(gets.length, 600);
+      assert.ok(gets.slice(400).every((g) => g.since === later.getTime()), 'the new read counts samples since the latest restart of the wave');
+      // n2 (restarted early) shares n1's read: later evidence than its own restart only.
+      await waveGate.check(focusNode('n2'), early);
+      assert.equal(gets.length, 600, 'n2 shares the read n1 started');
+      // A round later the shared read is too old to share.
+      t += 10_000;
+      await waveGate.check(focusNode('n3'), early);
+      assert.equal(gets.length, 800);
+      assert.ok(gets.slice(600).every((g) => g.since === later.getTime()), 'and still counts from the latest restart of the wave');
+    });
   });
 
   it('a baseline record survives JSON (the node annotation) and is read back', () => {

@@ -1,8 +1,9 @@
 // How the engine restarts a node and knows it is back.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { NodeView, PodView } from '../../cmd/engine/cluster.js';
-import { chooseRestartMethod, execRestarter, hostCommandPodName, kindContainer, kindRestarter, observeRestart, parseRuntimeTime, rebootCompletion, rebootRestarter, restartBaseline, restartCompletion, shellQuote, type CommandRunner, type HostCommandPod } from '../../cmd/engine/restart.js';
+import type { HostCommandPod, NodeView, PodView } from '../../cmd/cluster/cluster.js';
+import { hostCommandPodName } from '../../cmd/engine/host-command.js';
+import { chooseRestartMethod, execRestarter, kindContainer, kindRestarter, observeRestart, parseRuntimeTime, rebootCompletion, rebootRestarter, restartBaseline, restartCompletion, shellQuote, type CommandRunner } from '../../cmd/engine/restart.js';
 import { ExitCode, UsageError } from '../../lib/errors.js';
 
 const t0 = new Date('2026-01-01T00:00:00Z');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { retryingUnreachable } from '../../cmd/engine/retry.js';
-import type { Clock } from '../../cmd/engine/drain.js';
+import type { Clock } from '../../lib/clock.js';
 import { NotFoundError, UnreachableError } from '../../lib/errors.js';
 
 function clock(): Clock {

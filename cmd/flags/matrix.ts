@@ -2,9 +2,7 @@
 // and the node engine's matrix gate. Each is parsed (and refused when malformed) by lib/flag-values.
 import { agentNamespace, agentPodSelector, agentPort, defaultConnectivity, limits, migrationLabel } from '../../lib/defaults.js';
 import { duration, flagCoercion, integer, labelSelector, namespace, port, ratio } from '../../lib/flag-values.js';
-import type { GatePolicy } from '../../lib/connectivity-gate.js';
-import type { Kube } from '../../lib/kube.js';
-import { kubeRowSource, type RowSource } from './read-matrix.js';
+import { kubeRowSource, type MatrixSettings } from '../matrix/read.js';
 
 export const matrixFlags = {
   'agent-namespace': { type: 'string', default: agentNamespace, coerce: flagCoercion('agent-namespace', namespace), describe: 'Namespace of the probe agent pods' },
@@ -28,12 +26,6 @@ export interface MatrixArgs {
   'request-timeout': number;
 }
 
-export interface MatrixSettings {
-  policy: GatePolicy;
-  concurrency: number;
-  timeoutMs: number;
-  source: (kube: Kube, labelKey: string) => RowSource & { close(): void };
-}
 
 /** What the (already parsed) flags mean for reading and judging the matrix. */
 export function matrixSettings(args: MatrixArgs): MatrixSettings {

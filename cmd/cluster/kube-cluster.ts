@@ -1,11 +1,12 @@
-// EngineCluster on a real cluster, through lib/kube.
+// The engine's narrow interfaces (cluster.ts) on a real cluster, through lib/kube.
 import { randomBytes } from 'node:crypto';
-import { call, evictPod, k8s, statusCode, type Kube } from '../../lib/kube.js';
+import { call, k8s, statusCode, type Kube } from '../../lib/kube.js';
+import { evictPod } from '../../lib/kube-objects.js';
+import { hostPodAppName, hostPodLabels, hostPodRequestAnnotation } from '../../lib/defaults.js';
 import { NotFoundError } from '../../lib/errors.js';
 import { selectorMatches, type LabelSelector } from '../../lib/selector.js';
-import type { EngineCluster, NodePatch, NodeView, PodView } from './cluster.js';
+import type { KubeCluster, NodePatch, NodeView, PodView } from './cluster.js';
 import type { DrainPod } from './drain-filter.js';
-import { hostPodAppName, hostPodLabels, hostPodRequestAnnotation } from './restart.js';
 
 const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
 
@@ -73,7 +74,8 @@ async function notFoundAsUndefined<T>(fn: () => Promise<T>): Promise<T | undefin
   }
 }
 
-export function kubeEngineCluster(kube: Kube): EngineCluster {
+/** The one adapter of the engine's interfaces over the Kubernetes client. */
+export function kubeEngineCluster(kube: Kube): KubeCluster {
   let cncVersion: string | undefined;
   const listPods = (node: string, labelSelector?: string) =>
     call(kube, `list pods on node ${node}`, () =>

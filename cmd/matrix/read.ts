@@ -1,14 +1,18 @@
-// Reading the matrix: one LIST of nodes, one LIST of agent pods and one GET per agent through the
-// API server's pod proxy, with bounded concurrency and a limit per GET. The transport is a
-// RowSource, so the reading logic is tested with an in-memory one.
+// The reachability matrix as both `connectivity` and the engine's gate see it: read (one LIST of
+// nodes, one LIST of agent pods and one GET per agent through the API server's pod proxy, with
+// bounded concurrency and a limit per GET), assembled and judged by the one gate
+// (lib/connectivity-gate.ts). The transport is a RowSource, so the logic is tested with an
+// in-memory one.
 import { Agent as HttpsAgent } from 'node:https';
 import { CliError, ExitCode } from '../../lib/errors.js';
 import { maxRowBytes } from '../../lib/defaults.js';
 import { k8s, rawRequest, ResponseTooLargeError, translateKubeError, type Kube } from '../../lib/kube.js';
-import { expectedOverlay } from '../../lib/overlay.js';
-import type { AgentRead, MatrixRead, NodeFacts } from '../../lib/reachability.js';
+import { evaluateGate, type GateEvaluation, type GateInput, type GatePolicy } from '../../lib/connectivity-gate.js';
+import { defaultConnectivity } from '../../lib/defaults.js';
+import { expectedOverlay, phaseAnnotation } from '../../lib/node-state.js';
+import { assembleMatrix, type AgentRead, type Matrix, type MatrixRead, type NodeFacts } from '../../lib/reachability.js';
 import { parseRow, type Row } from '../../lib/row.js';
-import { toNodeView } from '../engine/kube-cluster.js';
+import { toNodeView } from '../cluster/kube-cluster.js';
 
 /** An agent pod as the API lists it. */
 export interface AgentPodRef {
@@ -17,6 +21,15 @@ export interface AgentPodRef {
   namespace: string;
   ip: string;
   ready: boolean;
+}
+
+/** How the matrix is read and judged, as the flags say (cmd/flags/matrix.ts). */
+export interface MatrixSettings {
+  policy: GatePolicy;
+  concurrency: number;
+  timeoutMs: number;
+  /** The agents' rows through the API server's pod proxy; `labelKey` says which overlay each node should be on. */
+  source: (kube: Kube, labelKey: string) => RowSource & { close(): void };
 }
 
 /** Where rows come from. */
@@ -83,6 +96,23 @@ export async function readMatrix(source: RowSource, opts: ReadOptions): Promise<
   return { nodes, agents, since: opts.since.getTime(), readAt };
 }
 
+/** How one round reads and judges the matrix. */
+export interface RoundOptions extends ReadOptions, Omit<GateInput, 'matrix'> {}
+
+/**
+ * One round of the gate: every agent's row read, the matrix assembled (stale rows and cells
+ * without fresh samples UNKNOWN, `focus` marked) and judged. `connectivity` and the engine's gate
+ * both judge the matrix this way, and only this way.
+ */
+export async function matrixRound(source: RowSource, opts: RoundOptions): Promise<{ matrix: Matrix; evaluation: GateEvaluation }> {
+  const read = await readMatrix(source, opts);
+  const started = opts.now();
+  const matrix = assembleMatrix(read, { staleRowMs: defaultConnectivity.staleRowSeconds * 1000, focus: opts.focus });
+  const evaluation = evaluateGate({ matrix, focus: opts.focus, baseline: opts.baseline, policy: opts.policy, exclude: opts.exclude, tunnels: opts.tunnels });
+  opts.timing?.(`assemble ${matrix.cells.length} cells and judge them`, opts.now() - started);
+  return { matrix, evaluation };
+}
+
 export interface KubeRowSourceOptions {
   namespace: string;
   selector: string;
@@ -98,7 +128,7 @@ export function kubeRowSource(kube: Kube, opts: KubeRowSourceOptions): RowSource
     close: () => agent.destroy(),
     async nodes() {
       const list = await listJson<k8s.V1NodeList>(kube, 'list nodes', '/api/v1/nodes', agent);
-      return list.items.map(toNodeView).map((n) => ({ name: n.name, ready: n.ready, expectedOverlay: expectedOverlay(n.labels, opts.labelKey, n.annotations['cilium-migrate.io/phase']) }));
+      return list.items.map(toNodeView).map((n) => ({ name: n.name, ready: n.ready, expectedOverlay: expectedOverlay(n.labels, opts.labelKey, n.annotations[phaseAnnotation]) }));
     },
     async agents() {
       const path = `/api/v1/namespaces/${encodeURIComponent(opts.namespace)}/pods?labelSelector=${encodeURIComponent(opts.selector)}`;
