@@ -84,7 +84,7 @@ function buildParser(argv: string[], io: Io, signal: AbortSignal, environment?: 
           output: args.output,
           verbose: args.verbose,
         };
-        await spec.run(makeContext(options, io, signal, environment), args);
+        await spec.run(makeContext(options, io, signal, environment, argv), args);
       },
     }) as unknown as Argv<GlobalOptions>;
   }

@@ -26,16 +26,19 @@ export interface CommandContext {
   readonly options: GlobalOptions;
   readonly io: Io;
   readonly signal: AbortSignal;
+  /** The command line as parsed (after cli.ts normalised it), for a command that passes it on. */
+  readonly argv: readonly string[];
   /** The cluster; the kubeconfig is loaded on first use, so --help never needs one. */
   kube(): Kube;
 }
 
-export function makeContext(options: GlobalOptions, io: Io, signal: AbortSignal, environment?: KubeEnvironment): CommandContext {
+export function makeContext(options: GlobalOptions, io: Io, signal: AbortSignal, environment?: KubeEnvironment, argv: readonly string[] = []): CommandContext {
   let kube: Kube | undefined;
   return {
     options,
     io,
     signal,
+    argv,
     kube: () => (kube ??= connect(options, environment)),
   };
 }

@@ -1,11 +1,13 @@
 // `run`: migrates every node not migrated yet, in plan order (nodes under way, workers, then the
 // control plane), in waves of --max-unavailable (cmd/engine/waves.ts); stops at the first failure
-// with that node's state recorded; a rerun resumes with the nodes left.
+// with that node's state recorded; a rerun resumes with the nodes left. With --in-cluster the same
+// run goes to a Job in the cluster (cmd/in-cluster/).
 import { limits } from '../lib/defaults.js';
 import { flagCoercion, integer } from '../lib/flag-values.js';
 import { defineCommand } from './context.js';
 import { migrateRemaining } from './engine/waves.js';
-import { engineFlags, nodeRunOptions, type NodeArgs } from './flags/engine.js';
+import { checkEngineFlags, engineFlags, nodeRunOptions, type NodeArgs } from './flags/engine.js';
+import { checkInClusterFlags, inClusterCommand, inClusterFlags, runPodContext, type InClusterArgs } from './in-cluster/command.js';
 import { render, stepTable } from './output.js';
 
 export const runCommand = defineCommand({
@@ -14,12 +16,27 @@ export const runCommand = defineCommand({
   builder: (y) =>
     y
       .options(engineFlags)
+      .options(inClusterFlags)
       .option('max-unavailable', { type: 'string', default: '1', coerce: flagCoercion('max-unavailable', integer(1, limits.maxUnavailable)), describe: `Nodes migrated at once: waves of this many, 1-${limits.maxUnavailable} (see plan --max-unavailable); PodDisruptionBudgets still hold` })
       .example('$0 run --max-unavailable 5 --restart exec --restart-command "ssh {node} sudo systemctl reboot"', 'a large cluster, five nodes at a time')
       .example('$0 run --restart exec --restart-command "ssh {node} sudo systemctl reboot"', 'the whole cluster, nodes restarted over ssh')
-      .example('$0 run --dry-run', 'every step for every remaining node, changing nothing'),
+      .example('$0 run --dry-run', 'every step for every remaining node, changing nothing')
+      .example('$0 run --in-cluster --restart reboot --yes', 'the same run as a Job in the cluster; Ctrl-C detaches, --attach follows it again'),
   run: async (ctx, args) => {
-    const results = await migrateRemaining(ctx.kube(), nodeRunOptions(args as unknown as NodeArgs), args['max-unavailable'], ctx.io, ctx.signal);
-    ctx.io.out(render(results, ctx.options.output, stepTable));
+    const ic = args as unknown as InClusterArgs;
+    // Every rule between flags before the cluster is read, also for the flags a run pod gets.
+    checkInClusterFlags(ic);
+    checkEngineFlags(args as unknown as NodeArgs);
+    if (ic['in-cluster']) return inClusterCommand(ctx, ic);
+    // In a run pod, the run's lines also record its progress on its Job.
+    const pod = runPodContext(ctx);
+    try {
+      const results = await migrateRemaining(ctx.kube(), nodeRunOptions(args as unknown as NodeArgs), args['max-unavailable'], pod.ctx.io, ctx.signal);
+      ctx.io.out(render(results, ctx.options.output, stepTable));
+      await pod.done();
+    } catch (err) {
+      await pod.done(err);
+      throw err;
+    }
   },
 });

@@ -1,10 +1,11 @@
 // `status`: where the migration stands, per node and for the cluster.
-import { ciliumNamespace, migrationLabel } from '../lib/defaults.js';
+import { agentNamespace, ciliumNamespace, migrationLabel } from '../lib/defaults.js';
 import { flagCoercion, labelKey, namespace } from '../lib/flag-values.js';
 import { defineCommand } from './context.js';
 import { clusterStatus, readCluster, type ClusterStatus } from './migration/cluster-view.js';
 import { render } from './output.js';
 import { table } from './table.js';
+import { describeRunStatus, readRunStatus } from './in-cluster/status.js';
 
 function human(s: ClusterStatus, wide: boolean): string {
   const header = ['NODE', 'ROLE', 'PHASE', 'OVERLAY', 'PODS LEGACY', 'PODS CILIUM', 'AGENT', ...(wide ? ['LEGACY CIDR', 'CILIUM CIDR', 'CORDONED'] : [])];
@@ -22,9 +23,11 @@ export const statusCommand = defineCommand({
   builder: (y) =>
     y
       .option('label-key', { type: 'string', default: migrationLabel, coerce: flagCoercion('label-key', labelKey), describe: 'Label the CiliumNodeConfig selects on' })
-      .option('cilium-namespace', { type: 'string', default: ciliumNamespace, coerce: flagCoercion('cilium-namespace', namespace), describe: 'Namespace of Cilium: its cilium-config names the cluster-pool CIDRs a pod on a node without a CiliumNode is judged by' }),
+      .option('cilium-namespace', { type: 'string', default: ciliumNamespace, coerce: flagCoercion('cilium-namespace', namespace), describe: 'Namespace of Cilium: its cilium-config names the cluster-pool CIDRs a pod on a node without a CiliumNode is judged by' })
+      .option('agent-namespace', { type: 'string', default: agentNamespace, coerce: flagCoercion('agent-namespace', namespace), describe: 'Namespace of the in-cluster run (run --in-cluster), shown below the nodes when there is one' }),
   run: async (ctx, args) => {
     const status = clusterStatus(await readCluster(ctx.kube(), { ciliumNamespace: args['cilium-namespace'] }), args['label-key']);
-    ctx.io.out(render(status, ctx.options.output, human));
+    const inCluster = await readRunStatus(ctx.kube(), args['agent-namespace']);
+    ctx.io.out(render(inCluster ? { ...status, inClusterRun: inCluster } : status, ctx.options.output, (s, wide) => human(s, wide) + (inCluster ? describeRunStatus(inCluster) : '')));
   },
 });

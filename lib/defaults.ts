@@ -113,3 +113,33 @@ export const defaultConnectivity = {
   /** Above this many nodes the terminal shows the summary and failing cells, not the grid. */
   maxGridNodes: 40,
 };
+
+/**
+ * The in-cluster run (`run --in-cluster`): a Job and its ServiceAccount in the agent namespace,
+ * running the plugin from the project's image (the agent's image, which carries both programs; the
+ * reference manifests/agent/kustomization.yaml names). One fixed name, so `--attach`, `--cancel`,
+ * `status` and `kubectl logs job/cilium-migrate-run` find it without being told.
+ */
+export const inClusterRun = {
+  name: 'cilium-migrate-run',
+  image: 'cilium-migrate-agent:0.1.0',
+  /** Where the image keeps the plugin's bundle (next to the agent's). */
+  pluginPath: '/opt/cilium-migrate/kubectl-cilium_migrate',
+  /** Time a run pod gets to stop at a safe point after SIGTERM (its drain, a cancel) before SIGKILL. */
+  terminationGraceSeconds: 120,
+  /**
+   * Failures of the run pod that count (an eviction does not): each retry resumes from the state
+   * on the nodes, so a few are worth it; a run that keeps failing needs a person.
+   */
+  backoffLimit: 6,
+  /** On the Job: what the run is doing (JSON, written by the run pod). */
+  progressAnnotation: `${annotationPrefix}/progress`,
+  /** On the Job: when `--cancel` asked the run to stop. */
+  cancelAnnotation: `${annotationPrefix}/cancel-requested`,
+  /** The run pod writes its progress at most this often. */
+  progressEveryMs: 2000,
+  /** The follower reads the Job and its pods this often. */
+  pollMs: 2000,
+  /** What the run pod learns from its Job through these variables (the downward API). */
+  env: { job: 'CILIUM_MIGRATE_RUN_JOB', namespace: 'CILIUM_MIGRATE_RUN_NAMESPACE', pod: 'CILIUM_MIGRATE_RUN_POD', podUid: 'CILIUM_MIGRATE_RUN_POD_UID', node: 'CILIUM_MIGRATE_RUN_NODE' },
+} as const;

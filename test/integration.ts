@@ -10,6 +10,8 @@ import './integration/connectivity.test.js';
 import './integration/control-plane.test.js';
 import './integration/control-plane-lifecycle.test.js';
 import './integration/drain.test.js';
+import './integration/in-cluster.test.js';
+import './integration/in-cluster-lab.test.js';
 import './integration/egress-proxy.test.js';
 import './integration/kind-lab.test.js';
 import './integration/lab-cli.test.js';

@@ -20,6 +20,7 @@ import './unit/gate.test.js';
 import './unit/host-command.test.js';
 import './unit/image.test.js';
 import './unit/import-rules.test.js';
+import './unit/in-cluster.test.js';
 import './unit/kube-config.test.js';
 import './unit/krew.test.js';
 import './unit/kube-discovery.test.js';

@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { lockFenceMargin } from '../../lib/defaults.js';
+import { inClusterRun, lockFenceMargin } from '../../lib/defaults.js';
 import { CliError, ExitCode, InterruptedError } from '../../lib/errors.js';
 import type { LeaseStore, LeaseView } from '../cluster/cluster.js';
 import type { Clock } from '../../lib/clock.js';
@@ -130,8 +130,13 @@ const readTrimmed = (file: string) => {
  * process: a hash of /etc/machine-id (never the id itself, as machine-id(5) asks) and the kernel's
  * boot_id. Where they do not exist (macOS), a random id kept in the temporary directory stands in.
  */
-export function machineIdentity(read: (file: string) => string = readTrimmed): { machine: string; boot: string } {
+export function machineIdentity(read: (file: string) => string = readTrimmed, env: NodeJS.ProcessEnv = process.env): { machine: string; boot: string } {
   const hash = (s: string) => createHash('sha256').update(`cilium-migrate:${s}`).digest('hex').slice(0, 16);
+  // A run pod (run --in-cluster): its image's machine-id is every pod's, and pods on one node share
+  // the kernel's boot_id, so neither tells two pods apart, and a pid means nothing across their PID
+  // namespaces. The pod's UID does: a holder of another pod is judged by watching its lease.
+  const pod = env[inClusterRun.env.podUid];
+  if (pod) return { machine: hash(`pod:${pod}`), boot: '' };
   let machine = read('/etc/machine-id') || read('/var/lib/dbus/machine-id');
   if (!machine) {
     const file = join(tmpdir(), 'cilium-migrate', 'machine-id');

@@ -111,12 +111,14 @@ export function labImages(repoRoot: string): ImageSpec[] {
       files: [{ path: '/flannel', from: { bin: 'cni/flannel' } }],
       config: { Cmd: ['/bin/sh'], Env: [path] },
     }),
-    // The Dockerfile's recipe: Node.js 20 (this machine's, which the repository requires), ping, dist/agent.js.
+    // The Dockerfile's recipe: Node.js 20 (this machine's, which the repository requires), ping,
+    // dist/agent.js and the plugin (the in-cluster run's Job runs it from this image).
     image([agentImageReference(repoRoot)], {
       base: 'debian',
       files: [
         { path: '/usr/local/bin/node', from: { host: process.execPath } },
         { path: '/opt/cilium-migrate/agent.js', from: { dist: 'agent.js' } },
+        { path: '/opt/cilium-migrate/kubectl-cilium_migrate', from: { dist: 'kubectl-cilium_migrate' }, mode: 0o755 },
       ],
       config: { Entrypoint: ['node', '/opt/cilium-migrate/agent.js'], Env: [path], User: '1000:1000', ExposedPorts: { '8080/tcp': {} } },
     }),

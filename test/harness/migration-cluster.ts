@@ -6,9 +6,9 @@
 // CiliumNode's spec.ipam.podCIDRs is set to that CIDR: the engine's verify step then checks a real
 // pod's real IP against the CiliumNode, which is the comparison it makes on a real cluster. The
 // local lab (make demo) runs the real switch between two overlays.
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { createSimulatedNodes, installCiliumCrds, kindNodes } from '../../lab/cluster-objects.js';
-import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
+import { defaultBinDir, kwokStageFiles, startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
 import { repoRoot } from './plugin.js';
 import { eventually } from './wait.js';
 
@@ -106,9 +106,15 @@ export async function deploymentsAvailable(cp: ControlPlane, namespace: string):
   return list.items.every((d) => (d.status.availableReplicas ?? 0) === d.spec.replicas);
 }
 
-/** Starts the cluster; `progress` gets the harness's lines. Without `nodeConfig` no CiliumNodeConfig is applied (prepare's job). */
-export async function startMigrationCluster(progress: (line: string) => void, workers = 2, opts: { nodeConfig?: boolean } = {}): Promise<ControlPlane> {
-  const cp = await startControlPlane({ progress });
+/**
+ * Starts the cluster; `progress` gets the harness's lines. Without `nodeConfig` no CiliumNodeConfig
+ * is applied (prepare's job). `kwokCompletesJobs: false` leaves out kwok's pod-complete stage, which
+ * ends a Job's pods as soon as they run (as if their container exited 0 at once): they then run
+ * until deleted or until the test reports their end, as a kubelet does for a long-running container.
+ */
+export async function startMigrationCluster(progress: (line: string) => void, workers = 2, opts: { nodeConfig?: boolean; kwokCompletesJobs?: boolean } = {}): Promise<ControlPlane> {
+  const stages = opts.kwokCompletesJobs === false ? kwokStageFiles(defaultBinDir()).filter((f) => basename(f) !== 'pod-complete.yaml') : undefined;
+  const cp = await startControlPlane({ progress, ...(stages ? { kwokStages: stages } : {}) });
   try {
     await installCiliumCrds(cp);
     await createSimulatedNodes(cp, kindNodes(workers));

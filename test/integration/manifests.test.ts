@@ -81,6 +81,7 @@ describe('manifests on a real API server', () => {
       ['manifests/ciliumnodeconfig.yaml', readFileSync(join(manifests, 'ciliumnodeconfig.yaml'), 'utf8')],
       ['manifests/rbac/plugin.yaml', readFileSync(join(manifests, 'rbac', 'plugin.yaml'), 'utf8')],
       ['manifests/rbac/disable-eviction.yaml', readFileSync(join(manifests, 'rbac', 'disable-eviction.yaml'), 'utf8')],
+      ['manifests/rbac/in-cluster.yaml', readFileSync(join(manifests, 'rbac', 'in-cluster.yaml'), 'utf8')],
     ];
     for (const [name, yaml] of inputs) {
       const docs = parseAllDocuments(yaml).filter((d) => d.contents !== null);

@@ -68,6 +68,7 @@ const badValues: Record<string, string[]> = {
   // images, commands, addresses
   'verify-image': ['', 'pause 3.10'],
   'host-image': ['Alpine', 'alpine@sha256:abc'],
+  'image': ['Cilium-Migrate', 'cilium-migrate-agent@sha256:abc', ''],
   'restart-command': ['sudo reboot', ''],
   'serve': ['localhost', ':70000'],
   // choices
@@ -105,6 +106,11 @@ const badCombinations: [string, string[], RegExp][] = [
   ['node', ['--restart-command', 'ssh {node} sudo reboot'], /--restart-command needs --restart exec/],
   ['node', ['--restart', 'reboot'], /--restart reboot .* needs --yes/],
   ['run', ['--restart', 'reboot'], /--restart reboot .* needs --yes/],
+  ['run', ['--in-cluster', '--restart', 'kind'], /--in-cluster needs --restart reboot, exec or none/],
+  ['run', ['--in-cluster', '--restart', 'exec'], /--restart exec needs --restart-command/],
+  ['run', ['--attach'], /--attach is for the in-cluster run: add --in-cluster/],
+  ['run', ['--cancel'], /--cancel is for the in-cluster run: add --in-cluster/],
+  ['run', ['--in-cluster', '--attach', '--cancel'], /--attach and --cancel: choose one/],
   ['values', ['--cilium-cidr', '10.244.128.0/17'], /--cilium-cidr "10.244.128.0\/17": expected a range that does not overlap --legacy-cidr 10.244.0.0\/16/],
   ['finalize', ['--cleanup-nodes'], /--cleanup-nodes .* needs --yes/],
   ['connectivity', ['--watch', '-o', 'json'], /--watch draws for people/],
@@ -214,6 +220,11 @@ describe('bad input, every command: exit 2, one line, no connection', () => {
   for (const [command, extra, message] of badCombinations) {
     it(`${command} ${extra.join(' ')}: refused before any connection`, async () => refused([...base[command]!, ...extra], message));
   }
+
+  it('run --in-cluster without --restart: refused before any connection (the run pod cannot guess a kind restart)', async () => {
+    await refused(['run', '--in-cluster'], /^error: --in-cluster needs --restart reboot, exec or none /);
+    await refused(['run', '--in-cluster', '--restart', 'none', '--image', 'x y'], /^error: --image "x y": expected an image reference/);
+  });
 
   it('the cases of the issue: --parallelism 10x, --grace-period abc, an empty node name, --drain-timeout=-5s', async () => {
     await refused(['node', 'w1', '--parallelism', '10x'], /^error: --parallelism "10x": expected a whole number from 1 to 100\n$/);

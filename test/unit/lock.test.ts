@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { LeaseView } from '../../cmd/cluster/cluster.js';
 import { acquireLock, decideLock, fencedCluster, formatHolder, LockedError, LockLostError, machineIdentity, parseHolder, type Holder, type LockClock, type Observation } from '../../cmd/engine/lock.js';
+import { inClusterRun } from '../../lib/defaults.js';
 import { ExitCode } from '../../lib/errors.js';
 
 const me: Holder = { host: 'laptop', machine: 'm-laptop', boot: 'b1', pid: 100, run: 'r-me' };
@@ -85,6 +86,26 @@ describe('holder identity', () => {
     assert.ok(!files['/etc/machine-id']!.includes(id.machine));
     assert.equal(id.boot, 'aaaaaaaabbbb');
     assert.notEqual(machineIdentity((f) => (f === '/etc/machine-id' ? 'another' : files[f] ?? '')).machine, id.machine);
+  });
+
+  it('tells two run pods of one image on one node apart by their pod UID, so neither takes the other\'s live lease', () => {
+    // The same image (same machine-id) on the same kernel (same boot_id): only the pod UID differs.
+    const files: Record<string, string> = { '/etc/machine-id': 'baked-into-the-image', '/proc/sys/kernel/random/boot_id': 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee' };
+    const read = (f: string) => files[f] ?? '';
+    const old = machineIdentity(read, { [inClusterRun.env.podUid]: 'uid-old' });
+    const next = machineIdentity(read, { [inClusterRun.env.podUid]: 'uid-new' });
+    assert.notEqual(old.machine, next.machine);
+    assert.notEqual(old.machine, machineIdentity(read, {}).machine, 'a pod is not the machine its image was made on');
+    // Both pods' processes are pid 1 in their own PID namespace: the successor must not ask the pid.
+    const holder: Holder = { host: 'run-old', ...old, pid: 1, run: 'r-old' };
+    const successor: Holder = { host: 'run-new', ...next, pid: 1, run: 'r-new' };
+    const first = decideLock(lease(holder), successor, undefined, 0, alive);
+    assert.equal(first.decision.kind, 'watch', 'another pod\'s lease is watched, never taken or refused on a pid');
+    assert.equal(decideLock(lease(holder), successor, first.observation, 60_000, alive).decision.kind, 'stale', 'taken once it went a whole TTL unrenewed');
+    // Without the pod UID the two would look like one machine and boot, and pid 1 alive: refused.
+    const a: Holder = { host: 'run-old', ...machineIdentity(read, {}), pid: 1, run: 'r-old' };
+    const b: Holder = { host: 'run-new', ...machineIdentity(read, {}), pid: 1, run: 'r-new' };
+    assert.equal(decideLock(lease(a), b, undefined, 0, alive).decision.kind, 'held');
   });
 });
 
