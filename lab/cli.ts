@@ -98,7 +98,7 @@ function claimStateDir(stateDir: string): void {
 }
 
 /** Starts the daemon and waits until the lab is ready, echoing its progress; returns the status. */
-export async function labUp(opts: { stateDir: string; nodes: number; emulated?: boolean; progress?: (line: string) => void; timeoutMs?: number; labJs?: string }): Promise<LabStatus> {
+export async function labUp(opts: { stateDir: string; nodes: number; emulated?: boolean; cilium?: boolean; progress?: (line: string) => void; timeoutMs?: number; labJs?: string }): Promise<LabStatus> {
   requireRoot('up');
   if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > 50) throw new LabError(`--nodes ${opts.nodes}: a lab has 1 to 50 nodes`);
   const progress = opts.progress ?? err;
@@ -113,7 +113,7 @@ export async function labUp(opts: { stateDir: string; nodes: number; emulated?: 
   const fd = openSync(paths.log, 'a');
   // This program again (dist/lab.js, or lab/cli.ts under tsx), unless told which.
   const [script, execArgv] = opts.labJs ? [opts.labJs, []] : [process.argv[1]!, process.execArgv];
-  const child = spawn(process.execPath, [...execArgv, script, 'daemon', '--state-dir', opts.stateDir, '--nodes', String(opts.nodes), ...(opts.emulated ? ['--emulated'] : [])], { detached: true, stdio: ['ignore', fd, fd], env: process.env });
+  const child = spawn(process.execPath, [...execArgv, script, 'daemon', '--state-dir', opts.stateDir, '--nodes', String(opts.nodes), ...(opts.emulated ? ['--emulated'] : []), ...(opts.cilium === false ? ['--no-cilium'] : [])], { detached: true, stdio: ['ignore', fd, fd], env: process.env });
   closeSync(fd);
   child.unref();
   let exited: number | string | undefined;
@@ -239,8 +239,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('state-dir', stateOption)
     .command('up', 'Bring the lab up and leave it running', (y) => y
       .option('nodes', nodesOption)
-      .option('emulated', { type: 'boolean', default: false, describe: 'The earlier lab with emulated nodes (make demo uses it until real Cilium runs)' }), async (a) => {
-      const st = await labUp({ stateDir: a['state-dir'], nodes: a.nodes, emulated: a.emulated });
+      .option('emulated', { type: 'boolean', default: false, describe: 'The earlier lab with emulated nodes (make demo uses it until real Cilium runs)' })
+      .option('cilium', { type: 'boolean', default: true, describe: 'Install Cilium in migration mode (--no-cilium: the cluster as it was before Cilium came)' }), async (a) => {
+      const st = await labUp({ stateDir: a['state-dir'], nodes: a.nodes, emulated: a.emulated, cilium: a.cilium });
       out(`lab up: ${st.nodes.map((n) => n.name).join(', ')}`);
       out(`kubeconfig: ${st.kubeconfig}`);
       out(`  export KUBECONFIG=${st.kubeconfig}`);
@@ -279,11 +280,11 @@ export async function main(argv: string[]): Promise<number> {
     .command('demo', 'Bring a lab up, migrate it to Cilium with the plugin as the seed does, print the matrix after every step, tear it down', (y) => y.option('nodes', nodesOption), async (a) => {
       code = await runDemo({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), labUp: (x) => labUp({ ...x, emulated: true }), labDown, out, err });
     })
-    .command('daemon', false, (y) => y.option('nodes', nodesOption).option('emulated', { type: 'boolean', default: false }), async (a) => {
+    .command('daemon', false, (y) => y.option('nodes', nodesOption).option('emulated', { type: 'boolean', default: false }).option('cilium', { type: 'boolean', default: true }), async (a) => {
       requireRoot('up');
       const log = (line: string) => process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
       if (a.emulated) await runDaemon({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), log });
-      else await runKindDaemon({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), log });
+      else await runKindDaemon({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), log, cilium: a.cilium });
     })
     .demandCommand(1, 'name a command; see --help')
     .strict()

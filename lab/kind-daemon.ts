@@ -23,6 +23,8 @@ export interface KindDaemonOptions {
   distDir: string;
   log: (line: string) => void;
   nginxReplicas?: number;
+  /** Install Cilium in migration mode (default true). */
+  cilium?: boolean;
 }
 
 interface PodItem {
@@ -153,7 +155,7 @@ export async function runKindDaemon(o: KindDaemonOptions): Promise<void> {
       return [group, dir];
     })) as Record<'control-plane' | 'node' | 'cilium-chart' | 'cilium', string>;
     lab = await KindLab.up({
-      stateDir: o.stateDir, nodes: o.nodes, distDir: o.distDir, log: o.log, nginxReplicas: o.nginxReplicas ?? 10, signal: starting.signal,
+      stateDir: o.stateDir, nodes: o.nodes, distDir: o.distDir, log: o.log, nginxReplicas: o.nginxReplicas ?? 10, cilium: o.cilium ?? true, signal: starting.signal,
       binDir: dirs['control-plane'], nodeBinDir: dirs.node, ciliumBinDir: dirs.cilium, chartDir: dirs['cilium-chart'],
     });
     for (const n of lab.nodes.values()) nodeSockets.push(await nodeSocket(join(n.o.dir, 'lab', 'node.sock'), () => {
