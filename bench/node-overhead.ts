@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { installCiliumCrds } from '../lab/cluster-objects.js';
 import { createSimulatedNodes } from '../lab/cluster-objects.js';
 import { startControlPlane, type ControlPlane } from '../lab/control-plane.js';
-import { ciliumDaemonSet, createCiliumNodes } from '../test/harness/migration-cluster.js';
+import { ciliumStandIn, createCiliumNodes } from '../test/harness/migration-cluster.js';
 import { repoRoot, runPlugin } from '../test/harness/plugin.js';
 import { countedUser, dispatchedByFlowSchema, waitFor } from './apiserver-requests.js';
 import { benchRun, controlPlaneVersions, spread } from './report.js';
@@ -24,7 +24,7 @@ async function main(): Promise<void> {
     const all = [0, 20].flatMap((p) => Array.from({ length: runs }, (_, r) => names(p, r)).flat());
     await installCiliumCrds(cp);
     await createSimulatedNodes(cp, all.map((name) => ({ name, role: 'worker' as const })));
-    await cp.kubectl(['apply', '-f', '-'], { input: ciliumDaemonSet });
+    await cp.kubectl(['apply', '-f', '-'], { input: ciliumStandIn() });
     await createCiliumNodes(cp, (_n, podCIDR) => [podCIDR]);
     await cp.kubectl(['apply', '--server-side', '-f', join(repoRoot, 'manifests', 'ciliumnodeconfig.yaml')]);
     // 20 pods on each node of the "20 pods" runs: one Deployment per node, pinned by nodeName.

@@ -12,19 +12,26 @@ import { defaultBinDir, kwokStageFiles, startControlPlane, type ControlPlane } f
 import { repoRoot } from './plugin.js';
 import { eventually } from './wait.js';
 
-export const ciliumDaemonSet = `
+/**
+ * A stand-in for Cilium's agent DaemonSet where real Cilium does not run: the `cilium` DaemonSet
+ * labelled k8s-app=cilium that the engine restarts and the cluster-state gate waits for.
+ */
+export function ciliumStandIn(opts: { namespace?: string; image?: string; gracePeriodSeconds?: number } = {}): string {
+  return `
 apiVersion: apps/v1
 kind: DaemonSet
-metadata: {name: cilium, namespace: kube-system, labels: {k8s-app: cilium}}
+metadata: {name: cilium, namespace: ${opts.namespace ?? 'kube-system'}, labels: {k8s-app: cilium}}
 spec:
   selector: {matchLabels: {k8s-app: cilium}}
   template:
     metadata: {labels: {k8s-app: cilium}}
     spec:
       hostNetwork: true
-      tolerations: [{operator: Exists}]
-      containers: [{name: cilium-agent, image: quay.io/cilium/cilium:v1.18.0}]
+      tolerations: [{operator: Exists}]${opts.gracePeriodSeconds === undefined ? '' : `
+      terminationGracePeriodSeconds: ${opts.gracePeriodSeconds}`}
+      containers: [{name: cilium-agent, image: ${opts.image ?? 'quay.io/cilium/cilium:v1.18.0'}}]
 `;
+}
 
 /** Flannel as the seed has it (DaemonSet and kube-flannel-cfg), and Cilium's config in migration mode. */
 export const legacyAndCiliumConfig = `
@@ -118,7 +125,7 @@ export async function startMigrationCluster(progress: (line: string) => void, wo
   try {
     await installCiliumCrds(cp);
     await createSimulatedNodes(cp, kindNodes(workers));
-    await cp.kubectl(['apply', '-f', '-'], { input: ciliumDaemonSet });
+    await cp.kubectl(['apply', '-f', '-'], { input: ciliumStandIn() });
     await createCiliumNodes(cp, (_n, podCIDR) => [podCIDR]);
     if (opts.nodeConfig ?? true) await cp.kubectl(['apply', '--server-side', '-f', join(repoRoot, 'manifests', 'ciliumnodeconfig.yaml')]);
     await cp.kubectl(['create', 'deployment', 'nginx', '--image', 'nginx', '--port', '80', '--replicas', '10']);

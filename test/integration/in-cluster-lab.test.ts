@@ -21,26 +21,14 @@ import { ciliumCrdsFile } from '../../lab/cluster-objects.js';
 import { defaultBinDir } from '../../lab/control-plane.js';
 import { statePaths } from '../../lab/daemon.js';
 import { inClusterRun } from '../../lib/defaults.js';
+import { ciliumStandIn } from '../harness/migration-cluster.js';
 import { repoRoot, runPlugin } from '../harness/plugin.js';
 
 const labJs = join(repoRoot, 'dist', 'lab.js');
 const kubectlBin = join(defaultBinDir(), 'kubectl');
 const ns = 'cilium-migrate';
 
-const standIns = `
-apiVersion: apps/v1
-kind: DaemonSet
-metadata: {name: cilium, namespace: kube-system, labels: {k8s-app: cilium}}
-spec:
-  selector: {matchLabels: {k8s-app: cilium}}
-  template:
-    metadata: {labels: {k8s-app: cilium}}
-    spec:
-      hostNetwork: true
-      tolerations: [{operator: Exists}]
-      terminationGracePeriodSeconds: 1
-      containers: [{name: cilium-agent, image: registry.k8s.io/pause:3.10}]
----
+const standIns = `${ciliumStandIn({ image: 'registry.k8s.io/pause:3.10', gracePeriodSeconds: 1 })}---
 apiVersion: v1
 kind: Namespace
 metadata: {name: ${ns}}

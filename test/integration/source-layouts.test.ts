@@ -21,7 +21,7 @@ import { installCalicoCrds } from '../../lab/calico-crds.js';
 import { createSimulatedNodes, installCiliumCrds, kindNodes } from '../../lab/cluster-objects.js';
 import { startControlPlane, type ControlPlane } from '../../lab/control-plane.js';
 import { ExitCode } from '../../lib/errors.js';
-import { createAgentDaemonSet, deploymentsAvailable } from '../harness/migration-cluster.js';
+import { ciliumStandIn, createAgentDaemonSet, deploymentsAvailable } from '../harness/migration-cluster.js';
 import { repoRoot, runPlugin } from '../harness/plugin.js';
 import { progress } from '../harness/shared-cluster.js';
 import { eventually } from '../harness/wait.js';
@@ -120,19 +120,7 @@ apiVersion: v1
 kind: ConfigMap
 metadata: {name: cilium-config, namespace: cilium}
 data: {custom-cni-conf: "true", ipam: cluster-pool, cluster-pool-ipv4-cidr: 10.245.0.0/16, routing-mode: tunnel, tunnel-protocol: vxlan, tunnel-port: "8473"}
----
-apiVersion: apps/v1
-kind: DaemonSet
-metadata: {name: cilium, namespace: cilium, labels: {k8s-app: cilium}}
-spec:
-  selector: {matchLabels: {k8s-app: cilium}}
-  template:
-    metadata: {labels: {k8s-app: cilium}}
-    spec:
-      hostNetwork: true
-      tolerations: [{operator: Exists}]
-      containers: [{name: cilium-agent, image: quay.io/cilium/cilium:v1.18.0}]
----
+---${ciliumStandIn({ namespace: 'cilium' })}---
 apiVersion: v1
 kind: Namespace
 metadata: {name: cilium-migrate}
