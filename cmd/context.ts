@@ -20,6 +20,11 @@ export interface Io {
   out(text: string): void;
   err(text: string): void;
   readonly isTTY: boolean;
+  /**
+   * What the first Ctrl-C does from now on, as the plugin tells it ("stopping at the next safe
+   * point" unless a command says otherwise, e.g. a detach that leaves a run going on).
+   */
+  onInterrupt?(meaning: string): void;
 }
 
 export interface CommandContext {

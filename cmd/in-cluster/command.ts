@@ -135,6 +135,8 @@ const knownCodes = new Set<number>(Object.values(ExitCode));
 
 async function follow(ctx: CommandContext, kube: Kube, ns: string, mode: 'start' | 'attach' | 'cancel'): Promise<void> {
   const say = (line: string) => ctx.io.err(`${line}\n`);
+  // Ctrl-C here leaves the run going: the first one detaches, it does not stop anything.
+  ctx.io.onInterrupt?.(mode === 'cancel' ? 'no longer waiting for the run to stop; it still stops at its next safe point' : `detaching; the run goes on in ${where(ns)}`);
   const r = await followRun(source(kube, ns), say, systemClock, ctx.signal, inClusterRun.pollMs);
   switch (r.end) {
     case 'detached':

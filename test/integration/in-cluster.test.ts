@@ -96,6 +96,9 @@ describe('run --in-cluster on a real control plane', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /job cilium-migrate\/cilium-migrate-run created/);
     assert.match(r.stderr, /detached: the run goes on in the cluster/);
+    // Ctrl-C said what it does here (detach), not what it does elsewhere (stop the run).
+    assert.match(r.stderr, /SIGINT: detaching; the run goes on in job cilium-migrate\/cilium-migrate-run/);
+    assert.doesNotMatch(r.stderr, /stopping at the next safe point/);
     assert.match(r.stderr, /run --in-cluster --attach/);
     const j = await job();
     assert.ok(j && !j.spec.suspend, 'the Job goes on');
