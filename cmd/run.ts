@@ -5,9 +5,11 @@
 import { limits } from '../lib/defaults.js';
 import { flagCoercion, integer } from '../lib/flag-values.js';
 import { defineCommand } from './context.js';
-import { migrateRemaining } from './engine/waves.js';
+import type { NodeView } from './cluster/cluster.js';
+import { migrateRemaining, remainingWaves } from './engine/waves.js';
 import { checkEngineFlags, engineFlags, nodeRunOptions, type NodeArgs } from './flags/engine.js';
 import { checkInClusterFlags, inClusterCommand, inClusterFlags, runPodContext, type InClusterArgs } from './in-cluster/command.js';
+import { refuseStrandedWaves } from './in-cluster/room.js';
 import { render, stepTable } from './output.js';
 
 export const runCommand = defineCommand({
@@ -27,11 +29,20 @@ export const runCommand = defineCommand({
     // Every rule between flags before the cluster is read, also for the flags a run pod gets.
     checkInClusterFlags(ic);
     checkEngineFlags(args as unknown as NodeArgs);
-    if (ic['in-cluster']) return inClusterCommand(ctx, ic);
+    const maxUnavailable = args['max-unavailable'];
+    if (ic['in-cluster']) {
+      // Before the Job exists: every wave must leave its pod a node to move to.
+      if (!ic.attach && !ic.cancel && !ic['dry-run']) {
+        const { waves, snap } = await remainingWaves(ctx.kube(), nodeRunOptions(args as unknown as NodeArgs), maxUnavailable);
+        refuseStrandedWaves(waves, snap.nodes, maxUnavailable);
+      }
+      return inClusterCommand(ctx, ic);
+    }
     // In a run pod, the run's lines also record its progress on its Job.
     const pod = runPodContext(ctx);
     try {
-      const results = await migrateRemaining(ctx.kube(), nodeRunOptions(args as unknown as NodeArgs), args['max-unavailable'], pod.ctx.io, ctx.signal);
+      const check = pod.inPod ? (waves: string[][], snap: { nodes: NodeView[] }) => refuseStrandedWaves(waves, snap.nodes, maxUnavailable) : undefined;
+      const results = await migrateRemaining(ctx.kube(), nodeRunOptions(args as unknown as NodeArgs), maxUnavailable, pod.ctx.io, ctx.signal, check);
       ctx.io.out(render(results, ctx.options.output, stepTable));
       await pod.done();
     } catch (err) {

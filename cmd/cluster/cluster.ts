@@ -21,6 +21,8 @@ export interface NodeView {
   /** The legacy (Kubernetes) pod CIDRs of the node. */
   podCIDRs: string[];
   controlPlane: boolean;
+  /** The node's taints (key and effect); absent where a source does not carry them. */
+  taints?: { key: string; effect: string }[] | undefined;
 }
 
 export interface PodView {

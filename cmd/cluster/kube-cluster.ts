@@ -48,6 +48,7 @@ export function toNodeView(node: k8s.V1Node): NodeView {
     readyHeartbeat: ready?.lastHeartbeatTime ? new Date(ready.lastHeartbeatTime) : undefined,
     podCIDRs: node.spec?.podCIDRs ?? (node.spec?.podCIDR ? [node.spec.podCIDR] : []),
     controlPlane: 'node-role.kubernetes.io/control-plane' in labels || 'node-role.kubernetes.io/master' in labels,
+    taints: (node.spec?.taints ?? []).map((t) => ({ key: t.key, effect: t.effect })),
   };
 }
 

@@ -7,13 +7,12 @@ import { defaultConnectivity } from '../../lib/defaults.js';
 import { InterruptedError } from '../../lib/errors.js';
 import { call, serverVersion, type Kube } from '../../lib/kube.js';
 import { newRunId } from '../../lib/run-id.js';
-import type { DrainFlags } from '../cluster/drain-filter.js';
 import type { EngineCluster } from '../cluster/cluster.js';
 import { toNodeView } from '../cluster/kube-cluster.js';
 import type { Io } from '../context.js';
 import type { MatrixSettings } from '../matrix/read.js';
 import { readOverlayTunnels } from '../migration/cilium-config.js';
-import { migrationPlan, planWaves, readCluster } from '../migration/cluster-view.js';
+import { migrationPlan, planWaves, readCluster, type ClusterSnapshot, type PlannedNode } from '../migration/cluster-view.js';
 import { clusterStateGate, type Gate } from './gate.js';
 import { matrixGate } from './matrix-gate.js';
 import { migrateNode, type EngineOptions, type EngineReporter, type NodeResult } from './migrate-node.js';
@@ -118,18 +117,25 @@ export async function migrateNodes(kube: Kube, opts: NodeRunOptions, waves: stri
   });
 }
 
+/** The nodes `run` would migrate now, in plan order, and their waves of up to `maxUnavailable`. */
+export async function remainingWaves(kube: Kube, opts: Pick<NodeRunOptions, 'steps'>, maxUnavailable: number): Promise<{ plan: PlannedNode[]; waves: string[][]; snap: ClusterSnapshot }> {
+  const snap = await readCluster(kube, { ciliumNamespace: opts.steps.ciliumNamespace });
+  const plan = migrationPlan(snap, opts.steps.drain, maxUnavailable, new Date());
+  return { plan, waves: planWaves(plan), snap };
+}
+
 /**
  * `run`: every node not migrated yet, in plan order (nodes under way, workers, then the control
- * plane), in waves of up to `maxUnavailable`; a rerun resumes with the nodes left.
+ * plane), in waves of up to `maxUnavailable`; a rerun resumes with the nodes left. `check` may
+ * refuse the waves before anything is done (a run pod checks it can hand over in each).
  */
-export async function migrateRemaining(kube: Kube, opts: NodeRunOptions, maxUnavailable: number, io: Io, signal: AbortSignal): Promise<NodeResult[]> {
-  const flags: DrainFlags = opts.steps.drain;
-  const plan = migrationPlan(await readCluster(kube, { ciliumNamespace: opts.steps.ciliumNamespace }), flags, maxUnavailable, new Date());
+export async function migrateRemaining(kube: Kube, opts: NodeRunOptions, maxUnavailable: number, io: Io, signal: AbortSignal, check?: (waves: string[][], snap: ClusterSnapshot) => void): Promise<NodeResult[]> {
+  const { plan, waves, snap } = await remainingWaves(kube, opts, maxUnavailable);
   if (plan.length === 0) {
     io.err('every node is migrated: nothing to do (next: kubectl cilium-migrate finalize)\n');
     return [];
   }
-  const waves = planWaves(plan);
+  check?.(waves, snap);
   io.err(`migrating ${plan.length} node${plan.length === 1 ? '' : 's'} in this order: ${plan.map((p) => p.node).join(', ')}` + (maxUnavailable > 1 ? ` (${waves.length} waves of up to ${maxUnavailable})` : '') + '\n');
   return migrateNodes(kube, opts, waves, io, signal);
 }

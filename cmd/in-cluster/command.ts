@@ -165,14 +165,15 @@ async function follow(ctx: CommandContext, kube: Kube, ns: string, mode: 'start'
  * In a run pod (its Job's variables set): the run's Io, which also records the progress on the
  * Job; elsewhere `ctx` as it is. `done` writes the last progress, with how the run ended.
  */
-export function runPodContext(ctx: CommandContext, env: NodeJS.ProcessEnv = process.env): { ctx: CommandContext; done(err?: unknown): Promise<void> } {
+export function runPodContext(ctx: CommandContext, env: NodeJS.ProcessEnv = process.env): { ctx: CommandContext; inPod: boolean; done(err?: unknown): Promise<void> } {
   const job = env[inClusterRun.env.job];
   const ns = env[inClusterRun.env.namespace];
-  if (!job || !ns) return { ctx, done: async () => {} };
+  if (!job || !ns) return { ctx, inPod: false, done: async () => {} };
   const write = (p: unknown) => patchJob(ctx.kube(), ns, job, { metadata: { annotations: { [inClusterRun.progressAnnotation]: JSON.stringify(p) } } });
   const progress = progressIo(ctx.io, { pod: env[inClusterRun.env.pod] ?? hostname(), podNode: env[inClusterRun.env.node] ?? '' }, write, systemClock, inClusterRun.progressEveryMs);
   return {
     ctx: { ...ctx, io: progress.io, kube: () => ctx.kube() },
+    inPod: true,
     done: (err) => progress.close(err === undefined ? 'the run finished' : `stopped: ${err instanceof Error ? err.message : String(err)}`),
   };
 }

@@ -98,7 +98,7 @@ function keepNode(n: Record<string, unknown>): k8s.V1Node {
   const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
   return {
     metadata: { name: node.metadata?.name, uid: node.metadata?.uid, labels: node.metadata?.labels, annotations: node.metadata?.annotations },
-    spec: { unschedulable: node.spec?.unschedulable, providerID: node.spec?.providerID, podCIDR: node.spec?.podCIDR, podCIDRs: node.spec?.podCIDRs },
+    spec: { unschedulable: node.spec?.unschedulable, providerID: node.spec?.providerID, podCIDR: node.spec?.podCIDR, podCIDRs: node.spec?.podCIDRs, taints: node.spec?.taints?.map((t) => ({ key: t.key, effect: t.effect })) },
     status: {
       conditions: ready ? [{ type: ready.type, status: ready.status, lastTransitionTime: ready.lastTransitionTime }] : [],
       addresses: node.status?.addresses,

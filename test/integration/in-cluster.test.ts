@@ -91,6 +91,18 @@ describe('run --in-cluster on a real control plane', () => {
     await assert.rejects(cp.kubectl(['-n', ns, 'get', 'serviceaccount', inClusterRun.name]), /NotFound/);
   });
 
+  it('refuses waves that would cordon every node a run pod can run on, before it creates anything', async () => {
+    const nodes = (await cp.get<{ items: { metadata: { name: string; labels?: Record<string, string> }; spec: { taints?: { effect: string }[] } }[] }>('/api/v1/nodes')).items;
+    const hosts = nodes.filter((n) => !(n.spec.taints ?? []).some((t) => t.effect === 'NoSchedule' || t.effect === 'NoExecute')).map((n) => n.metadata.name).sort();
+    assert.ok(hosts.length >= 2, `two nodes a run pod can go to: ${hosts.join(', ')}`);
+    const r = await plugin(['run', '--in-cluster', ...runFlags, '--max-unavailable', String(hosts.length)]);
+    assert.equal(r.code, ExitCode.precondition, r.stderr);
+    assert.match(r.stderr, new RegExp(`wave 1 \\(${hosts.join(', ')}\\) would cordon every node a run pod can run on`));
+    assert.match(r.stderr, new RegExp(`--max-unavailable ${hosts.length - 1} or less`));
+    assert.equal(await job(), undefined);
+    await assert.rejects(cp.kubectl(['-n', ns, 'get', 'serviceaccount', inClusterRun.name]), /NotFound/);
+  });
+
   it('starts the Job, follows it, detaches on Ctrl-C (the Job goes on), and refuses a second run', async () => {
     const r = await startAndDetach(['run', '--in-cluster', ...runFlags]);
     assert.equal(r.code, 0, r.stderr);

@@ -11,9 +11,12 @@ import { followRun, type RunSource } from '../../cmd/in-cluster/follow.js';
 import { forwardedArgs, hopelessExitCodes, objectsYaml, runObjects } from '../../cmd/in-cluster/objects.js';
 import { foldLine, progressIo, readProgress, type RunProgress } from '../../cmd/in-cluster/progress.js';
 import { describeRunStatus, runStatus } from '../../cmd/in-cluster/status.js';
+import { refuseStrandedWaves, strandedMessage, strandedWaves } from '../../cmd/in-cluster/room.js';
+import type { NodeView } from '../../cmd/cluster/cluster.js';
 import { normalizeArgv } from '../../cmd/cli.js';
 import { inClusterRun, migrationLabel } from '../../lib/defaults.js';
-import { ExitCode } from '../../lib/errors.js';
+import { ExitCode, PreconditionError } from '../../lib/errors.js';
+import { stateAnnotation } from '../../lib/node-state.js';
 import type { JobView, RunPodView } from '../../lib/kube-jobs.js';
 import { repoRoot } from '../harness/plugin.js';
 
@@ -246,5 +249,42 @@ describe('status: the in-cluster run', () => {
     const failed = runStatus(jobView({ finished: { outcome: 'Failed', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit' } }), []);
     assert.equal(failed.state, 'failed');
     assert.match(describeRunStatus(failed), /BackoffLimitExceeded: Job has reached the specified backoff limit/);
+  });
+});
+
+describe('run --in-cluster: every wave leaves the run pod a node to move to', () => {
+  const node = (name: string, o: Partial<NodeView> = {}): NodeView => ({ name, uid: name, unschedulable: false, labels: {}, annotations: {}, providerID: '', bootID: '', ready: true, podCIDRs: [], controlPlane: false, taints: [], ...o });
+  const cp = node('kind-control-plane', { controlPlane: true, taints: [{ key: 'node-role.kubernetes.io/control-plane', effect: 'NoSchedule' }] });
+  const kind = [cp, node('kind-worker'), node('kind-worker2')];
+
+  it('refuses a wave of every worker when the control plane is tainted (kind at --max-unavailable 2), and names the largest that works', () => {
+    const stranded = strandedWaves([['kind-worker', 'kind-worker2'], ['kind-control-plane']], kind);
+    assert.deepEqual(stranded.map((w) => w.wave), [1]);
+    const { message, hint } = strandedMessage(stranded, 2);
+    assert.match(message, /^wave 1 \(kind-worker, kind-worker2\) would cordon every node a run pod can run on \(kind-worker, kind-worker2\)/);
+    assert.match(hint, /--max-unavailable 1 or less/);
+    assert.throws(() => refuseStrandedWaves([['kind-worker', 'kind-worker2'], ['kind-control-plane']], kind, 2), (e: Error & { exitCode?: number }) => e instanceof PreconditionError);
+  });
+  it('accepts one node at a time, and the control plane\'s own wave (the workers are hosts again)', () => {
+    assert.deepEqual(strandedWaves([['kind-worker'], ['kind-worker2'], ['kind-control-plane']], kind), []);
+  });
+  it('a single worker: no wave can hand over; the hint says to run from a terminal', () => {
+    const stranded = strandedWaves([['kind-worker'], ['kind-control-plane']], [cp, node('kind-worker')]);
+    assert.deepEqual(stranded.map((w) => w.wave), [1]);
+    assert.match(strandedMessage(stranded, 1).hint, /run it from a terminal/);
+  });
+  it('a node cordoned by its admin, NotReady or with NoExecute is no host; PreferNoSchedule is', () => {
+    const nodes = [node('a'), node('b', { unschedulable: true }), node('c', { ready: false }), node('d', { taints: [{ key: 'x', effect: 'NoExecute' }] })];
+    assert.deepEqual(strandedWaves([['a']], nodes).map((w) => w.hosts), [['a']]);
+    assert.deepEqual(strandedWaves([['a']], [...nodes, node('e', { taints: [{ key: 'y', effect: 'PreferNoSchedule' }] })]), []);
+  });
+  it('a node our migration cordoned is a host again once its wave is done; one its admin cordoned is not', () => {
+    const ours = node('a', { unschedulable: true, annotations: { [stateAnnotation]: JSON.stringify({ v: 1, startedBy: 'r', lastRun: 'r', startedAt: '2026-01-01T00:00:00Z', wasUnschedulable: false, cordonedByUs: true, bootID: '', steps: {} }) } });
+    assert.deepEqual(strandedWaves([['a'], ['b']], [ours, node('b')]), []);
+    // The node controller taints a cordoned node (node.kubernetes.io/unschedulable) and a NotReady
+    // one, mid-restart: those follow the cordon and readiness, which end with the wave.
+    const tainted = { ...ours, ready: false, taints: [{ key: 'node.kubernetes.io/unschedulable', effect: 'NoSchedule' }, { key: 'node.kubernetes.io/not-ready', effect: 'NoExecute' }] };
+    assert.deepEqual(strandedWaves([['a'], ['b']], [tainted, node('b')]), []);
+    assert.deepEqual(strandedWaves([['a'], ['b']], [node('a', { unschedulable: true }), node('b')]).map((w) => w.wave), [2]);
   });
 });
