@@ -369,8 +369,9 @@ describe('the real-node lab: kind without docker', () => {
     assert.equal((await k(['delete', 'pod', 'on-cilium', 'on-flannel', '--wait=false'])).code, 0);
   });
 
-  it('`rollback kind-worker` returns it to Flannel: files restored while its agent applies the node config are renamed back at once (the earlier order); after the agent restart they hold, and a new pod gets a Flannel address and reaches a pod on Cilium and back', async () => {
+  it('`rollback kind-worker` returns it to Flannel: files restored while its agent applies the node config are renamed back at once (the earlier order); after the agent restart they hold, and a new pod gets a Flannel address and reaches a pod on Cilium and back', async (t) => {
     const name = 'kind-worker';
+    const note = (line: string) => (progress(line), t.diagnostic(line));
     const other = 'kind-worker2';
     const docker = join(stateDir, 'bin', 'docker');
     const sh = (on: string, script: string) => execFileSync(docker, ['exec', on, 'sh', '-c', script], { encoding: 'utf8' });
@@ -409,18 +410,21 @@ describe('the real-node lab: kind without docker', () => {
     const stillCilium = await runPod('after-early-restore', name, 'registry.k8s.io/pause:3.10');
     assert.ok(cidrContains(ciliumCidr, stillCilium), `a new pod on ${name} after the early restore got ${stillCilium}, inside its Cilium CIDR ${ciliumCidr}`);
     assert.equal((await k(['delete', 'pod', 'after-early-restore', '--wait=true'], 90_000)).code, 0);
-    progress(`the earlier order's restore undone by the agent in ${undoneMs} ms`);
+    note(`the earlier order's restore undone by the agent in ${undoneMs} ms`);
 
     // A pod on Cilium to reach: kind-worker2 migrated too, without a node restart (a new pod gets
     // Cilium's address as soon as its new agent wrote 05-cilium.conflist).
     const plugin = pluginPathDir();
     try {
+      const tMigrate = Date.now();
       const m = await inPluginPath(plugin.dir, ['cilium-migrate', 'node', other, '--restart', 'none', '--gate', 'cluster-state', '--gate-interval', '2s'], 600_000);
       assert.equal(m.code, 0, `node ${other}:\n${m.stdout}\n${m.stderr}`);
       const tRollback = Date.now();
+      note(`node ${other} --restart none in ${((tRollback - tMigrate) / 1000).toFixed(1)}s`);
       const r = await inPluginPath(plugin.dir, ['cilium-migrate', 'rollback', name, '--host-image', labHostCommandImage], 600_000);
       assert.equal(r.code, 0, `rollback ${name}:\n${r.stdout}\n${r.stderr}`);
-      progress(`rollback ${name} in ${((Date.now() - tRollback) / 1000).toFixed(1)}s`);
+      note(`rollback ${name} in ${((Date.now() - tRollback) / 1000).toFixed(1)}s:`);
+      for (const line of r.stdout.trimEnd().split('\n')) note(line);
       const order = [...r.stdout.matchAll(/^\s*(cordon|drain|unlabel|restart-agent|restore-cni|restart-node|verify|uncordon)\s+(applied|not-needed)/gm)].map((x) => x[1]);
       assert.deepEqual(order, ['cordon', 'drain', 'unlabel', 'restart-agent', 'restore-cni', 'restart-node', 'verify', 'uncordon'], r.stdout);
       assert.match(r.stdout, /restart-node\s+applied\s+restarted \(kind\): its container started at/);
@@ -445,7 +449,7 @@ describe('the real-node lab: kind without docker', () => {
     assert.equal(await eventually(`${flannelIp} reaching ${ciliumIp}`, async () => ((await curl('back-on-flannel', ciliumIp)) === `200 ${ciliumIp}` ? `200 ${ciliumIp}` : undefined), 60_000, 2000), `200 ${ciliumIp}`);
     assert.equal(await curl('on-cilium2', flannelIp), `200 ${flannelIp}`);
     assert.equal((await k(['delete', 'pod', 'back-on-flannel', 'on-cilium2', '--wait=false'])).code, 0);
-    progress(`rollback test in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+    note(`rollback test in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
   });
 
   it('lab down leaves no process, namespace, mount, cgroup or file', async () => {
