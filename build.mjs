@@ -35,7 +35,7 @@ await build({ ...common, entryPoints: ['lab/egress-proxy.ts'], outfile: 'dist/la
 // The real-node lab's: its registry mirror, and `docker` for its nodes.
 await build({ ...common, entryPoints: ['lab/registry.ts'], outfile: 'dist/lab/registry.js' });
 await build({ ...common, entryPoints: ['lab/docker-shim.ts'], outfile: 'dist/lab/docker.js' });
-for (const program of ['cilium-agent', 'flanneld', 'kubelet-api', 'nginx', 'tcp-forward', 'traffic-checker']) {
+for (const program of ['tcp-forward', 'traffic-checker']) {
   await build({ ...common, entryPoints: [`lab/programs/${program}.ts`], outfile: `dist/lab/${program}.js` });
 }
 // The lab's command line: `node dist/lab.js up|down|status|restart-node|demo`.
