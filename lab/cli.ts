@@ -13,6 +13,7 @@ import { defaultDistDir, defaultStateDir, statePaths, type LabStatus } from './d
 import { runDemo } from './demo.js';
 import { runKindDaemon } from './kind-daemon.js';
 import { netnsUnsupportedReason } from './netns.js';
+import { inotifyInUse, inotifyLimit, inotifyShortage } from './node/inotify.js';
 import { isLabDir, labMarker, leftovers, reapStaleLabs } from './node/lab-resources.js';
 import { pidAlive } from './process.js';
 import { UsageError } from '../lib/errors.js';
@@ -101,6 +102,8 @@ export async function labUp(opts: { stateDir: string; nodes: number; cilium?: bo
   const progress = opts.progress ?? err;
   const running = await controlRequest<LabStatus>(opts.stateDir, 'GET', '/status', 5000);
   if (running) throw new LabError(`a lab is already running (state ${opts.stateDir}, kubeconfig ${running.body.kubeconfig})`, 'tear it down first: make lab-down');
+  const shortage = inotifyShortage(opts.nodes, inotifyLimit(), inotifyInUse());
+  if (shortage) throw new LabError(shortage.message, shortage.hint);
   const paths = statePaths(opts.stateDir);
   // What SIGKILLed labs left: their namespaces, cgroups and marked state directories.
   await reapStaleLabs();

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { seedOrder } from '../../lab/demo.js';
+import { inotifyShortage } from '../../lab/node/inotify.js';
 import { waitUntil } from '../../lab/wait.js';
 import { nodeHostPaths } from '../harness/host-sandbox.js';
 
@@ -29,5 +30,20 @@ describe('waitUntil (the lab\'s, the tests\' and the benchmarks\' waiting loop)'
   });
   it('names what never came and the last error', async () => {
     await assert.rejects(waitUntil('the moon', async () => { throw new Error('no moon'); }, 30, 5), /timed out after 0\.03s waiting for the moon \(last error: no moon\)/);
+  });
+});
+
+describe('lab up: room in the machine\'s inotify budget (one for all of root\'s processes)', () => {
+  it('refuses when the instances left are fewer than the nodes need, naming the limit, the use and the fix it leaves to the person', () => {
+    const s = inotifyShortage(3, 128, 81);
+    assert.ok(s);
+    assert.match(s.message, /^this machine allows root 128 inotify instances \(fs\.inotify\.max_user_instances\) and 81 are in use: a lab of 3 nodes needs about 51/);
+    assert.match(s.hint, /sysctl -w fs\.inotify\.max_user_instances=512/);
+    assert.match(s.hint, /the lab never changes the machine's sysctls/);
+  });
+  it('lets a lab start with room, and when the limit cannot be read', () => {
+    assert.equal(inotifyShortage(3, 128, 0), undefined);
+    assert.equal(inotifyShortage(5, 128, 40), undefined);
+    assert.equal(inotifyShortage(5, undefined, 500), undefined);
   });
 });
