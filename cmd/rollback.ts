@@ -8,7 +8,7 @@ import { render, stepTable } from './output.js';
 
 export const rollbackCommand = defineCommand({
   command: 'rollback <node>',
-  describe: 'Return one node to the legacy CNI (cordon, drain, unlabel, restore its CNI config, restart, verify, uncordon); refused after finalize',
+  describe: 'Return one node to the legacy CNI (cordon, drain, unlabel, restart its Cilium agent, restore its CNI config, restart, verify, uncordon); refused after finalize',
   builder: (y) =>
     y
       .positional('node', { type: 'string', demandOption: true, coerce: positionalCoercion('node', nodeName), describe: 'The node to return to the legacy CNI' })

@@ -16,8 +16,12 @@ export const rollbackAnnotation = `${annotationPrefix}/rollback`;
 export const migrationSteps = ['baseline-gate', 'cordon', 'drain', 'label', 'restart-agent', 'restart-node', 'verify', 'gate', 'uncordon'] as const;
 export type MigrationStep = (typeof migrationSteps)[number];
 
-/** The steps of a rollback to the legacy CNI, in order. */
-export const rollbackSteps = ['cordon', 'drain', 'unlabel', 'restore-cni', 'restart-agent', 'restart-node', 'verify', 'uncordon'] as const;
+/**
+ * The steps of a rollback to the legacy CNI, in order. The agent restarts before the CNI files are
+ * restored: an agent that still applies the node config renames restored files back at once
+ * (REFERENCE.md section 1).
+ */
+export const rollbackSteps = ['cordon', 'drain', 'unlabel', 'restart-agent', 'restore-cni', 'restart-node', 'verify', 'uncordon'] as const;
 export type RollbackStep = (typeof rollbackSteps)[number];
 
 export interface StepRecord {
@@ -87,7 +91,23 @@ export function readRollback(annotations: Record<string, string> | undefined): R
   if (!isRecord(parsed)) return undefined;
   const { runId, ...rest } = parsed as RollbackState & { runId?: string };
   const startedBy = rest.startedBy ?? runId ?? '';
-  return { ...rest, startedBy, lastRun: rest.lastRun ?? startedBy };
+  return redoEarlyRestore({ ...rest, startedBy, lastRun: rest.lastRun ?? startedBy });
+}
+
+/** What `restore-cni` keeps with its intent since it runs after `restart-agent`; a done restore without it ran in the earlier order. */
+export const restoredAfterAgent = 'afterAgentRestart';
+
+/**
+ * Records of the earlier order restored the CNI files before the agent restart, and an agent that
+ * still applied the node config renamed them back at once: unless its verify passed, such a
+ * rollback restores them again after the agent restart, and restarts the node again after that
+ * (a restart recorded before it ran on the wrong files). Whether the agent restart is done or not.
+ */
+function redoEarlyRestore(record: RollbackState): RollbackState {
+  const restore = record.steps['restore-cni'];
+  if (!restore?.done || restore.data?.[restoredAfterAgent] === true || record.steps.verify?.done) return record;
+  const { 'restart-node': _restartedOnWrongFiles, ...steps } = record.steps;
+  return { ...record, steps: { ...steps, 'restore-cni': { ...(restore.intent ? { intent: restore.intent } : {}), data: { redo: 'its earlier run restored the files before the agent restart' } } } };
 }
 
 /** The first of `steps` the record has not done, or undefined when every one is. */

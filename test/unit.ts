@@ -33,6 +33,7 @@ import './unit/matrix.test.js';
 import './unit/overlay.test.js';
 import './unit/restart.test.js';
 import './unit/retry.test.js';
+import './unit/rollback-order.test.js';
 import './unit/peers.test.js';
 import './unit/plugin-rbac.test.js';
 import './unit/poll.test.js';

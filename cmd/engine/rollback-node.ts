@@ -1,14 +1,16 @@
 // Returns one node to the legacy CNI (REFERENCE.md section 1: Cilium's guide has no rollback), as a
 // list of steps the runner runs, sharing the migration's: cordon, drain, remove the migration label,
-// delete Cilium's CNI config and restore the renamed `*.cilium_bak` files on the host, restart the
-// Cilium agent (it no longer applies the node config) and the node, check that a new pod gets a
-// legacy address, uncordon if we cordoned. Every step records its intent on the Node first
-// (annotation `cilium-migrate.io/rollback`), so a killed rollback resumes; at the end the node's
-// migration records are removed and it is `pending` again.
+// restart the Cilium agent and wait for the new one (it no longer applies the node config) to be
+// Ready, only then delete Cilium's CNI config and restore the renamed `*.cilium_bak` files on the
+// host, restart the node, check that a new pod gets a legacy address, uncordon if we cordoned. The
+// agent goes first because since 1.14 an agent that applies the node config (cni-exclusive,
+// write-cni-conf-when-ready) watches /etc/cni/net.d and renames restored files back at once. Every
+// step records its intent on the Node first (annotation `cilium-migrate.io/rollback`), so a killed
+// rollback resumes; at the end the node's migration records are removed and it is `pending` again.
 import type { Clock } from '../../lib/clock.js';
 import { cidrContains } from '../../lib/cidr.js';
 import { PreconditionError } from '../../lib/errors.js';
-import { clearedAnnotations, needsRollback, readRollback, readState, rollbackAnnotations, type RollbackState, type RollbackStep } from '../../lib/node-state.js';
+import { clearedAnnotations, needsRollback, readRollback, readState, restoredAfterAgent, rollbackAnnotations, rollbackSteps, type RollbackState, type RollbackStep } from '../../lib/node-state.js';
 import { classifyAddress } from '../../lib/overlay.js';
 import type { EngineCluster, NodeView } from '../cluster/cluster.js';
 import { hostCommandPodName, restoreLegacyCniScript, runHostScript } from './host-command.js';
@@ -45,19 +47,27 @@ const unlabelStep: Step<NodeRun> = {
   },
 };
 
-/** On the host, through a privileged pod: Cilium's CNI config goes, the legacy ones it renamed come back. */
+/**
+ * On the host, through a privileged pod: Cilium's CNI config goes, the legacy ones it renamed come
+ * back. After the agent restart: the agent that applied the node config would rename them back.
+ */
 function restoreCniStep(hostImage: string, timeoutMs: number): Step<NodeRun> {
   return {
     name: 'restore-cni',
-    describe: (run) => ({ outcome: 'would-apply', message: `run a privileged pod of ${hostImage} on ${run.name} that deletes 05-cilium.conflist and restores the *.cilium_bak files` }),
+    describe: (run) => ({ outcome: 'would-apply', message: `run a privileged pod of ${hostImage} on ${run.name} that deletes 05-cilium.conflist and restores the *.cilium_bak files${redoNote(run)}` }),
     isDone: () => undefined,
+    // The mark tells a resumed run this restore came after the agent restart (readRollback redoes one without it).
+    intentData: async (run) => ({ [restoredAfterAgent]: true, ...(run.data?.redo ? { redo: run.data.redo } : {}) }),
     async apply(run) {
       const { cluster, opts, clock, signal } = run.env;
       const pod = await runHostScript(cluster, { namespace: opts.ciliumNamespace, node: run.name, purpose: 'rollback', request: opts.runId, image: hostImage, script: restoreLegacyCniScript, timeoutMs, pollMs: opts.pollMs }, clock, signal);
-      return { outcome: 'applied', message: `deleted 05-cilium.conflist and restored the *.cilium_bak files (pod ${pod})` };
+      return { outcome: 'applied', message: `deleted 05-cilium.conflist and restored the *.cilium_bak files (pod ${pod})${redoNote(run)}` };
     },
   };
 }
+
+/** Why a restore recorded done runs again (a record of the earlier order), if it does. */
+const redoNote = (run: NodeRun) => (typeof run.data?.redo === 'string' ? `; again: ${run.data.redo}` : '');
 
 /** A new pod on the node must get an address on the legacy network. */
 function verifyOnLegacy(ciliumClusterCidrs: string[]): Step<NodeRun> {
@@ -97,15 +107,16 @@ export function rollbackProcedure(opts: RollbackOptions): NodeProcedure<Rollback
     cordon: cordonStep,
     drain: drainStep,
     unlabel: unlabelStep,
+    'restart-agent': restartAgentStep('it no longer applies the CiliumNodeConfig, so it leaves restored CNI files alone', '; it no longer applies the CiliumNodeConfig on this node'),
     'restore-cni': restoreCniStep(opts.hostImage, opts.timeoutsMs.hostCommand),
-    'restart-agent': restartAgentStep('it no longer applies the CiliumNodeConfig', '; it no longer writes a CNI config on this node'),
     'restart-node': restartNodeStep,
     verify: verifyOnLegacy(opts.ciliumClusterCidrs ?? []),
     uncordon: uncordonStep,
   };
   return {
     name: 'rollback',
-    steps: Object.values(steps),
+    // In the order of rollbackSteps (lib/node-state.ts), which status and the phases follow too.
+    steps: rollbackSteps.map((s) => steps[s]),
     read: (node) => readRollback(node.annotations),
     start: startRollback,
     annotations: rollbackAnnotations,

@@ -60,13 +60,16 @@ export interface StepJournal {
   stepRecord(step: string): StepRecord | undefined;
   intent(step: string, data?: Record<string, unknown>): Promise<void>;
   done(step: string): void;
+  /** Writes the done marks not written yet. */
+  flush(): Promise<void>;
 }
 
 /**
  * A procedure's record and how it is written. A step's intent (with the data it keeps to resume)
  * is written before its side effects; its done goes with the next write (the next step's intent),
- * one write instead of two: a run stopped in between redoes the step, which finds it done (every
- * step looks at the cluster first) and changes nothing. `Also` is what may ride in the same write
+ * one write instead of two: a run killed in between redoes the step, which finds it done (every
+ * step looks at the cluster first) and changes nothing; a run stopped at a safe point (a signal)
+ * writes them before it stops. `Also` is what may ride in the same write
  * (a cordon and the record that we made it land together or not at all).
  */
 export class Journal<R extends StepsRecord, Also = never> implements StepJournal {
@@ -144,7 +147,13 @@ export interface RunOptions<C> {
 export async function runSteps<C>(steps: readonly Step<C>[], o: RunOptions<C>): Promise<StepResult[]> {
   const results: StepResult[] = [];
   for (const step of steps) {
-    if (o.signal?.aborted) throw o.stopped(step.name);
+    if (o.signal?.aborted) {
+      // A safe point: the steps done so far are written before stopping, so a rerun neither
+      // repeats nor re-announces them (done marks otherwise go with the next step's intent). If
+      // that write fails, the stop still stands: a rerun finds those steps done on the cluster.
+      await o.journal.flush().catch(() => undefined);
+      throw o.stopped(step.name);
+    }
     if (!step.readOnly && o.journal.stepRecord(step.name)?.done) {
       results.push({ step: step.name, outcome: 'done-before', message: 'done in an earlier run', durationMs: 0 });
       continue;

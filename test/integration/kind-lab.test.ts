@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { kubeEngineCluster } from '../../cmd/cluster/kube-cluster.js';
+import { restoreLegacyCniScript } from '../../cmd/engine/host-command.js';
 import { execRestarter, kindRestarter, observeRestart, rebootCompletion, rebootRestarter, restartBaseline, restartCompletion, type CommandRunner, type NodeRestarter } from '../../cmd/engine/restart.js';
 import { connect } from '../../lib/kube.js';
 import { labDown, labStatus, labUp } from '../../lab/cli.js';
@@ -366,6 +367,89 @@ describe('the real-node lab: kind without docker', () => {
     assert.equal(await curl('on-flannel', ciliumIp), `200 ${ciliumIp}`);
     assert.equal(await curl('on-cilium', flannelIp), `200 ${flannelIp}`);
     assert.equal((await k(['delete', 'pod', 'on-cilium', 'on-flannel', '--wait=false'])).code, 0);
+  });
+
+  it('`rollback kind-worker` returns it to Flannel: files restored while its agent applies the node config are renamed back at once (the earlier order); after the agent restart they hold, and a new pod gets a Flannel address and reaches a pod on Cilium and back', async (t) => {
+    const name = 'kind-worker';
+    const note = (line: string) => (progress(line), t.diagnostic(line));
+    const other = 'kind-worker2';
+    const docker = join(stateDir, 'bin', 'docker');
+    const sh = (on: string, script: string) => execFileSync(docker, ['exec', on, 'sh', '-c', script], { encoding: 'utf8' });
+    const cniFiles = (on: string) => sh(on, 'ls /etc/cni/net.d').trim().split('\n');
+    const agentOn = async (on: string) => (await json<{ items: PodJson[] }>(stateDir, ['-n', 'kube-system', 'get', 'pods', '-l', 'k8s-app=cilium', '--field-selector', `spec.nodeName=${on}`])).items.map((p) => p.metadata.name);
+    const ip = async (pod: string) => (await json<PodJson>(stateDir, ['get', 'pod', pod])).status.podIP!;
+    const runPod = async (pod: string, on: string, image = 'nginx') => {
+      assert.equal((await k(['run', pod, '--image', image, '--port', '80', `--overrides=${JSON.stringify({ spec: { nodeName: on } })}`])).code, 0);
+      const ready = await k(['wait', '--for=condition=Ready', `pod/${pod}`, '--timeout=120s'], 130_000);
+      assert.equal(ready.code, 0, ready.stderr);
+      return ip(pod);
+    };
+    const ciliumCidr = (await json<{ spec: { ipam: { podCIDRs: string[] } } }>(stateDir, ['get', 'ciliumnode', name])).spec.ipam.podCIDRs[0]!;
+    const flannelCidr = (await node(name)).spec.podCIDR!;
+    const t0 = Date.now();
+
+    // The earlier order: the label goes, then the files are restored as restore-cni does, while the
+    // agent that applied the node config at its start still runs.
+    assert.deepEqual(cniFiles(name), ['05-cilium.conflist', '10-flannel.conflist.cilium_bak']);
+    const [agent] = await agentOn(name);
+    const inodeBefore = sh(name, 'stat -c %i /etc/cni/net.d/05-cilium.conflist').trim();
+    assert.equal((await k(['label', 'node', name, 'io.cilium.migration/cilium-default-'])).code, 0);
+    const restoredAt = new Date(Date.now() - 1000).toISOString().replace(/\.\d+Z$/, 'Z');
+    sh(name, restoreLegacyCniScript);
+    const restored = Date.now();
+    const undone = await eventually('the agent to put its config back and rename Flannel\'s away', async () => {
+      const files = cniFiles(name);
+      return files.includes('05-cilium.conflist') && !files.includes('10-flannel.conflist') ? files : undefined;
+    }, 30_000, 250);
+    const undoneMs = Date.now() - restored;
+    assert.deepEqual(undone, ['05-cilium.conflist', '10-flannel.conflist.cilium_bak']);
+    assert.notEqual(sh(name, 'stat -c %i /etc/cni/net.d/05-cilium.conflist').trim(), inodeBefore, 'the agent wrote 05-cilium.conflist again after the restore deleted it');
+    const agentLog = await k(['-n', 'kube-system', 'logs', agent!, '-c', 'cilium-agent', `--since-time=${restoredAt}`]);
+    assert.match(agentLog.stdout, /Renaming non-Cilium CNI configuration file.*10-flannel\.conflist/);
+    // What a node restart after that restore gives: new pods on Cilium, not Flannel.
+    const stillCilium = await runPod('after-early-restore', name, 'registry.k8s.io/pause:3.10');
+    assert.ok(cidrContains(ciliumCidr, stillCilium), `a new pod on ${name} after the early restore got ${stillCilium}, inside its Cilium CIDR ${ciliumCidr}`);
+    assert.equal((await k(['delete', 'pod', 'after-early-restore', '--wait=true'], 90_000)).code, 0);
+    note(`the earlier order's restore undone by the agent in ${undoneMs} ms`);
+
+    // A pod on Cilium to reach: kind-worker2 migrated too, without a node restart (a new pod gets
+    // Cilium's address as soon as its new agent wrote 05-cilium.conflist).
+    const plugin = pluginPathDir();
+    try {
+      const tMigrate = Date.now();
+      const m = await inPluginPath(plugin.dir, ['cilium-migrate', 'node', other, '--restart', 'none', '--gate', 'cluster-state', '--gate-interval', '2s'], 600_000);
+      assert.equal(m.code, 0, `node ${other}:\n${m.stdout}\n${m.stderr}`);
+      const tRollback = Date.now();
+      note(`node ${other} --restart none in ${((tRollback - tMigrate) / 1000).toFixed(1)}s`);
+      const r = await inPluginPath(plugin.dir, ['cilium-migrate', 'rollback', name, '--host-image', labHostCommandImage], 600_000);
+      assert.equal(r.code, 0, `rollback ${name}:\n${r.stdout}\n${r.stderr}`);
+      note(`rollback ${name} in ${((Date.now() - tRollback) / 1000).toFixed(1)}s:`);
+      for (const line of r.stdout.trimEnd().split('\n')) note(line);
+      const order = [...r.stdout.matchAll(/^\s*(cordon|drain|unlabel|restart-agent|restore-cni|restart-node|verify|uncordon)\s+(applied|not-needed)/gm)].map((x) => x[1]);
+      assert.deepEqual(order, ['cordon', 'drain', 'unlabel', 'restart-agent', 'restore-cni', 'restart-node', 'verify', 'uncordon'], r.stdout);
+      assert.match(r.stdout, /restart-node\s+applied\s+restarted \(kind\): its container started at/);
+      assert.match(r.stdout, /verify\s+applied\s+a new pod got 10\.244\./);
+      assert.match(r.stdout, new RegExp(`^${name}: rolled back to the legacy CNI$`, 'm'));
+    } finally {
+      plugin.dispose();
+    }
+    assert.deepEqual(cniFiles(name), ['10-flannel.conflist'], 'Flannel\'s config restored and Cilium\'s gone, after the node restart too');
+    const back = await node(name);
+    assert.equal(back.metadata.labels['io.cilium.migration/cilium-default'], undefined);
+
+    // A new pod on the rolled-back node is on Flannel and reaches a pod on Cilium, which reaches it back.
+    const otherCidr = (await json<{ spec: { ipam: { podCIDRs: string[] } } }>(stateDir, ['get', 'ciliumnode', other])).spec.ipam.podCIDRs[0]!;
+    const [flannelIp, ciliumIp] = [await runPod('back-on-flannel', name), await runPod('on-cilium2', other)];
+    assert.ok(cidrContains(flannelCidr, flannelIp) && cidrContains('10.244.0.0/16', flannelIp), `back-on-flannel has ${flannelIp}, inside ${name}'s Flannel subnet ${flannelCidr}`);
+    assert.ok(cidrContains(otherCidr, ciliumIp), `on-cilium2 has ${ciliumIp}, inside ${other}'s Cilium CIDR ${otherCidr}`);
+    const curl = async (from: string, to: string) => {
+      const c = await k(['exec', from, '--', 'curl', '-s', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code} %{remote_ip}', `http://${to}/`], 30_000);
+      return `${c.stdout}${c.code === 0 ? '' : ` (exit ${c.code}: ${c.stderr.trim()})`}`;
+    };
+    assert.equal(await eventually(`${flannelIp} reaching ${ciliumIp}`, async () => ((await curl('back-on-flannel', ciliumIp)) === `200 ${ciliumIp}` ? `200 ${ciliumIp}` : undefined), 60_000, 2000), `200 ${ciliumIp}`);
+    assert.equal(await curl('on-cilium2', flannelIp), `200 ${flannelIp}`);
+    assert.equal((await k(['delete', 'pod', 'back-on-flannel', 'on-cilium2', '--wait=false'])).code, 0);
+    note(`rollback test in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
   });
 
   it('lab down leaves no process, namespace, mount, cgroup or file', async () => {

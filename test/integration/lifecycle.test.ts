@@ -202,7 +202,7 @@ describe('preflight, prepare, plan, run, status, rollback and finalize', () => {
     assert.equal(r.code, 0, r.stderr);
     const result = JSON.parse(r.stdout) as { result: string; steps: { step: string; outcome: string; message: string }[] };
     assert.equal(result.result, 'dry-run');
-    const steps = ['cordon', 'drain', 'unlabel', 'restore-cni', 'restart-agent', 'restart-node', 'verify', 'uncordon'];
+    const steps = ['cordon', 'drain', 'unlabel', 'restart-agent', 'restore-cni', 'restart-node', 'verify', 'uncordon'];
     assert.deepEqual(result.steps.map((s) => s.step), steps);
     const why = new Map(result.steps.map((s) => [s.step, s.message]));
     assert.match(why.get('cordon')!, /cordon kind-worker/);
@@ -220,7 +220,7 @@ describe('preflight, prepare, plan, run, status, rollback and finalize', () => {
     const r = await rollbackWithKubelet('kind-worker');
     assert.equal(r.code, 0, r.stderr);
     const result = JSON.parse(r.stdout) as { steps: { step: string; outcome: string; message: string }[] };
-    assert.deepEqual(result.steps.map((s) => s.step), ['cordon', 'drain', 'unlabel', 'restore-cni', 'restart-agent', 'restart-node', 'verify', 'uncordon']);
+    assert.deepEqual(result.steps.map((s) => s.step), ['cordon', 'drain', 'unlabel', 'restart-agent', 'restore-cni', 'restart-node', 'verify', 'uncordon']);
     assert.match(result.steps.find((s) => s.step === 'verify')!.message, /a new pod got 10\.244\.\d+\.\d+, inside the legacy 10\.244\./);
     const node = await nodeObject('kind-worker');
     assert.equal(node.metadata.labels['io.cilium.migration/cilium-default'], undefined);
@@ -235,11 +235,11 @@ describe('preflight, prepare, plan, run, status, rollback and finalize', () => {
     await cp.kubectl(['cordon', 'kind-worker2']);
     const killed = await rollbackWithKubelet('kind-worker2', { CILIUM_MIGRATE_TEST_KILL_AT: 'kind-worker2/rollback-restore-cni:done' });
     assert.equal(killed.signal, 'SIGKILL', killed.stderr);
-    assert.match((await nodeObject('kind-worker2')).metadata.annotations['cilium-migrate.io/phase'] ?? '', /^rollback-restart-agent$/);
+    assert.match((await nodeObject('kind-worker2')).metadata.annotations['cilium-migrate.io/phase'] ?? '', /^rollback-restart-node$/);
     const resumed = await rollbackWithKubelet('kind-worker2');
     assert.equal(resumed.code, 0, resumed.stderr);
     const steps = (JSON.parse(resumed.stdout) as { steps: { step: string; outcome: string; message: string }[] }).steps;
-    assert.deepEqual(steps.filter((s) => s.outcome === 'done-before').map((s) => s.step), ['cordon', 'drain', 'unlabel', 'restore-cni']);
+    assert.deepEqual(steps.filter((s) => s.outcome === 'done-before').map((s) => s.step), ['cordon', 'drain', 'unlabel', 'restart-agent', 'restore-cni']);
     assert.equal(steps.find((s) => s.step === 'uncordon')!.outcome, 'not-needed');
     assert.equal((await nodeObject('kind-worker2')).spec.unschedulable, true, 'still cordoned, as its operator left it');
     await cp.kubectl(['uncordon', 'kind-worker2']);

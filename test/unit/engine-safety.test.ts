@@ -264,11 +264,11 @@ describe('dry runs: every step and why, nothing changed', () => {
       hostImage: 'alpine', verifyNamespace: 'default', verifyImage: 'pause', timeoutsMs: { hostCommand: 60_000, agentRestart: 60_000, nodeRestart: 60_000, verify: 60_000 }, pollMs: 1000,
     }, instantClock(), { line: (_n, l) => lines.push(l), status: () => {} });
     assert.equal(r.result, 'dry-run');
-    assert.deepEqual(r.steps.map((s) => s.step), ['cordon', 'drain', 'unlabel', 'restore-cni', 'restart-agent', 'restart-node', 'verify', 'uncordon']);
+    assert.deepEqual(r.steps.map((s) => s.step), ['cordon', 'drain', 'unlabel', 'restart-agent', 'restore-cni', 'restart-node', 'verify', 'uncordon']);
     assert.deepEqual(c.log, [], 'nothing changed');
     assert.deepEqual(c.events, []);
     assert.deepEqual(c.node('w1').annotations, {});
-    for (const expected of [/^cordon: would cordon w1/, /^drain: would evict 1 pod: app\/web-1/, /^unlabel: would remove io\.cilium\.migration\/cilium-default/, /^restore-cni: would run a privileged pod of alpine on w1/, /^restart-agent: would delete the Cilium agent pod/, /^restart-node: would restart the node \(--restart exec\)/, /^verify: would start a pod on w1 and check its IP is on the legacy network/, /^uncordon: would uncordon w1/]) {
+    for (const expected of [/^cordon: would cordon w1/, /^drain: would evict 1 pod: app\/web-1/, /^unlabel: would remove io\.cilium\.migration\/cilium-default/, /^restart-agent: would delete the Cilium agent pod on w1 and wait for a new one to be Ready \(it no longer applies the CiliumNodeConfig, so it leaves restored CNI files alone\)/, /^restore-cni: would run a privileged pod of alpine on w1/, /^restart-node: would restart the node \(--restart exec\)/, /^verify: would start a pod on w1 and check its IP is on the legacy network/, /^uncordon: would uncordon w1/]) {
       assert.ok(lines.some((l) => expected.test(l)), `${expected}: ${lines.join('\n')}`);
     }
   });

@@ -7,9 +7,11 @@ import { describe, it } from 'node:test';
 import { defaultDrainFlags } from '../../cmd/cluster/drain-filter.js';
 import { defaultDrainOptions } from '../../cmd/engine/drain.js';
 import { migrateNode, type BoundaryHook, type EngineOptions } from '../../cmd/engine/migrate-node.js';
+import type { EngineReporter } from '../../cmd/engine/runner.js';
+import { InterruptedError } from '../../lib/errors.js';
 import type { NodeRestarter } from '../../cmd/engine/restart.js';
 import { rollbackNode, type RollbackOptions } from '../../cmd/engine/rollback-node.js';
-import { migrationSteps, nodePhase, phaseAnnotation, readState, rollbackAnnotation, rollbackSteps, stateAnnotation } from '../../lib/node-state.js';
+import { migrationSteps, nodePhase, phaseAnnotation, readRollback, readState, rollbackAnnotation, rollbackSteps, stateAnnotation } from '../../lib/node-state.js';
 import { ciliumNamespace, FakeEngineCluster, fakeRestarter, instantClock, passingGate } from '../harness/fake-engine-cluster.js';
 
 const label = 'io.cilium.migration/cilium-default';
@@ -84,8 +86,10 @@ interface Case {
   steps: readonly string[];
   prefix: string;
   cluster(): FakeEngineCluster;
-  run(c: FakeEngineCluster, restarter: NodeRestarter, runId: string, hook?: BoundaryHook): Promise<unknown>;
+  run(c: FakeEngineCluster, restarter: NodeRestarter, runId: string, hook?: BoundaryHook, stop?: { signal: AbortSignal; report: EngineReporter }): Promise<unknown>;
   finished(c: FakeEngineCluster): void;
+  /** The steps the node's record says are done. */
+  done(c: FakeEngineCluster): string[];
 }
 
 const cases: Case[] = [
@@ -94,7 +98,8 @@ const cases: Case[] = [
     steps: migrationSteps,
     prefix: '',
     cluster: clusterToMigrate,
-    run: (c, restarter, runId, hook) => migrateNode(c, passingGate, 'w1', migrationOptions(restarter, runId), instantClock(), quiet, undefined, hook),
+    run: (c, restarter, runId, hook, stop) => migrateNode(c, passingGate, 'w1', migrationOptions(restarter, runId), instantClock(), stop?.report ?? quiet, stop?.signal, hook),
+    done: (c) => Object.entries(readState(c.node('w1').annotations)?.steps ?? {}).filter(([, r]) => r.done).map(([s]) => s),
     finished(c) {
       assert.equal(nodePhase(c.node('w1').annotations), 'migrated');
       assert.equal(c.node('w1').labels[label], 'true');
@@ -106,7 +111,8 @@ const cases: Case[] = [
     steps: rollbackSteps,
     prefix: 'rollback-',
     cluster: clusterToRollBack,
-    run: (c, restarter, runId, hook) => rollbackNode(c, 'w1', rollbackOptions(restarter, runId), instantClock(), quiet, undefined, hook),
+    run: (c, restarter, runId, hook, stop) => rollbackNode(c, 'w1', rollbackOptions(restarter, runId), instantClock(), stop?.report ?? quiet, stop?.signal, hook),
+    done: (c) => Object.entries(readRollback(c.node('w1').annotations)?.steps ?? {}).filter(([, r]) => r.done).map(([s]) => s),
     finished(c) {
       const n = c.node('w1');
       assert.equal(n.labels[label], undefined);
@@ -139,6 +145,32 @@ for (const t of cases) {
         t.finished(c);
         assert.equal(requests.length, 1, 'one restart request in all');
         assert.deepEqual(sideEffects(c), sideEffects(clean), 'the same side effects as one uninterrupted run');
+      });
+    }
+  });
+}
+
+for (const t of cases) {
+  describe(`${t.procedure}: stopped at the safe point after each step (Ctrl-C, SIGTERM), its record says so and the rerun does nothing twice`, async () => {
+    const clean = t.cluster();
+    await t.run(clean, fakeRestarter(clean).restarter, 'run-1');
+
+    for (const step of t.steps) {
+      it(`stopped right after ${step}`, async () => {
+        const c = t.cluster();
+        const { restarter, requests } = fakeRestarter(c);
+        const stop = new AbortController();
+        // The runner reports a step's outcome once it is done and announced: the person's Ctrl-C lands there.
+        const report: EngineReporter = { line: (_n, text) => void (text.startsWith(`${step}: `) && !text.startsWith(`${step}: started`) && stop.abort()), status: () => {} };
+        const first = await t.run(c, restarter, 'run-1', undefined, { signal: stop.signal, report }).then(() => undefined, (e: unknown) => e);
+        if (first !== undefined) {
+          assert.ok(first instanceof InterruptedError, String(first));
+          assert.ok(t.done(c).includes(step), `the record says ${step} is done: ${t.done(c).join(', ')}`);
+        }
+        if (first !== undefined) await t.run(c, restarter, 'run-2');
+        t.finished(c);
+        assert.equal(requests.length, 1, 'one restart request in all');
+        assert.deepEqual(sideEffects(c), sideEffects(clean), 'the same side effects (Events included) as one uninterrupted run');
       });
     }
   });
@@ -205,7 +237,9 @@ describe('a node stopped mid-migration by the earlier plugin resumes', () => {
     const r = await rollbackNode(c, 'w1', rollbackOptions(restarter, 'rb-new'), instantClock(), quiet);
     assert.equal(requests.length, 1);
     assert.match(requests[0]!.id, /^rb-old@/, 'the request is named by the run that started the rollback, as before');
-    assert.deepEqual(r.steps.filter((s) => s.outcome === 'done-before').map((s) => s.step), ['cordon', 'drain', 'unlabel', 'restore-cni', 'restart-agent']);
+    // Its restore ran before the agent restart (the earlier order): it runs again after it (test/unit/rollback-order.test.ts).
+    assert.deepEqual(r.steps.filter((s) => s.outcome === 'done-before').map((s) => s.step), ['cordon', 'drain', 'unlabel', 'restart-agent']);
+    assert.match(r.steps.find((s) => s.step === 'restore-cni')!.message, /again: /);
     assert.equal(c.node('w1').unschedulable, false);
     assert.deepEqual(Object.keys(c.node('w1').annotations).filter((k) => k.startsWith('cilium-migrate.io/')), []);
   });
