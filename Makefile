@@ -72,10 +72,10 @@ bench-node: build bins ## the engine's own time and API requests per node (a cei
 bench-detection: build bins system-deps ## time from a fault to FAIL and from an agent Ready to PASS, real agents in network namespaces
 	node --import tsx bench/detection.ts
 
-bench-lab: build bins system-deps ## make demo's migration on the local lab, several times: its time and the probes that failed (needs root)
+bench-lab: build bins images ## make demo's migration on the local lab, several times: its time and the probes that failed (needs root)
 	node --import tsx bench/lab-scenario.ts
 
-bench-lab-node: build bins system-deps ## per-node step times on the local lab at the plugin's defaults (needs root)
+bench-lab-node: build bins images ## per-node step times on the local lab at the plugin's defaults (needs root)
 	node --import tsx bench/lab-node.ts
 
 bench-real-lab: build bins images ## the real-node lab: lab up (3 and 5 nodes), a node at rest, back from docker restart, lab down (BENCH_COLD=1: the cold builds too; needs root)

@@ -30,12 +30,13 @@ const common = {
 await build({ ...common, entryPoints: ['cmd/main.ts'], outfile: 'dist/kubectl-cilium_migrate' });
 await build({ ...common, entryPoints: ['agent/main.ts'], outfile: 'dist/agent.js' });
 await chmod('dist/kubectl-cilium_migrate', 0o755);
-// The lab's programs: run inside lab network namespaces, where tsx and the repository may not be.
+// The lab's programs: run inside lab network namespaces, where tsx and the repository may not be:
+// the API server's egress gateway, the registry mirror, `docker` for the nodes; the tests' and
+// benchmarks' TCP-to-socket forwarder and the end-to-end test's traffic checker.
 await build({ ...common, entryPoints: ['lab/egress-proxy.ts'], outfile: 'dist/lab/egress-proxy.js' });
-// The real-node lab's: its registry mirror, and `docker` for its nodes.
 await build({ ...common, entryPoints: ['lab/registry.ts'], outfile: 'dist/lab/registry.js' });
 await build({ ...common, entryPoints: ['lab/docker-shim.ts'], outfile: 'dist/lab/docker.js' });
-for (const program of ['cilium-agent', 'flanneld', 'kubelet-api', 'nginx', 'tcp-forward', 'traffic-checker']) {
+for (const program of ['tcp-forward', 'traffic-checker']) {
   await build({ ...common, entryPoints: [`lab/programs/${program}.ts`], outfile: `dist/lab/${program}.js` });
 }
 // The lab's command line: `node dist/lab.js up|down|status|restart-node|demo`.

@@ -1,19 +1,20 @@
-// Per-node time on the local lab (lab/, the emulated nodes `make demo` runs): the seed's three nodes migrated one by one
-// with `kubectl cilium-migrate node NODE -o json`, restarted through the lab (`--restart exec` with
-// `lab restart-node`), every other setting at the plugin's defaults (the matrix gate: 2 passing
-// rounds 10 s apart). Each step's own duration comes from the plugin's JSON; the figures are the
-// median over the three nodes (and over BENCH_RUNS labs). What the steps measure is what the lab
-// runs. The real-node lab (real kubelets and containerd) has no Cilium agent yet, so the migration
-// cannot run on it; once it does (issue "real Cilium"), drop `emulated` and the same benchmark
-// measures real steps.
+// Per-node time on the local lab (lab/: real kubelets, containerd, Flannel and Cilium from its
+// chart): the seed's three nodes migrated one by one with `kubectl cilium-migrate node NODE -o json`
+// at the plugin's defaults: restarted with `--restart kind` through the lab's `docker` (first on
+// PATH, as for a kind cluster), the matrix gate (2 passing rounds 10 s apart) over the probe agents
+// applied from manifests/agent. Each step's own duration comes from the plugin's JSON; the figures
+// are the median over the three nodes (and over BENCH_RUNS labs).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { agentNamespace } from '../lib/defaults.js';
 import { labDown, labUp } from '../lab/cli.js';
 import { statePaths } from '../lab/daemon.js';
-import { prepareStep, seedOrder } from '../lab/demo.js';
+import { seedOrder } from '../lab/demo.js';
+import { api } from '../lab/lab-api.js';
 import { removeOnExit } from '../lab/process.js';
-import { deployWorkloads, scenario } from '../lab/scenario.js';
+import { scenario } from '../lab/scenario.js';
+import { waitUntil } from '../lab/wait.js';
 import { benchRun, median, spread, updateSection } from './report.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 1);
@@ -24,17 +25,25 @@ const log = (l: string) => process.stderr.write(`[lab-node] ${l}\n`);
 async function main(): Promise<void> {
   const run = benchRun();
   const per: Record<string, number[]> = Object.fromEntries([...steps, 'total'].map((s) => [s, []]));
+  const path = process.env.PATH ?? '';
   for (let i = 0; i < runs; i++) {
     const stateDir = mkdtempSync(join(tmpdir(), 'bench-lab-node-'));
     removeOnExit(stateDir);
     try {
-      await labUp({ stateDir, nodes: 3, emulated: true, progress: log, labJs: join(repoRoot, 'dist', 'lab.js') });
+      const lab = await labUp({ stateDir, nodes: 3, progress: log, labJs: join(repoRoot, 'dist', 'lab.js') });
+      // The plugin's `--restart kind` runs `docker`: the lab's, first on PATH.
+      process.env.PATH = `${join(stateDir, 'bin')}:${path}`;
       const s = scenario({ kubeconfig: statePaths(stateDir).kubeconfig, distDir: join(repoRoot, 'dist'), stateDir });
-      await deployWorkloads(s);
-      await prepareStep(s, log);
-      for (const node of seedOrder(['kind-control-plane', 'kind-worker', 'kind-worker2'])) {
+      s.kubectl(['apply', '-k', join(repoRoot, 'manifests', 'agent')]);
+      await waitUntil('the probe agents Ready', async () => {
+        const ds = await api<{ status: { numberReady?: number; desiredNumberScheduled?: number } }>(s.kube, 'GET', `/apis/apps/v1/namespaces/${agentNamespace}/daemonsets/cilium-migrate-agent`);
+        return (ds.status.desiredNumberScheduled ?? 0) > 0 && ds.status.numberReady === ds.status.desiredNumberScheduled ? true : undefined;
+      }, 300_000);
+      const prepare = await s.plugin(['prepare'], log);
+      if (prepare.code !== 0) throw new Error(`prepare failed (exit ${prepare.code}): ${prepare.stderr.slice(-2000)}`);
+      for (const node of seedOrder(lab.nodes.map((n) => n.name))) {
         const started = Date.now();
-        const r = await s.plugin(['node', node, ...s.restartFlags(), '-o', 'json']);
+        const r = await s.plugin(['node', node, '-o', 'json']);
         if (r.code !== 0) throw new Error(`node ${node} failed (exit ${r.code}): ${r.stderr.slice(-2000)}`);
         const result = (JSON.parse(r.stdout) as { steps: { step: string; durationMs: number }[] }[])[0]!;
         for (const st of steps) per[st]!.push((result.steps.find((x) => x.step === st)?.durationMs ?? NaN) / 1000);
@@ -42,6 +51,7 @@ async function main(): Promise<void> {
         log(`run ${i + 1}, ${node}: ${result.steps.map((x) => `${x.step} ${(x.durationMs / 1000).toFixed(1)}s`).join(', ')}`);
       }
     } finally {
+      process.env.PATH = path;
       await labDown({ stateDir, progress: log }).catch((err: Error) => log(`lab down: ${err.message}`));
       rmSync(stateDir, { recursive: true, force: true });
     }
@@ -49,14 +59,14 @@ async function main(): Promise<void> {
   const body = [
     `Command: \`make bench-lab-node\` (bench/lab-node.ts), ${runs} lab${runs === 1 ? '' : 's'} of three nodes; medians over the nodes (min-max).`,
     run.machine(),
-    'The emulated lab `make demo` uses (`lab up --emulated`: the real control plane; kubelet, the container runtime and the CNI plugins emulated by lab/runtime.ts), nginx with 10 replicas and the probe agents, `prepare`, then `kubectl cilium-migrate node NODE -o json` for kind-worker, kind-worker2, kind-control-plane with `--restart exec --restart-command "lab restart-node {node}"` and the defaults otherwise (matrix gate, 2 rounds 10 s apart, 3 fresh samples per focus cell). Step durations from the plugin\'s own JSON; "node, whole" is the plugin process from start to exit.',
+    'The lab as `lab up` makes it (real kubelets and containerd, kube-proxy, Flannel, Cilium in migration mode from its chart, nginx with 10 replicas), the probe agents from manifests/agent, `prepare`, then `kubectl cilium-migrate node NODE -o json` for kind-worker, kind-worker2, kind-control-plane at the defaults: `--restart kind` through the lab\'s `docker`, the matrix gate (2 rounds 10 s apart, 3 fresh samples per focus cell). Step durations from the plugin\'s own JSON; "node, whole" is the plugin process from start to exit.',
     '',
     '| step | seconds, median (min-max) |',
     '|---|---|',
     ...[...steps, 'total'].map((st) => `| ${st === 'total' ? 'node, whole' : st} | ${spread(per[st]!)} |`),
     '',
     `Slowest step by median: ${[...steps].sort((a, b) => median(per[b]!) - median(per[a]!))[0]}.`,
-    'Not covered: real kubelets, containerd and the real Cilium agent. The real-node lab (real kubelets and containerd) runs no Cilium yet (issue "real Cilium"), so the migration runs on the emulated lab, whose node restart, agent restart and pod start are its own; rerun this section on the real lab once Cilium runs there.',
+    'Not covered: nodes on separate machines (every node here shares the same 2 cores), more than three nodes.',
   ].join('\n');
   process.stdout.write(`${body}\n`);
   updateSection('Per-node time on the lab', body);

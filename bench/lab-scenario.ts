@@ -47,7 +47,7 @@ async function main(): Promise<void> {
   const body = [
     `Command: \`make bench-lab\` (bench/lab-scenario.ts): \`make demo\`'s program (\`node dist/lab.js demo\`) ${runs} times.`,
     run.machine(),
-    'The lab: the real control plane, three nodes as network namespaces on Flannel-like (VXLAN 8472) and Cilium-like (VXLAN 8473) overlays, nginx with 10 replicas, a real probe agent per node. The migration part runs from `prepare` to the end of `finalize` (three `node` runs with `--restart exec` through the lab\'s restart-node, each step followed by `connectivity` until it passes on fresh evidence). Probes: every agent\'s probes of every peer (ICMP and HTTP) during the whole run, from the agents\' own counters; failed probes include those to pods while they were being drained and restarted.',
+    'The lab as `lab up` makes it: the real control plane, three nodes with real kubelets and containerd, kube-proxy, Flannel (VXLAN 8472), Cilium in migration mode from its chart (VXLAN 8473), nginx with 10 replicas, a real probe agent per node. The migration part runs from `prepare` to the end of `finalize` (three `node` runs as `make demo` runs them, each step followed by `connectivity` until it passes on fresh evidence). Probes: every agent\'s probes of every peer (ICMP and HTTP) during the whole run, from the agents\' own counters; failed probes include those to pods while they were being drained and restarted.',
     '',
     '| figure | median (min-max) |',
     '|---|---|',
@@ -57,7 +57,7 @@ async function main(): Promise<void> {
     `| probes failed | ${spread(failed, 0)} |`,
     '',
     'The end-to-end test (test/integration/lab-e2e.test.ts) adds a traffic checker requesting every nginx pod from pods on both overlays during the same sequence and asserts that no request to a pod that was not being drained failed.',
-    'Not covered: real kubelets, containerd and Cilium (this is the emulated lab `make demo` runs, `lab up --emulated`; the real-node lab\'s own costs are in "Real-node lab"), more than three nodes.',
+    'Not covered: nodes on separate machines (every node here shares the same 2 cores), more than three nodes; the lab\'s own costs are in "Real-node lab".',
   ].join('\n');
   process.stdout.write(`${body}\n`);
   updateSection('Lab scenario: the seed migration on the local lab', body);

@@ -175,7 +175,7 @@ async function main(): Promise<void> {
     `| a Cilium agent at rest, CPU % of one core | ${col('agentCpu')} |`,
     `| back from docker restart, s | ${col('back')} |`,
     '',
-    'Not covered: a migration\'s steps on these nodes (see "Per-node time on the lab", still on the emulated lab), nodes on separate machines (every node here shares the same 2 cores).',
+    'Not covered: a migration\'s steps on these nodes (see "Per-node time on the lab"), nodes on separate machines (every node here shares the same 2 cores).',
   ].join('\n');
   process.stdout.write(`${body}\n`);
   updateSection('Real-node lab: up, at rest, restart, down', body);

@@ -1,21 +1,18 @@
 // The lab's command line (dist/lab.js): `up` starts the lab daemon and waits until the cluster is
 // ready, `down` stops it and checks nothing is left, `status` shows the nodes, `restart-node NODE`
 // restarts one node like `docker restart`, `reboot-node NODE` reboots it (new bootID), `demo` runs
-// the seed's migration end to end. The daemon runs as `lab daemon`, started by `up`.
-//
-// Two kinds of lab: `lab up` brings up real nodes (kubelet, containerd, runc; lab/kind-lab.ts);
-// `lab up --emulated` the earlier emulated nodes (lab/runtime.ts), which `make demo` still uses
-// until real Cilium runs on the real nodes.
+// the seed's migration end to end. The daemon (lab/kind-daemon.ts: real nodes with kubelet,
+// containerd and runc, lab/kind-lab.ts) runs as `lab daemon`, started by `up`.
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { pidsMentioning, reapStaleControlPlanes } from './control-plane.js';
-import { defaultDistDir, defaultStateDir, runDaemon, statePaths, type LabStatus } from './daemon.js';
+import { defaultDistDir, defaultStateDir, statePaths, type LabStatus } from './daemon.js';
 import { runDemo } from './demo.js';
 import { runKindDaemon } from './kind-daemon.js';
-import { netnsUnsupportedReason, reapStaleTopologies } from './netns.js';
+import { netnsUnsupportedReason } from './netns.js';
 import { isLabDir, labMarker, leftovers, reapStaleLabs } from './node/lab-resources.js';
 import { pidAlive } from './process.js';
 import { UsageError } from '../lib/errors.js';
@@ -98,7 +95,7 @@ function claimStateDir(stateDir: string): void {
 }
 
 /** Starts the daemon and waits until the lab is ready, echoing its progress; returns the status. */
-export async function labUp(opts: { stateDir: string; nodes: number; emulated?: boolean; cilium?: boolean; progress?: (line: string) => void; timeoutMs?: number; labJs?: string }): Promise<LabStatus> {
+export async function labUp(opts: { stateDir: string; nodes: number; cilium?: boolean; progress?: (line: string) => void; timeoutMs?: number; labJs?: string }): Promise<LabStatus> {
   requireRoot('up');
   if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > 50) throw new LabError(`--nodes ${opts.nodes}: a lab has 1 to 50 nodes`);
   const progress = opts.progress ?? err;
@@ -113,14 +110,14 @@ export async function labUp(opts: { stateDir: string; nodes: number; emulated?: 
   const fd = openSync(paths.log, 'a');
   // This program again (dist/lab.js, or lab/cli.ts under tsx), unless told which.
   const [script, execArgv] = opts.labJs ? [opts.labJs, []] : [process.argv[1]!, process.execArgv];
-  const child = spawn(process.execPath, [...execArgv, script, 'daemon', '--state-dir', opts.stateDir, '--nodes', String(opts.nodes), ...(opts.emulated ? ['--emulated'] : []), ...(opts.cilium === false ? ['--no-cilium'] : [])], { detached: true, stdio: ['ignore', fd, fd], env: process.env });
+  const child = spawn(process.execPath, [...execArgv, script, 'daemon', '--state-dir', opts.stateDir, '--nodes', String(opts.nodes), ...(opts.cilium === false ? ['--no-cilium'] : [])], { detached: true, stdio: ['ignore', fd, fd], env: process.env });
   closeSync(fd);
   child.unref();
   let exited: number | string | undefined;
   child.once('exit', (code, signal) => (exited = code ?? signal ?? 'unknown'));
 
-  // Real nodes take longer on a busy machine: binaries and images may be built first.
-  const timeoutMs = opts.timeoutMs ?? (opts.emulated ? 300_000 : 900_000);
+  // Generous: on a busy machine, binaries and images may be built first.
+  const timeoutMs = opts.timeoutMs ?? 900_000;
   const deadline = Date.now() + timeoutMs;
   let shown = 0;
   const echo = () => {
@@ -176,8 +173,7 @@ export async function labDown(opts: { stateDir: string; progress?: (line: string
     }
     while (pidAlive(pid)) await new Promise((r) => setTimeout(r, 50));
   }
-  // Whatever a killed daemon left: its namespaces and its control plane's files and processes.
-  reapStaleTopologies();
+  // Whatever a killed daemon left: its control plane's files and processes, its namespaces and cgroups.
   reapStaleControlPlanes();
   const reaped = await reapStaleLabs();
   const realLeft = status?.body.prefix ? leftovers(status.body.prefix) : [];
@@ -234,24 +230,20 @@ export async function main(argv: string[]): Promise<number> {
   let code = 0;
   const parser = yargs(argv)
     .scriptName('lab')
-    .usage('$0 <command> [flags]\n\nThe local lab, a kind cluster without docker: a real control plane and real nodes (kubelet, containerd, runc in network, mount, UTS, IPC and PID namespaces of their own) on a private underlay, kube-proxy and Flannel, Cilium in migration mode from its chart through helm, images built locally. `up --emulated` starts the earlier lab with emulated nodes, which `make demo` uses. Needs root.')
+    .usage('$0 <command> [flags]\n\nThe local lab, a kind cluster without docker: a real control plane and real nodes (kubelet, containerd, runc in network, mount, UTS, IPC and PID namespaces of their own) on a private underlay, kube-proxy and Flannel, Cilium in migration mode from its chart through helm, images built locally. Needs root.')
     .wrap(Math.min(100, process.stdout.columns || 100))
     .option('state-dir', stateOption)
     .command('up', 'Bring the lab up and leave it running', (y) => y
       .option('nodes', nodesOption)
-      .option('emulated', { type: 'boolean', default: false, describe: 'The earlier lab with emulated nodes (make demo uses it until real Cilium runs)' })
       .option('cilium', { type: 'boolean', default: true, describe: 'Install Cilium in migration mode (--no-cilium: the cluster as it was before Cilium came)' }), async (a) => {
-      const st = await labUp({ stateDir: a['state-dir'], nodes: a.nodes, emulated: a.emulated, cilium: a.cilium });
+      const st = await labUp({ stateDir: a['state-dir'], nodes: a.nodes, cilium: a.cilium });
       out(`lab up: ${st.nodes.map((n) => n.name).join(', ')}`);
       out(`kubeconfig: ${st.kubeconfig}`);
       out(`  export KUBECONFIG=${st.kubeconfig}`);
       const lab = `node ${process.argv[1]}${a['state-dir'] === defaultStateDir ? '' : ` --state-dir ${a['state-dir']}`}`;
       out(`  status:          ${lab} status`);
-      if (a.emulated) out(`  restart a node:  ${lab} restart-node kind-worker   (the plugin: --restart exec --restart-command "${lab} restart-node {node}")`);
-      else {
-        out(`  docker for the nodes (the plugin's --restart kind) and helm for Cilium's release (finalize --apply): export PATH=${join(a['state-dir'], 'bin')}:$PATH`);
-        out(`  restart a node:  ${lab} restart-node kind-worker   (as docker restart; reboot-node for a new bootID)`);
-      }
+      out(`  docker for the nodes (the plugin's --restart kind) and helm for Cilium's release (finalize --apply): export PATH=${join(a['state-dir'], 'bin')}:$PATH`);
+      out(`  restart a node:  ${lab} restart-node kind-worker   (as docker restart; reboot-node for a new bootID)`);
       out('  tear it down:    make lab-down');
     })
     .command('down', 'Stop the lab and remove everything it made', (y) => y, async (a) => {
@@ -261,7 +253,7 @@ export async function main(argv: string[]): Promise<number> {
     .command('status', 'Show the lab\'s nodes, their CNI config and pods per overlay', (y) => y, async (a) => {
       printStatus(await labStatus(a['state-dir']));
     })
-    .command('restart-node <node>', 'Restart a node as docker restart does: every process of it killed, its network namespace recreated, containerd and kubelet started again; bootID and pod UIDs stay (the emulated lab: a new bootID)', (y) => y.positional('node', nodeArg), async (a) => {
+    .command('restart-node <node>', 'Restart a node as docker restart does: every process of it killed, its network namespace recreated, containerd and kubelet started again; bootID and pod UIDs stay', (y) => y.positional('node', nodeArg), async (a) => {
       const r = await labRestartNode(a['state-dir'], a.node);
       out(`restarted ${r.node}: bootID ${r.bootIDBefore?.slice(0, 8)} -> ${r.bootIDAfter?.slice(0, 8)}`);
     })
@@ -278,13 +270,12 @@ export async function main(argv: string[]): Promise<number> {
       out(`UDP ${a.port} on ${a.node} flows again`);
     })
     .command('demo', 'Bring a lab up, migrate it to Cilium with the plugin as the seed does, print the matrix after every step, tear it down', (y) => y.option('nodes', nodesOption), async (a) => {
-      code = await runDemo({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), labUp: (x) => labUp({ ...x, emulated: true }), labDown, out, err });
+      code = await runDemo({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), labUp, labDown, out, err });
     })
-    .command('daemon', false, (y) => y.option('nodes', nodesOption).option('emulated', { type: 'boolean', default: false }).option('cilium', { type: 'boolean', default: true }), async (a) => {
+    .command('daemon', false, (y) => y.option('nodes', nodesOption).option('cilium', { type: 'boolean', default: true }), async (a) => {
       requireRoot('up');
       const log = (line: string) => process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
-      if (a.emulated) await runDaemon({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), log });
-      else await runKindDaemon({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), log, cilium: a.cilium });
+      await runKindDaemon({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), log, cilium: a.cilium });
     })
     .demandCommand(1, 'name a command; see --help')
     .strict()

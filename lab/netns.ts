@@ -16,11 +16,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { forgetDir, removeOnExit, startProcess, type ManagedProcess } from './process.js';
 import { claimPrefix, disownNamespace, installExitHooks, namePrefix, ownerDir, ownNamespace, reapStaleTopologies, releasePrefix } from './netns-owners.js';
-import { netnsOverlays, underlayIp, vtepIp, vtepMac, type OverlayName, type OverlaySpec } from './overlay-net.js';
 import { waitUntil } from './wait.js';
 
-export { netnsOverlays, underlayIp, vtepIp, vtepMac, type OverlayName, type OverlaySpec } from './overlay-net.js';
 export { reapStaleTopologies };
+
+export type OverlayName = 'legacy' | 'cilium';
+
+export interface OverlaySpec {
+  readonly dev: string;
+  readonly vni: number;
+  readonly udpPort: number;
+  /** First two octets of the overlay's /16; node i owns <net>.i.0/24 and its VTEP is <net>.i.0. */
+  readonly net: string;
+  /** Distinguishes the overlays in the deterministic VTEP MACs. */
+  readonly macTag: number;
+}
+
+/** The two overlays every node carries. */
+export const netnsOverlays: Readonly<Record<OverlayName, OverlaySpec>> = {
+  legacy: { dev: 'flannel.1', vni: 1, udpPort: 8472, net: '10.244', macTag: 1 },
+  cilium: { dev: 'cilium_vxlan', vni: 2, udpPort: 8473, net: '10.245', macTag: 2 },
+};
 
 export interface NetnsNode {
   index: number;
@@ -49,8 +65,6 @@ export interface ExecResult {
 export interface TopologyOptions {
   /** Names of the nodes (default node-0, node-1, ...). */
   nodeNames?: readonly string[];
-  /** Overlays built with the topology (default both); others are left to whoever runs on the nodes. */
-  overlays?: readonly OverlayName[];
 }
 
 export interface Topology {
@@ -61,10 +75,6 @@ export interface Topology {
   readonly pods: readonly NetnsPod[];
   /** Creates a pod namespace on node `nodeIndex`, addressed from that node's CIDR for `overlay`. */
   addPod(nodeIndex: number, overlay: OverlayName, name: string): Promise<NetnsPod>;
-  /** Creates a pod namespace on node `nodeIndex` with the given address (the caller allocated it). */
-  attachPod(nodeIndex: number, overlay: OverlayName, ip: string, name: string): Promise<NetnsPod>;
-  /** Stops the processes running in a pod's namespace and deletes it (its veth and route go with it). */
-  removePod(name: string): Promise<void>;
   /** Runs `argv` inside one of this topology's namespaces (ip netns exec); never throws on a non-zero exit. */
   exec(netns: string, argv: string[], opts?: { timeoutMs?: number }): Promise<ExecResult>;
   /** Starts a long-running `argv` inside one of this topology's namespaces; destroy() stops it. */
@@ -129,7 +139,7 @@ export async function createTopology(nodeCount: number, options: TopologyOptions
   const topology = new NetnsTopology(prefix);
   try {
     if (options.nodeNames !== undefined && options.nodeNames.length !== nodeCount) throw new NetnsError(`${options.nodeNames.length} node names for ${nodeCount} nodes`);
-    await topology.build(nodeCount, options.nodeNames, new Set(options.overlays ?? overlayEntries().map(([n]) => n)));
+    await topology.build(nodeCount, options.nodeNames);
   } catch (err) {
     await topology.destroy().catch(() => {});
     throw err;
@@ -152,7 +162,7 @@ class NetnsTopology implements Topology {
     this.underlayNetns = `${prefix}-ul`;
   }
 
-  async build(nodeCount: number, names: readonly string[] | undefined, overlays: ReadonlySet<OverlayName>): Promise<void> {
+  async build(nodeCount: number, names: readonly string[] | undefined): Promise<void> {
     const ul = this.underlayNetns;
     await this.addNetns(ul);
     await ip(ul, 'link', 'add', 'br0', 'type', 'bridge');
@@ -181,7 +191,7 @@ class NetnsTopology implements Topology {
       await ip(ul, 'link', 'set', port, 'master', 'br0', 'up');
       await ip(ns, 'addr', 'add', `${node.underlayIp}/16`, 'dev', 'eth0');
       await ip(ns, 'link', 'set', 'eth0', 'up');
-      for (const [name, o] of overlayEntries().filter(([n]) => overlays.has(n))) {
+      for (const [name, o] of overlayEntries()) {
         const vxlan = ['id', String(o.vni), 'dstport', String(o.udpPort), 'dev', 'eth0', 'local', node.underlayIp, 'nolearning'];
         await ip(ns, 'link', 'add', o.dev, 'address', vtepMac(name, i), 'type', 'vxlan', ...vxlan);
         await ip(ns, 'addr', 'add', `${vtepIp(name, i)}/32`, 'dev', o.dev);
@@ -193,7 +203,7 @@ class NetnsTopology implements Topology {
     for (const node of this.nodes) {
       for (const peer of this.nodes) {
         if (peer === node) continue;
-        for (const [name, o] of overlayEntries().filter(([n]) => overlays.has(n))) {
+        for (const [name, o] of overlayEntries()) {
           const vtep = vtepIp(name, peer.index);
           const mac = vtepMac(name, peer.index);
           await ip(node.netns, 'neigh', 'add', vtep, 'lladdr', mac, 'dev', o.dev, 'nud', 'permanent');
@@ -206,29 +216,23 @@ class NetnsTopology implements Topology {
     for (const node of this.nodes) {
       await waitLinkUp(ul, `n${node.index}`);
       await waitLinkUp(node.netns, 'eth0');
-      for (const [, o] of overlayEntries().filter(([n]) => overlays.has(n))) await waitLinkUp(node.netns, o.dev);
+      for (const [, o] of overlayEntries()) await waitLinkUp(node.netns, o.dev);
     }
   }
 
   async addPod(nodeIndex: number, overlay: OverlayName, name: string): Promise<NetnsPod> {
     this.assertLive();
-    this.node(nodeIndex);
+    const node = this.node(nodeIndex);
     if (!(overlay in netnsOverlays)) throw new NetnsError(`unknown overlay ${String(overlay)}; use legacy or cilium`);
     const key = `${nodeIndex}/${overlay}`;
     const host = this.nextHost.get(key) ?? firstPodHost;
     if (host > lastPodHost) throw new NetnsError(`node ${nodeIndex} has no ${overlay} address left`);
     this.nextHost.set(key, host + 1);
-    return this.attachPod(nodeIndex, overlay, `${netnsOverlays[overlay].net}.${nodeIndex}.${host}`, name);
-  }
-
-  async attachPod(nodeIndex: number, overlay: OverlayName, podIp: string, name: string): Promise<NetnsPod> {
-    this.assertLive();
-    const node = this.node(nodeIndex);
     if (this.pods.some((p) => p.name === name)) throw new NetnsError(`a pod named ${name} exists already`);
     const k = this.podCount++;
-    const pod: NetnsPod = { name, netns: `${this.prefix}-p${k}`, node, overlay, ip: podIp };
+    const pod: NetnsPod = { name, netns: `${this.prefix}-p${k}`, node, overlay, ip: `${netnsOverlays[overlay].net}.${nodeIndex}.${host}` };
     const hostSide = `vp${k}`;
-    // Listed before it is built, so removePod (and destroy) find a pod that failed half way.
+    // Listed before it is built, so destroy finds a pod that failed half way.
     this.pods.push(pod);
 
     await this.addNetns(pod.netns);
@@ -248,19 +252,6 @@ class NetnsTopology implements Topology {
     await ip(pod.netns, 'route', 'add', 'default', 'dev', 'eth0');
     await ip(node.netns, 'route', 'add', `${pod.ip}/32`, 'dev', hostSide);
     return pod;
-  }
-
-  async removePod(name: string): Promise<void> {
-    this.assertLive();
-    const i = this.pods.findIndex((p) => p.name === name);
-    if (i < 0) return;
-    const pod = this.pods[i]!;
-    await Promise.all([...this.processes].filter((p) => p.name.startsWith(`${pod.netns}:`)).map((p) => p.stop(2_000)));
-    const r = await run('ip', ['netns', 'del', pod.netns], commandTimeoutMs);
-    if (r.code !== 0 && !/No such file/.test(r.stderr)) throw new NetnsError(`could not delete ${pod.netns}: ${r.stderr.trim()}`);
-    this.namespaces.delete(pod.netns);
-    disownNamespace(pod.netns);
-    this.pods.splice(i, 1);
   }
 
   async exec(netns: string, argv: string[], opts: { timeoutMs?: number } = {}): Promise<ExecResult> {
@@ -362,6 +353,23 @@ class NetnsTopology implements Topology {
 
 function overlayEntries(): [OverlayName, OverlaySpec][] {
   return Object.entries(netnsOverlays) as [OverlayName, OverlaySpec][];
+}
+
+/** The underlay address of node `i` (kind's docker network is 172.18.0.0/16 too). */
+function underlayIp(i: number): string {
+  return `172.18.0.${i + 2}`;
+}
+
+/** The VTEP address of node `i` on an overlay: the first address of its /24. */
+function vtepIp(overlay: OverlayName, i: number): string {
+  return `${netnsOverlays[overlay].net}.${i}.0`;
+}
+
+// Locally administered, and known before the device exists, so peers can be programmed up front.
+/** The VTEP MAC of node `i` on an overlay. */
+function vtepMac(overlay: OverlayName, i: number): string {
+  const hex = (n: number) => n.toString(16).padStart(2, '0');
+  return `02:00:${hex(netnsOverlays[overlay].macTag)}:00:${hex(i >> 8)}:${hex(i & 0xff)}`;
 }
 
 // ---- running commands ----

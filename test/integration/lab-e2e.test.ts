@@ -49,7 +49,7 @@ describe('the local lab: the seed migration end to end with the plugin', () => {
     before0.mounts = netnsMounts();
     before0.cpDirs = readdirSync(tmpdir()).filter((d) => d.startsWith('cilium-migrate-cp-'));
     stateDir = mkdtempSync(join(tmpdir(), 'lab-e2e-'));
-    lab = await labUp({ stateDir, nodes: 3, labJs, progress, emulated: true });
+    lab = await labUp({ stateDir, nodes: 3, labJs, progress });
     s = scenario({ kubeconfig: statePaths(stateDir).kubeconfig, distDir, stateDir });
     watcher = reflect(s.kube.lite, '/api/v1/namespaces/default/pods', {
       query: { labelSelector: 'app=nginx' },

@@ -1,8 +1,8 @@
 // finalize --cleanup-nodes' host script (cmd/engine/host-command.ts) on a real network stack: in a
 // network namespace of its own (nothing of this machine's netfilter or links is touched), with the
-// files it removes mapped into a temporary directory as the lab maps a node's (lab/runtime.ts):
-// Flannel's links, its FLANNEL-* iptables chains and, in nftables mode (EnableNFTables), its tables
-// ip flannel-ipv4 and ip6 flannel-ipv6 go; Calico's cali-* chains and links go; what is not theirs stays.
+// files it removes mapped into a temporary directory (test/harness/host-sandbox.ts): Flannel's
+// links, its FLANNEL-* iptables chains and, in nftables mode (EnableNFTables), its tables ip
+// flannel-ipv4 and ip6 flannel-ipv6 go; Calico's cali-* chains and links go; what is not theirs stays.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { legacyCleanupScript, type CleanupKind } from '../../cmd/engine/host-command.js';
-import { nodeHostPaths, readOnlyExcept } from '../../lab/runtime-rules.js';
+import { nodeHostPaths, readOnlyExcept } from '../harness/host-sandbox.js';
 
 const missing = ['unshare', 'iptables', 'nft', 'ip'].filter((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status !== 0);
 

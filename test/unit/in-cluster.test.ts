@@ -262,6 +262,7 @@ describe('run --in-cluster: every wave leaves the run pod a node to move to', ()
     assert.deepEqual(stranded.map((w) => w.wave), [1]);
     const { message, hint } = strandedMessage(stranded, 2);
     assert.match(message, /^wave 1 \(kind-worker, kind-worker2\) would cordon every node a run pod can run on \(kind-worker, kind-worker2\)/);
+    assert.match(message, /; not for a run pod: kind-control-plane \(tainted node-role\.kubernetes\.io\/control-plane:NoSchedule\)$/);
     assert.match(hint, /--max-unavailable 1 or less/);
     assert.throws(() => refuseStrandedWaves([['kind-worker', 'kind-worker2'], ['kind-control-plane']], kind, 2), (e: Error & { exitCode?: number }) => e instanceof PreconditionError);
   });
@@ -285,6 +286,9 @@ describe('run --in-cluster: every wave leaves the run pod a node to move to', ()
     // one, mid-restart: those follow the cordon and readiness, which end with the wave.
     const tainted = { ...ours, ready: false, taints: [{ key: 'node.kubernetes.io/unschedulable', effect: 'NoSchedule' }, { key: 'node.kubernetes.io/not-ready', effect: 'NoExecute' }] };
     assert.deepEqual(strandedWaves([['a'], ['b']], [tainted, node('b')]), []);
+    // Cilium taints a node while its restarted agent is not Ready yet (a cancel mid-restart-agent).
+    const agentRestarting = { ...ours, taints: [{ key: 'node.cilium.io/agent-not-ready', effect: 'NoSchedule' }] };
+    assert.deepEqual(strandedWaves([['a'], ['b']], [agentRestarting, node('b')]), []);
     assert.deepEqual(strandedWaves([['a'], ['b']], [node('a', { unschedulable: true }), node('b')]).map((w) => w.wave), [2]);
   });
 });
