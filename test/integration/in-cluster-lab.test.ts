@@ -133,10 +133,11 @@ describe('run --in-cluster on the real-node lab with real Cilium: detached, watc
     assert.deepEqual(stray, [], 'every running pod has a Cilium address');
 
     // Nothing done twice across the cancel and the hand-overs: each step of each node announced once.
-    const events = (JSON.parse(await must(['get', 'events', '-A', '-o', 'json'])) as { items: { reason: string; involvedObject: { kind: string; name: string } }[] }).items;
+    const events = (JSON.parse(await must(['get', 'events', '-A', '-o', 'json'])) as { items: { reason: string; message: string; firstTimestamp: string; involvedObject: { kind: string; name: string } }[] }).items;
     for (const node of nodeNames) {
       for (const reason of ['MigrationCordon', 'MigrationDrain', 'MigrationLabel', 'MigrationUncordon', 'MigrationComplete']) {
-        assert.equal(events.filter((e) => e.involvedObject.kind === 'Node' && e.involvedObject.name === node && e.reason === reason).length, 1, `${node} ${reason} once`);
+        const seen = events.filter((e) => e.involvedObject.kind === 'Node' && e.involvedObject.name === node && e.reason === reason);
+        assert.equal(seen.length, 1, `${node} ${reason} once: ${seen.map((e) => `${e.firstTimestamp} ${e.message}`).join(' | ')}\n${r.stderr}`);
       }
     }
   });
