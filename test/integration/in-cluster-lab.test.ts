@@ -101,10 +101,16 @@ describe('run --in-cluster on the real-node lab with real Cilium: detached, watc
     assert.deepEqual((await runPods()).filter((p) => p.status.phase === 'Running' || p.status.phase === 'Pending'), [], 'no run pod left running');
   });
 
-  it('a later run --in-cluster resumes: the run pod evicted by its own drain hands over, every node ends on Cilium, each step once', async () => {
-    const r = await plugin(['run', '--in-cluster', ...runFlags], { timeoutMs: 1_500_000 });
+  it('a later run --in-cluster resumes unattended: the run pod evicted by its own drain hands over, every node ends on Cilium, each step once', async () => {
+    // Started and left at once: the terminal that started it is gone while the run goes on.
+    let sent = false;
+    const started = await plugin(['run', '--in-cluster', ...runFlags], { onStderr: (text, kill) => void (!sent && /: Running\n/.test(text) && (kill('SIGINT'), (sent = true))), timeoutMs: 300_000 });
+    assert.equal(started.code, 0, started.stderr);
+    assert.match(started.stderr, /replacing the cancelled run in job cilium-migrate\/cilium-migrate-run; the new one resumes from the state on the nodes/);
+    assert.match(started.stderr, /detached: the run goes on in the cluster/);
+    // Another terminal looks on until the end; it drives nothing.
+    const r = await plugin(['run', '--in-cluster', '--attach'], { timeoutMs: 1_500_000 });
     assert.equal(r.code, 0, r.stderr.slice(-4000));
-    assert.match(r.stderr, /replacing the cancelled run in job cilium-migrate\/cilium-migrate-run; the new one resumes from the state on the nodes/);
     assert.match(r.stderr, /^\[kind-worker\] resuming at /m, 'the node the cancel stopped at is resumed, not started over');
     // kind-worker is cordoned mid-migration, so the new pod runs on kind-worker2, whose drain evicts it.
     const evicted = [...r.stderr.matchAll(/^pod (\S+) on (\S+): stopped by the cluster \(EvictionByEvictionAPI/gm)].map((m) => ({ pod: m[1]!, node: m[2]! }));
