@@ -45,6 +45,8 @@ export interface FinalizeOptions {
   apply: boolean;
   helmRelease: string;
   helmChart: string;
+  /** The plugin's --kubeconfig and --context, passed on to helm so that it upgrades the same cluster. */
+  helmTarget?: { kubeconfig?: string | undefined; context?: string | undefined } | undefined;
   rolloutTimeoutMs: number;
   cleanupNodes: boolean;
   cleanupTimeoutMs: number;
@@ -308,12 +310,25 @@ export async function finalize(kube: Kube, opts: FinalizeOptions, io: Io, userSi
   });
 }
 
+/**
+ * helm's arguments for the upgrade to the final values. helm reads KUBECONFIG and its own current
+ * context unless told: the plugin's --kubeconfig and --context go with it, or helm would upgrade
+ * whatever cluster the environment names while the plugin checks and changes another.
+ */
+export function helmUpgradeArgs(opts: Pick<FinalizeOptions, 'ciliumNamespace' | 'helmRelease' | 'helmChart' | 'helmTarget'>, version: string, valuesFile: string): string[] {
+  return [
+    'upgrade', '--namespace', opts.ciliumNamespace, opts.helmRelease, opts.helmChart, '--version', version, '--reuse-values', '--values', valuesFile, '--wait',
+    ...(opts.helmTarget?.kubeconfig ? ['--kubeconfig', opts.helmTarget.kubeconfig] : []),
+    ...(opts.helmTarget?.context ? ['--kube-context', opts.helmTarget.context] : []),
+  ];
+}
+
 async function helmUpgrade(run: FinalizeRun, values: string): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'cilium-migrate-values-'));
   const file = join(dir, 'values-final.yaml');
   try {
     await writeFile(file, values);
-    const argv = ['upgrade', '--namespace', run.opts.ciliumNamespace, run.opts.helmRelease, run.opts.helmChart, '--version', run.version!, '--reuse-values', '--values', file, '--wait'];
+    const argv = helmUpgradeArgs(run.opts, run.version!, file);
     run.io.err(`running: helm ${argv.join(' ')}\n`);
     const code = await new Promise<number>((resolve, reject) => {
       const child = spawn('helm', argv, { stdio: ['ignore', 'inherit', 'inherit'] });

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import type { NodeView } from '../../cmd/cluster/cluster.js';
 import { stateAnnotation } from '../../lib/node-state.js';
-import { finalizeSteps } from '../../cmd/engine/finalize.js';
+import { finalizeSteps, helmUpgradeArgs } from '../../cmd/engine/finalize.js';
 import { clusterStatus, migrationPlan, planWaves, type ClusterSnapshot, type ViewPod } from '../../cmd/migration/cluster-view.js';
 import { ciliumVersionFromImage, finalizeBlockers, stillInMigrationMode } from '../../cmd/migration/finalize.js';
 import { ciliumNodeConfig, parseManifests, preferredNodeConfigVersion } from '../../cmd/migration/node-config.js';
@@ -166,5 +166,13 @@ describe('finalize as a list of steps', () => {
     assert.deepEqual(names(true, 'flannel'), ['check', 'final-values', 'delete-node-config', 'unlabel-nodes', 'remove-legacy-cni', 'cleanup-nodes']);
     assert.deepEqual(names(true), ['check', 'final-values', 'delete-node-config', 'unlabel-nodes', 'remove-legacy-cni']);
     assert.equal(finalizeSteps({ cleanupNodes: false }, undefined)[0]!.readOnly, true);
+  });
+
+  it('--apply upgrades the cluster the plugin works on: helm gets its --kubeconfig and --context', () => {
+    const opts = { ciliumNamespace: 'kube-system', helmRelease: 'cilium', helmChart: '/charts/cilium' };
+    const argv = helmUpgradeArgs({ ...opts, helmTarget: { kubeconfig: '/lab/kubeconfig', context: 'kind-kind' } }, '1.18.3', '/tmp/v/values-final.yaml');
+    assert.deepEqual(argv, ['upgrade', '--namespace', 'kube-system', 'cilium', '/charts/cilium', '--version', '1.18.3', '--reuse-values', '--values', '/tmp/v/values-final.yaml', '--wait', '--kubeconfig', '/lab/kubeconfig', '--kube-context', 'kind-kind']);
+    // Without them helm finds the cluster as kubectl does (KUBECONFIG, ~/.kube/config), as the plugin did.
+    assert.deepEqual(helmUpgradeArgs({ ...opts, helmTarget: {} }, '1.18.3', 'f.yaml').filter((a) => a.startsWith('--kube')), []);
   });
 });
