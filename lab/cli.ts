@@ -3,9 +3,8 @@
 // restarts one node like `docker restart`, `reboot-node NODE` reboots it (new bootID), `demo` runs
 // the seed's migration end to end. The daemon runs as `lab daemon`, started by `up`.
 //
-// Two kinds of lab: `lab up` brings up real nodes (kubelet, containerd, runc; lab/kind-lab.ts);
-// `lab up --emulated` the earlier emulated nodes (lab/runtime.ts), which `make demo` still uses
-// until real Cilium runs on the real nodes.
+// Two kinds of lab: `lab up` brings up real nodes (kubelet, containerd, runc; lab/kind-lab.ts),
+// which `make demo` uses; `lab up --emulated` the earlier emulated nodes (lab/runtime.ts).
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -234,12 +233,12 @@ export async function main(argv: string[]): Promise<number> {
   let code = 0;
   const parser = yargs(argv)
     .scriptName('lab')
-    .usage('$0 <command> [flags]\n\nThe local lab, a kind cluster without docker: a real control plane and real nodes (kubelet, containerd, runc in network, mount, UTS, IPC and PID namespaces of their own) on a private underlay, kube-proxy and Flannel, Cilium in migration mode from its chart through helm, images built locally. `up --emulated` starts the earlier lab with emulated nodes, which `make demo` uses. Needs root.')
+    .usage('$0 <command> [flags]\n\nThe local lab, a kind cluster without docker: a real control plane and real nodes (kubelet, containerd, runc in network, mount, UTS, IPC and PID namespaces of their own) on a private underlay, kube-proxy and Flannel, Cilium in migration mode from its chart through helm, images built locally. `up --emulated` starts the earlier lab with emulated nodes. Needs root.')
     .wrap(Math.min(100, process.stdout.columns || 100))
     .option('state-dir', stateOption)
     .command('up', 'Bring the lab up and leave it running', (y) => y
       .option('nodes', nodesOption)
-      .option('emulated', { type: 'boolean', default: false, describe: 'The earlier lab with emulated nodes (make demo uses it until real Cilium runs)' })
+      .option('emulated', { type: 'boolean', default: false, describe: 'The earlier lab with emulated nodes' })
       .option('cilium', { type: 'boolean', default: true, describe: 'Install Cilium in migration mode (--no-cilium: the cluster as it was before Cilium came)' }), async (a) => {
       const st = await labUp({ stateDir: a['state-dir'], nodes: a.nodes, emulated: a.emulated, cilium: a.cilium });
       out(`lab up: ${st.nodes.map((n) => n.name).join(', ')}`);
@@ -277,8 +276,8 @@ export async function main(argv: string[]): Promise<number> {
       await labUdpPort(a['state-dir'], a.node, a.port, 'restore');
       out(`UDP ${a.port} on ${a.node} flows again`);
     })
-    .command('demo', 'Bring a lab up, migrate it to Cilium with the plugin as the seed does, print the matrix after every step, tear it down', (y) => y.option('nodes', nodesOption), async (a) => {
-      code = await runDemo({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), labUp: (x) => labUp({ ...x, emulated: true }), labDown, out, err });
+    .command('demo', 'Bring a real-node lab up, migrate it to Cilium with the plugin as the seed does (--restart kind, finalize --apply through helm), print the matrix after every step, tear it down', (y) => y.option('nodes', nodesOption), async (a) => {
+      code = await runDemo({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), labUp: (x) => labUp(x), labDown, out, err });
     })
     .command('daemon', false, (y) => y.option('nodes', nodesOption).option('emulated', { type: 'boolean', default: false }).option('cilium', { type: 'boolean', default: true }), async (a) => {
       requireRoot('up');
