@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { systemClock } from '../../lib/clock.js';
 import { lockTtlSeconds } from '../../lib/defaults.js';
 import { ConfigError, InterruptedError, PreconditionError, UsageError } from '../../lib/errors.js';
-import { call, type Kube } from '../../lib/kube.js';
+import { call, mergePatch, type Kube } from '../../lib/kube.js';
 import { deleteObject } from '../../lib/kube-objects.js';
 import { finalizedPhase, phaseAnnotation, stateAnnotation } from '../../lib/node-state.js';
 import { pollUntil } from '../../lib/poll.js';
@@ -341,15 +341,23 @@ async function helmUpgrade(run: FinalizeRun, values: string): Promise<void> {
   }
 }
 
+/**
+ * `kubectl rollout restart daemonset`: the restartedAt annotation of its pod template, as a merge
+ * patch (client-node's default, a JSON patch, takes a list of operations: the API server refuses
+ * this object with 400).
+ */
+export async function requestDaemonSetRestart(kube: Pick<Kube, 'apps' | 'server'>, namespace: string, name: string, at: Date): Promise<void> {
+  await call(kube, `restart daemonset ${namespace}/${name}`, () =>
+    kube.apps.patchNamespacedDaemonSet({ namespace, name, body: { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': at.toISOString() } } } } } }, mergePatch),
+  );
+}
+
 async function restartCilium(run: FinalizeRun): Promise<void> {
   const { kube } = run;
   const namespace = run.opts.ciliumNamespace;
   const name = run.ciliumDaemonSet;
   run.fence(`restarting the DaemonSet ${name}`);
-  const at = new Date().toISOString();
-  await call(kube, `restart daemonset ${namespace}/${name}`, () =>
-    kube.apps.patchNamespacedDaemonSet({ namespace, name, body: { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': at } } } } } }),
-  );
+  await requestDaemonSetRestart(kube, namespace, name, new Date());
   await pollUntil(async () => {
     const ds = await call(kube, `get daemonset ${namespace}/${name}`, () => kube.apps.readNamespacedDaemonSet({ namespace, name }));
     const s = ds.status;
