@@ -1,5 +1,5 @@
-// The seed's migration on the local lab, as `make demo` runs it (lab up, nginx and the agents,
-// preflight, values, prepare, three nodes, finalize, lab down), several times: the time of the
+// The seed's migration on the real-node lab, as `make demo` runs it (lab up, nginx and the agents,
+// preflight, values, prepare, three nodes with --restart kind, finalize --apply, lab down), several times: the time of the
 // migration part (from prepare to the end of finalize, each step followed by a green matrix on
 // fresh evidence), the whole run, and the agents' probes sent and failed meanwhile.
 import { spawn } from 'node:child_process';
@@ -47,7 +47,7 @@ async function main(): Promise<void> {
   const body = [
     `Command: \`make bench-lab\` (bench/lab-scenario.ts): \`make demo\`'s program (\`node dist/lab.js demo\`) ${runs} times.`,
     run.machine(),
-    'The lab as `lab up` makes it: the real control plane, three nodes with real kubelets and containerd, kube-proxy, Flannel (VXLAN 8472), Cilium in migration mode from its chart (VXLAN 8473), nginx with 10 replicas, a real probe agent per node. The migration part runs from `prepare` to the end of `finalize` (three `node` runs as `make demo` runs them, each step followed by `connectivity` until it passes on fresh evidence). Probes: every agent\'s probes of every peer (ICMP and HTTP) during the whole run, from the agents\' own counters; failed probes include those to pods while they were being drained and restarted.',
+    'The lab: the real-node lab (`lab up`): the real control plane, three nodes with real kubelets and containerd, kube-proxy, Flannel from its manifest (VXLAN 8472), real Cilium 1.18.3 from its chart through helm in migration mode (VXLAN 8473), nginx with 10 replicas, a real probe agent per node. The migration part runs from `prepare` to the end of `finalize --apply` (three `node` runs with the default `--restart kind` through the lab\'s docker; the real `helm upgrade` to the final values, the agents restarted, Flannel removed; each step followed by `connectivity` until it passes on fresh evidence). Probes: every agent\'s probes of every peer (ICMP and HTTP) during the whole run, from the agents\' own counters; failed probes include those to pods while they were being drained and restarted.',
     '',
     '| figure | median (min-max) |',
     '|---|---|',
@@ -57,7 +57,7 @@ async function main(): Promise<void> {
     `| probes failed | ${spread(failed, 0)} |`,
     '',
     'The end-to-end test (test/integration/lab-e2e.test.ts) adds a traffic checker requesting every nginx pod from pods on both overlays during the same sequence and asserts that no request to a pod that was not being drained failed.',
-    'Not covered: nodes on separate machines (every node here shares the same 2 cores), more than three nodes; the lab\'s own costs are in "Real-node lab".',
+    'Not covered: more than three nodes; the set-up of the lab itself is in "Real-node lab".',
   ].join('\n');
   process.stdout.write(`${body}\n`);
   updateSection('Lab scenario: the seed migration on the local lab', body);

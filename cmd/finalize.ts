@@ -51,6 +51,7 @@ export const finalizeCommand = defineCommand({
       apply: args.apply,
       helmRelease: args['helm-release'],
       helmChart: args['helm-chart'],
+      helmTarget: { kubeconfig: ctx.options.kubeconfig, context: ctx.options.context },
       rolloutTimeoutMs: args['rollout-timeout'],
       cleanupNodes: args['cleanup-nodes'],
       cleanupTimeoutMs: args['cleanup-timeout'],

@@ -272,7 +272,7 @@ export async function main(argv: string[]): Promise<number> {
       await labUdpPort(a['state-dir'], a.node, a.port, 'restore');
       out(`UDP ${a.port} on ${a.node} flows again`);
     })
-    .command('demo', 'Bring a lab up, migrate it to Cilium with the plugin as the seed does, print the matrix after every step, tear it down', (y) => y.option('nodes', nodesOption), async (a) => {
+    .command('demo', 'Bring a real-node lab up, migrate it to Cilium with the plugin as the seed does (--restart kind, finalize --apply through helm), print the matrix after every step, tear it down', (y) => y.option('nodes', nodesOption), async (a) => {
       code = await runDemo({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), labUp, labDown, out, err });
     })
     .command('daemon', false, (y) => y.option('nodes', nodesOption).option('cilium', { type: 'boolean', default: true }), async (a) => {

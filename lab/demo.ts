@@ -1,11 +1,18 @@
 // `make demo`: the seed's migration (../shared/seed/migrating-to-cilium-lab.txt) end to end on a
-// fresh lab with the real plugin: preflight, values, prepare, node kind-worker, node kind-worker2,
-// node kind-control-plane, finalize, with the plugin's status and the reachability matrix after
-// every step and a summary at the end. The lab is torn down afterwards, also on failure or Ctrl-C.
+// fresh real-node lab (real kubelets and containerd, Flannel from its manifest, real Cilium from its
+// chart through helm) with the real plugin: preflight, values, prepare, node kind-worker, node
+// kind-worker2, node kind-control-plane (the plugin's default --restart kind, through the lab's
+// docker), finalize --apply (the real helm upgrade to the final values, the agents restarted, Flannel
+// removed), with the plugin's status and the reachability matrix after every step and a summary at
+// the end. The lab is torn down afterwards, also on failure or Ctrl-C.
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LabStatus } from './daemon.js';
 import { statePaths } from './daemon.js';
+import { ciliumVersion } from './images/cilium.js';
+import { labHostCommandImage } from './images/catalog.js';
+import { ciliumChart } from './node/cilium-install.js';
 import { deployWorkloads, flannelInstalled, migratedNodes, podsPerOverlay, ProbeTally, scenario, type Scenario } from './scenario.js';
 import { api } from './lab-api.js';
 import { waitUntil } from './wait.js';
@@ -20,17 +27,23 @@ export interface DemoOptions {
   err(line: string): void;
 }
 
-/** The Cilium version the lab's cilium DaemonSet names (its image tag). */
-export const labCiliumVersion = '1.18.0';
+/** The Cilium version the lab runs (lab/bins/cilium/module.env), without its `v`: what `values --cilium-version` takes. */
+export function labCiliumVersion(distDir: string): string {
+  return ciliumVersion(join(distDir, '..')).replace(/^v/, '');
+}
 
 /** The migration order of the seed: workers first, the control plane last. */
 export function seedOrder(nodes: string[]): string[] {
   return [...nodes.filter((n) => n !== 'kind-control-plane'), ...nodes.filter((n) => n === 'kind-control-plane')];
 }
 
-/** The node steps' flags for the lab: restarts through the lab, short gate pacing. */
-export function labNodeFlags(s: Scenario): string[] {
-  return [...s.restartFlags(), '--gate-interval', '2s', '--restart-timeout', '120s', '--agent-restart-timeout', '120s'];
+/**
+ * The node steps' flags for the lab: the plugin's default restart (--restart kind, through the
+ * lab's docker on PATH), short gate pacing, and room for a busy machine: a restarted node's Cilium
+ * agent compiles its datapath before it is Ready.
+ */
+export function labNodeFlags(): string[] {
+  return ['--gate-interval', '2s', '--restart-timeout', '300s', '--agent-restart-timeout', '300s'];
 }
 
 /** The seed's CiliumNodeConfig, applied by the plugin's `prepare`. */
@@ -40,24 +53,29 @@ export async function prepareStep(s: Scenario, echo: (line: string) => void): Pr
 }
 
 /**
- * The seed's `helm upgrade` to the final values and `rollout restart ds/cilium`, done the lab's way
- * (it has no Helm): cilium-config gets what the final values set, then the agents restart and each
- * writes its CNI config.
+ * The seed's last part with the plugin: `finalize --apply` runs the real `helm upgrade` of the
+ * lab's release (helm from the lab's bin directory, the chart from the binary cache) to the final
+ * values and restarts the agents, then removes the CiliumNodeConfig and Flannel and cleans the
+ * nodes (through the lab's host-command image).
  */
-export async function finalCiliumValues(s: Scenario, echo: (line: string) => void): Promise<void> {
-  echo('(the lab has no Helm: cilium-config gets the final values as `helm upgrade` would, then kubectl -n kube-system rollout restart ds/cilium)');
-  await api(s.kube, 'PATCH', '/api/v1/namespaces/kube-system/configmaps/cilium-config', {
-    data: { 'custom-cni-conf': 'false', 'write-cni-conf-when-ready': '/host/etc/cni/net.d/05-cilium.conflist', 'cni-exclusive': 'true', 'unmanaged-pod-watcher-restart': 'true', 'enable-policy': 'default' },
-  }, 'merge');
-  echo(s.kubectl(['-n', 'kube-system', 'rollout', 'restart', 'daemonset/cilium']).trim());
-  echo(s.kubectl(['-n', 'kube-system', 'rollout', 'status', 'daemonset/cilium', '--timeout=180s']).trim().split('\n').pop() ?? '');
+export async function finalizeStep(s: Scenario, echo: (line: string) => void): Promise<void> {
+  const chartDir = execFileSync(join(s.distDir, '..', 'lab', 'bins', 'build.sh'), ['--dir', 'cilium-chart'], { encoding: 'utf8' }).trim();
+  const r = await s.plugin(['finalize', '--apply', '--helm-chart', ciliumChart(chartDir), '--yes', '--cleanup-nodes', '--host-image', labHostCommandImage, '--rollout-timeout', '10m'], echo);
+  if (r.code !== 0) throw new Error(`finalize failed (exit ${r.code}): ${r.stderr.trim()}`);
 }
 
-/** The seed's last part: the final values, then `finalize`, which removes the CiliumNodeConfig and Flannel and cleans the nodes. */
-export async function finalizeStep(s: Scenario, echo: (line: string) => void): Promise<void> {
-  await finalCiliumValues(s, echo);
-  const r = await s.plugin(['finalize', '--yes', '--cleanup-nodes'], echo);
-  if (r.code !== 0) throw new Error(`finalize failed (exit ${r.code}): ${r.stderr.trim()}`);
+/** `cilium-dbg status --brief` in every Cilium agent pod: node name and the first line (`OK` when healthy). */
+export async function ciliumStatusPerNode(s: Scenario): Promise<{ node: string; pod: string; status: string }[]> {
+  const pods = await api<{ items: { metadata: { name: string }; spec: { nodeName?: string } }[] }>(s.kube, 'GET', '/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Dcilium');
+  return pods.items.map((p) => {
+    let status: string;
+    try {
+      status = s.kubectl(['-n', 'kube-system', 'exec', p.metadata.name, '-c', 'cilium-agent', '--', 'cilium-dbg', 'status', '--brief']).trim().split('\n')[0] ?? '';
+    } catch (err) {
+      status = `failed: ${((err as { stderr?: string }).stderr ?? (err as Error).message).trim().split('\n').pop()}`;
+    }
+    return { node: p.spec.nodeName ?? '', pod: p.metadata.name, status };
+  }).sort((a, b) => a.node.localeCompare(b.node));
 }
 
 /** Status and matrix after a step: the plugin's status, then a green matrix (or the reason it is not). */
@@ -69,7 +87,7 @@ async function afterStep(s: Scenario, tally: ProbeTally, o: DemoOptions): Promis
   await waitUntil('a green connectivity matrix', async () => {
     c = await s.plugin(['connectivity', '--since', '10s']);
     return c.code === 0 ? true : undefined;
-  }, 90_000, 3000).catch(() => {});
+  }, 180_000, 3000).catch(() => {});
   for (const l of c.stdout.trimEnd().split('\n')) o.out(`  ${l}`);
   if (c.code !== 0) throw new Error(`the connectivity matrix is not green after this step (exit ${c.code})`);
   await tally.sample(s);
@@ -92,13 +110,13 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    step(`bringing the lab up: ${o.nodes} nodes, Flannel (VXLAN 8472, 10.244.0.0/16), Cilium in migration mode (VXLAN 8473, 10.245.0.0/16)`);
+    step(`bringing the lab up: ${o.nodes} nodes with real kubelets and containerd, Flannel (VXLAN 8472, 10.244.0.0/16), Cilium from its chart through helm in migration mode (VXLAN 8473, 10.245.0.0/16)`);
     const lab = await o.labUp({ stateDir: o.stateDir, nodes: o.nodes, progress: (l) => indent(l) });
     up = true;
     const s = scenario({ kubeconfig: statePaths(o.stateDir).kubeconfig, distDir: o.distDir, stateDir: o.stateDir });
     const tally = new ProbeTally();
 
-    step('kubectl create deployment nginx --image nginx --port 80 --replicas 10; the probe agent DaemonSet');
+    step('nginx (lab up ran kubectl create deployment nginx --image nginx --port 80 --replicas 10); the probe agent DaemonSet');
     await deployWorkloads(s);
     indent(s.kubectl(['get', 'pods', '-o', 'wide']).trimEnd().split('\n').join('\n  '));
     await afterStep(s, tally, o);
@@ -107,8 +125,10 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     const pre = await s.plugin(['preflight'], indent);
     if (pre.code !== 0) throw new Error(`preflight failed (exit ${pre.code})`);
 
-    step(`kubectl cilium-migrate values --phase initial --cilium-version ${labCiliumVersion}`);
-    const values = await s.plugin(['values', '--phase', 'initial', '--cilium-version', labCiliumVersion], indent);
+    // lab up installed Cilium with exactly these values: `values --phase initial | helm install ...`.
+    const version = labCiliumVersion(o.distDir);
+    step(`kubectl cilium-migrate values --phase initial --cilium-version ${version}   (lab up piped these into helm install)`);
+    const values = await s.plugin(['values', '--phase', 'initial', '--cilium-version', version], indent);
     if (values.code !== 0) throw new Error(`values failed (exit ${values.code})`);
 
     step('kubectl cilium-migrate prepare');
@@ -116,15 +136,15 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     await afterStep(s, tally, o);
 
     for (const node of seedOrder(lab.nodes.map((n) => n.name))) {
-      step(`kubectl cilium-migrate node ${node}`);
-      const r = await s.plugin(['node', node, ...labNodeFlags(s)], indent);
+      step(`kubectl cilium-migrate node ${node}   (--restart kind: docker restart through the lab's docker)`);
+      const r = await s.plugin(['node', node, ...labNodeFlags()], indent);
       if (r.code !== 0) throw new Error(`node ${node} failed (exit ${r.code})`);
       await afterStep(s, tally, o);
     }
 
     // finalize removes the migration's marks from the nodes: count them before.
     const migrated = await migratedNodes(s);
-    step('kubectl cilium-migrate finalize');
+    step('kubectl cilium-migrate finalize --apply --yes --cleanup-nodes   (helm upgrade to the final values, agents restarted, Flannel removed)');
     await finalizeStep(s, indent);
     await afterStep(s, tally, o);
 
@@ -132,13 +152,18 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     const all = await podsPerOverlay(s);
     const probes = tally.totals();
     const flannel = await flannelInstalled(s);
+    const agents = await ciliumStatusPerNode(s);
+    const cniConfigs = lab.nodes.map((n) => `${n.name}: ${execFileSync(join(o.stateDir, 'bin', 'docker'), ['exec', n.name, 'ls', '/etc/cni/net.d'], { encoding: 'utf8' }).trim().split('\n').join(' ')}`);
     step('summary');
     indent(`nodes migrated: ${migrated.length} of ${lab.nodes.length} (${migrated.join(', ')})`);
     indent(`pods per overlay: ${all.cilium} on Cilium (10.245.0.0/16), ${all.legacy} on the legacy network; nginx: ${nginx.cilium} of ${nginx.cilium + nginx.legacy} on Cilium`);
+    for (const p of nginx.pods) indent(`  ${p.name} on ${p.node}: ${p.ip}`);
     indent(`probes sent: ${probes.sent}, failed: ${probes.failed}`);
-    indent(`Flannel: ${flannel ? 'still installed' : 'removed'}`);
+    indent(`Flannel: ${flannel ? 'still installed' : 'removed'}; CNI configs: ${cniConfigs.join('; ')}`);
+    for (const a of agents) indent(`cilium-dbg status --brief on ${a.node} (${a.pod}): ${a.status}`);
     indent(`total time: ${((Date.now() - started) / 1000).toFixed(0)}s`);
-    const ok = migrated.length === lab.nodes.length && nginx.legacy === 0 && nginx.cilium > 0 && !flannel;
+    const ok = migrated.length === lab.nodes.length && nginx.legacy === 0 && nginx.cilium > 0 && !flannel
+      && agents.length === lab.nodes.length && agents.every((a) => /^OK\b/.test(a.status));
     if (!ok) throw new Error('the migration did not complete: see the summary above');
     return 0;
   } catch (err) {

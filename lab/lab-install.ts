@@ -48,9 +48,17 @@ export function probeAgentObjects(namespace = agentNamespace, image = 'ghcr.io/c
   ];
 }
 
-/** A DaemonSet of traffic checkers (lab/programs/traffic-checker.ts) requesting every nginx pod. */
-export function trafficCheckerObjects(resultsDir: string, namespace = 'default'): Obj[] {
+/** Where on a node the traffic checkers write their records (a hostPath: it outlives the node's restarts, as the node's /var does). */
+export const trafficResultsHostPath = '/var/lib/cilium-migrate-lab/traffic';
+
+/**
+ * A DaemonSet of traffic checkers (lab/programs/traffic-checker.ts, bundled into the lab's agent
+ * image as /opt/cilium-migrate/lab/traffic-checker.js) requesting every nginx pod; each writes its
+ * records into its node's trafficResultsHostPath. It runs as root to write there.
+ */
+export function trafficCheckerObjects(image: string, namespace = 'default'): Obj[] {
   const labels = { app: 'traffic-checker' };
+  const fieldEnv = (name: string, fieldPath: string) => ({ name, valueFrom: { fieldRef: { fieldPath } } });
   return [
     { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'traffic-checker', namespace } },
     { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'traffic-checker', namespace }, rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }] },
@@ -68,7 +76,14 @@ export function trafficCheckerObjects(resultsDir: string, namespace = 'default')
           spec: {
             serviceAccountName: 'traffic-checker',
             tolerations: [{ operator: 'Exists' }],
-            containers: [{ name: 'checker', image: 'lab/traffic-checker', args: ['--selector', 'app=nginx', '--namespace', 'default', '--results', resultsDir, '--interval', '250'] }],
+            containers: [{
+              name: 'checker', image, command: ['node', '/opt/cilium-migrate/lab/traffic-checker.js'],
+              args: ['--selector', 'app=nginx', '--namespace', 'default', '--results', '/results', '--interval', '500'],
+              securityContext: { runAsUser: 0, runAsGroup: 0 },
+              env: [fieldEnv('NODE_NAME', 'spec.nodeName'), fieldEnv('POD_NAME', 'metadata.name'), fieldEnv('POD_IP', 'status.podIP')],
+              volumeMounts: [{ name: 'results', mountPath: '/results' }],
+            }],
+            volumes: [{ name: 'results', hostPath: { path: trafficResultsHostPath, type: 'DirectoryOrCreate' } }],
           },
         },
       },

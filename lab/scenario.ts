@@ -7,6 +7,7 @@ import { agentNamespace, ciliumClusterCidr } from '../lib/defaults.js';
 import { cidrContains } from '../lib/cidr.js';
 import { nodePhase } from '../lib/node-state.js';
 import { api, apiOrNotFound, labClient, type LabClient } from './lab-api.js';
+import { agentImageReference } from './images/catalog.js';
 import { probeAgentObjects, trafficCheckerObjects } from './lab-install.js';
 import { waitUntil } from './wait.js';
 
@@ -19,10 +20,14 @@ export interface Scenario {
   kubectl(args: string[], input?: string): string;
   /** That kubectl's path. */
   kubectlPath: string;
-  /** Runs the bundled plugin; its output goes to `echo` line by line as it comes. */
+  /**
+   * Runs the bundled plugin; its output goes to `echo` line by line as it comes. The lab's bin
+   * directory is first on its PATH: `docker` for the lab's nodes (the default `--restart kind`) and
+   * `helm` for Cilium's release (`finalize --apply`), as `lab up` tells users to set it.
+   */
   plugin(args: string[], echo?: (line: string) => void): Promise<{ code: number; stdout: string; stderr: string }>;
-  /** The restart flags for `node`: the lab's restart-node through --restart exec. */
-  restartFlags(): string[];
+  /** The lab's `lab ...` command line (dist/lab.js with this state directory), for --restart-command. */
+  labCommand: string;
 }
 
 export function scenario(o: { kubeconfig: string; distDir: string; stateDir: string }): Scenario {
@@ -37,7 +42,8 @@ export function scenario(o: { kubeconfig: string; distDir: string; stateDir: str
     kubectl: (args, input) => execFileSync(join(binDir, 'kubectl'), [`--kubeconfig=${o.kubeconfig}`, ...args], { encoding: 'utf8', ...(input !== undefined ? { input } : {}), stdio: ['pipe', 'pipe', 'pipe'] }),
     plugin: (args, echo) =>
       new Promise((resolve) => {
-        const child = spawn(process.execPath, [pluginJs, '--kubeconfig', o.kubeconfig, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const env = { ...process.env, PATH: `${join(o.stateDir, 'bin')}:${process.env.PATH ?? ''}` };
+        const child = spawn(process.execPath, [pluginJs, '--kubeconfig', o.kubeconfig, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
         let stdout = '';
         let stderr = '';
         const lines = (sink: (t: string) => void) => {
@@ -54,7 +60,7 @@ export function scenario(o: { kubeconfig: string; distDir: string; stateDir: str
         child.stderr.setEncoding('utf8').on('data', lines((d) => (stderr += d)));
         child.on('exit', (code) => resolve({ code: code ?? 1, stdout, stderr }));
       }),
-    restartFlags: () => ['--restart', 'exec', '--restart-command', `${process.execPath} ${join(o.distDir, 'lab.js')} --state-dir ${o.stateDir} restart-node {node}`],
+    labCommand: `${process.execPath} ${join(o.distDir, 'lab.js')} --state-dir ${o.stateDir}`,
   };
   return s;
 }
@@ -64,12 +70,18 @@ export function apply(s: Scenario, objects: Record<string, unknown>[]): void {
   s.kubectl(['apply', '--server-side', '--field-manager=cilium-migrate-lab', '-f', '-'], objects.map((x) => JSON.stringify(x)).join('\n'));
 }
 
-/** nginx (the seed's `kubectl create deployment nginx --image nginx --port 80 --replicas 10`) and the probe agents. */
-export async function deployWorkloads(s: Scenario, opts: { nginxReplicas?: number; trafficResultsDir?: string } = {}): Promise<void> {
+/**
+ * nginx (the seed's `kubectl create deployment nginx --image nginx --port 80 --replicas 10`; the
+ * real lab's `lab up` has made it already) and the probe agents; with `trafficChecker`, a traffic
+ * checker on every node (run from the agent's image).
+ */
+export async function deployWorkloads(s: Scenario, opts: { nginxReplicas?: number; trafficChecker?: boolean } = {}): Promise<void> {
   let lastNotReady = '';
-  s.kubectl(['create', 'deployment', 'nginx', '--image', 'nginx', '--port', '80', '--replicas', String(opts.nginxReplicas ?? 10)]);
-  apply(s, probeAgentObjects());
-  if (opts.trafficResultsDir !== undefined) apply(s, trafficCheckerObjects(opts.trafficResultsDir));
+  if ((await apiOrNotFound(s.kube, 'GET', '/apis/apps/v1/namespaces/default/deployments/nginx')) === undefined) {
+    s.kubectl(['create', 'deployment', 'nginx', '--image', 'nginx', '--port', '80', '--replicas', String(opts.nginxReplicas ?? 10)]);
+  }
+  apply(s, probeAgentObjects(agentNamespace, agentImageReference(join(s.distDir, '..'))));
+  if (opts.trafficChecker) apply(s, trafficCheckerObjects(agentImageReference(join(s.distDir, '..'))));
   await waitUntil('nginx and the probe agents Ready', async () => {
     lastNotReady = await notReadyPods(s);
     const d = await api<{ spec: { replicas: number }; status: { readyReplicas?: number } }>(s.kube, 'GET', '/apis/apps/v1/namespaces/default/deployments/nginx');
@@ -107,7 +119,13 @@ export class ProbeTally {
       try {
         text = String(await api(s.kube, 'GET', `/api/v1/namespaces/${agentNamespace}/pods/${p.metadata.name}:8080/proxy/metrics`));
       } catch {
-        continue;
+        // The real lab's API server has no route to pod addresses (it runs beside the nodes, not
+        // on one): ask the agent from inside its pod, with its own node.
+        try {
+          text = s.kubectl(['-n', agentNamespace, 'exec', p.metadata.name, '--', 'node', '-e', "fetch('http://127.0.0.1:8080/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"]);
+        } catch {
+          continue;
+        }
       }
       let sent = 0;
       let failed = 0;

@@ -11,6 +11,9 @@ import { CliError, ConfigError, ExitCode, NotFoundError, PreconditionError, Unre
 
 export { k8s };
 
+/** For PATCH calls: client-node sends a JSON patch (a list of operations) unless told otherwise. */
+export const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
+
 /** Where to find the cluster: the global flags that kubectl also has. */
 export interface KubeTarget {
   kubeconfig?: string | undefined;

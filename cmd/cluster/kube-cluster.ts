@@ -1,6 +1,6 @@
 // The engine's narrow interfaces (cluster.ts) on a real cluster, through lib/kube.
 import { randomBytes } from 'node:crypto';
-import { call, k8s, statusCode, type Kube } from '../../lib/kube.js';
+import { call, k8s, mergePatch, statusCode, type Kube } from '../../lib/kube.js';
 import { evictPod } from '../../lib/kube-objects.js';
 import { hostPodAppName, hostPodLabels, hostPodRequestAnnotation } from '../../lib/defaults.js';
 import { NotFoundError } from '../../lib/errors.js';
@@ -8,7 +8,6 @@ import { selectorMatches, type LabelSelector } from '../../lib/selector.js';
 import type { KubeCluster, NodePatch, NodeView, PodView } from './cluster.js';
 import type { DrainPod } from './drain-filter.js';
 
-const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
 
 /** Identity and controller of a pod, common to every view of it. */
 function podBasics(pod: k8s.V1Pod) {

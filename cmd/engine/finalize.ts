@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { systemClock } from '../../lib/clock.js';
 import { lockTtlSeconds } from '../../lib/defaults.js';
 import { ConfigError, InterruptedError, PreconditionError, UsageError } from '../../lib/errors.js';
-import { call, type Kube } from '../../lib/kube.js';
+import { call, mergePatch, type Kube } from '../../lib/kube.js';
 import { deleteObject } from '../../lib/kube-objects.js';
 import { finalizedPhase, phaseAnnotation, stateAnnotation } from '../../lib/node-state.js';
 import { pollUntil } from '../../lib/poll.js';
@@ -45,6 +45,8 @@ export interface FinalizeOptions {
   apply: boolean;
   helmRelease: string;
   helmChart: string;
+  /** The plugin's --kubeconfig and --context, passed on to helm so that it upgrades the same cluster. */
+  helmTarget?: { kubeconfig?: string | undefined; context?: string | undefined } | undefined;
   rolloutTimeoutMs: number;
   cleanupNodes: boolean;
   cleanupTimeoutMs: number;
@@ -308,12 +310,25 @@ export async function finalize(kube: Kube, opts: FinalizeOptions, io: Io, userSi
   });
 }
 
+/**
+ * helm's arguments for the upgrade to the final values. helm reads KUBECONFIG and its own current
+ * context unless told: the plugin's --kubeconfig and --context go with it, or helm would upgrade
+ * whatever cluster the environment names while the plugin checks and changes another.
+ */
+export function helmUpgradeArgs(opts: Pick<FinalizeOptions, 'ciliumNamespace' | 'helmRelease' | 'helmChart' | 'helmTarget'>, version: string, valuesFile: string): string[] {
+  return [
+    'upgrade', '--namespace', opts.ciliumNamespace, opts.helmRelease, opts.helmChart, '--version', version, '--reuse-values', '--values', valuesFile, '--wait',
+    ...(opts.helmTarget?.kubeconfig ? ['--kubeconfig', opts.helmTarget.kubeconfig] : []),
+    ...(opts.helmTarget?.context ? ['--kube-context', opts.helmTarget.context] : []),
+  ];
+}
+
 async function helmUpgrade(run: FinalizeRun, values: string): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'cilium-migrate-values-'));
   const file = join(dir, 'values-final.yaml');
   try {
     await writeFile(file, values);
-    const argv = ['upgrade', '--namespace', run.opts.ciliumNamespace, run.opts.helmRelease, run.opts.helmChart, '--version', run.version!, '--reuse-values', '--values', file, '--wait'];
+    const argv = helmUpgradeArgs(run.opts, run.version!, file);
     run.io.err(`running: helm ${argv.join(' ')}\n`);
     const code = await new Promise<number>((resolve, reject) => {
       const child = spawn('helm', argv, { stdio: ['ignore', 'inherit', 'inherit'] });
@@ -326,15 +341,23 @@ async function helmUpgrade(run: FinalizeRun, values: string): Promise<void> {
   }
 }
 
+/**
+ * `kubectl rollout restart daemonset`: the restartedAt annotation of its pod template, as a merge
+ * patch (client-node's default, a JSON patch, takes a list of operations: the API server refuses
+ * this object with 400).
+ */
+export async function requestDaemonSetRestart(kube: Pick<Kube, 'apps' | 'server'>, namespace: string, name: string, at: Date): Promise<void> {
+  await call(kube, `restart daemonset ${namespace}/${name}`, () =>
+    kube.apps.patchNamespacedDaemonSet({ namespace, name, body: { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': at.toISOString() } } } } } }, mergePatch),
+  );
+}
+
 async function restartCilium(run: FinalizeRun): Promise<void> {
   const { kube } = run;
   const namespace = run.opts.ciliumNamespace;
   const name = run.ciliumDaemonSet;
   run.fence(`restarting the DaemonSet ${name}`);
-  const at = new Date().toISOString();
-  await call(kube, `restart daemonset ${namespace}/${name}`, () =>
-    kube.apps.patchNamespacedDaemonSet({ namespace, name, body: { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': at } } } } } }),
-  );
+  await requestDaemonSetRestart(kube, namespace, name, new Date());
   await pollUntil(async () => {
     const ds = await call(kube, `get daemonset ${namespace}/${name}`, () => kube.apps.readNamespacedDaemonSet({ namespace, name }));
     const s = ds.status;

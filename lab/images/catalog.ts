@@ -112,13 +112,16 @@ export function labImages(repoRoot: string): ImageSpec[] {
       config: { Cmd: ['/bin/sh'], Env: [path] },
     }),
     // The Dockerfile's recipe: Node.js 20 (this machine's, which the repository requires), ping,
-    // dist/agent.js and the plugin (the in-cluster run's Job runs it from this image).
+    // dist/agent.js and the plugin (the in-cluster run's Job runs it from this image). For the
+    // lab's end-to-end test only, the traffic checker too (dist/lab/traffic-checker.js, 170 KiB),
+    // run as this image with another command: an image of its own would carry node again.
     image([agentImageReference(repoRoot)], {
       base: 'debian',
       files: [
         { path: '/usr/local/bin/node', from: { host: process.execPath } },
         { path: '/opt/cilium-migrate/agent.js', from: { dist: 'agent.js' } },
         { path: '/opt/cilium-migrate/kubectl-cilium_migrate', from: { dist: 'kubectl-cilium_migrate' }, mode: 0o755 },
+        { path: '/opt/cilium-migrate/lab/traffic-checker.js', from: { dist: 'lab/traffic-checker.js' } },
       ],
       config: { Entrypoint: ['node', '/opt/cilium-migrate/agent.js'], Env: [path], User: '1000:1000', ExposedPorts: { '8080/tcp': {} } },
     }),

@@ -3,7 +3,7 @@
 // RESULTS_DIR/<pod>.jsonl: when, from where (pod, IP, node) to where, and whether it worked.
 // It learns its targets by watching the API, as a client behind a Service would.
 //
-//   traffic-checker --selector app=nginx --namespace default --results DIR [--interval 250ms]
+//   traffic-checker --selector app=nginx --namespace default --results DIR [--interval 500ms]
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -31,7 +31,7 @@ export interface TrafficRecord {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { selector: { type: 'string', default: 'app=nginx' }, namespace: { type: 'string', default: 'default' }, results: { type: 'string' }, interval: { type: 'string', default: '250' } } });
+  const { values } = parseArgs({ options: { selector: { type: 'string', default: 'app=nginx' }, namespace: { type: 'string', default: 'default' }, results: { type: 'string' }, interval: { type: 'string', default: '500' } } });
   if (!values.results) throw new Error('--results DIR is required');
   const intervalMs = Number(values.interval.replace(/ms$/, ''));
   const self = { src: process.env.POD_NAME ?? 'checker', srcIp: process.env.POD_IP ?? '', srcNode: process.env.NODE_NAME ?? '' };
@@ -51,10 +51,12 @@ async function main(): Promise<void> {
       const t0 = Date.now();
       const rec: TrafficRecord = { t: new Date(t0).toISOString(), ...self, dst: p.metadata?.name ?? '', dstUid: p.metadata?.uid ?? '', dstIp: p.status!.podIP!, dstNode: p.spec?.nodeName ?? '', ok: false, ms: 0 };
       try {
-        const res = await fetch(`http://${rec.dstIp}/`, { signal: AbortSignal.timeout(1000), headers: { connection: 'close' } });
+        // Two seconds: generous for a pod next door, short enough that an outage shows (two cores, shared).
+        const res = await fetch(`http://${rec.dstIp}/`, { signal: AbortSignal.timeout(2000), headers: { connection: 'close' } });
         const body = await res.text();
-        rec.ok = res.status === 200 && body.includes(rec.dst);
-        if (!rec.ok) rec.error = `HTTP ${res.status}${body.includes(rec.dst) ? '' : ', answered by another pod'}`;
+        // nginx's own page: a 200 from something else at that address is not nginx answering.
+        rec.ok = res.status === 200 && body.includes('Welcome to nginx');
+        if (!rec.ok) rec.error = `HTTP ${res.status}${body.includes('Welcome to nginx') ? '' : ', not nginx\'s page'}`;
       } catch (err) {
         rec.error = (err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message;
       }

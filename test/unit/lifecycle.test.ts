@@ -7,7 +7,8 @@ import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import type { NodeView } from '../../cmd/cluster/cluster.js';
 import { stateAnnotation } from '../../lib/node-state.js';
-import { finalizeSteps } from '../../cmd/engine/finalize.js';
+import { finalizeSteps, helmUpgradeArgs, requestDaemonSetRestart } from '../../cmd/engine/finalize.js';
+import { k8s, type Kube } from '../../lib/kube.js';
 import { clusterStatus, migrationPlan, planWaves, type ClusterSnapshot, type ViewPod } from '../../cmd/migration/cluster-view.js';
 import { ciliumVersionFromImage, finalizeBlockers, stillInMigrationMode } from '../../cmd/migration/finalize.js';
 import { ciliumNodeConfig, parseManifests, preferredNodeConfigVersion } from '../../cmd/migration/node-config.js';
@@ -166,5 +167,25 @@ describe('finalize as a list of steps', () => {
     assert.deepEqual(names(true, 'flannel'), ['check', 'final-values', 'delete-node-config', 'unlabel-nodes', 'remove-legacy-cni', 'cleanup-nodes']);
     assert.deepEqual(names(true), ['check', 'final-values', 'delete-node-config', 'unlabel-nodes', 'remove-legacy-cni']);
     assert.equal(finalizeSteps({ cleanupNodes: false }, undefined)[0]!.readOnly, true);
+  });
+
+  it('--apply restarts the agents with a merge patch of the pod template (a JSON patch body is refused with 400)', async () => {
+    const calls: { req: unknown; options: k8s.ConfigurationOptions | undefined }[] = [];
+    const apps = { patchNamespacedDaemonSet: async (req: unknown, options?: k8s.ConfigurationOptions) => (calls.push({ req, options }), {}) } as unknown as Kube['apps'];
+    await requestDaemonSetRestart({ apps, server: 'https://lab' }, 'kube-system', 'cilium', new Date('2026-11-25T22:00:00Z'));
+    assert.equal(calls.length, 1);
+    assert.deepEqual(calls[0]!.req, { namespace: 'kube-system', name: 'cilium', body: { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': '2026-11-25T22:00:00.000Z' } } } } } });
+    // The request as client-node sends it: its middleware sets the Content-Type.
+    const ctx = new k8s.RequestContext('https://lab/apis/apps/v1/namespaces/kube-system/daemonsets/cilium', k8s.HttpMethod.PATCH);
+    for (const m of calls[0]!.options?.middleware ?? []) await m.pre(ctx).toPromise();
+    assert.equal(ctx.getHeaders()['Content-Type'], 'application/merge-patch+json');
+  });
+
+  it('--apply upgrades the cluster the plugin works on: helm gets its --kubeconfig and --context', () => {
+    const opts = { ciliumNamespace: 'kube-system', helmRelease: 'cilium', helmChart: '/charts/cilium' };
+    const argv = helmUpgradeArgs({ ...opts, helmTarget: { kubeconfig: '/lab/kubeconfig', context: 'kind-kind' } }, '1.18.3', '/tmp/v/values-final.yaml');
+    assert.deepEqual(argv, ['upgrade', '--namespace', 'kube-system', 'cilium', '/charts/cilium', '--version', '1.18.3', '--reuse-values', '--values', '/tmp/v/values-final.yaml', '--wait', '--kubeconfig', '/lab/kubeconfig', '--kube-context', 'kind-kind']);
+    // Without them helm finds the cluster as kubectl does (KUBECONFIG, ~/.kube/config), as the plugin did.
+    assert.deepEqual(helmUpgradeArgs({ ...opts, helmTarget: {} }, '1.18.3', 'f.yaml').filter((a) => a.startsWith('--kube')), []);
   });
 });
