@@ -78,6 +78,19 @@ export async function ciliumStatusPerNode(s: Scenario): Promise<{ node: string; 
   }).sort((a, b) => a.node.localeCompare(b.node));
 }
 
+/**
+ * `cilium-dbg status` on every node once each says OK, or as it is after `timeoutMs`: right after
+ * the agents restart (finalize --apply), a controller can report an error for a few seconds.
+ */
+export async function ciliumStatusSettled(s: Scenario, timeoutMs = 90_000): Promise<{ node: string; pod: string; status: string }[]> {
+  let last: { node: string; pod: string; status: string }[] = [];
+  await waitUntil('cilium-dbg status OK on every node', async () => {
+    last = await ciliumStatusPerNode(s);
+    return last.length > 0 && last.every((a) => /^OK\b/.test(a.status)) ? true : undefined;
+  }, timeoutMs, 3000).catch(() => undefined);
+  return last;
+}
+
 /** Status and matrix after a step: the plugin's status, then a green matrix (or the reason it is not). */
 async function afterStep(s: Scenario, tally: ProbeTally, o: DemoOptions): Promise<void> {
   const st = await s.plugin(['status']);
@@ -152,7 +165,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     const all = await podsPerOverlay(s);
     const probes = tally.totals();
     const flannel = await flannelInstalled(s);
-    const agents = await ciliumStatusPerNode(s);
+    const agents = await ciliumStatusSettled(s);
     const cniConfigs = lab.nodes.map((n) => `${n.name}: ${execFileSync(join(o.stateDir, 'bin', 'docker'), ['exec', n.name, 'ls', '/etc/cni/net.d'], { encoding: 'utf8' }).trim().split('\n').join(' ')}`);
     step('summary');
     indent(`nodes migrated: ${migrated.length} of ${lab.nodes.length} (${migrated.join(', ')})`);

@@ -6,7 +6,8 @@
 // recorded, a later `run --in-cluster` resuming it. The resumed run's pod sits on a worker the run
 // still has to migrate, so the drain of its own node evicts it: the real kubelet sends SIGTERM, the
 // run stops at a safe point and releases the lock, the Job starts a new pod on another node, which
-// resumes. Every node ends on Cilium, each step done once.
+// resumes. Every node ends on Cilium, each step done once; `finalize --apply` then leaves the
+// cluster as `make demo` does.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
@@ -17,6 +18,8 @@ import { labDown, labUp } from '../../lab/cli.js';
 import { defaultBinDir } from '../../lab/control-plane.js';
 import { statePaths } from '../../lab/daemon.js';
 import { labHostCommandImage } from '../../lab/images/catalog.js';
+import { ciliumStatusSettled, finalizeStep } from '../../lab/demo.js';
+import { flannelInstalled, scenario } from '../../lab/scenario.js';
 import { cidrContains } from '../../lib/cidr.js';
 import { ciliumClusterCidr, inClusterRun, lockLeaseName } from '../../lib/defaults.js';
 import { phaseAnnotation } from '../../lib/node-state.js';
@@ -145,6 +148,18 @@ describe('run --in-cluster on the real-node lab with real Cilium: detached, watc
         const seen = events.filter((e) => e.involvedObject.kind === 'Node' && e.involvedObject.name === node && e.reason === reason);
         assert.equal(seen.length, 1, `${node} ${reason} once: ${seen.map((e) => `${e.firstTimestamp} ${e.message}`).join(' | ')}\n${r.stderr}`);
       }
+    }
+  });
+
+  it('finalize afterwards leaves the cluster as make demo does: Cilium with its final values, Flannel gone, only Cilium\'s CNI config', async () => {
+    const s = scenario({ kubeconfig: statePaths(stateDir).kubeconfig, distDir: join(repoRoot, 'dist'), stateDir });
+    await finalizeStep(s, (l) => log.push(l));
+    assert.equal(await flannelInstalled(s), false, 'Flannel is removed');
+    for (const a of await ciliumStatusSettled(s)) assert.match(a.status, /^OK\b/, `cilium-dbg status on ${a.node}`);
+    const docker = join(stateDir, 'bin', 'docker');
+    for (const n of nodeNames) {
+      const files = await new Promise<string>((resolve) => execFile(docker, ['exec', n, 'ls', '/etc/cni/net.d'], (_e, out) => resolve(out)));
+      assert.deepEqual(files.trim().split('\n'), ['05-cilium.conflist'], `${n} keeps only Cilium's CNI config`);
     }
   });
 });
