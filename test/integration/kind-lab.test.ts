@@ -392,18 +392,20 @@ describe('the real-node lab: kind without docker', () => {
     // agent that applied the node config at its start still runs.
     assert.deepEqual(cniFiles(name), ['05-cilium.conflist', '10-flannel.conflist.cilium_bak']);
     const [agent] = await agentOn(name);
-    const inodeBefore = sh(name, 'stat -c %i /etc/cni/net.d/05-cilium.conflist').trim();
     assert.equal((await k(['label', 'node', name, 'io.cilium.migration/cilium-default-'])).code, 0);
     const restoredAt = new Date(Date.now() - 1000).toISOString().replace(/\.\d+Z$/, 'Z');
     sh(name, restoreLegacyCniScript);
     const restored = Date.now();
+    const restoreStartSecond = Math.floor(Date.parse(restoredAt) / 1000);
     const undone = await eventually('the agent to put its config back and rename Flannel\'s away', async () => {
       const files = cniFiles(name);
       return files.includes('05-cilium.conflist') && !files.includes('10-flannel.conflist') ? files : undefined;
     }, 30_000, 250);
     const undoneMs = Date.now() - restored;
     assert.deepEqual(undone, ['05-cilium.conflist', '10-flannel.conflist.cilium_bak']);
-    assert.notEqual(sh(name, 'stat -c %i /etc/cni/net.d/05-cilium.conflist').trim(), inodeBefore, 'the agent wrote 05-cilium.conflist again after the restore deleted it');
+    // Written again after the restore deleted it (its change time; an inode number can be reused).
+    const changed = Number(sh(name, 'stat -c %Z /etc/cni/net.d/05-cilium.conflist').trim());
+    assert.ok(changed >= restoreStartSecond, `the agent wrote 05-cilium.conflist again after the restore deleted it (changed at ${changed}, restore at ${restoreStartSecond})`);
     const agentLog = await k(['-n', 'kube-system', 'logs', agent!, '-c', 'cilium-agent', `--since-time=${restoredAt}`]);
     assert.match(agentLog.stdout, /Renaming non-Cilium CNI configuration file.*10-flannel\.conflist/);
     // What a node restart after that restore gives: new pods on Cilium, not Flannel.
