@@ -198,8 +198,7 @@ describe('the real-node lab: the seed migration end to end with the plugin', () 
     const notListeningYet = (r: TrafficRecord) => /ECONNREFUSED/.test(r.error ?? '') && Date.parse(r.t) - firstSeen.get(r.dstUid)! < 5000;
     // The zero holds for the migration (every node's steps); finalize restarts every Cilium agent
     // with its final values, and what failed then is counted and shown, not asserted zero.
-    const migrationEnd = f0;
-    const inFinalize = (r: TrafficRecord) => Date.parse(r.t) >= migrationEnd;
+    const inFinalize = (r: TrafficRecord) => Date.parse(r.t) >= f0;
     const excused = (r: TrafficRecord) => drained(r) || faulted(r) || fromNodeInItsStep(r) || notListeningYet(r);
     const unexpected = failures.filter((r) => !excused(r) && !inFinalize(r));
     const duringFinalize = failures.filter((r) => !excused(r) && inFinalize(r));
