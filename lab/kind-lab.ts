@@ -7,13 +7,13 @@
 // forwarder on its loopback; no route leads from the machine into the lab or out of it.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { systemClock } from '../lib/clock.js';
 import { pollUntil } from '../lib/poll.js';
 import { writeAdminKubeconfig } from './admin-kubeconfig.js';
 import { kindNodeLabels, kindNodes, type SimulatedNode } from './cluster-objects.js';
 import { startControlPlane, type ControlPlane } from './control-plane.js';
-import { buildImages, buildNodeRootfs } from './images/build.js';
+import { buildImages, buildNodeRootfs, holdArchive } from './images/build.js';
 import type { DebianBase, ImageSpec } from './images/catalog.js';
 import { api, apiOrNotFound, labClient, type LabClient } from './lab-api.js';
 import { ciliumVersion } from './images/cilium.js';
@@ -134,7 +134,8 @@ export class KindLab {
       o.log(`control plane up (${took()})`);
 
       const names = kindNodes(o.nodes - 1);
-      for (const [i, n] of names.entries()) await lab.createNode(n, i, underlay, rootfs, images.archive);
+      const archive = holdArchive(images.archive, join(paths.nodes, basename(images.archive)));
+      for (const [i, n] of names.entries()) await lab.createNode(n, i, underlay, rootfs, archive);
       // The control-plane node registers first, so it gets the first pod CIDR, as on kind.
       const [first, ...rest] = [...lab.nodes.values()];
       await first!.start();

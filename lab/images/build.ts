@@ -9,7 +9,7 @@
 // when an image in it changed. IMAGE_CACHE overrides the cache root.
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, createWriteStream, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -195,26 +195,51 @@ function touch(path: string): void {
   }
 }
 
-/** How long a cached image, archive or root file system is kept after its last use. */
+/**
+ * A hard link to the archive for a lab to boot its nodes from, so that pruning the cache (another
+ * build) never takes it from a running lab; the original path where a link cannot be made (another
+ * file system).
+ */
+export function holdArchive(archive: string, link: string): string {
+  try {
+    rmSync(link, { force: true });
+    linkSync(archive, link);
+    return link;
+  } catch {
+    return archive;
+  }
+}
+
+/** How long a cached image or root file system is kept after its last use. */
 const keepUnusedMs = 2 * 24 * 3_600_000;
+/**
+ * Archives are only the images' blobs put together again (seconds to rewrite) but 1.4 GB each, and
+ * every change to the agent makes a new one: the newest few stay, others go after an hour unused.
+ * A running lab holds its own by a hard link (kind-lab.ts), so removing it here breaks no node.
+ */
+const keepArchives = 3;
+const keepUnusedArchiveMs = 3_600_000;
 
 /**
  * Removes what no build has used for two days (other checkouts build other versions, so nothing
- * recent goes): archives, unpacked node root file systems, image records, and then every blob no
- * remaining image record or base refers to.
+ * recent goes): unpacked node root file systems, image records, and then every blob no remaining
+ * image record or base refers to; archives past the newest three after an hour.
  */
 export function pruneCache(root: string, now = Date.now()): void {
-  const old = (p: string) => {
+  const mtime = (p: string) => {
     try {
-      return now - statSync(p).mtimeMs > keepUnusedMs;
+      return statSync(p).mtimeMs;
     } catch {
-      return false;
+      return now;
     }
   };
+  const old = (p: string) => now - mtime(p) > keepUnusedMs;
   const entries = (d: string) => (existsSync(d) ? readdirSync(d).map((e) => join(d, e)) : []);
-  for (const p of [...entries(join(root, 'archives')), ...entries(join(root, 'rootfs')), ...entries(join(root, 'manifests')), ...entries(join(root, 'bases'))]) {
+  for (const p of [...entries(join(root, 'rootfs')), ...entries(join(root, 'manifests')), ...entries(join(root, 'bases'))]) {
     if (old(p)) rmSync(p, { recursive: true, force: true });
   }
+  const archives = entries(join(root, 'archives')).map((p) => ({ p, t: mtime(p) })).sort((a, b) => b.t - a.t);
+  for (const { p, t } of archives.slice(keepArchives)) if (now - t > keepUnusedArchiveMs) rmSync(p, { force: true });
   const store = join(root, 'blobs', 'sha256');
   if (!existsSync(store)) return;
   const live = new Set<string>();

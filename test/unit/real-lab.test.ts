@@ -10,7 +10,7 @@ import { after, describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { formatTemplate } from '../../lab/docker-shim.js';
 import { labHostCommandImage, labImages, labNodeImage, labPauseImage } from '../../lab/images/catalog.js';
-import { buildImages, pruneCache } from '../../lab/images/build.js';
+import { buildImages, holdArchive, pruneCache } from '../../lab/images/build.js';
 import { BlobStore, normalizeReference, tagOf, writeImage } from '../../lab/images/oci.js';
 import { nodeIp } from '../../lab/kind-lab.js';
 import { flannelManifestObjects, kubeProxyObjects } from '../../lab/node/addons.js';
@@ -140,10 +140,28 @@ describe('the image cache', () => {
     for (const f of [join(root, 'manifests', 'dropped.json'), join(root, 'archives', 'old.oci.tar'), ...readdirSync(join(root, 'blobs', 'sha256')).map((b) => join(root, 'blobs', 'sha256', b))]) utimesSync(f, threeDaysAgo, threeDaysAgo);
     pruneCache(root);
     assert.deepEqual(readdirSync(join(root, 'manifests')), ['kept.json']);
-    assert.deepEqual(readdirSync(join(root, 'archives')), []);
+    assert.deepEqual(readdirSync(join(root, 'archives')), ['old.oci.tar'], 'an archive among the newest three stays however old');
     assert.ok(store.has(base.digest) && store.has(kept.digest), 'what a kept image or a base refers to stays, however old');
     assert.equal(store.has(dropped.digest), false);
     assert.equal(readdirSync(join(root, 'blobs', 'sha256')).length, 4, 'the base, and the kept image\'s files layer, config and manifest');
+  });
+
+  it('keeps the newest three archives; an older one goes after an hour unused, and a lab\'s hard link to it still reads', () => {
+    const dir = join(root, 'archives');
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    const now = Date.now();
+    const ages: [string, number][] = [['a', 10], ['b', 20], ['c', 30], ['d', 40], ['e', 90], ['f', 120]];
+    for (const [name, minutes] of ages) {
+      writeFileSync(join(dir, `${name}.oci.tar`), name);
+      const t = new Date(now - minutes * 60_000);
+      utimesSync(join(dir, `${name}.oci.tar`), t, t);
+    }
+    const held = holdArchive(join(dir, 'f.oci.tar'), join(root, 'f-held.oci.tar'));
+    assert.equal(held, join(root, 'f-held.oci.tar'));
+    pruneCache(root, now);
+    assert.deepEqual(readdirSync(dir).sort(), ['a.oci.tar', 'b.oci.tar', 'c.oci.tar', 'd.oci.tar'], 'the newest three, and d, fourth but used 40 minutes ago');
+    assert.equal(readFileSync(held, 'utf8'), 'f', 'the running lab\'s link outlives the pruned archive');
   });
 });
 
