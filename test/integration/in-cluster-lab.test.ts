@@ -6,8 +6,8 @@
 // recorded, a later `run --in-cluster` resuming it. The resumed run's pod sits on a worker the run
 // still has to migrate, so the drain of its own node evicts it: the real kubelet sends SIGTERM, the
 // run stops at a safe point and releases the lock, the Job starts a new pod on another node, which
-// resumes. Every node ends on Cilium, each step done once; `finalize --apply` then leaves the
-// cluster as `make demo` does.
+// resumes. Every node ends on Cilium, each step done once; a rollback of kind-worker and its second
+// migration follow; `finalize --apply` then leaves the cluster as `make demo` does.
 // The lab runs a layout other than the seed's (10.42.0.0/16 and VXLAN 8555 for Flannel, 10.200.0.0/16
 // and VXLAN 8666 for Cilium, Cilium's release in namespace `cilium`), and every plugin command gets
 // --cilium-namespace cilium, so the run's RBAC covers that namespace as a kustomize overlay of
@@ -197,6 +197,23 @@ describe('run --in-cluster on the real-node lab with real Cilium: detached, watc
         assert.equal(seen.length, 1, `${node} ${reason} once: ${seen.map((e) => `${e.firstTimestamp} ${e.message}`).join(' | ')}\n${r.stderr}`);
       }
     }
+  });
+
+  it('rollback kind-worker with Cilium in namespace cilium returns it to Flannel (a new pod in 10.42.0.0/16); node kind-worker moves it back', async () => {
+    // From this terminal with the lab's docker on PATH (the default --restart kind), as make demo runs.
+    const env = { PATH: `${join(stateDir, 'bin')}:${process.env.PATH ?? ''}`, HOME: stateDir };
+    const docker = join(stateDir, 'bin', 'docker');
+    const cniFiles = () => execFileSync(docker, ['exec', 'kind-worker', 'ls', '/etc/cni/net.d'], { encoding: 'utf8' }).trim().split('\n');
+    const waits = ['--restart-timeout', '300s', '--agent-restart-timeout', '300s'];
+    const r = await plugin(['rollback', 'kind-worker', '--host-image', labHostCommandImage, ...waits], { env, timeoutMs: 900_000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr.slice(-4000)}`);
+    // Its verify pod's address is judged by cilium-config in namespace cilium (the pool 10.200.0.0/16).
+    assert.match(r.stdout, /verify\s+applied\s+a new pod got 10\.42\./, r.stdout);
+    assert.match(r.stdout, /^kind-worker: rolled back to the legacy CNI$/m);
+    assert.deepEqual(cniFiles(), ['10-flannel.conflist'], 'Flannel\'s config restored, Cilium\'s gone');
+    const again = await plugin(['node', 'kind-worker', '--gate', 'cluster-state', '--gate-interval', '2s', ...waits], { env, timeoutMs: 900_000 });
+    assert.equal(again.code, 0, again.stderr.slice(-4000));
+    assert.ok(cniFiles().includes('05-cilium.conflist'), `kind-worker back on Cilium: ${cniFiles().join(' ')}`);
   });
 
   it('finalize afterwards leaves the cluster as make demo does: Cilium with its final values, Flannel gone, only Cilium\'s CNI config', async () => {
