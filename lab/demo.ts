@@ -4,7 +4,9 @@
 // kind-worker2, node kind-control-plane (the plugin's default --restart kind, through the lab's
 // docker), finalize --apply (the real helm upgrade to the final values, the agents restarted, Flannel
 // removed), with the plugin's status and the reachability matrix after every step and a summary at
-// the end. The lab is torn down afterwards, also on failure or Ctrl-C.
+// the end. The lab's layout (lab/layout.ts: pod CIDRs, tunnel ports, node count, Cilium's namespace)
+// is a parameter; every plugin command gets its flags. The lab is torn down afterwards, also on
+// failure or Ctrl-C.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
