@@ -177,16 +177,21 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     const probes = tally.totals();
     const flannel = await flannelInstalled(s);
     const agents = await ciliumStatusSettled(s);
+    // After finalize's helm upgrade: Cilium still on the layout's pool and port.
+    const config = (await api<{ data?: Record<string, string> }>(s.kube, 'GET', `/api/v1/namespaces/${layout.ciliumNamespace}/configmaps/cilium-config`)).data ?? {};
+    const overlayKept = config['cluster-pool-ipv4-cidr'] === layout.ciliumCidr && config['tunnel-port'] === String(layout.ciliumTunnelPort);
     const cniConfigs = lab.nodes.map((n) => `${n.name}: ${execFileSync(join(o.stateDir, 'bin', 'docker'), ['exec', n.name, 'ls', '/etc/cni/net.d'], { encoding: 'utf8' }).trim().split('\n').join(' ')}`);
     step('summary');
+    indent(`layout: ${lab.nodes.length} nodes; ${describeLayout(layout)}`);
     indent(`nodes migrated: ${migrated.length} of ${lab.nodes.length} (${migrated.join(', ')})`);
+    indent(`cilium-config in ${layout.ciliumNamespace} after the helm upgrade: cluster-pool-ipv4-cidr ${config['cluster-pool-ipv4-cidr'] ?? '-'}, tunnel-port ${config['tunnel-port'] ?? '-'}, custom-cni-conf ${config['custom-cni-conf'] ?? '-'}`);
     indent(`pods per overlay: ${all.cilium} in the Cilium CIDR (${layout.ciliumCidr}), ${all.legacy} on the legacy network; nginx: ${nginx.cilium} of ${nginx.cilium + nginx.legacy} in the Cilium CIDR`);
     for (const p of nginx.pods) indent(`  ${p.name} on ${p.node}: ${p.ip}`);
     indent(`probes sent: ${probes.sent}, failed: ${probes.failed}`);
     indent(`Flannel: ${flannel ? 'still installed' : 'removed'}; CNI configs: ${cniConfigs.join('; ')}`);
     for (const a of agents) indent(`cilium-dbg status --brief on ${a.node} (${layout.ciliumNamespace}/${a.pod}): ${a.status}`);
     indent(`total time: ${((Date.now() - started) / 1000).toFixed(0)}s`);
-    const ok = migrated.length === lab.nodes.length && nginx.legacy === 0 && nginx.cilium > 0 && !flannel
+    const ok = migrated.length === lab.nodes.length && nginx.legacy === 0 && nginx.cilium > 0 && !flannel && overlayKept
       && agents.length === lab.nodes.length && agents.every((a) => /^OK\b/.test(a.status));
     if (!ok) throw new Error('the migration did not complete: see the summary above');
     return 0;
