@@ -211,6 +211,12 @@ describe('run --in-cluster on the real-node lab with real Cilium: detached, watc
     assert.match(r.stdout, /verify\s+applied\s+a new pod got 10\.42\./, r.stdout);
     assert.match(r.stdout, /^kind-worker: rolled back to the legacy CNI$/m);
     assert.deepEqual(cniFiles(), ['10-flannel.conflist'], 'Flannel\'s config restored, Cilium\'s gone');
+    // The node was restarted last: its Cilium agent (in namespace cilium) is Ready again before the
+    // next migration, whose baseline gate refuses a node without one.
+    await eventually('a Ready Cilium agent on kind-worker', async () => {
+      const agents = (JSON.parse(await must(['-n', 'cilium', 'get', 'pods', '-l', 'k8s-app=cilium', '--field-selector', 'spec.nodeName=kind-worker', '-o', 'json'])) as { items: { status: { conditions?: { type: string; status: string }[] } }[] }).items;
+      return agents.some((a) => a.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) ? true : undefined;
+    }, 300_000, 1000);
     const again = await plugin(['node', 'kind-worker', '--gate', 'cluster-state', '--gate-interval', '2s', ...waits], { env, timeoutMs: 900_000 });
     assert.equal(again.code, 0, again.stderr.slice(-4000));
     assert.ok(cniFiles().includes('05-cilium.conflist'), `kind-worker back on Cilium: ${cniFiles().join(' ')}`);
