@@ -124,11 +124,24 @@ install: build ## put the plugin on PATH ($(PREFIX)/bin), so kubectl finds it
 uninstall: ## remove the plugin from $(PREFIX)/bin
 	rm -f $(DESTDIR)$(PREFIX)/bin/kubectl-cilium_migrate
 
-demo: build bins images ## the seed's migration to Cilium, end to end, on a local dual-overlay lab (needs root)
-	node dist/lab.js demo
+# The lab's layout, for make demo and make lab-up (`node dist/lab.js up --help` says more): the node
+# count, Flannel's pod network and VXLAN port, Cilium's cluster-pool CIDR and VXLAN port, and the
+# namespace Cilium's Helm release goes to. The defaults are the seed's; the lab refuses overlapping
+# CIDRs and equal ports before it starts anything, e.g.
+#   make demo NODES=5 LEGACY_CIDR=10.42.0.0/16 CILIUM_CIDR=10.200.0.0/16 LEGACY_PORT=8555 CILIUM_PORT=8666 CILIUM_NAMESPACE=cilium
+NODES ?= 3
+LEGACY_CIDR ?= 10.244.0.0/16
+CILIUM_CIDR ?= 10.245.0.0/16
+LEGACY_PORT ?= 8472
+CILIUM_PORT ?= 8473
+CILIUM_NAMESPACE ?= kube-system
+LAB_LAYOUT = --nodes '$(NODES)' --legacy-cidr '$(LEGACY_CIDR)' --cilium-cidr '$(CILIUM_CIDR)' --legacy-tunnel-port '$(LEGACY_PORT)' --cilium-tunnel-port '$(CILIUM_PORT)' --cilium-namespace '$(CILIUM_NAMESPACE)'
 
-lab-up: build bins images ## bring the local lab (real nodes, as kind) up and leave it running (needs root); prints its kubeconfig
-	node dist/lab.js up
+demo: build bins images ## the seed's migration to Cilium, end to end, on a local dual-overlay lab (needs root; layout: NODES, LEGACY_CIDR, CILIUM_CIDR, LEGACY_PORT, CILIUM_PORT, CILIUM_NAMESPACE)
+	node dist/lab.js demo $(LAB_LAYOUT)
+
+lab-up: build bins images ## bring the local lab (real nodes, as kind) up and leave it running (needs root; the same layout variables as demo); prints its kubeconfig
+	node dist/lab.js up $(LAB_LAYOUT)
 
 lab-down: ## stop the local lab and remove everything it made
 	@if [ -f dist/lab.js ]; then node dist/lab.js down; else echo "no lab (dist/lab.js is not built)"; fi

@@ -15,9 +15,10 @@ import { runKindDaemon } from './kind-daemon.js';
 import { netnsUnsupportedReason } from './netns.js';
 import { inotifyInUse, inotifyLimit, inotifyShortage } from './node/inotify.js';
 import { isLabDir, labMarker, leftovers, reapStaleLabs } from './node/lab-resources.js';
+import { checkLayout, defaultLayout, describeLayout, layoutArgs, layoutFlags, layoutParsers, type LabLayout } from './layout.js';
 import { pidAlive } from './process.js';
 import { UsageError } from '../lib/errors.js';
-import { flagCoercion, integer, nodeName, nonEmpty, port, positionalCoercion } from '../lib/flag-values.js';
+import { flagCoercion, integer, nodeName, nonEmpty, port, positionalCoercion, type Parser } from '../lib/flag-values.js';
 
 export class LabError extends Error {
   constructor(message: string, readonly hint?: string) {
@@ -96,9 +97,11 @@ function claimStateDir(stateDir: string): void {
 }
 
 /** Starts the daemon and waits until the lab is ready, echoing its progress; returns the status. */
-export async function labUp(opts: { stateDir: string; nodes: number; cilium?: boolean; progress?: (line: string) => void; timeoutMs?: number; labJs?: string }): Promise<LabStatus> {
-  requireRoot('up');
+export async function labUp(opts: { stateDir: string; nodes: number; layout?: Partial<LabLayout>; cilium?: boolean; progress?: (line: string) => void; timeoutMs?: number; labJs?: string }): Promise<LabStatus> {
   if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > 50) throw new LabError(`--nodes ${opts.nodes}: a lab has 1 to 50 nodes`);
+  const layout = { ...defaultLayout, ...opts.layout };
+  checkLayout(layout, opts.nodes);
+  requireRoot('up');
   const progress = opts.progress ?? err;
   const running = await controlRequest<LabStatus>(opts.stateDir, 'GET', '/status', 5000);
   if (running) throw new LabError(`a lab is already running (state ${opts.stateDir}, kubeconfig ${running.body.kubeconfig})`, 'tear it down first: make lab-down');
@@ -113,7 +116,7 @@ export async function labUp(opts: { stateDir: string; nodes: number; cilium?: bo
   const fd = openSync(paths.log, 'a');
   // This program again (dist/lab.js, or lab/cli.ts under tsx), unless told which.
   const [script, execArgv] = opts.labJs ? [opts.labJs, []] : [process.argv[1]!, process.execArgv];
-  const child = spawn(process.execPath, [...execArgv, script, 'daemon', '--state-dir', opts.stateDir, '--nodes', String(opts.nodes), ...(opts.cilium === false ? ['--no-cilium'] : [])], { detached: true, stdio: ['ignore', fd, fd], env: process.env });
+  const child = spawn(process.execPath, [...execArgv, script, 'daemon', '--state-dir', opts.stateDir, '--nodes', String(opts.nodes), ...layoutArgs(layout), ...(opts.cilium === false ? ['--no-cilium'] : [])], { detached: true, stdio: ['ignore', fd, fd], env: process.env });
   closeSync(fd);
   child.unref();
   let exited: number | string | undefined;
@@ -218,6 +221,7 @@ export async function labUdpPort(stateDir: string, node: string, port: number, a
 function printStatus(st: LabStatus): void {
   out(`lab: ${st.ready ? 'up' : 'starting'} since ${st.startedAt} (daemon pid ${st.pid}), API server ${st.server}`);
   out(`kubeconfig: ${st.kubeconfig}`);
+  out(`layout: ${st.nodes.length} nodes; ${describeLayout(st.layout)}`);
   const rows = [['NODE', 'ROLE', 'READY', 'ADDRESS', 'POD CIDR', 'BOOT ID', 'CNI CONFIG', 'PODS legacy/cilium/host']];
   for (const n of st.nodes) rows.push([n.name, n.role, n.ready ? 'True' : 'False', n.internalIp, n.podCIDR, n.bootID.slice(0, 8), n.cni, `${n.pods.legacy}/${n.pods.cilium}/${n.pods.host}`]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -228,6 +232,17 @@ export async function main(argv: string[]): Promise<number> {
   const stateOption = { type: 'string', default: process.env.CILIUM_MIGRATE_LAB_DIR ?? defaultStateDir, coerce: flagCoercion('state-dir', nonEmpty('a directory')), describe: 'State directory of the lab (CILIUM_MIGRATE_LAB_DIR)' } as const;
   // The same parsers as the plugin's (lib/flag-values): a bad value is one line and exit 2.
   const nodesOption = { type: 'string', default: '3', coerce: flagCoercion('nodes', integer(1, 50)), describe: 'Nodes: kind-control-plane, kind-worker, kind-worker2, ... (1-50)' } as const;
+  const layoutDescriptions: Record<keyof LabLayout, string> = {
+    legacyCidr: 'Flannel\'s pod network (its Network; every node\'s podCIDR is a /24 of it), IPv4',
+    ciliumCidr: 'Cilium\'s cluster-pool pod CIDR (a /24 of it per CiliumNode), IPv4, not overlapping --legacy-cidr',
+    legacyTunnelPort: 'Flannel\'s VXLAN UDP port (its Backend.Port)',
+    ciliumTunnelPort: 'Cilium\'s VXLAN UDP port (the chart\'s tunnelPort), other than --legacy-tunnel-port',
+    ciliumNamespace: 'The namespace of Cilium\'s Helm release: cilium-config, the agents, the CiliumNodeConfig, the migration lock',
+  };
+  const layoutOptions = Object.fromEntries((Object.keys(layoutFlags) as (keyof LabLayout)[]).map((k) => [layoutFlags[k], {
+    type: 'string', default: String(defaultLayout[k]), coerce: flagCoercion<unknown>(layoutFlags[k], layoutParsers[k] as Parser<unknown>), describe: layoutDescriptions[k],
+  }])) as Record<(typeof layoutFlags)[keyof LabLayout], { type: 'string'; default: string; coerce: (raw: unknown) => unknown; describe: string }>;
+  const layoutOf = (a: Record<string, unknown>): LabLayout => Object.fromEntries((Object.keys(layoutFlags) as (keyof LabLayout)[]).map((k) => [k, a[layoutFlags[k]]])) as unknown as LabLayout;
   const nodeArg = { type: 'string', demandOption: true, coerce: positionalCoercion('node', nodeName) } as const;
   const portArg = { type: 'string', demandOption: true, coerce: positionalCoercion('port', port) } as const;
   let code = 0;
@@ -238,9 +253,11 @@ export async function main(argv: string[]): Promise<number> {
     .option('state-dir', stateOption)
     .command('up', 'Bring the lab up and leave it running', (y) => y
       .option('nodes', nodesOption)
+      .options(layoutOptions)
       .option('cilium', { type: 'boolean', default: true, describe: 'Install Cilium in migration mode (--no-cilium: the cluster as it was before Cilium came)' }), async (a) => {
-      const st = await labUp({ stateDir: a['state-dir'], nodes: a.nodes, cilium: a.cilium });
+      const st = await labUp({ stateDir: a['state-dir'], nodes: a.nodes, layout: layoutOf(a), cilium: a.cilium });
       out(`lab up: ${st.nodes.map((n) => n.name).join(', ')}`);
+      out(`layout: ${describeLayout(st.layout)}`);
       out(`kubeconfig: ${st.kubeconfig}`);
       out(`  export KUBECONFIG=${st.kubeconfig}`);
       const lab = `node ${process.argv[1]}${a['state-dir'] === defaultStateDir ? '' : ` --state-dir ${a['state-dir']}`}`;
@@ -264,7 +281,7 @@ export async function main(argv: string[]): Promise<number> {
       const r = await labRestartNode(a['state-dir'], a.node, true);
       out(`rebooted ${r.node}: bootID ${r.bootIDBefore?.slice(0, 8)} -> ${r.bootIDAfter?.slice(0, 8)}`);
     })
-    .command('drop-udp <node> <port>', 'Fault: drop incoming UDP to a port on a node (e.g. 8473, Cilium\'s VXLAN), as a broken overlay would', (y) => y.positional('node', nodeArg).positional('port', portArg), async (a) => {
+    .command('drop-udp <node> <port>', 'Fault: drop incoming UDP to a port on a node (e.g. Cilium\'s VXLAN port, 8473 by default), as a broken overlay would', (y) => y.positional('node', nodeArg).positional('port', portArg), async (a) => {
       await labUdpPort(a['state-dir'], a.node, a.port, 'drop');
       out(`dropping UDP ${a.port} on ${a.node}`);
     })
@@ -272,13 +289,17 @@ export async function main(argv: string[]): Promise<number> {
       await labUdpPort(a['state-dir'], a.node, a.port, 'restore');
       out(`UDP ${a.port} on ${a.node} flows again`);
     })
-    .command('demo', 'Bring a real-node lab up, migrate it to Cilium with the plugin as the seed does (--restart kind, finalize --apply through helm), print the matrix after every step, tear it down', (y) => y.option('nodes', nodesOption), async (a) => {
-      code = await runDemo({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), labUp, labDown, out, err });
+    .command('demo', 'Bring a real-node lab up, migrate it to Cilium with the plugin as the seed does (--restart kind, finalize --apply through helm), print the matrix after every step, tear it down', (y) => y.option('nodes', nodesOption).options(layoutOptions), async (a) => {
+      const layout = layoutOf(a);
+      checkLayout(layout, a.nodes);
+      code = await runDemo({ stateDir: a['state-dir'], nodes: a.nodes, layout, distDir: defaultDistDir(), labUp, labDown, out, err });
     })
-    .command('daemon', false, (y) => y.option('nodes', nodesOption).option('cilium', { type: 'boolean', default: true }), async (a) => {
+    .command('daemon', false, (y) => y.option('nodes', nodesOption).options(layoutOptions).option('cilium', { type: 'boolean', default: true }), async (a) => {
+      const layout = layoutOf(a);
+      checkLayout(layout, a.nodes);
       requireRoot('up');
       const log = (line: string) => process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
-      await runKindDaemon({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), log, cilium: a.cilium });
+      await runKindDaemon({ stateDir: a['state-dir'], nodes: a.nodes, layout, distDir: defaultDistDir(), log, cilium: a.cilium });
     })
     .demandCommand(1, 'name a command; see --help')
     .strict()

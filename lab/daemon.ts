@@ -3,6 +3,7 @@
 // control socket answers with.
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { LabLayout } from './layout.js';
 
 /** Default state directory: sockets, the kubeconfig, the nodes' files (on disk: real nodes hold their images there). */
 export const defaultStateDir = '/var/lib/cilium-migrate-lab';
@@ -18,6 +19,8 @@ export interface LabStatus {
   startedAt: string;
   /** The namespace of the underlay bridge. */
   underlayNetns: string;
+  /** The pod CIDRs, tunnel ports and Cilium's namespace the lab was brought up with. */
+  layout: LabLayout;
   nodes: { name: string; netns: string; role: string; internalIp: string; ready: boolean; bootID: string; podCIDR: string; cni: string; pods: { legacy: number; cilium: number; host: number } }[];
 }
 

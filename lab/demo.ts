@@ -4,7 +4,9 @@
 // kind-worker2, node kind-control-plane (the plugin's default --restart kind, through the lab's
 // docker), finalize --apply (the real helm upgrade to the final values, the agents restarted, Flannel
 // removed), with the plugin's status and the reachability matrix after every step and a summary at
-// the end. The lab is torn down afterwards, also on failure or Ctrl-C.
+// the end. The lab's layout (lab/layout.ts: pod CIDRs, tunnel ports, node count, Cilium's namespace)
+// is a parameter; every plugin command gets its flags. The lab is torn down afterwards, also on
+// failure or Ctrl-C.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +14,8 @@ import type { LabStatus } from './daemon.js';
 import { statePaths } from './daemon.js';
 import { ciliumVersion } from './images/cilium.js';
 import { labHostCommandImage } from './images/catalog.js';
-import { ciliumChart } from './node/cilium-install.js';
+import { ciliumChart, initialValuesArgs } from './node/cilium-install.js';
+import { defaultLayout, describeLayout, pluginLayoutFlags, type LabLayout } from './layout.js';
 import { deployWorkloads, flannelInstalled, migratedNodes, podsPerOverlay, ProbeTally, scenario, type Scenario } from './scenario.js';
 import { api } from './lab-api.js';
 import { waitUntil } from './wait.js';
@@ -20,8 +23,10 @@ import { waitUntil } from './wait.js';
 export interface DemoOptions {
   stateDir: string;
   nodes: number;
+  /** Pod CIDRs, tunnel ports and Cilium's namespace (default: the seed's). */
+  layout?: LabLayout;
   distDir: string;
-  labUp(o: { stateDir: string; nodes: number; progress?: (line: string) => void }): Promise<LabStatus>;
+  labUp(o: { stateDir: string; nodes: number; layout?: LabLayout; progress?: (line: string) => void }): Promise<LabStatus>;
   labDown(o: { stateDir: string; progress?: (line: string) => void }): Promise<{ wasRunning: boolean }>;
   out(line: string): void;
   err(line: string): void;
@@ -64,13 +69,14 @@ export async function finalizeStep(s: Scenario, echo: (line: string) => void): P
   if (r.code !== 0) throw new Error(`finalize failed (exit ${r.code}): ${r.stderr.trim()}`);
 }
 
-/** `cilium-dbg status --brief` in every Cilium agent pod: node name and the first line (`OK` when healthy). */
+/** `cilium-dbg status --brief` in every Cilium agent pod (in the layout's namespace): node name and the first line (`OK` when healthy). */
 export async function ciliumStatusPerNode(s: Scenario): Promise<{ node: string; pod: string; status: string }[]> {
-  const pods = await api<{ items: { metadata: { name: string }; spec: { nodeName?: string } }[] }>(s.kube, 'GET', '/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Dcilium');
+  const ns = s.layout.ciliumNamespace;
+  const pods = await api<{ items: { metadata: { name: string }; spec: { nodeName?: string } }[] }>(s.kube, 'GET', `/api/v1/namespaces/${ns}/pods?labelSelector=k8s-app%3Dcilium`);
   return pods.items.map((p) => {
     let status: string;
     try {
-      status = s.kubectl(['-n', 'kube-system', 'exec', p.metadata.name, '-c', 'cilium-agent', '--', 'cilium-dbg', 'status', '--brief']).trim().split('\n')[0] ?? '';
+      status = s.kubectl(['-n', ns, 'exec', p.metadata.name, '-c', 'cilium-agent', '--', 'cilium-dbg', 'status', '--brief']).trim().split('\n')[0] ?? '';
     } catch (err) {
       status = `failed: ${((err as { stderr?: string }).stderr ?? (err as Error).message).trim().split('\n').pop()}`;
     }
@@ -123,10 +129,14 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    step(`bringing the lab up: ${o.nodes} nodes with real kubelets and containerd, Flannel (VXLAN 8472, 10.244.0.0/16), Cilium from its chart through helm in migration mode (VXLAN 8473, 10.245.0.0/16)`);
-    const lab = await o.labUp({ stateDir: o.stateDir, nodes: o.nodes, progress: (l) => indent(l) });
+    const layout = o.layout ?? defaultLayout;
+    step(`bringing the lab up: ${o.nodes} nodes with real kubelets and containerd, Flannel (VXLAN ${layout.legacyTunnelPort}, ${layout.legacyCidr}), Cilium from its chart through helm in migration mode in namespace ${layout.ciliumNamespace} (VXLAN ${layout.ciliumTunnelPort}, ${layout.ciliumCidr})`);
+    const lab = await o.labUp({ stateDir: o.stateDir, nodes: o.nodes, layout, progress: (l) => indent(l) });
     up = true;
-    const s = scenario({ kubeconfig: statePaths(o.stateDir).kubeconfig, distDir: o.distDir, stateDir: o.stateDir });
+    indent(`layout: ${describeLayout(lab.layout)}`);
+    const s = scenario({ kubeconfig: statePaths(o.stateDir).kubeconfig, distDir: o.distDir, stateDir: o.stateDir, layout: lab.layout });
+    // The plugin gets the layout's flags (lib/layout.ts pluginLayoutFlags); the titles show them.
+    const flags = (command: string) => pluginLayoutFlags(layout, command).join(' ');
     const tally = new ProbeTally();
 
     step('nginx (lab up ran kubectl create deployment nginx --image nginx --port 80 --replicas 10); the probe agent DaemonSet');
@@ -134,22 +144,23 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     indent(s.kubectl(['get', 'pods', '-o', 'wide']).trimEnd().split('\n').join('\n  '));
     await afterStep(s, tally, o);
 
-    step('kubectl cilium-migrate preflight');
+    step(`kubectl cilium-migrate preflight ${flags('preflight')}`);
     const pre = await s.plugin(['preflight'], indent);
     if (pre.code !== 0) throw new Error(`preflight failed (exit ${pre.code})`);
 
-    // lab up installed Cilium with exactly these values: `values --phase initial | helm install ...`.
+    // lab up installed Cilium with exactly these values: `values --phase initial ... | helm install ...`.
+    // (s.plugin adds the layout's flags itself.)
     const version = labCiliumVersion(o.distDir);
-    step(`kubectl cilium-migrate values --phase initial --cilium-version ${version}   (lab up piped these into helm install)`);
+    step(`kubectl cilium-migrate ${initialValuesArgs(version, layout).join(' ')}   (lab up piped these into helm install)`);
     const values = await s.plugin(['values', '--phase', 'initial', '--cilium-version', version], indent);
     if (values.code !== 0) throw new Error(`values failed (exit ${values.code})`);
 
-    step('kubectl cilium-migrate prepare');
+    step(`kubectl cilium-migrate prepare ${flags('prepare')}`);
     await prepareStep(s, indent);
     await afterStep(s, tally, o);
 
     for (const node of seedOrder(lab.nodes.map((n) => n.name))) {
-      step(`kubectl cilium-migrate node ${node}   (--restart kind: docker restart through the lab's docker)`);
+      step(`kubectl cilium-migrate node ${node} ${flags('node')}   (--restart kind: docker restart through the lab's docker)`);
       const r = await s.plugin(['node', node, ...labNodeFlags()], indent);
       if (r.code !== 0) throw new Error(`node ${node} failed (exit ${r.code})`);
       await afterStep(s, tally, o);
@@ -157,7 +168,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
 
     // finalize removes the migration's marks from the nodes: count them before.
     const migrated = await migratedNodes(s);
-    step('kubectl cilium-migrate finalize --apply --yes --cleanup-nodes   (helm upgrade to the final values, agents restarted, Flannel removed)');
+    step(`kubectl cilium-migrate finalize --apply --yes --cleanup-nodes ${flags('finalize')}   (helm upgrade to the final values, agents restarted, Flannel removed)`);
     await finalizeStep(s, indent);
     await afterStep(s, tally, o);
 
@@ -166,16 +177,21 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     const probes = tally.totals();
     const flannel = await flannelInstalled(s);
     const agents = await ciliumStatusSettled(s);
+    // After finalize's helm upgrade: Cilium still on the layout's pool and port.
+    const config = (await api<{ data?: Record<string, string> }>(s.kube, 'GET', `/api/v1/namespaces/${layout.ciliumNamespace}/configmaps/cilium-config`)).data ?? {};
+    const overlayKept = config['cluster-pool-ipv4-cidr'] === layout.ciliumCidr && config['tunnel-port'] === String(layout.ciliumTunnelPort);
     const cniConfigs = lab.nodes.map((n) => `${n.name}: ${execFileSync(join(o.stateDir, 'bin', 'docker'), ['exec', n.name, 'ls', '/etc/cni/net.d'], { encoding: 'utf8' }).trim().split('\n').join(' ')}`);
     step('summary');
+    indent(`layout: ${lab.nodes.length} nodes; ${describeLayout(layout)}`);
     indent(`nodes migrated: ${migrated.length} of ${lab.nodes.length} (${migrated.join(', ')})`);
-    indent(`pods per overlay: ${all.cilium} on Cilium (10.245.0.0/16), ${all.legacy} on the legacy network; nginx: ${nginx.cilium} of ${nginx.cilium + nginx.legacy} on Cilium`);
+    indent(`cilium-config in ${layout.ciliumNamespace} after the helm upgrade: cluster-pool-ipv4-cidr ${config['cluster-pool-ipv4-cidr'] ?? '-'}, tunnel-port ${config['tunnel-port'] ?? '-'}, custom-cni-conf ${config['custom-cni-conf'] ?? '-'}`);
+    indent(`pods per overlay: ${all.cilium} in the Cilium CIDR (${layout.ciliumCidr}), ${all.legacy} on the legacy network; nginx: ${nginx.cilium} of ${nginx.cilium + nginx.legacy} in the Cilium CIDR`);
     for (const p of nginx.pods) indent(`  ${p.name} on ${p.node}: ${p.ip}`);
     indent(`probes sent: ${probes.sent}, failed: ${probes.failed}`);
     indent(`Flannel: ${flannel ? 'still installed' : 'removed'}; CNI configs: ${cniConfigs.join('; ')}`);
-    for (const a of agents) indent(`cilium-dbg status --brief on ${a.node} (${a.pod}): ${a.status}`);
+    for (const a of agents) indent(`cilium-dbg status --brief on ${a.node} (${layout.ciliumNamespace}/${a.pod}): ${a.status}`);
     indent(`total time: ${((Date.now() - started) / 1000).toFixed(0)}s`);
-    const ok = migrated.length === lab.nodes.length && nginx.legacy === 0 && nginx.cilium > 0 && !flannel
+    const ok = migrated.length === lab.nodes.length && nginx.legacy === 0 && nginx.cilium > 0 && !flannel && overlayKept
       && agents.length === lab.nodes.length && agents.every((a) => /^OK\b/.test(a.status));
     if (!ok) throw new Error('the migration did not complete: see the summary above');
     return 0;

@@ -12,14 +12,16 @@ import { chmodSync, existsSync, readdirSync, rmSync, writeFileSync } from 'node:
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { cidrContains } from '../lib/cidr.js';
-import { ciliumClusterCidr } from '../lib/defaults.js';
 import { statePaths, type LabStatus } from './daemon.js';
 import { api } from './lab-api.js';
 import { KindLab, kindPaths } from './kind-lab.js';
+import { defaultLayout, type LabLayout } from './layout.js';
 
 export interface KindDaemonOptions {
   stateDir: string;
   nodes: number;
+  /** Pod CIDRs, tunnel ports, Cilium's namespace (default: the seed's). */
+  layout?: LabLayout;
   distDir: string;
   log: (line: string) => void;
   nginxReplicas?: number;
@@ -35,6 +37,7 @@ interface PodItem {
 /** Brings the lab up and serves until shut down; resolves when it has been torn down. */
 export async function runKindDaemon(o: KindDaemonOptions): Promise<void> {
   const paths = statePaths(o.stateDir);
+  const layout = o.layout ?? defaultLayout;
   writeFileSync(paths.pid, `${process.pid}\n`);
   const startedAt = new Date();
   let lab: KindLab | undefined;
@@ -72,10 +75,11 @@ export async function runKindDaemon(o: KindDaemonOptions): Promise<void> {
       server: lab?.cp.server ?? '',
       startedAt: startedAt.toISOString(),
       underlayNetns: lab ? `${lab.prefix}-ul` : '',
+      layout,
       nodes: nodes.map((n) => {
         const pods = api_.pods.filter((p) => p.spec.nodeName === n.name && p.status.phase === 'Running');
         const host = pods.filter((p) => p.spec.hostNetwork).length;
-        const cilium = pods.filter((p) => !p.spec.hostNetwork && p.status.podIP && cidrContains(ciliumClusterCidr, p.status.podIP)).length;
+        const cilium = pods.filter((p) => !p.spec.hostNetwork && p.status.podIP && cidrContains(layout.ciliumCidr, p.status.podIP)).length;
         return {
           name: n.name, netns: n.netns, role: n.role, internalIp: n.internalIp, bootID: n.bootID, startedAt: n.startedAt, running: n.running,
           ready: api_.nodes.get(n.name)?.ready ?? false, podCIDR: api_.nodes.get(n.name)?.podCIDR ?? '',
@@ -155,7 +159,7 @@ export async function runKindDaemon(o: KindDaemonOptions): Promise<void> {
       return [group, dir];
     })) as Record<'control-plane' | 'node' | 'cilium-chart' | 'cilium', string>;
     lab = await KindLab.up({
-      stateDir: o.stateDir, nodes: o.nodes, distDir: o.distDir, log: o.log, nginxReplicas: o.nginxReplicas ?? 10, cilium: o.cilium ?? true, signal: starting.signal,
+      stateDir: o.stateDir, nodes: o.nodes, layout, distDir: o.distDir, log: o.log, nginxReplicas: o.nginxReplicas ?? 10, cilium: o.cilium ?? true, signal: starting.signal,
       binDir: dirs['control-plane'], nodeBinDir: dirs.node, ciliumBinDir: dirs.cilium, chartDir: dirs['cilium-chart'],
     });
     for (const n of lab.nodes.values()) nodeSockets.push(await nodeSocket(join(n.o.dir, 'lab', 'node.sock'), () => {

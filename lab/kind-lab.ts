@@ -12,6 +12,7 @@ import { systemClock } from '../lib/clock.js';
 import { pollUntil } from '../lib/poll.js';
 import { writeAdminKubeconfig } from './admin-kubeconfig.js';
 import { kindNodeLabels, kindNodes, type SimulatedNode } from './cluster-objects.js';
+import { defaultLayout, describeLayout, type LabLayout } from './layout.js';
 import { startControlPlane, type ControlPlane } from './control-plane.js';
 import { buildImages, buildNodeRootfs, holdArchive } from './images/build.js';
 import type { DebianBase, ImageSpec } from './images/catalog.js';
@@ -42,7 +43,8 @@ export interface KindLabOptions {
   /** Cilium's binaries (its images' files) and helm with Cilium's chart (lab/bins/build.sh --dir cilium, cilium-chart). */
   ciliumBinDir: string;
   chartDir: string;
-  clusterCidr?: string;
+  /** Pod CIDRs, tunnel ports and Cilium's namespace (default: the seed's). */
+  layout?: LabLayout;
   serviceCidr?: string;
   /** Install Cilium in migration mode (default true): the seed's cluster before the migration. */
   cilium?: boolean;
@@ -96,6 +98,7 @@ export class KindLab {
     const t0 = Date.now();
     const took = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
     const paths = kindPaths(o.stateDir);
+    const layout = o.layout ?? defaultLayout;
     const prefix = claimPrefix(o.stateDir);
     writeFileSync(paths.marker, JSON.stringify({ prefix, pid: process.pid }));
     for (const d of [paths.nodes, paths.bin, paths.logs]) mkdirSync(d, { recursive: true });
@@ -121,7 +124,7 @@ export class KindLab {
       cp = await startControlPlane({
         binDir: o.binDir, kwok: false, kubelets: true,
         netns: { name: cpNs, address: kindNetwork.controlPlane, gateway: [process.execPath, join(o.distDir, 'lab', 'egress-proxy.js')] },
-        ...(o.clusterCidr ? { clusterCidr: o.clusterCidr } : {}), ...(o.serviceCidr ? { serviceCidr: o.serviceCidr } : {}),
+        clusterCidr: layout.legacyCidr, ...(o.serviceCidr ? { serviceCidr: o.serviceCidr } : {}),
         progress: (l) => o.log(`  ${l}`),
       });
       // Through the forwarder: kind's names, so that tools written for kind find their context.
@@ -131,7 +134,7 @@ export class KindLab {
       lab.startRegistry(underlayNs, images.blobs, paths.registryIndex);
       writeDockerShim(paths.docker, o.distDir, o.stateDir);
       writeHelmWrapper(paths.helm, { chartDir: o.chartDir, stateDir: o.stateDir });
-      o.log(`control plane up (${took()})`);
+      o.log(`control plane up (${took()}); layout: ${describeLayout(layout)}`);
 
       const names = kindNodes(o.nodes - 1);
       const archive = holdArchive(images.archive, join(paths.nodes, basename(images.archive)));
@@ -147,21 +150,21 @@ export class KindLab {
         await api(kube, 'PATCH', `/api/v1/nodes/${n.name}`, { metadata: { labels: kindNodeLabels(n) } }, 'merge');
       }
 
-      const clusterCidr = o.clusterCidr ?? '10.244.0.0/16';
-      o.log('installing kube-proxy (as kubeadm does) and Flannel (its kube-flannel.yml)');
+      const clusterCidr = layout.legacyCidr;
+      o.log(`installing kube-proxy (as kubeadm does) and Flannel (its kube-flannel.yml: VXLAN ${layout.legacyTunnelPort}, ${clusterCidr})`);
       await lab.apply(kubeProxyObjects({ apiServer: cp.internalServer!, clusterCidr }));
-      await lab.apply(flannelManifestObjects(join(o.nodeBinDir, 'manifests', 'kube-flannel.yml'), clusterCidr));
+      await lab.apply(flannelManifestObjects(join(o.nodeBinDir, 'manifests', 'kube-flannel.yml'), { network: clusterCidr, vxlanPort: layout.legacyTunnelPort }));
       await lab.waitDaemonSets([['kube-system', 'kube-proxy'], ['kube-flannel', 'kube-flannel-ds']]);
       await lab.waitNodesReady();
       o.log(`${names.length} nodes Ready with kube-proxy and Flannel (${took()})`);
       if (o.cilium ?? true) {
         const version = ciliumVersion(join(o.distDir, '..'));
-        o.log(`installing Cilium ${version} in migration mode (VXLAN 8473, 10.245.0.0/16) with helm`);
+        o.log(`installing Cilium ${version} in migration mode with helm in namespace ${layout.ciliumNamespace} (VXLAN ${layout.ciliumTunnelPort}, ${layout.ciliumCidr})`);
         const [host, port] = [kindNetwork.controlPlane, Number(new URL(cp.internalServer!).port)];
-        await installCilium({ chartDir: o.chartDir, repoRoot: join(o.distDir, '..'), kubeconfig: paths.kubeconfig, stateDir: o.stateDir, version, apiServer: { host, port } }, o.log);
-        await lab.waitDaemonSets([[ciliumRelease.namespace, ciliumRelease.daemonSet]], 600_000);
+        await installCilium({ chartDir: o.chartDir, repoRoot: join(o.distDir, '..'), kubeconfig: paths.kubeconfig, stateDir: o.stateDir, version, apiServer: { host, port }, layout }, o.log);
+        await lab.waitDaemonSets([[layout.ciliumNamespace, ciliumRelease.daemonSet]], 600_000);
         // One operator leads; the chart's second replica needs a second node (required anti-affinity).
-        await lab.waitDeployment(ciliumRelease.namespace, ciliumRelease.operator, 300_000, 1);
+        await lab.waitDeployment(layout.ciliumNamespace, ciliumRelease.operator, 300_000, 1);
         await lab.waitCiliumNodes();
         o.log(`Cilium agents Ready on ${names.length} nodes, the operator has given each its pod CIDR (${took()})`);
       }

@@ -8,7 +8,7 @@ type Obj = Record<string, unknown>;
  * The probe agent DaemonSet for the lab, with the RBAC its discovery needs: a copy of the deployable
  * one in manifests/agent (kustomize), kept small for the lab; the manifests test checks that one.
  */
-export function probeAgentObjects(namespace = agentNamespace, image = 'ghcr.io/cilium-migrate/agent:dev'): Obj[] {
+export function probeAgentObjects(namespace = agentNamespace, image = 'ghcr.io/cilium-migrate/agent:dev', nets: { legacyCidrs?: string[]; ciliumCidrs?: string[] } = {}): Obj[] {
   const labels = { 'app.kubernetes.io/name': 'cilium-migrate-agent' };
   const fieldEnv = (name: string, fieldPath: string) => ({ name, valueFrom: { fieldRef: { fieldPath } } });
   return [
@@ -39,7 +39,12 @@ export function probeAgentObjects(namespace = agentNamespace, image = 'ghcr.io/c
               name: 'agent', image, args: ['--interval', '1s', '--timeout', '500ms', '--window', '15s'],
               ports: [{ name: 'http', containerPort: 8080 }],
               readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 2 },
-              env: [fieldEnv('NODE_NAME', 'spec.nodeName'), fieldEnv('POD_NAME', 'metadata.name'), fieldEnv('POD_NAMESPACE', 'metadata.namespace'), fieldEnv('POD_IP', 'status.podIP')],
+              env: [
+                fieldEnv('NODE_NAME', 'spec.nodeName'), fieldEnv('POD_NAME', 'metadata.name'), fieldEnv('POD_NAMESPACE', 'metadata.namespace'), fieldEnv('POD_IP', 'status.podIP'),
+                // The lab's layout, as manifests/agent's ConfigMap gives it (the agent's defaults are the seed's).
+                ...(nets.legacyCidrs ? [{ name: 'LEGACY_CIDRS', value: nets.legacyCidrs.join(',') }] : []),
+                ...(nets.ciliumCidrs ? [{ name: 'CILIUM_CIDRS', value: nets.ciliumCidrs.join(',') }] : []),
+              ],
             }],
           },
         },

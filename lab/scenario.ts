@@ -3,12 +3,13 @@
 // it. The reachability matrix is the plugin's own (`connectivity`): the lab has no model of its own.
 import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { agentNamespace, ciliumClusterCidr } from '../lib/defaults.js';
+import { agentNamespace } from '../lib/defaults.js';
 import { cidrContains } from '../lib/cidr.js';
 import { nodePhase } from '../lib/node-state.js';
 import { api, apiOrNotFound, labClient, type LabClient } from './lab-api.js';
 import { agentImageReference } from './images/catalog.js';
 import { probeAgentObjects, trafficCheckerObjects } from './lab-install.js';
+import { defaultLayout, pluginLayoutFlags, type LabLayout } from './layout.js';
 import { waitUntil } from './wait.js';
 
 export interface Scenario {
@@ -16,6 +17,8 @@ export interface Scenario {
   kubeconfig: string;
   distDir: string;
   stateDir: string;
+  /** The lab's pod CIDRs, tunnel ports and Cilium's namespace. */
+  layout: LabLayout;
   /** kubectl from the binary cache, with the lab's kubeconfig. */
   kubectl(args: string[], input?: string): string;
   /** That kubectl's path. */
@@ -23,14 +26,17 @@ export interface Scenario {
   /**
    * Runs the bundled plugin; its output goes to `echo` line by line as it comes. The lab's bin
    * directory is first on its PATH: `docker` for the lab's nodes (the default `--restart kind`) and
-   * `helm` for Cilium's release (`finalize --apply`), as `lab up` tells users to set it.
+   * `helm` for Cilium's release (`finalize --apply`), as `lab up` tells users to set it. The
+   * command gets the lab's layout flags first (lab/layout.ts: --cilium-namespace, and the CIDRs and
+   * ports for values and finalize), as a user of this lab would pass them; flags in `args` come later and win.
    */
   plugin(args: string[], echo?: (line: string) => void): Promise<{ code: number; stdout: string; stderr: string }>;
   /** The lab's `lab ...` command line (dist/lab.js with this state directory), for --restart-command. */
   labCommand: string;
 }
 
-export function scenario(o: { kubeconfig: string; distDir: string; stateDir: string }): Scenario {
+export function scenario(o: { kubeconfig: string; distDir: string; stateDir: string; layout?: LabLayout }): Scenario {
+  const layout = o.layout ?? defaultLayout;
   const binDir = execFileSync(join(o.distDir, '..', 'lab', 'bins', 'build.sh'), ['--dir'], { encoding: 'utf8' }).trim();
   const pluginJs = join(o.distDir, 'kubectl-cilium_migrate');
   const s: Scenario = {
@@ -38,12 +44,15 @@ export function scenario(o: { kubeconfig: string; distDir: string; stateDir: str
     kubeconfig: o.kubeconfig,
     distDir: o.distDir,
     stateDir: o.stateDir,
+    layout,
     kubectlPath: join(binDir, 'kubectl'),
     kubectl: (args, input) => execFileSync(join(binDir, 'kubectl'), [`--kubeconfig=${o.kubeconfig}`, ...args], { encoding: 'utf8', ...(input !== undefined ? { input } : {}), stdio: ['pipe', 'pipe', 'pipe'] }),
     plugin: (args, echo) =>
       new Promise((resolve) => {
         const env = { ...process.env, PATH: `${join(o.stateDir, 'bin')}:${process.env.PATH ?? ''}` };
-        const child = spawn(process.execPath, [pluginJs, '--kubeconfig', o.kubeconfig, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+        const [command, ...rest] = args;
+        const withLayout = command === undefined ? [] : [command, ...pluginLayoutFlags(layout, command), ...rest];
+        const child = spawn(process.execPath, [pluginJs, '--kubeconfig', o.kubeconfig, ...withLayout], { stdio: ['ignore', 'pipe', 'pipe'], env });
         let stdout = '';
         let stderr = '';
         const lines = (sink: (t: string) => void) => {
@@ -80,7 +89,7 @@ export async function deployWorkloads(s: Scenario, opts: { nginxReplicas?: numbe
   if ((await apiOrNotFound(s.kube, 'GET', '/apis/apps/v1/namespaces/default/deployments/nginx')) === undefined) {
     s.kubectl(['create', 'deployment', 'nginx', '--image', 'nginx', '--port', '80', '--replicas', String(opts.nginxReplicas ?? 10)]);
   }
-  apply(s, probeAgentObjects(agentNamespace, agentImageReference(join(s.distDir, '..'))));
+  apply(s, probeAgentObjects(agentNamespace, agentImageReference(join(s.distDir, '..')), { legacyCidrs: [s.layout.legacyCidr], ciliumCidrs: [s.layout.ciliumCidr] }));
   if (opts.trafficChecker) apply(s, trafficCheckerObjects(agentImageReference(join(s.distDir, '..'))));
   await waitUntil('nginx and the probe agents Ready', async () => {
     lastNotReady = await notReadyPods(s);
@@ -151,12 +160,12 @@ export class ProbeTally {
   }
 }
 
-/** Pods with an address, by overlay (host-network pods aside). */
+/** Pods with an address, by overlay (host-network pods aside): on Cilium when inside the layout's Cilium CIDR. */
 export async function podsPerOverlay(s: Scenario, selector?: string): Promise<{ legacy: number; cilium: number; pods: { name: string; ip: string; node: string }[] }> {
   const q = selector ? `?labelSelector=${encodeURIComponent(selector)}` : '';
   const pods = await api<{ items: PodItem[] }>(s.kube, 'GET', `/api/v1/pods${q}`);
   const withIp = pods.items.filter((p) => !p.spec.hostNetwork && p.status.podIP && p.status.phase === 'Running');
-  const cilium = withIp.filter((p) => cidrContains(ciliumClusterCidr, p.status.podIP!));
+  const cilium = withIp.filter((p) => cidrContains(s.layout.ciliumCidr, p.status.podIP!));
   return { legacy: withIp.length - cilium.length, cilium: cilium.length, pods: withIp.map((p) => ({ name: p.metadata.name, ip: p.status.podIP!, node: p.spec.nodeName ?? '' })) };
 }
 

@@ -26,6 +26,7 @@ import './unit/krew.test.js';
 import './unit/kube-discovery.test.js';
 import './unit/kube-lite.test.js';
 import './unit/lab.test.js';
+import './unit/lab-layout.test.js';
 import './unit/legacy-cni.test.js';
 import './unit/lifecycle.test.js';
 import './unit/lock.test.js';

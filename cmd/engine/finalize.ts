@@ -12,16 +12,17 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock } from '../../lib/clock.js';
-import { lockTtlSeconds } from '../../lib/defaults.js';
+import { ciliumClusterCidr, ciliumVxlanPort, lockTtlSeconds } from '../../lib/defaults.js';
 import { ConfigError, InterruptedError, PreconditionError, UsageError } from '../../lib/errors.js';
 import { call, mergePatch, type Kube } from '../../lib/kube.js';
 import { deleteObject } from '../../lib/kube-objects.js';
 import { finalizedPhase, phaseAnnotation, stateAnnotation } from '../../lib/node-state.js';
 import { pollUntil } from '../../lib/poll.js';
+import { ciliumTunnel } from '../../lib/tunnel.js';
 import { newRunId } from '../../lib/run-id.js';
 import type { KubeCluster } from '../cluster/cluster.js';
 import type { Io } from '../context.js';
-import { ciliumDaemonSetIn, readCiliumConfig } from '../migration/cilium-config.js';
+import { ciliumClusterCidrs, ciliumDaemonSetIn, readCiliumConfig } from '../migration/cilium-config.js';
 import { readCluster, type ClusterSnapshot } from '../migration/cluster-view.js';
 import { ciliumVersionFromImage, finalizeBlockers, readFinalizeRecord, stillInMigrationMode, writeFinalizeRecord, type FinalizeRecord } from '../migration/finalize.js';
 import { valuesYaml } from '../migration/helm-values.js';
@@ -39,8 +40,9 @@ export interface FinalizeOptions {
   nodeConfigName: string;
   /** For the final values; default: the cilium DaemonSet's image tag. */
   ciliumVersion?: string | undefined;
-  ciliumCidr: string;
-  tunnelPort: number;
+  /** Cilium's cluster-pool CIDR and tunnel port for the final values; default: cilium-config's (finalOverlay). */
+  ciliumCidr?: string | undefined;
+  tunnelPort?: number | undefined;
   /** Upgrade Cilium to its final values with helm and restart its agents. */
   apply: boolean;
   helmRelease: string;
@@ -83,6 +85,8 @@ interface FinalizeRun {
   version: string | undefined;
   ciliumDaemonSet: string;
   migrationMode: boolean;
+  /** What the final values write (finalOverlay). */
+  overlay: { ciliumCidr: string; tunnelPort: number };
   objects: LegacyObject[];
   kind: LegacyKind | undefined;
   nftables: boolean;
@@ -113,10 +117,22 @@ const checkStep: Step<FinalizeRun> = {
   },
 };
 
+/**
+ * The cluster pool and tunnel port the final values write: the flags when given, else what Cilium
+ * runs with now (cilium-config's cluster-pool-ipv4-cidr and tunnel-port), else the seed's. The
+ * upgrade reuses the release's values and these override them: defaulting to the seed's would move a
+ * cluster installed with others to 10.245.0.0/16 and UDP 8473.
+ */
+export function finalOverlay(opts: Pick<FinalizeOptions, 'ciliumCidr' | 'tunnelPort'>, config: Record<string, string> | undefined): { ciliumCidr: string; tunnelPort: number } {
+  const configuredCidr = ciliumClusterCidrs(config).find((c) => !c.includes(':'));
+  const configuredPort = config && ciliumTunnel(config).port;
+  return { ciliumCidr: opts.ciliumCidr ?? configuredCidr ?? ciliumClusterCidr, tunnelPort: opts.tunnelPort ?? configuredPort ?? ciliumVxlanPort };
+}
+
 function finalValues(run: FinalizeRun): string {
   if (!run.version) throw new UsageError('cannot tell the Cilium version from the cilium DaemonSet\'s image', 'pass --cilium-version');
   const legacyTunnelPort = run.snap.legacy?.tunnels.find((t) => t.port !== undefined)?.port ?? 0;
-  return valuesYaml({ phase: 'final', ciliumVersion: run.version, ciliumCidr: run.opts.ciliumCidr, tunnelPort: run.opts.tunnelPort, legacyTunnelPort });
+  return valuesYaml({ phase: 'final', ciliumVersion: run.version, ...run.overlay, legacyTunnelPort });
 }
 
 const finalValuesDone = (run: FinalizeRun): Outcome | undefined => (run.migrationMode ? undefined : { outcome: 'done-before', message: 'Cilium runs with its final values (custom-cni-conf is not true)' });
@@ -244,7 +260,9 @@ export async function finalize(kube: Kube, opts: FinalizeOptions, io: Io, userSi
   const look = async (cluster: KubeCluster, fence: (what: string) => void, signal: AbortSignal) => {
     const daemonSets = (await call(kube, 'list daemonsets', () => kube.apps.listDaemonSetForAllNamespaces())).items;
     const existing = await readFinalizeRecord(kube, ns);
-    const snap = await readCluster(kube, { ciliumNamespace: ns, ciliumCidrs: [opts.ciliumCidr] });
+    const config = await readCiliumConfig(kube, ns);
+    const overlay = finalOverlay(opts, config);
+    const snap = await readCluster(kube, { ciliumNamespace: ns, ciliumCidrs: [overlay.ciliumCidr] });
     const ciliumDs = ciliumDaemonSetIn(daemonSets, ns);
     const legacy = snap.legacy;
     // What the legacy CNI's manifest created, identified by what it is; a resumed run deletes what
@@ -268,7 +286,8 @@ export async function finalize(kube: Kube, opts: FinalizeOptions, io: Io, userSi
       record: () => (began ? journal.record : undefined),
       version: opts.ciliumVersion ?? ciliumVersionFromImage(ciliumDs?.spec?.template.spec?.containers.find((c) => c.name === 'cilium-agent')?.image ?? ciliumDs?.spec?.template.spec?.containers[0]?.image),
       ciliumDaemonSet: ciliumDs?.metadata?.name ?? 'cilium',
-      migrationMode: stillInMigrationMode(await readCiliumConfig(kube, ns)),
+      migrationMode: stillInMigrationMode(config),
+      overlay,
       objects: existing?.legacyObjects ?? removal.objects,
       kind,
       nftables: legacy?.nftables ?? existing?.legacyNftables ?? false,

@@ -1,6 +1,6 @@
 // What a kind cluster runs besides the nodes, installed into the real-node lab: kube-proxy as
 // kubeadm deploys it (its ServiceAccount, RBAC, ConfigMap and DaemonSet), and Flannel from its own
-// kube-flannel.yml, unchanged but for the pod network when the lab uses another one.
+// kube-flannel.yml, unchanged but for the pod network and the VXLAN port when the lab uses others.
 import { readFileSync } from 'node:fs';
 import { parseAllDocuments, stringify } from 'yaml';
 import { labKubeProxyImage } from '../images/catalog.js';
@@ -84,14 +84,26 @@ export function kubeProxyObjects(o: { apiServer: string; clusterCidr: string }):
   ];
 }
 
-/** Flannel's kube-flannel.yml as published in its module, with `clusterCidr` as its network. */
-export function flannelManifestObjects(file: string, clusterCidr: string): Obj[] {
+/** Flannel's VXLAN port when its Backend names none (flannel-io/flannel pkg/backend/vxlan). */
+const flannelDefaultVxlanPort = 8472;
+
+/**
+ * Flannel's kube-flannel.yml as published in its module, with the lab's layout: `network` as its
+ * Network, and `vxlanPort` as its VXLAN backend's Port when that is not Flannel's default.
+ */
+export function flannelManifestObjects(file: string, o: { network: string; vxlanPort?: number }): Obj[] {
   const docs = parseAllDocuments(readFileSync(file, 'utf8')).map((d) => d.toJSON() as Obj | null).filter((d): d is Obj => d !== null);
   for (const d of docs) {
     const data = (d.kind === 'ConfigMap' ? d.data : undefined) as Record<string, string> | undefined;
     if (data?.['net-conf.json']) {
-      const net = JSON.parse(data['net-conf.json']) as { Network: string };
-      if (net.Network !== clusterCidr) data['net-conf.json'] = `${JSON.stringify({ ...net, Network: clusterCidr }, null, 2)}\n`;
+      const net = JSON.parse(data['net-conf.json']) as { Network: string; Backend?: { Type?: string; Port?: number } };
+      const backend = net.Backend ?? { Type: 'vxlan' };
+      const port = o.vxlanPort ?? flannelDefaultVxlanPort;
+      const portChanges = (backend.Type ?? 'vxlan') === 'vxlan' && (backend.Port ?? flannelDefaultVxlanPort) !== port;
+      if (net.Network !== o.network || portChanges) {
+        const conf = { ...net, Network: o.network, ...(portChanges ? { Backend: { ...backend, Port: port } } : {}) };
+        data['net-conf.json'] = `${JSON.stringify(conf, null, 2)}\n`;
+      }
     }
   }
   return docs;

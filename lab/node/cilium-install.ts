@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { defaultLayout, pluginLayoutFlags, type LabLayout } from '../layout.js';
 
 export interface CiliumInstall {
   /** lab/bins/build.sh --dir cilium-chart: helm and chart/. */
@@ -20,10 +21,12 @@ export interface CiliumInstall {
   version: string;
   /** The API server as the nodes reach it (k8sServiceHost, k8sServicePort). */
   apiServer: { host: string; port: number };
+  /** Cilium's namespace, CIDR and tunnel port, and the legacy ones the values must avoid (default: the seed's). */
+  layout?: LabLayout;
 }
 
-/** The release, the namespace and the chart's objects the lab waits for. */
-export const ciliumRelease = { name: 'cilium', namespace: 'kube-system', daemonSet: 'cilium', operator: 'cilium-operator', agentNotReadyTaint: 'node.cilium.io/agent-not-ready' } as const;
+/** The release and the chart's objects the lab waits for (in the layout's ciliumNamespace). */
+export const ciliumRelease = { name: 'cilium', daemonSet: 'cilium', operator: 'cilium-operator', agentNotReadyTaint: 'node.cilium.io/agent-not-ready' } as const;
 
 /** helm's environment: every home inside the lab's state directory. */
 export function helmEnv(stateDir: string): NodeJS.ProcessEnv {
@@ -42,21 +45,27 @@ export function writeHelmWrapper(file: string, o: { chartDir: string; stateDir: 
 export const ciliumChart = (chartDir: string) => join(chartDir, 'chart');
 
 /** The arguments of the lab's `helm install`, values on stdin: `-f -` then the lab's overrides. */
-export function helmInstallArgs(o: Pick<CiliumInstall, 'chartDir' | 'repoRoot' | 'kubeconfig' | 'apiServer'>): string[] {
+export function helmInstallArgs(o: Pick<CiliumInstall, 'chartDir' | 'repoRoot' | 'kubeconfig' | 'apiServer' | 'layout'>): string[] {
+  const namespace = (o.layout ?? defaultLayout).ciliumNamespace;
   return [
-    'install', ciliumRelease.name, ciliumChart(o.chartDir), '--namespace', ciliumRelease.namespace, '--kubeconfig', o.kubeconfig,
+    'install', ciliumRelease.name, ciliumChart(o.chartDir), '--namespace', namespace, ...(namespace === 'kube-system' ? [] : ['--create-namespace']), '--kubeconfig', o.kubeconfig,
     '--values', '-', '--values', join(o.repoRoot, 'lab', 'cilium', 'values-lab.yaml'),
     '--set', `k8sServiceHost=${o.apiServer.host}`, '--set', `k8sServicePort=${o.apiServer.port}`,
   ];
 }
 
-/** `kubectl cilium-migrate values --phase initial --cilium-version V | helm install cilium CHART -f - -f values-lab.yaml ...`. */
+/** The plugin's `values` command line for the lab's `helm install`: the layout's CIDRs and ports. */
+export function initialValuesArgs(version: string, layout: LabLayout = defaultLayout): string[] {
+  return ['values', '--phase', 'initial', '--cilium-version', version.replace(/^v/, ''), ...pluginLayoutFlags(layout, 'values')];
+}
+
+/** `kubectl cilium-migrate values --phase initial --cilium-version V ... | helm install cilium CHART -n NS -f - -f values-lab.yaml ...`. */
 export async function installCilium(o: CiliumInstall, log: (line: string) => void): Promise<void> {
   for (const d of Object.values(helmEnv(o.stateDir))) mkdirSync(d!, { recursive: true });
-  const versionArg = o.version.replace(/^v/, '');
-  const values = await run(process.execPath, [join(o.repoRoot, 'dist', 'kubectl-cilium_migrate'), 'values', '--phase', 'initial', '--cilium-version', versionArg]);
+  const valuesArgs = initialValuesArgs(o.version, o.layout);
+  const values = await run(process.execPath, [join(o.repoRoot, 'dist', 'kubectl-cilium_migrate'), ...valuesArgs]);
   const args = helmInstallArgs(o);
-  log(`  kubectl cilium-migrate values --phase initial --cilium-version ${versionArg} | helm ${args.join(' ')}`);
+  log(`  kubectl cilium-migrate ${valuesArgs.join(' ')} | helm ${args.join(' ')}`);
   const out = await run(join(o.chartDir, 'helm'), args, values, { ...process.env, ...helmEnv(o.stateDir) });
   for (const l of out.trim().split('\n').slice(0, 6)) log(`  ${l}`);
 }

@@ -6,22 +6,28 @@
 // recorded, a later `run --in-cluster` resuming it. The resumed run's pod sits on a worker the run
 // still has to migrate, so the drain of its own node evicts it: the real kubelet sends SIGTERM, the
 // run stops at a safe point and releases the lock, the Job starts a new pod on another node, which
-// resumes. Every node ends on Cilium, each step done once; `finalize --apply` then leaves the
-// cluster as `make demo` does.
+// resumes. Every node ends on Cilium, each step done once; a rollback of kind-worker and its second
+// migration follow; `finalize --apply` then leaves the cluster as `make demo` does.
+// The lab runs a layout other than the seed's (10.42.0.0/16 and VXLAN 8555 for Flannel, 10.200.0.0/16
+// and VXLAN 8666 for Cilium, Cilium's release in namespace `cilium`), and every plugin command gets
+// --cilium-namespace cilium, so the run's RBAC covers that namespace as a kustomize overlay of
+// manifests/rbac would: the checks below fail if the lab or the plugin fell back to the seed's.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { labDown, labUp } from '../../lab/cli.js';
+import { parseAllDocuments } from 'yaml';
+import { labDown, labStatus, labUp } from '../../lab/cli.js';
 import { defaultBinDir } from '../../lab/control-plane.js';
 import { statePaths } from '../../lab/daemon.js';
 import { labHostCommandImage } from '../../lab/images/catalog.js';
 import { ciliumStatusSettled, finalizeStep } from '../../lab/demo.js';
+import { pluginLayoutFlags, type LabLayout } from '../../lab/layout.js';
 import { flannelInstalled, scenario } from '../../lab/scenario.js';
 import { cidrContains } from '../../lib/cidr.js';
-import { ciliumClusterCidr, inClusterRun, lockLeaseName } from '../../lib/defaults.js';
+import { inClusterRun, lockLeaseName } from '../../lib/defaults.js';
 import { phaseAnnotation } from '../../lib/node-state.js';
 import { repoRoot, runPlugin } from '../harness/plugin.js';
 import { eventually } from '../harness/wait.js';
@@ -30,6 +36,17 @@ const labJs = join(repoRoot, 'dist', 'lab.js');
 const kubectlBin = join(defaultBinDir(), 'kubectl');
 const ns = 'cilium-migrate';
 const nodeNames = ['kind-control-plane', 'kind-worker', 'kind-worker2'];
+const layout: LabLayout = { legacyCidr: '10.42.0.0/16', ciliumCidr: '10.200.0.0/16', legacyTunnelPort: 8555, ciliumTunnelPort: 8666, ciliumNamespace: 'cilium' };
+
+/** manifests/rbac's file with its Cilium namespace (kube-system there) moved to the layout's, as a kustomize overlay would. */
+function rbacFor(file: string): string {
+  return parseAllDocuments(readFileSync(join(repoRoot, 'manifests', 'rbac', file), 'utf8')).map((d) => d.toJSON() as { metadata?: { namespace?: string } } | null)
+    .filter((d) => d !== null)
+    .map((d) => JSON.stringify(d.metadata?.namespace === 'kube-system' ? { ...d, metadata: { ...d.metadata, namespace: layout.ciliumNamespace } } : d)).join('\n');
+}
+
+/** `ip -d link show DEV` in a lab node's network namespace. */
+const linkDetails = (netns: string, dev: string) => execFileSync('ip', ['-n', netns, '-d', 'link', 'show', dev], { encoding: 'utf8' });
 
 interface Pod {
   metadata: { name: string; uid: string };
@@ -50,7 +67,8 @@ describe('run --in-cluster on the real-node lab with real Cilium: detached, watc
     assert.equal(r.code, 0, `kubectl ${args.join(' ')}: ${r.stderr}`);
     return r.stdout;
   };
-  const plugin = (args: string[], opts: Parameters<typeof runPlugin>[1] = {}) => runPlugin([...args, '--kubeconfig', statePaths(stateDir).kubeconfig], { env: { PATH: process.env.PATH ?? '', HOME: stateDir }, ...opts });
+  // Every command with the layout's flags (--cilium-namespace cilium), as this cluster's user passes them.
+  const plugin = (args: string[], opts: Parameters<typeof runPlugin>[1] = {}) => runPlugin([...args, ...pluginLayoutFlags(layout, args[0]!), '--kubeconfig', statePaths(stateDir).kubeconfig], { env: { PATH: process.env.PATH ?? '', HOME: stateDir }, ...opts });
   // The run flags: reboots through the run's privileged pods (the lab's alpine stand-in has sh and
   // nsenter), the gate from the cluster's state (this lab runs no probe agents).
   const runFlags = ['--restart', 'reboot', '--yes', '--host-image', labHostCommandImage, '--gate', 'cluster-state', '--gate-interval', '2s', '--restart-timeout', '300s', '--agent-restart-timeout', '300s'];
@@ -58,15 +76,35 @@ describe('run --in-cluster on the real-node lab with real Cilium: detached, watc
 
   before(async () => {
     stateDir = mkdtempSync(join(tmpdir(), 'in-cluster-lab-'));
-    await labUp({ stateDir, nodes: 3, labJs, progress: (l) => log.push(l) });
+    await labUp({ stateDir, nodes: 3, layout, labJs, progress: (l) => log.push(l) });
     await must(['create', 'namespace', ns]);
-    for (const file of ['plugin.yaml', 'in-cluster.yaml']) await must(['apply', '--server-side', '-f', join(repoRoot, 'manifests', 'rbac', file)]);
+    for (const file of ['plugin.yaml', 'in-cluster.yaml']) await must(['apply', '--server-side', '-f', '-'], rbacFor(file));
     const prepare = await plugin(['prepare']);
     assert.equal(prepare.code, 0, prepare.stderr);
   });
 
   after(async () => {
     if (stateDir && existsSync(stateDir)) await labDown({ stateDir, progress: (l) => log.push(l) }).catch(() => undefined);
+  });
+
+  it('the lab runs the layout it was given: Flannel and Cilium on their CIDRs and ports, Cilium in namespace cilium', async () => {
+    const st = await labStatus(stateDir);
+    assert.deepEqual(st.layout, layout, 'lab status records the layout');
+    for (const n of st.nodes) {
+      assert.ok(cidrContains(layout.legacyCidr, n.podCIDR.split('/')[0]!), `${n.name}'s podCIDR ${n.podCIDR} is in the legacy CIDR`);
+      // Flannel's VXLAN device and Cilium's, each on its own port, in the node's network namespace.
+      assert.match(linkDetails(n.netns, 'flannel.1'), /\bvxlan id 1 .*\bdstport 8555\b/s, `${n.name}: flannel.1 on UDP 8555`);
+      assert.match(linkDetails(n.netns, 'cilium_vxlan'), /\bvxlan\b.*\bdstport 8666\b/s, `${n.name}: cilium_vxlan on UDP 8666`);
+    }
+    const config = (JSON.parse(await must(['-n', 'cilium', 'get', 'configmap', 'cilium-config', '-o', 'json'])) as { data: Record<string, string> }).data;
+    assert.deepEqual([config['cluster-pool-ipv4-cidr'], config['tunnel-port'], config['custom-cni-conf']], ['10.200.0.0/16', '8666', 'true']);
+    const agents = (JSON.parse(await must(['get', 'pods', '-A', '-l', 'k8s-app=cilium', '-o', 'json'])) as { items: (Pod & { metadata: { namespace: string } })[] }).items;
+    assert.deepEqual([...new Set(agents.map((p) => p.metadata.namespace))], ['cilium'], 'the agents run in namespace cilium only');
+    assert.equal(agents.length, nodeNames.length);
+    const cnc = await kubectl(['-n', 'cilium', 'get', 'ciliumnodeconfig', 'cilium-default']);
+    assert.equal(cnc.code, 0, `prepare applied the CiliumNodeConfig in namespace cilium: ${cnc.stderr}`);
+    const ciliumNodes = (JSON.parse(await must(['get', 'ciliumnodes', '-o', 'json'])) as { items: { metadata: { name: string }; spec: { ipam?: { podCIDRs?: string[] } } }[] }).items;
+    for (const cn of ciliumNodes) assert.ok((cn.spec.ipam?.podCIDRs ?? []).every((c) => cidrContains(layout.ciliumCidr, c.split('/')[0]!)) && cn.spec.ipam?.podCIDRs?.length, `${cn.metadata.name}: ${cn.spec.ipam?.podCIDRs?.join(',')}`);
   });
 
   it('starts detached; status from another terminal shows the run at its first node; --cancel stops it at a safe point with its state recorded', async () => {
@@ -84,6 +122,11 @@ describe('run --in-cluster on the real-node lab with real Cilium: detached, watc
       return p === 'cordon' || p === 'drain' || p === 'label' || p === 'restart-agent' ? p : undefined;
     }, 300_000, 500);
     log.push(`cancelling with kind-worker at ${at}`);
+    // The run holds its lock in Cilium's namespace, the one it was told, not kube-system.
+    const held = await kubectl(['-n', 'cilium', 'get', 'lease', lockLeaseName, '-o', 'json']);
+    assert.equal(held.code, 0, `the run's lock is in namespace cilium: ${held.stderr}`);
+    assert.ok((JSON.parse(held.stdout) as { spec: { holderIdentity?: string } }).spec.holderIdentity, held.stdout);
+    assert.notEqual((await kubectl(['-n', 'kube-system', 'get', 'lease', lockLeaseName])).code, 0, 'no lock in kube-system');
     // From another terminal: the run, its pod and node, and where it is.
     const status = (await plugin(['status'])).stdout;
     assert.match(status, /^in-cluster run: job cilium-migrate\/cilium-migrate-run, running /m);
@@ -99,7 +142,7 @@ describe('run --in-cluster on the real-node lab with real Cilium: detached, watc
     assert.doesNotMatch(after.stdout, /^3 of 3 nodes migrated/m, 'it stopped before the end');
     // Its state is on the node it was at, and the lock is free for the next run.
     assert.notEqual(await phase('kind-worker'), 'migrated', 'kind-worker stopped mid-migration');
-    const lease = await kubectl(['-n', 'kube-system', 'get', 'lease', lockLeaseName, '-o', 'json']);
+    const lease = await kubectl(['-n', 'cilium', 'get', 'lease', lockLeaseName, '-o', 'json']);
     assert.ok(lease.code !== 0 || !(JSON.parse(lease.stdout) as { spec: { holderIdentity?: string } }).spec.holderIdentity, `the lock was released: ${lease.stdout}`);
     assert.deepEqual((await runPods()).filter((p) => p.status.phase === 'Running' || p.status.phase === 'Pending'), [], 'no run pod left running');
   });
@@ -138,8 +181,13 @@ describe('run --in-cluster on the real-node lab with real Cilium: detached, watc
       assert.match(files, /^05-cilium\.conflist$/m, `${n} writes Cilium's CNI config`);
     }
     const pods = (JSON.parse(await must(['get', 'pods', '-A', '-o', 'json'])) as { items: Pod[] }).items.filter((p) => !p.spec.hostNetwork && p.status.phase === 'Running' && p.status.podIP);
-    const stray = pods.filter((p) => !cidrContains(ciliumClusterCidr, p.status.podIP!)).map((p) => `${p.metadata.name}@${p.spec.nodeName} ${p.status.podIP}`);
-    assert.deepEqual(stray, [], 'every running pod has a Cilium address');
+    const stray = pods.filter((p) => !cidrContains(layout.ciliumCidr, p.status.podIP!)).map((p) => `${p.metadata.name}@${p.spec.nodeName} ${p.status.podIP}`);
+    assert.deepEqual(stray, [], 'every running pod has an address in the Cilium CIDR 10.200.0.0/16');
+    assert.ok(pods.length > 0);
+    // lab status counts them the same way, by the layout's Cilium CIDR.
+    const counts = (await labStatus(stateDir)).nodes.map((n) => n.pods);
+    assert.equal(counts.reduce((a, c) => a + c.legacy, 0), 0, `lab status: no pod on the legacy network: ${JSON.stringify(counts)}`);
+    assert.ok(counts.reduce((a, c) => a + c.cilium, 0) > 0, `lab status: pods on Cilium: ${JSON.stringify(counts)}`);
 
     // Nothing done twice across the cancel and the hand-overs: each step of each node announced once.
     const events = (JSON.parse(await must(['get', 'events', '-A', '-o', 'json'])) as { items: { reason: string; message: string; firstTimestamp: string; involvedObject: { kind: string; name: string } }[] }).items;
@@ -151,11 +199,41 @@ describe('run --in-cluster on the real-node lab with real Cilium: detached, watc
     }
   });
 
+  it('rollback kind-worker with Cilium in namespace cilium returns it to Flannel (a new pod in 10.42.0.0/16); node kind-worker moves it back', async () => {
+    // From this terminal with the lab's docker on PATH (the default --restart kind), as make demo runs.
+    const env = { PATH: `${join(stateDir, 'bin')}:${process.env.PATH ?? ''}`, HOME: stateDir };
+    const docker = join(stateDir, 'bin', 'docker');
+    const cniFiles = () => execFileSync(docker, ['exec', 'kind-worker', 'ls', '/etc/cni/net.d'], { encoding: 'utf8' }).trim().split('\n');
+    const waits = ['--restart-timeout', '300s', '--agent-restart-timeout', '300s'];
+    const r = await plugin(['rollback', 'kind-worker', '--host-image', labHostCommandImage, ...waits], { env, timeoutMs: 900_000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr.slice(-4000)}`);
+    // Its verify pod's address is judged by cilium-config in namespace cilium (the pool 10.200.0.0/16).
+    assert.match(r.stdout, /verify\s+applied\s+a new pod got 10\.42\./, r.stdout);
+    assert.match(r.stdout, /^kind-worker: rolled back to the legacy CNI$/m);
+    assert.deepEqual(cniFiles(), ['10-flannel.conflist'], 'Flannel\'s config restored, Cilium\'s gone');
+    // The node was restarted last: its Cilium agent (in namespace cilium) is Ready again before the
+    // next migration, whose baseline gate refuses a node without one.
+    await eventually('a Ready Cilium agent on kind-worker', async () => {
+      const agents = (JSON.parse(await must(['-n', 'cilium', 'get', 'pods', '-l', 'k8s-app=cilium', '--field-selector', 'spec.nodeName=kind-worker', '-o', 'json'])) as { items: { status: { conditions?: { type: string; status: string }[] } }[] }).items;
+      return agents.some((a) => a.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) ? true : undefined;
+    }, 300_000, 1000);
+    const again = await plugin(['node', 'kind-worker', '--gate', 'cluster-state', '--gate-interval', '2s', ...waits], { env, timeoutMs: 900_000 });
+    assert.equal(again.code, 0, again.stderr.slice(-4000));
+    assert.ok(cniFiles().includes('05-cilium.conflist'), `kind-worker back on Cilium: ${cniFiles().join(' ')}`);
+  });
+
   it('finalize afterwards leaves the cluster as make demo does: Cilium with its final values, Flannel gone, only Cilium\'s CNI config', async () => {
-    const s = scenario({ kubeconfig: statePaths(stateDir).kubeconfig, distDir: join(repoRoot, 'dist'), stateDir });
+    const s = scenario({ kubeconfig: statePaths(stateDir).kubeconfig, distDir: join(repoRoot, 'dist'), stateDir, layout });
     await finalizeStep(s, (l) => log.push(l));
     assert.equal(await flannelInstalled(s), false, 'Flannel is removed');
-    for (const a of await ciliumStatusSettled(s)) assert.match(a.status, /^OK\b/, `cilium-dbg status on ${a.node}`);
+    const agents = await ciliumStatusSettled(s);
+    assert.equal(agents.length, nodeNames.length, 'an agent per node in namespace cilium');
+    for (const a of agents) assert.match(a.status, /^OK\b/, `cilium-dbg status on ${a.node}`);
+    // The helm upgrade of the release in namespace cilium wrote the final values, keeping the layout's pool and port.
+    const config = (JSON.parse(await must(['-n', 'cilium', 'get', 'configmap', 'cilium-config', '-o', 'json'])) as { data: Record<string, string> }).data;
+    assert.deepEqual([config['cluster-pool-ipv4-cidr'], config['tunnel-port']], ['10.200.0.0/16', '8666']);
+    assert.notEqual(config['custom-cni-conf'], 'true', 'out of migration mode');
+    assert.notEqual((await kubectl(['-n', 'cilium', 'get', 'ciliumnodeconfig', 'cilium-default'])).code, 0, 'finalize deleted the CiliumNodeConfig in namespace cilium');
     const docker = join(stateDir, 'bin', 'docker');
     for (const n of nodeNames) {
       const files = await new Promise<string>((resolve) => execFile(docker, ['exec', n, 'ls', '/etc/cni/net.d'], (_e, out) => resolve(out)));

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import type { NodeView } from '../../cmd/cluster/cluster.js';
 import { stateAnnotation } from '../../lib/node-state.js';
-import { finalizeSteps, helmUpgradeArgs, requestDaemonSetRestart } from '../../cmd/engine/finalize.js';
+import { finalizeSteps, finalOverlay, helmUpgradeArgs, requestDaemonSetRestart } from '../../cmd/engine/finalize.js';
 import { k8s, type Kube } from '../../lib/kube.js';
 import { clusterStatus, migrationPlan, planWaves, type ClusterSnapshot, type ViewPod } from '../../cmd/migration/cluster-view.js';
 import { ciliumVersionFromImage, finalizeBlockers, stillInMigrationMode } from '../../cmd/migration/finalize.js';
@@ -158,6 +158,19 @@ describe('finalize', () => {
   for (const [image, want] of images) {
     it(`reads Cilium ${want ?? 'no version'} from ${image}`, () => assert.equal(ciliumVersionFromImage(image), want));
   }
+});
+
+describe('finalize --apply: the cluster pool and tunnel port of the final values', () => {
+  // The upgrade reuses the release's values and these override them: the seed's defaults would move
+  // a cluster installed with others (10.200.0.0/16, UDP 8666, as make demo can) to 10.245.0.0/16 and 8473.
+  const cases: [string, { ciliumCidr?: string; tunnelPort?: number }, Record<string, string> | undefined, { ciliumCidr: string; tunnelPort: number }][] = [
+    ['cilium-config\'s, without flags', {}, { 'cluster-pool-ipv4-cidr': '10.200.0.0/16', 'tunnel-port': '8666', 'tunnel-protocol': 'vxlan' }, { ciliumCidr: '10.200.0.0/16', tunnelPort: 8666 }],
+    ['the first IPv4 pool of a dual-stack cilium-config', {}, { 'cluster-pool-ipv4-cidr': '10.200.0.0/16 10.201.0.0/16', 'cluster-pool-ipv6-cidr': 'fd00::/104' }, { ciliumCidr: '10.200.0.0/16', tunnelPort: 8472 }],
+    ['the flags over cilium-config', { ciliumCidr: '10.210.0.0/16', tunnelPort: 8777 }, { 'cluster-pool-ipv4-cidr': '10.200.0.0/16', 'tunnel-port': '8666' }, { ciliumCidr: '10.210.0.0/16', tunnelPort: 8777 }],
+    ['the seed\'s without cilium-config', {}, undefined, { ciliumCidr: '10.245.0.0/16', tunnelPort: 8473 }],
+    ['the seed\'s port in native routing', {}, { 'routing-mode': 'native', 'cluster-pool-ipv4-cidr': '10.200.0.0/16' }, { ciliumCidr: '10.200.0.0/16', tunnelPort: 8473 }],
+  ];
+  for (const [what, opts, config, want] of cases) it(what, () => assert.deepEqual(finalOverlay(opts, config), want));
 });
 
 describe('finalize as a list of steps', () => {

@@ -106,11 +106,15 @@ describe('addons', () => {
     'kind: ConfigMap\napiVersion: v1\nmetadata: {name: kube-flannel-cfg, namespace: kube-flannel}\ndata:\n  net-conf.json: |\n    {\n      "Network": "10.244.0.0/16",\n      "Backend": {"Type": "vxlan"}\n    }\n',
   ].join('\n---\n'));
 
-  it('Flannel\'s manifest stays as published for its own network, and gets the lab\'s otherwise', () => {
-    const same = flannelManifestObjects(manifest, '10.244.0.0/16');
-    assert.equal((same[1]!.data as Record<string, string>)['net-conf.json'], '{\n  "Network": "10.244.0.0/16",\n  "Backend": {"Type": "vxlan"}\n}\n');
-    const other = flannelManifestObjects(manifest, '10.200.0.0/16');
-    assert.deepEqual(JSON.parse((other[1]!.data as Record<string, string>)['net-conf.json']!), { Network: '10.200.0.0/16', Backend: { Type: 'vxlan' } });
+  it('Flannel\'s manifest stays as published for its own network and port, and gets the lab\'s otherwise', () => {
+    const conf = (objs: Record<string, unknown>[]) => (objs[1]!.data as Record<string, string>)['net-conf.json']!;
+    const same = flannelManifestObjects(manifest, { network: '10.244.0.0/16', vxlanPort: 8472 });
+    assert.equal(conf(same), '{\n  "Network": "10.244.0.0/16",\n  "Backend": {"Type": "vxlan"}\n}\n');
+    assert.equal(conf(flannelManifestObjects(manifest, { network: '10.244.0.0/16' })), conf(same));
+    const other = flannelManifestObjects(manifest, { network: '10.200.0.0/16' });
+    assert.deepEqual(JSON.parse(conf(other)), { Network: '10.200.0.0/16', Backend: { Type: 'vxlan' } });
+    const port = flannelManifestObjects(manifest, { network: '10.42.0.0/16', vxlanPort: 8555 });
+    assert.deepEqual(JSON.parse(conf(port)), { Network: '10.42.0.0/16', Backend: { Type: 'vxlan', Port: 8555 } });
   });
 
   it('kube-proxy leaves nf_conntrack_max (machine-wide) alone, as on kind, and reaches the API server directly', () => {
