@@ -12,12 +12,13 @@ import { pidsMentioning, reapStaleControlPlanes } from './control-plane.js';
 import { defaultDistDir, defaultStateDir, statePaths, type LabStatus } from './daemon.js';
 import { runDemo } from './demo.js';
 import { runKindDaemon } from './kind-daemon.js';
+import { legacyCnis, type LegacyCni } from './kind-lab.js';
 import { netnsUnsupportedReason } from './netns.js';
 import { inotifyInUse, inotifyLimit, inotifyShortage } from './node/inotify.js';
 import { isLabDir, labMarker, leftovers, reapStaleLabs } from './node/lab-resources.js';
 import { pidAlive } from './process.js';
 import { UsageError } from '../lib/errors.js';
-import { flagCoercion, integer, nodeName, nonEmpty, port, positionalCoercion } from '../lib/flag-values.js';
+import { flagCoercion, integer, nodeName, nonEmpty, port, positionalCoercion, ValueError } from '../lib/flag-values.js';
 
 export class LabError extends Error {
   constructor(message: string, readonly hint?: string) {
@@ -96,7 +97,7 @@ function claimStateDir(stateDir: string): void {
 }
 
 /** Starts the daemon and waits until the lab is ready, echoing its progress; returns the status. */
-export async function labUp(opts: { stateDir: string; nodes: number; cilium?: boolean; progress?: (line: string) => void; timeoutMs?: number; labJs?: string }): Promise<LabStatus> {
+export async function labUp(opts: { stateDir: string; nodes: number; cilium?: boolean; legacy?: LegacyCni; progress?: (line: string) => void; timeoutMs?: number; labJs?: string }): Promise<LabStatus> {
   requireRoot('up');
   if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > 50) throw new LabError(`--nodes ${opts.nodes}: a lab has 1 to 50 nodes`);
   const progress = opts.progress ?? err;
@@ -113,7 +114,7 @@ export async function labUp(opts: { stateDir: string; nodes: number; cilium?: bo
   const fd = openSync(paths.log, 'a');
   // This program again (dist/lab.js, or lab/cli.ts under tsx), unless told which.
   const [script, execArgv] = opts.labJs ? [opts.labJs, []] : [process.argv[1]!, process.execArgv];
-  const child = spawn(process.execPath, [...execArgv, script, 'daemon', '--state-dir', opts.stateDir, '--nodes', String(opts.nodes), ...(opts.cilium === false ? ['--no-cilium'] : [])], { detached: true, stdio: ['ignore', fd, fd], env: process.env });
+  const child = spawn(process.execPath, [...execArgv, script, 'daemon', '--state-dir', opts.stateDir, '--nodes', String(opts.nodes), ...(opts.cilium === false ? ['--no-cilium'] : []), ...(opts.legacy && opts.legacy !== 'flannel' ? ['--legacy', opts.legacy] : [])], { detached: true, stdio: ['ignore', fd, fd], env: process.env });
   closeSync(fd);
   child.unref();
   let exited: number | string | undefined;
@@ -224,10 +225,18 @@ function printStatus(st: LabStatus): void {
   for (const r of rows) out(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
 }
 
+/** `--legacy`: one of the CNIs the lab can run before the migration. */
+function legacyCni(text: string): LegacyCni {
+  const found = legacyCnis.find((c) => c === text);
+  if (!found) throw new ValueError(legacyCnis.join(' or '));
+  return found;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const stateOption = { type: 'string', default: process.env.CILIUM_MIGRATE_LAB_DIR ?? defaultStateDir, coerce: flagCoercion('state-dir', nonEmpty('a directory')), describe: 'State directory of the lab (CILIUM_MIGRATE_LAB_DIR)' } as const;
   // The same parsers as the plugin's (lib/flag-values): a bad value is one line and exit 2.
   const nodesOption = { type: 'string', default: '3', coerce: flagCoercion('nodes', integer(1, 50)), describe: 'Nodes: kind-control-plane, kind-worker, kind-worker2, ... (1-50)' } as const;
+  const legacyOption = { type: 'string', default: 'flannel', coerce: flagCoercion('legacy', legacyCni), describe: 'The CNI the cluster runs before the migration: flannel (kube-flannel.yml, VXLAN 8472, 10.244.0.0/16) or calico (calico-vxlan.yaml of Calico\'s module, VXLAN 4789, pool 192.168.0.0/16, Kubernetes datastore; needs make calico-bins)' } as const;
   const nodeArg = { type: 'string', demandOption: true, coerce: positionalCoercion('node', nodeName) } as const;
   const portArg = { type: 'string', demandOption: true, coerce: positionalCoercion('port', port) } as const;
   let code = 0;
@@ -238,8 +247,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('state-dir', stateOption)
     .command('up', 'Bring the lab up and leave it running', (y) => y
       .option('nodes', nodesOption)
-      .option('cilium', { type: 'boolean', default: true, describe: 'Install Cilium in migration mode (--no-cilium: the cluster as it was before Cilium came)' }), async (a) => {
-      const st = await labUp({ stateDir: a['state-dir'], nodes: a.nodes, cilium: a.cilium });
+      .option('cilium', { type: 'boolean', default: true, describe: 'Install Cilium in migration mode (--no-cilium: the cluster as it was before Cilium came)' })
+      .option('legacy', legacyOption), async (a) => {
+      const st = await labUp({ stateDir: a['state-dir'], nodes: a.nodes, cilium: a.cilium, legacy: a.legacy });
       out(`lab up: ${st.nodes.map((n) => n.name).join(', ')}`);
       out(`kubeconfig: ${st.kubeconfig}`);
       out(`  export KUBECONFIG=${st.kubeconfig}`);
@@ -275,10 +285,10 @@ export async function main(argv: string[]): Promise<number> {
     .command('demo', 'Bring a real-node lab up, migrate it to Cilium with the plugin as the seed does (--restart kind, finalize --apply through helm), print the matrix after every step, tear it down', (y) => y.option('nodes', nodesOption), async (a) => {
       code = await runDemo({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), labUp, labDown, out, err });
     })
-    .command('daemon', false, (y) => y.option('nodes', nodesOption).option('cilium', { type: 'boolean', default: true }), async (a) => {
+    .command('daemon', false, (y) => y.option('nodes', nodesOption).option('cilium', { type: 'boolean', default: true }).option('legacy', legacyOption), async (a) => {
       requireRoot('up');
       const log = (line: string) => process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
-      await runKindDaemon({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), log, cilium: a.cilium });
+      await runKindDaemon({ stateDir: a['state-dir'], nodes: a.nodes, distDir: defaultDistDir(), log, cilium: a.cilium, legacy: a.legacy });
     })
     .demandCommand(1, 'name a command; see --help')
     .strict()
