@@ -6,6 +6,12 @@
 //     underlay subnet: the legacy overlay would not be an overlay);
 //   - IP_AUTODETECTION_METHOD kubernetes-internal-ip: the node's InternalIP, so that Calico's
 //     first-found autodetection can never pick cilium_host once Cilium runs next to it;
+//   - FELIX_DebugSkipCTLBCleanup=true (felix's own switch, read in felix/bpf/nat/connecttime.go): the
+//     lab builds calico-node without cgo, so without libbpf, which only the eBPF dataplane uses; felix's
+//     iptables dataplane calls into it once at start, to clean up eBPF connect-time load-balancer
+//     state a former eBPF run may have left, and the cgo-less stub panics there ("panic: LIBBPF
+//     syscall stub" from libbpf.OpenObject via maps.(*PinnedMap).EnsureExists). A lab node never
+//     ran Calico's eBPF dataplane: there is nothing to clean;
 //   - the ebpf-bootstrap init container is dropped: it is for the eBPF dataplane (the lab runs felix's
 //     iptables dataplane), and it mounts cgroup2 from the cgroup namespace of the node's PID 1, which
 //     in the lab is the machine's: the machine's whole cgroup tree would appear in the node;
@@ -51,6 +57,7 @@ export function calicoManifestObjects(file: string, o: CalicoLayout): Obj[] {
   setEnv(node.env, 'CALICO_IPV4POOL_CIDR', o.poolCidr);
   setEnv(node.env, 'CALICO_IPV4POOL_VXLAN', 'Always');
   setEnv(node.env, 'IP_AUTODETECTION_METHOD', 'kubernetes-internal-ip');
+  setEnv(node.env, 'FELIX_DebugSkipCTLBCleanup', 'true');
   return [
     ...docs,
     {
