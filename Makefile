@@ -9,7 +9,7 @@ NODE_TEST := node --import tsx --test --test-reporter=spec
 # inside CI's 90 minutes.
 TEST_TIMEOUT_MS ?= 2700000
 
-.PHONY: help deps system-deps bins images build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-probe-load bench-startup bench-detection bench-lab bench-lab-node bench-real-lab bench-scale bench-scale-reads bench-discovery bench-connectivity bench-end-to-end dashboard image image-ref krew-archive
+.PHONY: help deps system-deps bins calico-bins images build typecheck test test-unit test-integration install uninstall demo lab-up lab-down lab-status clean bench bench-agent bench-drain bench-node bench-probe-load bench-startup bench-detection bench-lab bench-lab-node bench-real-lab bench-scale bench-scale-reads bench-discovery bench-connectivity bench-end-to-end dashboard image image-ref krew-archive
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 bins: system-deps ## build (or reuse) the control plane (etcd, kube-apiserver, ..., kubectl, kwok), the lab nodes' binaries (kubelet, containerd, CNI plugins, flanneld, ...), helm with Cilium's chart, and Cilium (agent, operator, CNI, ...)
 	@lab/bins/build.sh >/dev/null
+
+calico-bins: system-deps ## build (or reuse) Calico v3.31.0 from its module (calico-node, its CNI plugin, kube-controllers) for lab up --legacy calico
+	@lab/bins/build.sh calico >/dev/null
 
 images: build bins ## build (or reuse) the lab's node image and the images its pods run, Cilium's among them (from Debian packages, needs root)
 	@node --import tsx lab/images/build.ts >/dev/null
@@ -42,7 +45,7 @@ test-unit: typecheck ## unit tests (no cluster)
 
 # The integration run gets its own TMPDIR, so that afterwards test/after-suite.ts can prove that
 # no process it started still runs and no temporary file is left (tsx's cache is off for that).
-test-integration: build bins images ## integration tests against a real control plane and the real-node lab
+test-integration: build bins calico-bins images ## integration tests against a real control plane and the real-node lab
 	@run_tmp=$$(mktemp -d /tmp/cilium-migrate-test.XXXXXX); rc=0; \
 	TMPDIR=$$run_tmp TSX_DISABLE_CACHE=1 $(NODE_TEST) --test-timeout=$(TEST_TIMEOUT_MS) test/integration.ts || rc=$$?; \
 	SUITE_TMPDIR=$$run_tmp $(NODE_TEST) test/after-suite.ts || rc=$${rc/#0/1}; \

@@ -12,13 +12,14 @@ import { pidsMentioning, reapStaleControlPlanes } from './control-plane.js';
 import { defaultDistDir, defaultStateDir, statePaths, type LabStatus } from './daemon.js';
 import { runDemo } from './demo.js';
 import { runKindDaemon } from './kind-daemon.js';
+import { legacyCnis, type LegacyCni } from './kind-lab.js';
 import { netnsUnsupportedReason } from './netns.js';
 import { inotifyInUse, inotifyLimit, inotifyShortage } from './node/inotify.js';
 import { isLabDir, labMarker, leftovers, reapStaleLabs } from './node/lab-resources.js';
-import { checkLayout, defaultLayout, describeLayout, layoutArgs, layoutFlags, layoutParsers, type LabLayout } from './layout.js';
+import { checkLayout, defaultLayout, describeLayout, layoutArgs, layoutFlags, layoutParsers, withLegacy, type LabLayout } from './layout.js';
 import { pidAlive } from './process.js';
 import { UsageError } from '../lib/errors.js';
-import { flagCoercion, integer, nodeName, nonEmpty, port, positionalCoercion, type Parser } from '../lib/flag-values.js';
+import { flagCoercion, integer, nodeName, nonEmpty, port, positionalCoercion, type Parser, ValueError } from '../lib/flag-values.js';
 
 export class LabError extends Error {
   constructor(message: string, readonly hint?: string) {
@@ -97,9 +98,9 @@ function claimStateDir(stateDir: string): void {
 }
 
 /** Starts the daemon and waits until the lab is ready, echoing its progress; returns the status. */
-export async function labUp(opts: { stateDir: string; nodes: number; layout?: Partial<LabLayout>; cilium?: boolean; progress?: (line: string) => void; timeoutMs?: number; labJs?: string }): Promise<LabStatus> {
+export async function labUp(opts: { stateDir: string; nodes: number; layout?: Partial<LabLayout>; cilium?: boolean; legacy?: LegacyCni; progress?: (line: string) => void; timeoutMs?: number; labJs?: string }): Promise<LabStatus> {
   if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > 50) throw new LabError(`--nodes ${opts.nodes}: a lab has 1 to 50 nodes`);
-  const layout = { ...defaultLayout, ...opts.layout };
+  const layout = withLegacy({ ...defaultLayout, ...opts.layout }, opts.legacy ?? 'flannel');
   checkLayout(layout, opts.nodes);
   requireRoot('up');
   const progress = opts.progress ?? err;
@@ -116,7 +117,7 @@ export async function labUp(opts: { stateDir: string; nodes: number; layout?: Pa
   const fd = openSync(paths.log, 'a');
   // This program again (dist/lab.js, or lab/cli.ts under tsx), unless told which.
   const [script, execArgv] = opts.labJs ? [opts.labJs, []] : [process.argv[1]!, process.execArgv];
-  const child = spawn(process.execPath, [...execArgv, script, 'daemon', '--state-dir', opts.stateDir, '--nodes', String(opts.nodes), ...layoutArgs(layout), ...(opts.cilium === false ? ['--no-cilium'] : [])], { detached: true, stdio: ['ignore', fd, fd], env: process.env });
+  const child = spawn(process.execPath, [...execArgv, script, 'daemon', '--state-dir', opts.stateDir, '--nodes', String(opts.nodes), ...layoutArgs(layout), ...(opts.cilium === false ? ['--no-cilium'] : []), ...(opts.legacy && opts.legacy !== 'flannel' ? ['--legacy', opts.legacy] : [])], { detached: true, stdio: ['ignore', fd, fd], env: process.env });
   closeSync(fd);
   child.unref();
   let exited: number | string | undefined;
@@ -228,6 +229,13 @@ function printStatus(st: LabStatus): void {
   for (const r of rows) out(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
 }
 
+/** `--legacy`: one of the CNIs the lab can run before the migration. */
+function legacyCni(text: string): LegacyCni {
+  const found = legacyCnis.find((c) => c === text);
+  if (!found) throw new ValueError(legacyCnis.join(' or '));
+  return found;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const stateOption = { type: 'string', default: process.env.CILIUM_MIGRATE_LAB_DIR ?? defaultStateDir, coerce: flagCoercion('state-dir', nonEmpty('a directory')), describe: 'State directory of the lab (CILIUM_MIGRATE_LAB_DIR)' } as const;
   // The same parsers as the plugin's (lib/flag-values): a bad value is one line and exit 2.
@@ -243,6 +251,7 @@ export async function main(argv: string[]): Promise<number> {
     type: 'string', default: String(defaultLayout[k]), coerce: flagCoercion<unknown>(layoutFlags[k], layoutParsers[k] as Parser<unknown>), describe: layoutDescriptions[k],
   }])) as Record<(typeof layoutFlags)[keyof LabLayout], { type: 'string'; default: string; coerce: (raw: unknown) => unknown; describe: string }>;
   const layoutOf = (a: Record<string, unknown>): LabLayout => Object.fromEntries((Object.keys(layoutFlags) as (keyof LabLayout)[]).map((k) => [k, a[layoutFlags[k]]])) as unknown as LabLayout;
+  const legacyOption = { type: 'string', default: 'flannel', coerce: flagCoercion('legacy', legacyCni), describe: 'The CNI the cluster runs before the migration: flannel (kube-flannel.yml, as --legacy-cidr and --legacy-tunnel-port say) or calico (calico-vxlan.yaml of Calico\'s module, VXLAN 4789, pool 192.168.0.0/16 unless --legacy-cidr says otherwise, Kubernetes datastore; needs make calico-bins)' } as const;
   const nodeArg = { type: 'string', demandOption: true, coerce: positionalCoercion('node', nodeName) } as const;
   const portArg = { type: 'string', demandOption: true, coerce: positionalCoercion('port', port) } as const;
   let code = 0;
@@ -254,8 +263,9 @@ export async function main(argv: string[]): Promise<number> {
     .command('up', 'Bring the lab up and leave it running', (y) => y
       .option('nodes', nodesOption)
       .options(layoutOptions)
-      .option('cilium', { type: 'boolean', default: true, describe: 'Install Cilium in migration mode (--no-cilium: the cluster as it was before Cilium came)' }), async (a) => {
-      const st = await labUp({ stateDir: a['state-dir'], nodes: a.nodes, layout: layoutOf(a), cilium: a.cilium });
+      .option('cilium', { type: 'boolean', default: true, describe: 'Install Cilium in migration mode (--no-cilium: the cluster as it was before Cilium came)' })
+      .option('legacy', legacyOption), async (a) => {
+      const st = await labUp({ stateDir: a['state-dir'], nodes: a.nodes, layout: layoutOf(a), cilium: a.cilium, legacy: a.legacy });
       out(`lab up: ${st.nodes.map((n) => n.name).join(', ')}`);
       out(`layout: ${describeLayout(st.layout)}`);
       out(`kubeconfig: ${st.kubeconfig}`);
@@ -294,12 +304,12 @@ export async function main(argv: string[]): Promise<number> {
       checkLayout(layout, a.nodes);
       code = await runDemo({ stateDir: a['state-dir'], nodes: a.nodes, layout, distDir: defaultDistDir(), labUp, labDown, out, err });
     })
-    .command('daemon', false, (y) => y.option('nodes', nodesOption).options(layoutOptions).option('cilium', { type: 'boolean', default: true }), async (a) => {
-      const layout = layoutOf(a);
+    .command('daemon', false, (y) => y.option('nodes', nodesOption).options(layoutOptions).option('cilium', { type: 'boolean', default: true }).option('legacy', legacyOption), async (a) => {
+      const layout = withLegacy(layoutOf(a), a.legacy);
       checkLayout(layout, a.nodes);
       requireRoot('up');
       const log = (line: string) => process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
-      await runKindDaemon({ stateDir: a['state-dir'], nodes: a.nodes, layout, distDir: defaultDistDir(), log, cilium: a.cilium });
+      await runKindDaemon({ stateDir: a['state-dir'], nodes: a.nodes, layout, distDir: defaultDistDir(), log, cilium: a.cilium, legacy: a.legacy });
     })
     .demandCommand(1, 'name a command; see --help')
     .strict()

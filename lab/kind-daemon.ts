@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { cidrContains } from '../lib/cidr.js';
 import { statePaths, type LabStatus } from './daemon.js';
 import { api } from './lab-api.js';
-import { KindLab, kindPaths } from './kind-lab.js';
+import { KindLab, kindPaths, type LegacyCni } from './kind-lab.js';
 import { defaultLayout, type LabLayout } from './layout.js';
 
 export interface KindDaemonOptions {
@@ -27,6 +27,8 @@ export interface KindDaemonOptions {
   nginxReplicas?: number;
   /** Install Cilium in migration mode (default true). */
   cilium?: boolean;
+  /** The legacy CNI (default flannel). */
+  legacy?: LegacyCni;
 }
 
 interface PodItem {
@@ -153,14 +155,16 @@ export async function runKindDaemon(o: KindDaemonOptions): Promise<void> {
   chmodSync(paths.control, 0o600);
 
   try {
-    const dirs = Object.fromEntries(['control-plane', 'node', 'cilium-chart', 'cilium'].map((group) => {
+    const groups = ['control-plane', 'node', 'cilium-chart', 'cilium', ...(o.legacy === 'calico' ? ['calico'] : [])];
+    const dirs = Object.fromEntries(groups.map((group) => {
       const dir = execFileSync(join(o.distDir, '..', 'lab', 'bins', 'build.sh'), ['--dir', group], { encoding: 'utf8' }).trim();
-      if (!existsSync(join(dir, '.complete'))) throw new Error(`the ${group} binaries are not built (${dir}); build them with: make bins`);
+      if (!existsSync(join(dir, '.complete'))) throw new Error(`the ${group} binaries are not built (${dir}); build them with: make ${group === 'calico' ? 'calico-bins' : 'bins'}`);
       return [group, dir];
-    })) as Record<'control-plane' | 'node' | 'cilium-chart' | 'cilium', string>;
+    })) as Record<'control-plane' | 'node' | 'cilium-chart' | 'cilium' | 'calico', string>;
     lab = await KindLab.up({
       stateDir: o.stateDir, nodes: o.nodes, layout, distDir: o.distDir, log: o.log, nginxReplicas: o.nginxReplicas ?? 10, cilium: o.cilium ?? true, signal: starting.signal,
       binDir: dirs['control-plane'], nodeBinDir: dirs.node, ciliumBinDir: dirs.cilium, chartDir: dirs['cilium-chart'],
+      ...(o.legacy === 'calico' ? { legacy: o.legacy, calicoBinDir: dirs.calico } : {}),
     });
     for (const n of lab.nodes.values()) nodeSockets.push(await nodeSocket(join(n.o.dir, 'lab', 'node.sock'), () => {
       o.log(`${n.name} asked for its reboot (systemctl reboot)`);

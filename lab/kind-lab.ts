@@ -12,10 +12,12 @@ import { systemClock } from '../lib/clock.js';
 import { pollUntil } from '../lib/poll.js';
 import { writeAdminKubeconfig } from './admin-kubeconfig.js';
 import { kindNodeLabels, kindNodes, type SimulatedNode } from './cluster-objects.js';
-import { defaultLayout, describeLayout, type LabLayout } from './layout.js';
+import { defaultLayout, describeLayout, withLegacy, type LabLayout } from './layout.js';
 import { startControlPlane, type ControlPlane } from './control-plane.js';
+import { calicoDaemonSet, calicoKubeControllers, calicoManifestObjects, calicoNamespace } from './calico.js';
 import { buildImages, buildNodeRootfs, holdArchive } from './images/build.js';
-import type { DebianBase, ImageSpec } from './images/catalog.js';
+import { calicoBase, calicoImages, calicoRelease } from './images/calico.js';
+import { labBases, labImages, type DebianBase, type ImageSpec } from './images/catalog.js';
 import { api, apiOrNotFound, labClient, type LabClient } from './lab-api.js';
 import { ciliumVersion } from './images/cilium.js';
 import { flannelManifestObjects, kubeProxyObjects } from './node/addons.js';
@@ -32,6 +34,10 @@ export const kindNetwork = { cidr: '172.18.0.0/16', gateway: '172.18.0.1', contr
 /** kind's cluster name, in the nodes' providerID (kind://docker/kind/NODE). */
 export const kindClusterName = 'kind';
 
+/** The CNIs the lab can run before the migration (`lab up --legacy`). */
+export const legacyCnis = ['flannel', 'calico'] as const;
+export type LegacyCni = (typeof legacyCnis)[number];
+
 export interface KindLabOptions {
   stateDir: string;
   nodes: number;
@@ -46,6 +52,9 @@ export interface KindLabOptions {
   /** Pod CIDRs, tunnel ports and Cilium's namespace (default: the seed's). */
   layout?: LabLayout;
   serviceCidr?: string;
+  /** The legacy CNI (default flannel); calico needs `calicoBinDir` (lab/bins/build.sh --dir calico). */
+  legacy?: LegacyCni;
+  calicoBinDir?: string;
   /** Install Cilium in migration mode (default true): the seed's cluster before the migration. */
   cilium?: boolean;
   /** nginx replicas to deploy as the seed does (0: none). */
@@ -98,7 +107,7 @@ export class KindLab {
     const t0 = Date.now();
     const took = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
     const paths = kindPaths(o.stateDir);
-    const layout = o.layout ?? defaultLayout;
+    const layout = withLegacy(o.layout ?? defaultLayout, o.legacy ?? 'flannel');
     const prefix = claimPrefix(o.stateDir);
     writeFileSync(paths.marker, JSON.stringify({ prefix, pid: process.pid }));
     for (const d of [paths.nodes, paths.bin, paths.logs]) mkdirSync(d, { recursive: true });
@@ -107,7 +116,12 @@ export class KindLab {
     try {
       const progress = (line: string) => o.log(line);
       const rootfs = await buildNodeRootfs({ nodeBinDir: o.nodeBinDir, distDir: o.distDir, progress });
-      const images = await buildImages({ nodeBinDir: o.nodeBinDir, ciliumBinDir: o.ciliumBinDir, distDir: o.distDir, progress, ...(o.images ?? {}) });
+      const repoRoot = join(o.distDir, '..');
+      const calico = o.legacy === 'calico' ? { release: calicoRelease(repoRoot), dir: o.calicoBinDir ?? '' } : undefined;
+      if (calico && !calico.dir) throw new Error('the calico lab needs the calico binaries (lab/bins/build.sh calico)');
+      // Calico's images only where Calico runs: the other labs' archive stays as it was.
+      const extra = o.images ?? (calico ? { bases: [...labBases, calicoBase], images: [...labImages(repoRoot), ...calicoImages(calico.release, calico.dir, o.nodeBinDir)] } : {});
+      const images = await buildImages({ nodeBinDir: o.nodeBinDir, ciliumBinDir: o.ciliumBinDir, distDir: o.distDir, progress, ...extra });
       const index: RegistryIndex = {};
       for (const i of images.images) for (const n of i.names) index[n] = i.digest;
       writeFileSync(paths.registryIndex, JSON.stringify(index, null, 2));
@@ -151,12 +165,19 @@ export class KindLab {
       }
 
       const clusterCidr = layout.legacyCidr;
-      o.log(`installing kube-proxy (as kubeadm does) and Flannel (its kube-flannel.yml: VXLAN ${layout.legacyTunnelPort}, ${clusterCidr})`);
+      const legacyName = calico ? `Calico ${calico.release}` : 'Flannel';
+      o.log(`installing kube-proxy (as kubeadm does) and ${calico ? `Calico ${calico.release} (its calico-vxlan.yaml, VXLAN ${layout.legacyTunnelPort}, pool ${clusterCidr})` : `Flannel (its kube-flannel.yml: VXLAN ${layout.legacyTunnelPort}, ${clusterCidr})`}`);
       await lab.apply(kubeProxyObjects({ apiServer: cp.internalServer!, clusterCidr }));
-      await lab.apply(flannelManifestObjects(join(o.nodeBinDir, 'manifests', 'kube-flannel.yml'), { network: clusterCidr, vxlanPort: layout.legacyTunnelPort }));
-      await lab.waitDaemonSets([['kube-system', 'kube-proxy'], ['kube-flannel', 'kube-flannel-ds']]);
+      if (calico) {
+        await lab.apply(calicoManifestObjects(join(calico.dir, 'manifests', 'calico-vxlan.yaml'), { poolCidr: clusterCidr, apiServer: { host: kindNetwork.controlPlane, port: Number(new URL(cp.internalServer!).port) } }));
+        await lab.waitDaemonSets([['kube-system', 'kube-proxy'], [calicoNamespace, calicoDaemonSet]]);
+        await lab.waitDeployment(calicoNamespace, calicoKubeControllers);
+      } else {
+        await lab.apply(flannelManifestObjects(join(o.nodeBinDir, 'manifests', 'kube-flannel.yml'), { network: clusterCidr, vxlanPort: layout.legacyTunnelPort }));
+        await lab.waitDaemonSets([['kube-system', 'kube-proxy'], ['kube-flannel', 'kube-flannel-ds']]);
+      }
       await lab.waitNodesReady();
-      o.log(`${names.length} nodes Ready with kube-proxy and Flannel (${took()})`);
+      o.log(`${names.length} nodes Ready with kube-proxy and ${legacyName} (${took()})`);
       if (o.cilium ?? true) {
         const version = ciliumVersion(join(o.distDir, '..'));
         o.log(`installing Cilium ${version} in migration mode with helm in namespace ${layout.ciliumNamespace} (VXLAN ${layout.ciliumTunnelPort}, ${layout.ciliumCidr})`);

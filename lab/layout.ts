@@ -6,6 +6,7 @@
 import { cidrsOverlap } from '../lib/cidr.js';
 import { ciliumClusterCidr, ciliumNamespace, ciliumVxlanPort, legacyClusterCidr, legacyVxlanPort } from '../lib/defaults.js';
 import { UsageError } from '../lib/errors.js';
+import { calicoDefaultPoolCidr, calicoVxlanPort } from './calico.js';
 import { cidr, namespace, podCidrLimits, port, type Parser, ValueError } from '../lib/flag-values.js';
 
 export interface LabLayout {
@@ -141,4 +142,18 @@ export function pluginLayoutFlags(l: LabLayout, command: string): string[] {
     default:
       return [];
   }
+}
+
+/**
+ * The layout with Calico as the legacy CNI (lab up --legacy calico): kubeadm's pod network for Calico
+ * is its pool, 192.168.0.0/16 unless --legacy-cidr names another (the controller manager's node CIDRs,
+ * which Calico's IPAM ignores, and kube-proxy's clusterCIDR follow it, as on such a cluster), and the
+ * lab's Calico runs VXLAN on its default port, 4789.
+ */
+export function withLegacy(l: LabLayout, legacy: 'flannel' | 'calico'): LabLayout {
+  if (legacy !== 'calico') return l;
+  if (l.legacyTunnelPort !== defaultLayout.legacyTunnelPort && l.legacyTunnelPort !== calicoVxlanPort) {
+    throw new UsageError(`--${layoutFlags.legacyTunnelPort} ${l.legacyTunnelPort}: the lab's Calico runs VXLAN on ${calicoVxlanPort}; expected ${calicoVxlanPort} or no --${layoutFlags.legacyTunnelPort} with --legacy calico`);
+  }
+  return { ...l, legacyCidr: l.legacyCidr === defaultLayout.legacyCidr ? calicoDefaultPoolCidr : l.legacyCidr, legacyTunnelPort: calicoVxlanPort };
 }

@@ -5,6 +5,7 @@ import { stopSharedControlPlane } from './harness/shared-cluster.js';
 
 import './integration/agent-discovery.test.js';
 import './integration/agent-netns.test.js';
+import './integration/calico-lab.test.js';
 import './integration/cilium-chart.test.js';
 import './integration/connectivity.test.js';
 import './integration/control-plane.test.js';

@@ -99,8 +99,10 @@ function dropChains(prefix: string, tables: string[]): string[] {
  * Finalize: what the legacy CNI leaves on a node: its links, its iptables chains, its nftables
  * tables and its CNI files. Both firewall back ends are cleaned whatever mode ran: Flannel with
  * EnableNFTables keeps its rules in the tables `ip flannel-ipv4` and `ip6 flannel-ipv6`
- * (flannel-io/flannel pkg/trafficmngr/nftables), without it in FLANNEL-* chains. Every command may
- * find nothing to do.
+ * (flannel-io/flannel pkg/trafficmngr/nftables), without it in FLANNEL-* chains; Calico's felix with
+ * NFTablesMode Enabled keeps its rules, sets and maps in the tables `ip calico` and `ip6 calico`
+ * (projectcalico/calico felix/dataplane/linux/int_dataplane.go), without it in cali-* chains. Every
+ * command may find nothing to do.
  */
 export function legacyCleanupScript(kind: CleanupKind): string {
   const cni = (files: string[]) => `rm -f /etc/cni/net.d/*.cilium_bak ${files.map((f) => `/etc/cni/net.d/${f}`).join(' ')}`;
@@ -124,6 +126,10 @@ export function legacyCleanupScript(kind: CleanupKind): string {
         'ip link set tunl0 down 2>/dev/null || true',
         'ip route flush proto bird 2>/dev/null || true',
         ...dropChains('cali-', ['raw', 'mangle', 'filter', 'nat']),
+        'if command -v nft >/dev/null 2>&1; then',
+        '  nft delete table ip calico 2>/dev/null || true',
+        '  nft delete table ip6 calico 2>/dev/null || true',
+        'fi',
         cni(['10-calico.conflist', 'calico-kubeconfig']),
         'rm -rf /var/run/calico /var/lib/calico',
       ].join('\n');
@@ -146,7 +152,9 @@ export function legacyCleanupHints(kind: CleanupKind, nftables = false): string[
     case 'calico':
       return [
         'ip link delete vxlan.calico; ip link set tunl0 down; ip route flush proto bird',
-        'iptables-save | grep -v -- "-j cali-\\|^:cali-\\|^-A cali-" | iptables-restore   (after checking what it drops)',
+        nftables
+          ? 'nft delete table ip calico; nft delete table ip6 calico   (felix ran with NFTablesMode Enabled)'
+          : 'iptables-save | grep -v -- "-j cali-\\|^:cali-\\|^-A cali-" | iptables-restore   (after checking what it drops)',
         'rm -f /etc/cni/net.d/*.cilium_bak /etc/cni/net.d/10-calico.conflist /etc/cni/net.d/calico-kubeconfig; rm -rf /var/run/calico /var/lib/calico',
       ];
     case 'aws-cni':

@@ -41,7 +41,10 @@ export interface LegacyCni {
   poolSource?: string | undefined;
   /** What it binds on the nodes; empty when not known (an unknown Flannel backend). */
   tunnels: Tunnel[];
-  /** Flannel with EnableNFTables: its rules live in nftables tables, not iptables chains. */
+  /**
+   * Its rules live in nftables tables, not iptables chains: Flannel with EnableNFTables, Calico with
+   * felix's NFTablesMode Enabled (or the operator's linuxDataplane Nftables).
+   */
   nftables?: boolean | undefined;
   autodetection?: CalicoAutodetection | undefined;
 }
@@ -59,6 +62,8 @@ export interface TigeraInstallation {
     calicoNetwork?: {
       ipPools?: { cidr?: string; encapsulation?: string; disabled?: boolean }[];
       nodeAddressAutodetectionV4?: Record<string, unknown> | null;
+      /** Iptables (default), BPF, Nftables, VPP. */
+      linuxDataplane?: string;
     };
   } | undefined;
 }
@@ -73,6 +78,8 @@ export interface LegacyFacts {
   installations?: TigeraInstallation[] | undefined;
   /** FelixConfiguration `default` spec.vxlanPort, if set. */
   felixVxlanPort?: number | undefined;
+  /** FelixConfiguration `default` spec.nftablesMode (Enabled, Disabled), if set. */
+  felixNftablesMode?: string | undefined;
 }
 
 export const calicoNamespaces = ['kube-system', 'calico-system'];
@@ -220,6 +227,10 @@ function detectCalico(facts: LegacyFacts): LegacyCni | undefined {
   const vxlanPort = Number(env.FELIX_VXLANPORT) || facts.felixVxlanPort || calicoVxlanDefaultPort;
   const legacy: LegacyCni = { kind: 'calico', daemonSet: ds ? key(ds.metadata?.namespace, ds.metadata?.name) : undefined, pools: [], tunnels: [] };
   if (installation) legacy.installation = installation.metadata?.name ?? 'default';
+  // Felix's own variable wins over the FelixConfiguration, as in felix's config loading; the
+  // operator sets the dataplane through its Installation.
+  const nftablesMode = env.FELIX_NFTABLESMODE || facts.felixNftablesMode;
+  if (/^enabled$/i.test(nftablesMode ?? '') || /^nftables$/i.test(installation?.spec?.calicoNetwork?.linuxDataplane ?? '')) legacy.nftables = true;
 
   // The IPPools are what Calico allocates from now; the Installation and the variables only say
   // what was asked for when it was installed.
@@ -286,14 +297,14 @@ export async function readLegacyCni(kube: Kube, daemonSets: k8s.V1DaemonSet[]): 
     Promise.all(wanted.map((w) => call(kube, `get configmap ${w.namespace}/${w.name}`, () => optional(() => kube.core.readNamespacedConfigMap(w))))),
     call(kube, 'list ippools.crd.projectcalico.org', () => optional(() => customList<CalicoIpPool>(kube, 'crd.projectcalico.org', 'v1', 'ippools'))),
     call(kube, 'list installations.operator.tigera.io', () => optional(() => customList<TigeraInstallation>(kube, 'operator.tigera.io', 'v1', 'installations'))),
-    call(kube, 'get felixconfiguration default', () => optional(() => kube.custom.getClusterCustomObject({ group: 'crd.projectcalico.org', version: 'v1', plural: 'felixconfigurations', name: 'default' }) as Promise<{ spec?: { vxlanPort?: number } }>)),
+    call(kube, 'get felixconfiguration default', () => optional(() => kube.custom.getClusterCustomObject({ group: 'crd.projectcalico.org', version: 'v1', plural: 'felixconfigurations', name: 'default' }) as Promise<{ spec?: { vxlanPort?: number; nftablesMode?: string } }>)),
   ]);
   const configMaps: LegacyFacts['configMaps'] = {};
   wanted.forEach((w, i) => {
     const data = cms[i]?.data;
     if (cms[i]) configMaps[key(w.namespace, w.name)] = data ?? {};
   });
-  return detectLegacy({ daemonSets, configMaps, ipPools, installations, felixVxlanPort: felix?.spec?.vxlanPort });
+  return detectLegacy({ daemonSets, configMaps, ipPools, installations, felixVxlanPort: felix?.spec?.vxlanPort, felixNftablesMode: felix?.spec?.nftablesMode });
 }
 
 /** Namespaces finalize never deletes, whatever it finds in them. */

@@ -13,6 +13,10 @@
 #                  and images/operator/Dockerfile build them (bin/), and the parts of the module the
 #                  images need (module/): bpf/ (the agent compiles its datapath from these at every
 #                  start) and the chart's init scripts. The version is lab/bins/cilium/module.env's.
+#   calico         Calico's calico-node, the CNI plugin (calico, calico-ipam) and its installer,
+#                  kube-controllers (bin/), and from the module the manifest the lab installs
+#                  (manifests/calico-vxlan.yaml) and calico-node's runit services (filesystem/).
+#                  Only `lab up --legacy calico` needs it; the version is lab/bins/calico/module.env's.
 #
 #   lab/bins/build.sh [GROUP...]   build (or reuse) the groups (default: all); the last line of
 #                                  stdout is the control-plane directory (for scripts)
@@ -29,6 +33,8 @@ root=${BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubectl-cilium-migrate/bins}
 groups=(control-plane node cilium-chart cilium)
 # shellcheck source=cilium/module.env
 source "$here/cilium/module.env"
+# shellcheck source=calico/module.env
+source "$here/calico/module.env"
 
 # The version a wrapper module requires of MODULE, read from its go.mod.
 modver() { sed -nE "s#^[[:space:]]*(require[[:space:]]+)?$2 (v[^ ]+).*#\\2#p" "$here/$1/go.mod" | head -n 1; }
@@ -206,6 +212,54 @@ build_cilium() {
   rm -rf "$copy"
 }
 
+# pinned_module_dir MODULE VERSION SUM: the module's directory in the module cache, its hash checked
+# against the pin (sum.golang.org does not list Calico's v0.0.0 pseudo-versions).
+pinned_module_dir() {
+  local json got
+  json=$(cd "$root" && GOFLAGS=-mod=mod GONOSUMDB="$1" go mod download -json "$1@$2")
+  got=$(sed -nE 's/^[[:space:]]*"Sum": "([^"]+)".*/\1/p' <<<"$json")
+  if [[ "$got" != "$3" ]]; then
+    echo "error: $1@$2 has hash ${got:-?}, lab/bins/calico/module.env pins $3" >&2
+    echo "$json" >&2
+    return 1
+  fi
+  sed -nE 's/^[[:space:]]*"Dir": "([^"]+)".*/\1/p' <<<"$json"
+}
+
+build_calico() {
+  local tmp=$1 log=$2 src copy="$1/src"
+  run "calico module $CALICO_RELEASE ($CALICO_VERSION)" "$log/calico-module.log" pinned_module_dir "$CALICO_MODULE" "$CALICO_VERSION" "$CALICO_SUM"
+  run "calico api module $CALICO_API_VERSION" "$log/calico-api-module.log" pinned_module_dir "$CALICO_API_MODULE" "$CALICO_API_VERSION" "$CALICO_API_SUM"
+  run "calico lib/std module $CALICO_STD_VERSION" "$log/calico-std-module.log" pinned_module_dir "$CALICO_STD_MODULE" "$CALICO_STD_VERSION" "$CALICO_STD_SUM"
+  src=$(tail -n 1 "$log/calico-module.log")
+  # Built as its own main module (its replace directives pin k8s.io and others), from a writable
+  # copy. Its go.mod replaces github.com/projectcalico/api and .../lib/std with ./api and ./lib/std,
+  # nested modules a module zip leaves out: those two replacements point at the pinned versions
+  # instead (hashes checked above); every other line of go.mod and go.sum stays as published.
+  cp -r "$src" "$copy"
+  chmod -R u+w "$copy"
+  (cd "$copy" && go mod edit -replace "$CALICO_API_MODULE=$CALICO_API_MODULE@$CALICO_API_VERSION" -replace "$CALICO_STD_MODULE=$CALICO_STD_MODULE@$CALICO_STD_VERSION")
+  mkdir -p "$tmp/bin"
+  local ldflags="-s -w -X github.com/projectcalico/calico/pkg/buildinfo.Version=$CALICO_RELEASE -X github.com/projectcalico/calico/pkg/buildinfo.GitRevision=${CALICO_VERSION##*-}"
+  calico() {
+    run "$1 $CALICO_RELEASE" "$log/$1.log" env -C "$copy" GOFLAGS=-mod=mod GONOSUMDB="$CALICO_API_MODULE,$CALICO_STD_MODULE" \
+      go build -trimpath -ldflags "$ldflags" -o "$tmp/bin/$1" "$2"
+  }
+  say "calico-node $CALICO_RELEASE: building (the first build takes 5-10 minutes on 2 cores)"
+  calico calico-node ./node/cmd/calico-node
+  calico calico ./cni-plugin/cmd/calico
+  calico install ./cni-plugin/cmd/install
+  calico kube-controllers ./kube-controllers/cmd/kube-controllers
+  calico check-status ./kube-controllers/cmd/check-status
+  calico wrapper ./kube-controllers/cmd/wrapper
+  mkdir -p "$tmp/manifests"
+  cp "$copy/manifests/calico-vxlan.yaml" "$tmp/manifests/"
+  cp -r "$copy/node/filesystem" "$tmp/filesystem"
+  # A module zip keeps no file modes: start_runit, rc.local and runit's run scripts are commands.
+  chmod 0755 "$tmp"/filesystem/sbin/* "$tmp/filesystem/etc/rc.local" "$tmp"/filesystem/etc/service/available/*/run "$tmp"/filesystem/etc/service/available/*/log/run
+  rm -rf "$copy"
+}
+
 # A group's directory name changes whenever one of its inputs changes: a version, a go.mod or
 # go.sum, our own sources, or the shell functions that build it (not the rest of this script).
 # shellcheck disable=SC2086 # $1 is a list of function names
@@ -216,6 +270,7 @@ group_dir() {
     node) echo "$root/node-k8s-$k8s_version-containerd-$containerd_version-cni-$cni_version-flannel-$flannel_version-$(fingerprint "build_node build_flanneld build_pause gobuild" "$here"/{kubernetes,containerd,cni,flannel}/go.{mod,sum} "$here"/cni/flannel/main.go)" ;;
     cilium-chart) echo "$root/cilium-chart-$CILIUM_VERSION-helm-$helm_version-$(fingerprint "build_cilium_chart cilium_module_dir gobuild" "$here/cilium/module.env" "$here"/helm/go.{mod,sum})" ;;
     cilium) echo "$root/cilium-$CILIUM_VERSION-$(fingerprint "build_cilium cilium_module_dir" "$here/cilium/module.env")" ;;
+    calico) echo "$root/calico-$CALICO_RELEASE-$(fingerprint "build_calico pinned_module_dir" "$here/calico/module.env")" ;;
     *) echo "unknown group $1 (one of: ${groups[*]})" >&2; return 2 ;;
   esac
 }

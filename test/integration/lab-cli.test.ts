@@ -46,6 +46,7 @@ describe('lab command line', () => {
     const cases: [string[], RegExp][] = [
       [['up', '--nodes', '10x'], /^error: --nodes "10x": expected a whole number from 1 to 50\n$/],
       [['up', '--nodes', '0'], /^error: --nodes "0": expected a whole number from 1 to 50\n$/],
+      [['up', '--legacy', 'cilium'], /^error: --legacy "cilium": expected flannel or calico\n$/],
       [['restart-node', ''], /^error: node "": expected a node name \(a DNS-1123 subdomain/],
       [['drop-udp', 'kind-worker', '70000'], /^error: port "70000": expected a port number from 1 to 65535\n$/],
       [['restore-udp', 'Kind_Worker', '8473'], /^error: node "Kind_Worker": expected a node name/],

@@ -84,4 +84,28 @@ describe('the node cleanup script on a real network stack', () => {
     assert.match(r.after, /-A FORWARD -j KEEP-FORWARD/);
     assert.deepEqual(readdirSync(join(root, 'etc/cni/net.d')), ['05-cilium.conflist']);
   });
+
+  it('removes Calico\'s nftables dataplane (felix\'s NFTablesMode Enabled: tables ip calico and ip6 calico), keeping other tables', { skip: missing.length > 0 }, () => {
+    const root = nodeRoot({ 'etc/cni/net.d/05-cilium.conflist': '{}', 'etc/cni/net.d/10-calico.conflist.cilium_bak': '{}' });
+    const setup = [
+      'ip link add vxlan.calico type vxlan id 4096 dstport 4789 nolearning',
+      // What felix makes in nftables mode: one table per family, with base chains, sets and rules.
+      'nft add table ip calico', 'nft add chain ip calico filter-FORWARD "{ type filter hook forward priority filter ; }"',
+      'nft add set ip calico cali40all-ipam-pools "{ type ipv4_addr ; flags interval ; }"', 'nft add element ip calico cali40all-ipam-pools "{ 192.168.0.0/16 }"',
+      'nft add rule ip calico filter-FORWARD ip saddr @cali40all-ipam-pools accept',
+      'nft add table ip6 calico', 'nft add chain ip6 calico filter-FORWARD "{ type filter hook forward priority filter ; }"',
+      // Not Calico's.
+      'nft add table ip cilium-keep', 'nft add table ip6 calico-keep',
+    ].join('\n');
+    const show = 'ip -o link show | cut -d: -f2 | tr -d " " | sort | tr "\\n" " "; echo; nft list tables';
+    const r = onFreshNode('calico', root, setup, show);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.before, /table ip calico\n/);
+    assert.match(r.before, /table ip6 calico\n/);
+    assert.match(r.after, /^0\n/, 'the script exits 0');
+    assert.doesNotMatch(r.after, /table ip6? calico\n|vxlan\.calico/);
+    assert.match(r.after, /table ip cilium-keep/);
+    assert.match(r.after, /table ip6 calico-keep/);
+    assert.deepEqual(readdirSync(join(root, 'etc/cni/net.d')), ['05-cilium.conflist']);
+  });
 });

@@ -30,6 +30,18 @@ describe('legacyCleanupScript', () => {
     assert.match(s, /10-calico\.conflist/);
   });
 
+  it('cleans Calico in iptables and in nftables mode (felix\'s tables ip calico and ip6 calico)', () => {
+    const s = legacyCleanupScript('calico');
+    assert.match(s, /nft delete table ip calico/);
+    assert.match(s, /nft delete table ip6 calico/);
+    assert.match(s, /for ipt in iptables ip6tables/);
+  });
+
+  it('tells a person the nftables commands when felix ran with NFTablesMode Enabled', () => {
+    assert.match(legacyCleanupHints('calico', true).join('\n'), /nft delete table ip calico; nft delete table ip6 calico/);
+    assert.match(legacyCleanupHints('calico', false).join('\n'), /iptables-save \| grep -v -- "-j cali-/);
+  });
+
   it('tells a person the nftables commands when Flannel ran with EnableNFTables', () => {
     assert.match(legacyCleanupHints('flannel', true).join('\n'), /nft delete table ip flannel-ipv4; nft delete table ip6 flannel-ipv6/);
     assert.match(legacyCleanupHints('flannel', false).join('\n'), /iptables-save \| grep -v FLANNEL/);

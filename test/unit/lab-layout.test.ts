@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { main } from '../../lab/cli.js';
 import { probeAgentObjects } from '../../lab/lab-install.js';
-import { checkLayout, defaultLayout, layoutArgs, pluginLayoutFlags, type LabLayout } from '../../lab/layout.js';
+import { checkLayout, defaultLayout, layoutArgs, pluginLayoutFlags, withLegacy, type LabLayout } from '../../lab/layout.js';
 import { helmInstallArgs, initialValuesArgs } from '../../lab/node/cilium-install.js';
 
 /** Runs the lab's command line in this process; what it wrote to stderr. */
@@ -52,6 +52,16 @@ describe('lab up / demo: the layout flags, refused at the edge', () => {
       });
     }
   }
+
+  it('with --legacy calico: Calico\'s pool 192.168.0.0/16 unless --legacy-cidr names one, VXLAN on 4789, any other legacy port refused', async () => {
+    assert.deepEqual(withLegacy(defaultLayout, 'calico'), { ...defaultLayout, legacyCidr: '192.168.0.0/16', legacyTunnelPort: 4789 });
+    assert.deepEqual(withLegacy(nonDefault, 'flannel'), nonDefault);
+    assert.deepEqual(withLegacy({ ...nonDefault, legacyTunnelPort: 8472 }, 'calico'), { ...nonDefault, legacyTunnelPort: 4789 });
+    const r = await lab(['up', '--legacy', 'calico', '--legacy-tunnel-port', '8555']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^error: --legacy-tunnel-port 8555: the lab's Calico runs VXLAN on 4789/);
+    assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
+  });
 
   it('takes a non-default layout, and the defaults are the seed\'s', () => {
     assert.deepEqual(defaultLayout, { legacyCidr: '10.244.0.0/16', ciliumCidr: '10.245.0.0/16', legacyTunnelPort: 8472, ciliumTunnelPort: 8473, ciliumNamespace: 'kube-system' });

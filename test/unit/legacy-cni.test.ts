@@ -129,6 +129,16 @@ describe('detectLegacy: Calico', () => {
     assert.deepEqual(l.tunnels, [{ protocol: 'vxlan', port: 8473 }]);
   });
 
+  it('sees felix\'s nftables mode: FELIX_NFTABLESMODE on calico-node over the FelixConfiguration, and the operator\'s linuxDataplane Nftables', () => {
+    const nft = (env: Env[], extra: Partial<LegacyFacts> = {}) => detectLegacy(facts([calicoDs([...calicoEnv, ...env])], extra))!.nftables ?? false;
+    assert.equal(nft([]), false);
+    assert.equal(nft([{ name: 'FELIX_NFTABLESMODE', value: 'Enabled' }]), true);
+    assert.equal(nft([], { felixNftablesMode: 'Enabled' }), true);
+    assert.equal(nft([{ name: 'FELIX_NFTABLESMODE', value: 'Disabled' }], { felixNftablesMode: 'Enabled' }), false);
+    const installation = { metadata: { name: 'default' }, spec: { calicoNetwork: { linuxDataplane: 'Nftables', ipPools: [{ cidr: '192.168.0.0/16', encapsulation: 'VXLAN' }] } } };
+    assert.equal(detectLegacy(facts([calicoDs([], 'calico-system')], { installations: [installation] }))!.nftables, true);
+  });
+
   it('sees pools that encapsulate nothing (BGP) as no tunnel', () => {
     const l = detectLegacy(facts([calicoDs()], { ipPools: [{ spec: { cidr: '192.168.0.0/16', ipipMode: 'Never', vxlanMode: 'Never' } }] }))!;
     assert.deepEqual(l.tunnels, [{ protocol: 'none' }]);

@@ -14,6 +14,8 @@ import { buildImages, holdArchive, pruneCache } from '../../lab/images/build.js'
 import { BlobStore, normalizeReference, tagOf, writeImage } from '../../lab/images/oci.js';
 import { nodeIp } from '../../lab/kind-lab.js';
 import { flannelManifestObjects, kubeProxyObjects } from '../../lab/node/addons.js';
+import { calicoManifestObjects } from '../../lab/calico.js';
+import { calicoImages, calicoRelease } from '../../lab/images/calico.js';
 import { kubeletConfig, sysctlShields } from '../../lab/node/node-config.js';
 import { repoRoot } from '../harness/plugin.js';
 
@@ -34,6 +36,48 @@ describe('image references', () => {
     assert.equal(tagOf('localhost:5000/x'), 'latest');
     assert.equal(tagOf('ghcr.io/flannel-io/flannel:v0.28.10'), 'v0.28.10');
     assert.equal(tagOf('docker.io/library/alpine:3.20@sha256:abc'), '3.20');
+  });
+});
+
+describe('Calico for the lab (--legacy calico)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'calico-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  // The shape of calico-vxlan.yaml (projectcalico/calico v3.31.0 manifests/): the parts the lab changes.
+  const manifest = (initContainers: string[]) => {
+    const file = join(dir, `calico-vxlan-${initContainers.length}.yaml`);
+    writeFileSync(file, [
+      'kind: ConfigMap\napiVersion: v1\nmetadata: {name: calico-config, namespace: kube-system}\ndata: {calico_backend: vxlan}',
+      `kind: DaemonSet\napiVersion: apps/v1\nmetadata: {name: calico-node, namespace: kube-system}\nspec:\n  template:\n    spec:\n      initContainers: [${initContainers.map((n) => `{name: ${n}, image: 'quay.io/calico/cni:v3.31.0'}`).join(', ')}]\n      containers:\n        - name: calico-node\n          image: quay.io/calico/node:v3.31.0\n          env:\n            - {name: IP, value: autodetect}\n            - {name: CALICO_IPV4POOL_IPIP, value: Never}\n            - {name: CALICO_IPV4POOL_VXLAN, value: CrossSubnet}\n`,
+    ].join('\n---\n'));
+    return file;
+  };
+  const o = { poolCidr: '192.168.0.0/16', apiServer: { host: '172.18.0.254', port: 6443 } };
+
+  it('changes only the pool (VXLAN Always), autodetection and what concerns the eBPF dataplane, and names the API server\'s lab address', () => {
+    const objs = calicoManifestObjects(manifest(['upgrade-ipam', 'install-cni', 'ebpf-bootstrap']), o);
+    const pod = (objs[1]!.spec as { template: { spec: { initContainers: { name: string }[]; containers: { image: string; env: { name: string; value?: string }[] }[] } } }).template.spec;
+    assert.deepEqual(pod.initContainers.map((c) => c.name), ['upgrade-ipam', 'install-cni']);
+    assert.equal(pod.containers[0]!.image, 'quay.io/calico/node:v3.31.0');
+    assert.deepEqual(Object.fromEntries(pod.containers[0]!.env.map((e) => [e.name, e.value])), {
+      IP: 'autodetect', CALICO_IPV4POOL_IPIP: 'Never', CALICO_IPV4POOL_VXLAN: 'Always', CALICO_IPV4POOL_CIDR: '192.168.0.0/16', IP_AUTODETECTION_METHOD: 'kubernetes-internal-ip',
+      // calico-node is built without cgo (libbpf): felix's start-up cleanup of eBPF state would panic.
+      FELIX_DebugSkipCTLBCleanup: 'true',
+    });
+    assert.deepEqual(objs[2], { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'kubernetes-services-endpoint', namespace: 'kube-system' }, data: { KUBERNETES_SERVICE_HOST: '172.18.0.254', KUBERNETES_SERVICE_PORT: '6443' } });
+  });
+
+  it('refuses a manifest without the ebpf-bootstrap init container it drops, rather than run what was not reviewed', () => {
+    assert.throws(() => calicoManifestObjects(manifest(['upgrade-ipam', 'install-cni']), o), /no ebpf-bootstrap init container/);
+  });
+
+  it('builds the three images calico-vxlan.yaml names, at the release module.env pins, calico-node under /usr/bin (Debian\'s /bin is a link)', () => {
+    const release = calicoRelease(repoRoot);
+    assert.equal(release, 'v3.31.0');
+    const images = calicoImages(release, '/calico', '/node');
+    assert.deepEqual(images.map((i) => i.names[0]), ['quay.io/calico/node:v3.31.0', 'quay.io/calico/cni:v3.31.0', 'quay.io/calico/kube-controllers:v3.31.0']);
+    assert.ok(images[0]!.files.some((f) => f.path === '/usr/bin/calico-node'));
+    assert.ok(images.every((i) => i.files.every((f) => !/^\/s?bin\//.test(f.path))));
+    assert.equal(images[2]!.config.User, '999');
   });
 });
 
