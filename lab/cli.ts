@@ -222,7 +222,7 @@ export async function labUdpPort(stateDir: string, node: string, port: number, a
 function printStatus(st: LabStatus): void {
   out(`lab: ${st.ready ? 'up' : 'starting'} since ${st.startedAt} (daemon pid ${st.pid}), API server ${st.server}`);
   out(`kubeconfig: ${st.kubeconfig}`);
-  out(`layout: ${st.nodes.length} nodes; ${describeLayout(st.layout)}`);
+  out(`layout: ${st.nodes.length} nodes; ${describeLayout(st.layout, st.legacy)}`);
   const rows = [['NODE', 'ROLE', 'READY', 'ADDRESS', 'POD CIDR', 'BOOT ID', 'CNI CONFIG', 'PODS legacy/cilium/host']];
   for (const n of st.nodes) rows.push([n.name, n.role, n.ready ? 'True' : 'False', n.internalIp, n.podCIDR, n.bootID.slice(0, 8), n.cni, `${n.pods.legacy}/${n.pods.cilium}/${n.pods.host}`]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -267,7 +267,7 @@ export async function main(argv: string[]): Promise<number> {
       .option('legacy', legacyOption), async (a) => {
       const st = await labUp({ stateDir: a['state-dir'], nodes: a.nodes, layout: layoutOf(a), cilium: a.cilium, legacy: a.legacy });
       out(`lab up: ${st.nodes.map((n) => n.name).join(', ')}`);
-      out(`layout: ${describeLayout(st.layout)}`);
+      out(`layout: ${describeLayout(st.layout, st.legacy)}`);
       out(`kubeconfig: ${st.kubeconfig}`);
       out(`  export KUBECONFIG=${st.kubeconfig}`);
       const lab = `node ${process.argv[1]}${a['state-dir'] === defaultStateDir ? '' : ` --state-dir ${a['state-dir']}`}`;

@@ -21,6 +21,8 @@ export interface LabStatus {
   underlayNetns: string;
   /** The pod CIDRs, tunnel ports and Cilium's namespace the lab was brought up with. */
   layout: LabLayout;
+  /** The legacy CNI the lab runs (lab up --legacy); flannel when absent. */
+  legacy?: 'flannel' | 'calico';
   nodes: { name: string; netns: string; role: string; internalIp: string; ready: boolean; bootID: string; podCIDR: string; cni: string; pods: { legacy: number; cilium: number; host: number } }[];
 }
 

@@ -78,6 +78,7 @@ export async function runKindDaemon(o: KindDaemonOptions): Promise<void> {
       startedAt: startedAt.toISOString(),
       underlayNetns: lab ? `${lab.prefix}-ul` : '',
       layout,
+      legacy: o.legacy ?? 'flannel',
       nodes: nodes.map((n) => {
         const pods = api_.pods.filter((p) => p.spec.nodeName === n.name && p.status.phase === 'Running');
         const host = pods.filter((p) => p.spec.hostNetwork).length;

@@ -148,7 +148,7 @@ export class KindLab {
       lab.startRegistry(underlayNs, images.blobs, paths.registryIndex);
       writeDockerShim(paths.docker, o.distDir, o.stateDir);
       writeHelmWrapper(paths.helm, { chartDir: o.chartDir, stateDir: o.stateDir });
-      o.log(`control plane up (${took()}); layout: ${describeLayout(layout)}`);
+      o.log(`control plane up (${took()}); layout: ${describeLayout(layout, o.legacy)}`);
 
       const names = kindNodes(o.nodes - 1);
       const archive = holdArchive(images.archive, join(paths.nodes, basename(images.archive)));

@@ -118,8 +118,8 @@ export function layoutArgs(l: LabLayout): string[] {
 }
 
 /** One line for `lab status` and the demo. */
-export function describeLayout(l: LabLayout): string {
-  return `Flannel VXLAN ${l.legacyTunnelPort}, pods in ${l.legacyCidr}; Cilium in namespace ${l.ciliumNamespace}, VXLAN ${l.ciliumTunnelPort}, pods in ${l.ciliumCidr}`;
+export function describeLayout(l: LabLayout, legacy: 'flannel' | 'calico' = 'flannel'): string {
+  return `${legacy === 'calico' ? 'Calico' : 'Flannel'} VXLAN ${l.legacyTunnelPort}, pods in ${l.legacyCidr}; Cilium in namespace ${l.ciliumNamespace}, VXLAN ${l.ciliumTunnelPort}, pods in ${l.ciliumCidr}`;
 }
 
 /**

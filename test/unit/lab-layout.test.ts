@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { main } from '../../lab/cli.js';
 import { probeAgentObjects } from '../../lab/lab-install.js';
-import { checkLayout, defaultLayout, layoutArgs, pluginLayoutFlags, withLegacy, type LabLayout } from '../../lab/layout.js';
+import { checkLayout, defaultLayout, describeLayout, layoutArgs, pluginLayoutFlags, withLegacy, type LabLayout } from '../../lab/layout.js';
 import { helmInstallArgs, initialValuesArgs } from '../../lab/node/cilium-install.js';
 
 /** Runs the lab's command line in this process; what it wrote to stderr. */
@@ -56,6 +56,7 @@ describe('lab up / demo: the layout flags, refused at the edge', () => {
   it('with --legacy calico: Calico\'s pool 192.168.0.0/16 unless --legacy-cidr names one, VXLAN on 4789, any other legacy port refused', async () => {
     assert.deepEqual(withLegacy(defaultLayout, 'calico'), { ...defaultLayout, legacyCidr: '192.168.0.0/16', legacyTunnelPort: 4789 });
     assert.deepEqual(withLegacy(nonDefault, 'flannel'), nonDefault);
+    assert.match(describeLayout(withLegacy(defaultLayout, 'calico'), 'calico'), /^Calico VXLAN 4789, pods in 192\.168\.0\.0\/16; Cilium in namespace kube-system/);
     assert.deepEqual(withLegacy({ ...nonDefault, legacyTunnelPort: 8472 }, 'calico'), { ...nonDefault, legacyTunnelPort: 4789 });
     const r = await lab(['up', '--legacy', 'calico', '--legacy-tunnel-port', '8555']);
     assert.equal(r.code, 2, r.stderr);
