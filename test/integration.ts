@@ -1,5 +1,8 @@
 // Every integration test file, imported explicitly: a missing file fails the import instead of
 // turning into "0 tests". test/unit/suite-lists.test.ts checks that none is left out.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after } from 'node:test';
 import { stopSharedControlPlane } from './harness/shared-cluster.js';
 
@@ -28,4 +31,10 @@ import './integration/preflight.test.js';
 import './integration/source-layouts.test.js';
 import './integration/waves.test.js';
 
+// kubectl keeps a discovery cache per API server in ~/.kube/cache: hundreds of directories left on
+// the machine by the control planes the suite starts. Its KUBECACHEDIR puts them in the suite's TMPDIR.
+const kubeCache = mkdtempSync(join(tmpdir(), 'kube-cache-'));
+process.env.KUBECACHEDIR = kubeCache;
+
 after(() => stopSharedControlPlane());
+after(() => rmSync(kubeCache, { recursive: true, force: true }));

@@ -1,10 +1,10 @@
 // Runs a node's host script (cmd/engine/host-command.ts) on this machine without letting it change
-// the machine's files: the node's CNI and Flannel directories are mapped into a temporary directory,
+// the machine's files: the node's CNI, Flannel and Calico directories are mapped into a temporary directory,
 // and the script runs in a private mount namespace where everything else is read-only.
 
-/** A host path as a sandboxed node has it: its CNI directory and Flannel's run directory live under `hostRoot`. */
+/** A host path as a sandboxed node has it: its CNI directories and Flannel's and Calico's state live under `hostRoot`. */
 export function nodeHostPaths(arg: string, hostRoot: string): string {
-  return arg.replace(/(^|[\s'"=:;])\/(etc\/cni|run\/flannel|var\/lib\/cni)(?=[\/\s'";]|$)/g, `$1${hostRoot}/$2`);
+  return arg.replace(/(^|[\s'"=:;])\/(etc\/cni|run\/flannel|var\/lib\/cni|var\/run\/calico|var\/lib\/calico)(?=[\/\s'";]|$)/g, `$1${hostRoot}/$2`);
 }
 
 /**

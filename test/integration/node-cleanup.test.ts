@@ -86,7 +86,8 @@ describe('the node cleanup script on a real network stack', () => {
   });
 
   it('removes Calico\'s nftables dataplane (felix\'s NFTablesMode Enabled: tables ip calico and ip6 calico), keeping other tables', { skip: missing.length > 0 }, () => {
-    const root = nodeRoot({ 'etc/cni/net.d/05-cilium.conflist': '{}', 'etc/cni/net.d/10-calico.conflist.cilium_bak': '{}' });
+    // calico-node's state directories too (hostPath mounts on a real node).
+    const root = nodeRoot({ 'etc/cni/net.d/05-cilium.conflist': '{}', 'etc/cni/net.d/10-calico.conflist.cilium_bak': '{}', 'var/lib/calico/nodename': 'kind-worker', 'var/run/calico/cni-ready': '' });
     const setup = [
       'ip link add vxlan.calico type vxlan id 4096 dstport 4789 nolearning',
       // What felix makes in nftables mode: one table per family, with base chains, sets and rules.
@@ -107,5 +108,6 @@ describe('the node cleanup script on a real network stack', () => {
     assert.match(r.after, /table ip cilium-keep/);
     assert.match(r.after, /table ip6 calico-keep/);
     assert.deepEqual(readdirSync(join(root, 'etc/cni/net.d')), ['05-cilium.conflist']);
+    assert.equal(existsSync(join(root, 'var/lib/calico')) || existsSync(join(root, 'var/run/calico')), false, 'calico-node\'s state directories removed');
   });
 });
