@@ -324,7 +324,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       pids: () => [...procs.values()].filter((p) => p.running()).map((p) => p.pid),
       async kubectl(args, opts = {}) {
         const child = execFileAsync(bin('kubectl'), [`--kubeconfig=${kubeconfig}`, ...args], {
-          env: opts.env ?? { ...process.env, KUBECONFIG: kubeconfig },
+          // kubectl's discovery cache stays with the control plane, not in ~/.kube/cache (a directory per API server).
+          env: opts.env ?? { KUBECACHEDIR: join(rootDir, 'kube-cache'), ...process.env, KUBECONFIG: kubeconfig },
           timeout: opts.timeoutMs ?? 60_000,
           maxBuffer: 64 * 1024 * 1024,
         });
