@@ -7,6 +7,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { kwokStageFiles } from '../lab/control-plane.js';
 
+const labStages = join(import.meta.dirname, '..', 'lab', 'kwok-stages');
+
 /** The annotation that delays a pod's Ready (a Go duration, e.g. "20s"). */
 export const readyAfterAnnotation = 'bench.cilium-migrate.io/ready-after';
 /** The annotations node-restart.yaml reacts to. */
@@ -17,7 +19,10 @@ const here = join(import.meta.dirname, 'kwok-stages');
 
 /**
  * Stage files: kwok's node stages and pod-complete, kwok's pod-ready with the ready-after delay,
- * the graceful pod-delete, and with `nodeRestart` the slow node restart. Derived files go to `dir`.
+ * the lab's own stages (pod-ready-again: without it a pod the node lifecycle controller marked not
+ * Ready while kwok's heartbeats lagged under load stays so, and a 1,000-node set-up waits for it
+ * forever), the graceful pod-delete, and with `nodeRestart` the slow node restart. Derived files go
+ * to `dir`.
  */
 export function benchKwokStages(binDir: string, dir: string, opts: { nodeRestart?: boolean } = {}): string[] {
   const kwok = kwokStageFiles(binDir);
@@ -30,8 +35,9 @@ export function benchKwokStages(binDir: string, dir: string, opts: { nodeRestart
   const derived = join(dir, 'pod-ready-delayed.yaml');
   writeFileSync(derived, delayed);
   return [
-    ...kwok.filter((f) => basename(f).startsWith('node-') || basename(f) === 'pod-complete.yaml'),
+    ...kwok.filter((f) => (basename(f).startsWith('node-') || basename(f) === 'pod-complete.yaml') && !f.startsWith(labStages)),
     derived,
+    ...kwok.filter((f) => f.startsWith(labStages)),
     join(here, 'pod-delete.yaml'),
     ...(opts.nodeRestart ? [join(here, 'node-restart.yaml')] : []),
   ];
