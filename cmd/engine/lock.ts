@@ -205,7 +205,7 @@ function holdLock(cluster: LeaseStore, options: LockOptions, clock: LockClock, m
   // From the start of the request that renewed it: the lease is good for a TTL from then at the latest.
   let renewedAt = acquiredAt;
   let lastAttempt = acquiredAt;
-  let renewing = false;
+  let pending: Promise<void> | undefined;
   let stopped = false;
   const lose = (detail: string) => {
     if (!lost.signal.aborted) lost.abort(new LockLostError(detail));
@@ -222,17 +222,28 @@ function holdLock(cluster: LeaseStore, options: LockOptions, clock: LockClock, m
       lose(lease?.holder ? `it is now held by ${describeHolder(parseHolder(lease.holder), lease.holder)}` : 'its lease was deleted');
       return;
     }
-    if (await cluster.writeLease(options.namespace, options.name, formatHolder(me), options.ttlSeconds, new Date(clock.now()), lease.resourceVersion)) renewedAt = started;
+    if (await cluster.writeLease(options.namespace, options.name, formatHolder(me), options.ttlSeconds, new Date(clock.now()), lease.resourceVersion)) {
+      renewedAt = Math.max(renewedAt, started);
+      const took = clock.monotonic() - started;
+      if (took > renewEveryMs / 2) log(`renewing the migration lock took ${Math.round(took / 1000)}s: the API server is slow to answer (the run stops if no renewal succeeds for ${Math.round(limitMs / 1000)}s)`);
+    }
   };
   const timer = setInterval(() => {
     if (stopped) return;
     expired();
-    if (lost.signal.aborted || renewing || clock.monotonic() - lastAttempt < renewEveryMs) return;
-    renewing = true;
-    // A failed renewal is retried at the next turn; the fence stops the run if none succeeds in time.
-    renew()
-      .catch(() => {})
-      .finally(() => (renewing = false));
+    if (lost.signal.aborted || clock.monotonic() - lastAttempt < renewEveryMs) return;
+    // A renewal still unanswered after a whole period does not hold up the next one: a request that
+    // never returns (no answer, no error) would otherwise stop every renewal after it.
+    if (pending) log(`the migration lock's renewal sent ${Math.round((clock.monotonic() - lastAttempt) / 1000)}s ago has no answer yet; sending another`);
+    const attempt: Promise<void> = renew()
+      // A failed renewal is retried at the next turn; the fence stops the run if none succeeds in time.
+      .catch((err: unknown) => {
+        if (!stopped) log(`renewing the migration lock failed: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}; retrying in ${Math.round(renewEveryMs / 1000)}s`);
+      })
+      .finally(() => {
+        if (pending === attempt) pending = undefined;
+      });
+    pending = attempt;
   }, Math.min(1000, renewEveryMs));
   timer.unref();
   return {

@@ -179,6 +179,34 @@ describe('acquireLock', () => {
     await lock.release();
   });
 
+  it('keeps renewing when one renewal never gets an answer: the next period sends another, and the run goes on', async () => {
+    const f = fakes();
+    const lines: string[] = [];
+    const lock = await acquireLock(f.store, opts, f.clock, (l) => lines.push(l), undefined, id, alive);
+    const getLease = f.store.getLease;
+    let hung = 0;
+    // One GET that the API server never answers (no reply, no error, no timeout).
+    f.store.getLease = () => {
+      f.store.getLease = getLease;
+      hung++;
+      return new Promise<never>(() => {});
+    };
+    const tick = () => new Promise((r) => setTimeout(r, 1_100));
+    f.advance(21_000);
+    await tick();
+    assert.equal(hung, 1, 'the first renewal was sent and hangs');
+    f.advance(21_000);
+    await tick();
+    // 42 s after the last renewal that succeeded; the second attempt renews it.
+    assert.equal(f.writes.length, 2, 'a second renewal was sent while the first still hangs, and it succeeded');
+    assert.match(lines.join('\n'), /renewal sent 21s ago has no answer yet; sending another/);
+    f.advance(10_000);
+    // 52 s after acquiring: without that second renewal the fence (45 s) would have stopped the run.
+    assert.doesNotThrow(() => lock.check('patchNode'));
+    assert.equal(lock.lost.aborted, false);
+    await lock.release();
+  });
+
   it('fences: a run stops before its next change once its last renewal is older than the TTL minus the margin', async () => {
     const f = fakes();
     const lock = await acquireLock(f.store, opts, f.clock, () => {}, undefined, id, alive);
