@@ -12,7 +12,7 @@
 //   the focus budget of 30 probes/s; others every 5 s), all reachable, focus nodes probed by every
 //   agent. The API server reaches it through the lab's egress proxy, as in the integration tests.
 // Measured: the total time, the time per wave, and the reads of the matrix (pod-proxy GETs).
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAgentConfig } from '../agent/config.js';
@@ -31,6 +31,10 @@ import { removeOnExit } from '../lab/process.js';
 const nodeCount = Number(process.env.BENCH_NODES ?? 1000);
 const maxUnavailable = Number(process.env.BENCH_MAX_UNAVAILABLE ?? 50);
 const podsPerNode = Number(process.env.BENCH_PODS_PER_NODE ?? 10);
+// Diagnostics: the plugin's log with the seconds since the run started (BENCH_PLUGIN_LOG, a file),
+// and its CPU profile (BENCH_CPU_PROF, a directory for node --cpu-prof).
+const pluginLog = process.env.BENCH_PLUGIN_LOG;
+const cpuProfileDir = process.env.BENCH_CPU_PROF;
 const agentReadySeconds = 20;
 const restartSeconds = 60;
 const targetSeconds = 2 * 3600;
@@ -146,12 +150,20 @@ async function main(): Promise<void> {
     const started = Date.now();
     const waveStarts: number[] = [];
     log(`run --max-unavailable ${maxUnavailable} on ${nodeCount} nodes`);
+    let scanned = 0;
     const r = await runPlugin(['run', '--max-unavailable', String(maxUnavailable), '--restart', 'exec', '--restart-command', restartCommand, '--delete-emptydir-data', '--kubeconfig', cp.kubeconfig], {
-      env: { PATH: process.env.PATH ?? '', HOME: cp.rootDir },
+      env: { PATH: process.env.PATH ?? '', HOME: cp.rootDir, ...(cpuProfileDir ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${cpuProfileDir}` } : {}) },
       timeoutMs: 4 * 3600_000,
-      // The plugin's whole log so far, each time it grows.
+      // The plugin's whole log so far, each time it grows: only its new whole lines are looked at
+      // (rescanning megabytes of log at every chunk would take this machine's CPU from the run).
       onStderr: (text) => {
-        for (const m of text.matchAll(/wave (\d+) of (\d+)/g)) {
+        const end = text.lastIndexOf('\n') + 1;
+        if (end <= scanned) return;
+        const fresh = text.slice(scanned, end);
+        scanned = end;
+        const at = ((Date.now() - started) / 1000).toFixed(1);
+        if (pluginLog) appendFileSync(pluginLog, fresh.split('\n').filter(Boolean).map((l) => `${at} ${l}\n`).join(''));
+        for (const m of fresh.matchAll(/wave (\d+) of (\d+)/g)) {
           if (Number(m[1]) <= waveStarts.length) continue;
           waveStarts.push(Date.now());
           log(`wave ${m[1]} of ${m[2]} after ${((Date.now() - started) / 1000).toFixed(0)} s`);
