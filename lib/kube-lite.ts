@@ -101,7 +101,10 @@ export function liteKube(creds: Credentials): LiteKube {
       cert: creds.cert,
       key: creds.key,
       rejectUnauthorized: !creds.insecure,
-      ...(timeoutMs ? { timeout: timeoutMs } : {}),
+      // Without a timeout (a watch), a connection of its own: Node's global agent times its sockets
+      // out after 5 s without data (keepAlive with a 5 s timeout since Node 19), which cut every watch
+      // that went quiet for 5 s, and the resumed watch waited out a growing backoff.
+      ...(timeoutMs ? { timeout: timeoutMs } : { agent: false }),
       ...(signal ? { signal } : {}),
     };
     const req = (url.protocol === 'http:' ? httpRequest : httpsRequest)(url, options, onResponse);

@@ -87,6 +87,7 @@ export function reflect(kube: LiteKube, path: string, opts: ReflectOptions): Ref
         if (stopped) ctl.abort();
         const params = new URLSearchParams({ ...query, watch: '1', resourceVersion: rv, allowWatchBookmarks: 'true' });
         let outcome: 'closed' | 'error' = 'closed';
+        let reason = '';
         try {
           await kube.watch(`${path}?${params.toString()}`, (event) => {
             const { type, object: obj } = event as { type: string; object: KubeObject & { code?: number } };
@@ -104,13 +105,14 @@ export function reflect(kube: LiteKube, path: string, opts: ReflectOptions): Ref
             backoff = minBackoff;
             opts.onChange(items);
           }, ctl.signal, opts.metadataOnly ? { accept: metadataOnlyAccept.watch } : {});
-        } catch {
+        } catch (err) {
           outcome = 'error';
+          reason = (err as Error).message;
         }
         if (stopped) return;
         if (gone) break;
         if (outcome === 'error') {
-          opts.onError?.(`watch ${path} broke; resuming from resourceVersion ${rv} in ${Math.round(backoff / 1000)}s`);
+          opts.onError?.(`watch ${path} broke (${reason}); resuming from resourceVersion ${rv} in ${Math.round(backoff / 1000)}s`);
           await sleep(backoff);
           backoff = Math.min(backoff * 2, maxBackoff);
         }

@@ -87,6 +87,15 @@ describe('agent discovery by watch', () => {
     });
   });
 
+  it('keeps its watches open while nothing changes (Node\'s global agent cut every connection quiet for 5 s)', async () => {
+    const logged = logs.length;
+    // Nothing the agent watches changes for 8 s: no agent pod, no node label or phase, no CiliumNode.
+    await new Promise((r) => setTimeout(r, 8000));
+    assert.deepEqual(logs.slice(logged).filter((l) => /broke/.test(l)), [], 'no watch broke');
+    await cp.kubectl(['label', 'node', 'kind-worker2', 'quiet-test=seen']);
+    await eventually('a change after the quiet time', async () => (latest?.nodes.find((n) => n.name === 'kind-worker2')?.labels['quiet-test'] === 'seen' ? true : undefined), 5_000);
+  });
+
   it('keeps the last view through an API server restart and resumes watching after it', async () => {
     const before = views.length;
     await cp.restartApiserver(2000);
