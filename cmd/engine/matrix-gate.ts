@@ -34,18 +34,36 @@ export function baselineFromRecord(record: Record<string, unknown> | undefined):
   return { takenAt: b.takenAt, cells: b.cells.map(String), overlayMismatches: Array.isArray(b.overlayMismatches) ? b.overlayMismatches.map(String) : [] };
 }
 
+/** One read of the matrix: `since` and `startedAt` are set when it starts. */
+interface SharedRead {
+  id: number;
+  since: number;
+  startedAt: number;
+  matrix: Promise<Matrix>;
+}
+
 /**
  * One read of the matrix shared by the gates of a wave. A node's check takes the wave's latest read
  * when that read started less than a round ago, counts only samples since a time no earlier than
  * the node's own `since`, and is not one the node judged already (so its N rounds in a row are N
- * reads); otherwise it starts a new read, counting samples since the latest `since` of every node
- * of the wave that has checked. A later `since` than a node's own only asks more of its evidence
- * (samples newer than its restart), never less; the cost is that a node may wait for fresh samples
- * after the last restart of its wave.
+ * reads); otherwise it takes the next read, counting samples since the latest `since` of every node
+ * of the wave that has checked by the time it starts. A later `since` than a node's own only asks
+ * more of its evidence (samples newer than its restart), never less; the cost is that a node may
+ * wait for fresh samples after the last restart of its wave.
+ *
+ * One read runs at a time: the nodes of a wave come back from their restarts a few seconds apart,
+ * and each later restart used to start a read of its own next to the ones still running (at 1,000
+ * agents, dozens of 1,000-row reads at once, each slower for the others). Nodes that arrive while a
+ * read runs share the one that follows it.
  */
 export class WaveReads {
   private readonly sinces = new Map<string, number>();
-  private latest: { id: number; startedAt: number; since: number; matrix: Promise<Matrix> } | undefined;
+  /** The read that started last (running or done). */
+  private latest: SharedRead | undefined;
+  /** The read waiting for the running one to end; every node that needs a new read joins it. */
+  private next: SharedRead | undefined;
+  /** Settles when the last read asked for has ended. */
+  private tail: Promise<unknown> = Promise.resolve();
   private readonly judged = new Map<string, number>();
   private reads = 0;
 
@@ -65,21 +83,48 @@ export class WaveReads {
   forNode(node: string, since: Date): Promise<Matrix> {
     this.sinces.set(node, Math.max(this.sinces.get(node) ?? 0, since.getTime()));
     const latest = this.latest;
-    const now = this.now();
-    if (latest && latest.since >= since.getTime() && now - latest.startedAt < this.roundMs && this.judged.get(node) !== latest.id) {
-      this.judged.set(node, latest.id);
-      return latest.matrix;
-    }
-    const shared = Math.max(...this.sinces.values());
-    const id = ++this.reads;
-    const matrix = this.read(new Date(shared)).then((r) => assembleMatrix(r, { staleRowMs: defaultConnectivity.staleRowSeconds * 1000, focus: this.wave }));
-    // A failed read is not kept: the next check reads again.
-    matrix.catch(() => {
-      if (this.latest?.id === id) this.latest = undefined;
+    if (latest && latest.since >= since.getTime() && this.now() - latest.startedAt < this.roundMs && this.judged.get(node) !== latest.id) return this.take(node, latest);
+    if (this.next && this.judged.get(node) !== this.next.id) return this.take(node, this.next);
+    const entry: SharedRead = { id: ++this.reads, since: 0, startedAt: 0, matrix: Promise.resolve(undefined as unknown as Matrix) };
+    entry.matrix = this.tail.then(() => {
+      if (this.next === entry) this.next = undefined;
+      // Every node that has checked by now, those that joined this read included.
+      entry.since = Math.max(...this.sinces.values());
+      entry.startedAt = this.now();
+      this.latest = entry;
+      return this.read(new Date(entry.since)).then((r) => assembleMatrix(r, { staleRowMs: defaultConnectivity.staleRowSeconds * 1000, focus: this.wave }));
     });
-    this.latest = { id, startedAt: now, since: shared, matrix };
-    this.judged.set(node, id);
-    return matrix;
+    // A failed read is not kept: the next check reads again.
+    entry.matrix.catch(() => {
+      if (this.latest?.id === entry.id) this.latest = undefined;
+    });
+    this.tail = entry.matrix.then(() => undefined, () => undefined);
+    this.next = entry;
+    return this.take(node, entry);
+  }
+
+  private take(node: string, read: SharedRead): Promise<Matrix> {
+    this.judged.set(node, read.id);
+    return read.matrix;
+  }
+
+  /**
+   * The wave's baseline: the nodes of a wave start together and share one read of it (it has no
+   * node in focus, so it is the same for each). Only a PASS taken less than a round ago is shared;
+   * any other verdict, or a failure, is read again at the node's next try.
+   */
+  private baselineRead: { startedAt: number; result: Promise<BaselineResult> } | undefined;
+  baseline(take: () => Promise<BaselineResult>): Promise<BaselineResult> {
+    const shared = this.baselineRead;
+    if (shared && this.now() - shared.startedAt < this.roundMs) return shared.result;
+    const result = take();
+    const entry = { startedAt: this.now(), result };
+    this.baselineRead = entry;
+    const forget = () => {
+      if (this.baselineRead === entry) this.baselineRead = undefined;
+    };
+    result.then((r) => r.verdict === 'PASS' || forget(), forget);
+    return result;
   }
 }
 
@@ -110,7 +155,8 @@ export function matrixGate(source: RowSource, opts: MatrixGateOptions, clock: Pi
       const reads = new WaveReads((since) => readMatrix(source, { ...reading, since }), wave, opts.roundMs ?? defaultGate.intervalSeconds * 1000, clock.now);
       return {
         name: gate.name,
-        baseline: () => gate.baseline(),
+        // The same for every node of the wave (no node in focus), so read once.
+        baseline: () => reads.baseline(() => gate.baseline()),
         async check(focus, since, record, inFlight = []) {
           const matrix = await reads.forNode(focus.name, since);
           const evaluation = evaluateGate({ matrix, focus: [focus.name], baseline: baselineFromRecord(record), policy: opts.policy, exclude: inFlight, tunnels: opts.tunnels });

@@ -191,6 +191,51 @@ describe('matrixGate (the engine\'s gate over the matrix)', () => {
       assert.equal(unshared.gets.length, wave.length * names.length, 'a gate of its own per node reads the whole matrix per node');
     });
 
+    it('takes the baseline once for the whole wave; a round later it reads it again', async () => {
+      let t = now;
+      const { source, gets } = waveSource(() => t);
+      const waveGate = matrixGate(source, { policy, concurrency: 32, timeoutMs: 1000, lookbackMs: 10_000, roundMs: 10_000 }, { now: () => t }).forWave(wave);
+      const results = await Promise.all(wave.map(() => waveGate.baseline()));
+      assert.ok(results.every((r) => r.verdict === 'PASS'), results.find((r) => r.verdict !== 'PASS')?.reasons.join('\n'));
+      assert.equal(gets.length, names.length, `one read for the ${wave.length} nodes' baselines, not one each`);
+      t += 10_000;
+      await waveGate.baseline();
+      assert.equal(gets.length, 2 * names.length);
+    });
+
+    it('runs one read at a time: nodes back from their restarts while a read runs share the next one, counted from the latest restart', async () => {
+      const t = now;
+      const { source, gets } = waveSource(() => t);
+      // Rows take a few milliseconds; count the reads (by their since) that have rows in flight at once.
+      const inFlight = new Map<number, number>();
+      let most = 0;
+      const slow: RowSource = {
+        ...source,
+        row: async (pod, from, timeoutMs) => {
+          inFlight.set(from.getTime(), (inFlight.get(from.getTime()) ?? 0) + 1);
+          most = Math.max(most, inFlight.size);
+          await new Promise((r) => setTimeout(r, 3));
+          try {
+            return await source.row(pod, from, timeoutMs);
+          } finally {
+            const left = inFlight.get(from.getTime())! - 1;
+            if (left) inFlight.set(from.getTime(), left);
+            else inFlight.delete(from.getTime());
+          }
+        },
+      };
+      const waveGate = matrixGate(slow, { policy, concurrency: 32, timeoutMs: 1000, lookbackMs: 10_000, roundMs: 10_000 }, { now: () => t }).forWave(wave);
+      const first = waveGate.check(focusNode('n0'), new Date(now - 8000));
+      for (let i = 0; i < 100 && gets.length === 0; i++) await new Promise((r) => setTimeout(r, 1));
+      assert.ok(gets.length > 0 && gets.length < names.length, 'n0\'s read is running');
+      // Nine nodes come back from their restarts one after another, each later than that read counts from.
+      const later = wave.slice(1, 10).map((n, k) => waveGate.check(focusNode(n), new Date(now - 8000 + (k + 1) * 100)));
+      await Promise.all([first, ...later]);
+      assert.equal(most, 1, 'never two reads at once');
+      assert.equal(gets.length, 2 * names.length, 'the nine share one read after n0\'s');
+      assert.ok(gets.slice(names.length).every((g) => g.since === now - 8000 + 900), 'counted from the latest of their restarts');
+    });
+
     it('never gives a node the same read twice, and never counts samples from before its own restart', async () => {
       let t = now;
       const { source, gets } = waveSource(() => t);
