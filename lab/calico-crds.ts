@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ControlPlane } from './control-plane.js';
+import { waitEstablished } from './cluster-objects.js';
 import { waitUntil } from './wait.js';
 
 const execFileAsync = promisify(execFile);
@@ -50,7 +51,7 @@ export async function calicoModuleDir(): Promise<string> {
 export async function installCalicoCrds(cp: ControlPlane): Promise<void> {
   const dir = await calicoModuleDir();
   for (const file of calicoCrdFiles) await cp.kubectl(['apply', '--server-side', '-f', join(dir, file)]);
-  await cp.kubectl(['wait', '--for=condition=Established', 'crd/ippools.crd.projectcalico.org', 'crd/felixconfigurations.crd.projectcalico.org', 'crd/installations.operator.tigera.io', '--timeout=60s']);
+  await waitEstablished(cp, ['ippools.crd.projectcalico.org', 'felixconfigurations.crd.projectcalico.org', 'installations.operator.tigera.io']);
   // Established comes before the API server's cache of a new resource is filled (until then a LIST
   // answers 429 "storage is (re)initializing"), the more so for the Installation's 1.3 MB schema.
   await waitUntil('Calico\'s resources to be listable', async () => {

@@ -90,17 +90,36 @@ export async function createSimulatedNodes(cp: ControlPlane, nodes: SimulatedNod
   });
 }
 
+/**
+ * Waits until every named CRD is Established. Polled here rather than with `kubectl wait`, which
+ * fails at once ("accessor error: <nil> is of the type <nil>") when it reads a CRD the API server
+ * has not yet given a condition.
+ */
+export async function waitEstablished(cp: ControlPlane, crds: string[], timeoutMs = 60_000): Promise<void> {
+  let pending = crds;
+  await waitUntil(`CRDs to be Established: ${crds.join(', ')}`, async () => {
+    const states = await Promise.all(crds.map(async (name) => {
+      const crd = await cp.get<{ status?: { conditions?: { type: string; status: string }[] | null } }>(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`).catch(() => undefined);
+      return crd?.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') ? undefined : name;
+    }));
+    pending = states.filter((n): n is string => n !== undefined);
+    return pending.length === 0 ? true : undefined;
+  }, timeoutMs, 250).catch((err: Error) => {
+    throw new Error(`${err.message}; not yet: ${pending.join(', ')}`);
+  });
+}
+
 /** prometheus-operator's ServiceMonitor and PrometheusRule CRDs, vendored from its release. */
 export const prometheusOperatorCrdsDir = join(here, 'crds', 'prometheus-operator');
 
 /** Installs the ServiceMonitor and PrometheusRule CRDs and waits until they are Established. */
 export async function installPrometheusOperatorCrds(cp: ControlPlane): Promise<void> {
   await cp.kubectl(['apply', '--server-side', '-f', prometheusOperatorCrdsDir]);
-  await cp.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/servicemonitors.monitoring.coreos.com', 'crd/prometheusrules.monitoring.coreos.com']);
+  await waitEstablished(cp, ['servicemonitors.monitoring.coreos.com', 'prometheusrules.monitoring.coreos.com']);
 }
 
 /** Installs the Cilium CRDs and waits until they are Established. */
 export async function installCiliumCrds(cp: ControlPlane): Promise<void> {
   await cp.kubectl(['apply', '--server-side', '-f', ciliumCrdsFile]);
-  await cp.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/ciliumnodeconfigs.cilium.io', 'crd/ciliumnodes.cilium.io']);
+  await waitEstablished(cp, ['ciliumnodeconfigs.cilium.io', 'ciliumnodes.cilium.io']);
 }

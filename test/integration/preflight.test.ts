@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Check } from '../../cmd/migration/preflight.js';
 import { ExitCode } from '../../lib/errors.js';
-import { ciliumCrdsFile } from '../../lab/cluster-objects.js';
+import { ciliumCrdsFile, waitEstablished } from '../../lab/cluster-objects.js';
 import type { ControlPlane } from '../../lab/control-plane.js';
 import { createAgentPods, legacyAndCiliumConfig, startMigrationCluster } from '../harness/migration-cluster.js';
 import { runPlugin } from '../harness/plugin.js';
@@ -64,7 +64,7 @@ describe('preflight', () => {
       inject: () => cp.kubectl(['delete', 'crd', 'ciliumnodeconfigs.cilium.io']),
       undo: async () => {
         await cp.kubectl(['apply', '--server-side', '-f', ciliumCrdsFile]);
-        await cp.kubectl(['wait', '--for=condition=Established', 'crd/ciliumnodeconfigs.cilium.io']);
+        await waitEstablished(cp, ['ciliumnodeconfigs.cilium.io']);
         await cp.kubectl(['apply', '--server-side', '-f', join(import.meta.dirname, '..', '..', 'manifests', 'ciliumnodeconfig.yaml')]);
       },
       check: 'CiliumNodeConfig API',
