@@ -64,21 +64,36 @@ export function discoveryWatches(namespace: string, agentSelector: string, phase
   ];
 }
 
-export function kubeDiscovery(kube: LiteKube, namespace: string, agentSelector: string, phaseAnnotation: string, log: (line: string) => void): Discovery {
+/**
+ * How long the view waits after a change for more before it is recomputed. A wave writes to every
+ * one of its nodes several times and each write reaches every agent as its own event: recomputing
+ * the view (all nodes, all agents) for each one was most of an agent's CPU during a wave at 1,000
+ * nodes (BENCHMARKS.md, "Agent with 1,000-node discovery"). Small next to the focus probe interval.
+ */
+export const viewCoalesceMs = 200;
+
+export function kubeDiscovery(kube: LiteKube, namespace: string, agentSelector: string, phaseAnnotation: string, log: (line: string) => void, coalesceMs = viewCoalesceMs): Discovery {
   let reflectors: Reflector[] = [];
+  let timer: NodeJS.Timeout | undefined;
   return {
     start(onChange) {
       const collections = { pods: new Map<string, KubeObject>(), nodes: new Map<string, KubeObject>(), ciliumNodes: new Map<string, KubeObject>() };
       const synced = { pods: false, nodes: false, ciliumNodes: false };
+      let first = true;
       let pending = false;
+      const recompute = () => {
+        pending = false;
+        timer = undefined;
+        onChange(view(collections.pods, collections.nodes, collections.ciliumNodes));
+      };
       const emit = () => {
         if (pending || !synced.pods || !synced.nodes) return;
         pending = true;
-        // Coalesce a burst of events into one recomputation.
-        queueMicrotask(() => {
-          pending = false;
-          onChange(view(collections.pods, collections.nodes, collections.ciliumNodes));
-        });
+        // The first view at once (readiness waits for it); later ones gather the events of a burst.
+        if (first) {
+          first = false;
+          queueMicrotask(recompute);
+        } else timer = setTimeout(recompute, coalesceMs);
       };
       reflectors = discoveryWatches(namespace, agentSelector, phaseAnnotation).map((w) => {
         const opts: ReflectOptions = {
@@ -114,6 +129,7 @@ export function kubeDiscovery(kube: LiteKube, namespace: string, agentSelector: 
       }
     },
     stop() {
+      clearTimeout(timer);
       for (const r of reflectors) r.stop();
     },
   };

@@ -24,6 +24,7 @@ import './unit/in-cluster.test.js';
 import './unit/kube-config.test.js';
 import './unit/krew.test.js';
 import './unit/kube-discovery.test.js';
+import './unit/kube-watch.test.js';
 import './unit/kube-lite.test.js';
 import './unit/lab.test.js';
 import './unit/lab-layout.test.js';

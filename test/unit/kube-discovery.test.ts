@@ -54,4 +54,34 @@ describe('kubeDiscovery', () => {
     assert.deepEqual(view.nodes, [{ name: 'node-a', addresses: ['192.168.0.10'], labels: { 'io.cilium.migration/cilium-default': 'true' }, phase: 'gate' }]);
     assert.deepEqual(view.ciliumNodeCidrs, { 'node-a': ['10.245.0.0/24'] });
   });
+
+  it('recomputes the view once for a burst of watch events, not once per event', async () => {
+    let push: ((event: unknown) => void) | undefined;
+    const kube: LiteKube = {
+      server: 'https://fake',
+      async request(_method, path) {
+        const base = path.split('?')[0]!;
+        const items = base === '/api/v1/nodes' ? Array.from({ length: 20 }, (_, i) => ({ metadata: { name: `node-${i}`, resourceVersion: '1' } })) : [];
+        return { status: 200, body: { metadata: { resourceVersion: '1' }, items } };
+      },
+      watch(path, onObject, signal) {
+        if (path.startsWith('/api/v1/nodes')) push = onObject;
+        return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      },
+    };
+    const views: ClusterView[] = [];
+    const discovery = kubeDiscovery(kube, 'cm', 'app=x', 'cilium-migrate.io/phase', () => {}, 50);
+    discovery.start((v) => views.push(v));
+    while (!push || views.length === 0) await new Promise((r) => setImmediate(r));
+    assert.equal(views.length, 1, 'the first view at once');
+    // A wave's writes: one event per node, each arriving on its own (a chunk of the watch stream each).
+    for (let i = 0; i < 20; i++) {
+      push({ type: 'MODIFIED', object: { metadata: { name: `node-${i}`, resourceVersion: String(2 + i), annotations: { 'cilium-migrate.io/phase': 'cordon' } } } });
+      await new Promise((r) => setImmediate(r));
+    }
+    await new Promise((r) => setTimeout(r, 120));
+    discovery.stop();
+    assert.equal(views.length, 2, `one recomputation for the burst, got ${views.length - 1}`);
+    assert.ok(views[1]!.nodes.every((n) => n.phase === 'cordon'), 'the recomputed view has every event of the burst');
+  });
 });
