@@ -76,6 +76,18 @@ describe('the agent manifests', () => {
     assert.ok(Number.parseInt(limits.cpu, 10) >= 5 * peakCpuMilli, `cpu limit ${limits.cpu}`);
   });
 
+  it('request the memory today\'s agent holds idle at 1,000-node discovery, and limit above its peak and CPU in a wave', () => {
+    // BENCHMARKS.md "Agent with 1,000-node discovery", today's row: | after (today) | ready | RSS after sync | RSS idle | CPU idle | RSS in the wave | CPU in the wave | ...
+    const row = /^\| after \(today\) \| [\d.]+ \| [\d.]+ \| ([\d.]+) \| [\d.]+ \| ([\d.]+) \| ([\d.]+) \|/m.exec(read('BENCHMARKS.md'));
+    assert.ok(row, 'today\'s row of the discovery table in BENCHMARKS.md');
+    const [idleRss, waveRss, waveCpuMilli] = [Number(row[1]), Number(row[2]), Number(row[3]) * 10];
+    const { requests, limits } = container.resources;
+    assert.ok(mib(requests.memory) >= idleRss, `memory request ${requests.memory} >= ${idleRss} MiB idle`);
+    // RSS is the process's; the pod's cgroup also counts its ping processes and page cache.
+    assert.ok(mib(limits.memory) >= 1.25 * waveRss, `memory limit ${limits.memory} has headroom over ${waveRss} MiB in a wave`);
+    assert.ok(Number.parseInt(limits.cpu, 10) >= 1.5 * waveCpuMilli, `cpu limit ${limits.cpu} has headroom over ${waveCpuMilli}m in a wave`);
+  });
+
   it('grant list and watch on exactly what discovery watches', () => {
     const rbac = docs('manifests', 'agent', 'rbac.yaml');
     const rules = (kind: string) => rbac.find((d) => d.kind === kind)!.rules!.map((r) => `${r.verbs.join(',')} ${r.apiGroups.join('')}/${r.resources.join(',')}`);
