@@ -49,3 +49,4 @@ import './unit/node-state.test.js';
 import './unit/suite-lists.test.js';
 import './unit/tunnel.test.js';
 import './unit/values.test.js';
+import './unit/wave-signal.test.js';

@@ -2,6 +2,7 @@
 // the same time, the next wave only when every node of this one is migrated; without waves each
 // node is a wave of its own. The first failure stops the other nodes of its wave at their next
 // safe point (their state recorded) and no further wave starts.
+import { defaultMaxListeners, setMaxListeners } from 'node:events';
 import { systemClock } from '../../lib/clock.js';
 import { defaultConnectivity } from '../../lib/defaults.js';
 import { InterruptedError } from '../../lib/errors.js';
@@ -89,7 +90,7 @@ export async function migrateNodes(kube: Kube, opts: NodeRunOptions, waves: stri
     for (const [i, wave] of order.entries()) {
       if (concurrent) log(`wave ${i + 1} of ${order.length}: ${wave.join(', ')}`);
       const stopWave = new AbortController();
-      const waveSignal = AbortSignal.any([signal, stopWave.signal]);
+      const waveSignal = waveSignalOf(signal, stopWave.signal, wave.length);
       // One baseline per wave, taken before any node of the wave is touched: a node's baseline
       // must not see another node of its own wave half way through its restart.
       let baseline: ReturnType<Gate['baseline']> | undefined;
@@ -116,6 +117,21 @@ export async function migrateNodes(kube: Kube, opts: NodeRunOptions, waves: stri
     return results;
   });
 }
+
+/**
+ * The signal every node of a wave stops on. Each node waits on it (a sleep, a poll, a request) at
+ * the same time as the others: 50 nodes are 50 listeners or more, not a leak, so Node's warning at
+ * 11 listeners ("MaxListenersExceededWarning", printed in every 50-node wave) is raised to a bound
+ * that a real leak would still cross.
+ */
+export function waveSignalOf(run: AbortSignal, stopWave: AbortSignal, nodes: number): AbortSignal {
+  const signal = AbortSignal.any([run, stopWave]);
+  setMaxListeners(Math.max(defaultMaxListeners, nodes * listenersPerNode), signal);
+  return signal;
+}
+
+/** How many waits one node may have on its wave's signal at once (a step's poll, its request, the lock). */
+const listenersPerNode = 8;
 
 /** The nodes `run` would migrate now, in plan order, and their waves of up to `maxUnavailable`. */
 export async function remainingWaves(kube: Kube, opts: Pick<NodeRunOptions, 'steps'>, maxUnavailable: number): Promise<{ plan: PlannedNode[]; waves: string[][]; snap: ClusterSnapshot }> {
