@@ -207,7 +207,7 @@ export interface RawResponse {
  * One request with the kubeconfig's credentials, returning status and raw body. For the calls
  * where client-node's parsing loses information (an eviction answered 201 with a failure Status).
  */
-export async function rawRequest(kube: Pick<Kube, 'config' | 'server'>, method: string, path: string, body?: unknown, timeoutMs = 30_000, contentType = 'application/json', agent?: HttpsAgent, maxBytes = maxResponseBytes): Promise<RawResponse> {
+export async function rawRequest(kube: Pick<Kube, 'config' | 'server'>, method: string, path: string, body?: unknown, timeoutMs = 30_000, contentType = 'application/json', agent?: HttpsAgent, maxBytes = maxResponseBytes, onHead?: (head: string) => void): Promise<RawResponse> {
   const url = new URL(path, kube.server);
   const payload = body === undefined ? undefined : JSON.stringify(body);
   const options: RequestOptions = {
@@ -224,7 +224,7 @@ export async function rawRequest(kube: Pick<Kube, 'config' | 'server'>, method: 
   const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
   return new Promise<RawResponse>((resolve, reject) => {
     const req = send(url, options, (res) => {
-      readLimited(res, maxBytes).then((text) => {
+      readLimited(res, maxBytes, onHead).then((text) => {
         let parsed: unknown = text;
         try {
           parsed = text ? JSON.parse(text) : undefined;
@@ -251,12 +251,19 @@ export class ResponseTooLargeError extends Error {
   }
 }
 
-/** Reads a stream as UTF-8 text, failing with ResponseTooLargeError once it exceeds `maxBytes`. */
-export function readLimited(stream: NodeJS.ReadableStream, maxBytes: number): Promise<string> {
+/** How much of an answer `onHead` is shown: a list's kind, apiVersion and metadata, with room to spare. */
+export const headBytes = 4096;
+
+/**
+ * Reads a stream as UTF-8 text, failing with ResponseTooLargeError once it exceeds `maxBytes`.
+ * `onHead` is shown the first `headBytes` as soon as they have arrived, the rest still to come.
+ */
+export function readLimited(stream: NodeJS.ReadableStream, maxBytes: number, onHead?: (head: string) => void): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
+    let headShown = !onHead;
     stream.on('data', (chunk: Buffer | string) => {
       if (done) return;
       const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
@@ -269,6 +276,10 @@ export function readLimited(stream: NodeJS.ReadableStream, maxBytes: number): Pr
         return;
       }
       chunks.push(b);
+      if (!headShown && size >= headBytes) {
+        headShown = true;
+        onHead!(Buffer.concat(chunks).subarray(0, headBytes).toString('utf8'));
+      }
     });
     stream.on('error', (err) => {
       if (!done) reject(err);

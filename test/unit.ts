@@ -33,6 +33,7 @@ import './unit/lifecycle.test.js';
 import './unit/lock.test.js';
 import './unit/matrix.test.js';
 import './unit/overlay.test.js';
+import './unit/paged-list.test.js';
 import './unit/restart.test.js';
 import './unit/retry.test.js';
 import './unit/rollback-order.test.js';

@@ -5,8 +5,8 @@
 // seconds), and of each object only what the views use is kept, so memory follows the kept fields,
 // not the objects' size (BENCHMARKS.md, "status and plan at 1,000 nodes x 30 pods").
 import { Agent as HttpsAgent } from 'node:https';
-import { agentNamespace, ciliumClusterCidr, ciliumNamespace } from '../../lib/defaults.js';
-import { call, k8s, rawRequest, translateKubeError, type Kube } from '../../lib/kube.js';
+import { agentNamespace, ciliumClusterCidr, ciliumNamespace, maxResponseBytes } from '../../lib/defaults.js';
+import { call, k8s, rawRequest, translateKubeError, type Kube, type RawResponse } from '../../lib/kube.js';
 import { classifyAddress, legacyNote, type Overlay, type OverlayNetworks } from '../../lib/overlay.js';
 import { selectorMatches, type LabelSelector } from '../../lib/selector.js';
 import { classifyDrainPods, type DrainFlags } from '../cluster/drain-filter.js';
@@ -48,26 +48,66 @@ export interface ClusterSnapshot {
 /** Objects per LIST page (kubectl's --chunk-size default). */
 export const listPageSize = 500;
 
+/** One page of a LIST: `onHead` is shown the start of the answer while the rest still arrives. */
+export type PageFetch = (token: string | undefined, onHead: (head: string) => void) => Promise<RawResponse>;
+
+/**
+ * The continue token in the head of a list's answer, when the head names it: the API server writes
+ * a built-in kind's list as kind, apiVersion, metadata, items (a custom resource's list has its
+ * metadata after the items, so there the token comes with the whole answer).
+ */
+export function continueInHead(head: string): string | undefined {
+  return /^\{"kind":"[^"]*","apiVersion":"[^"]*","metadata":\{[^{}]*?"continue":"([^"\\]+)"/.exec(head)?.[1];
+}
+
 /**
  * Every item of a collection, page by page (limit/continue), each passed through `keep` as its page
- * arrives so only the kept fields stay in memory. `missing` answers a 404 (a CRD not installed).
+ * arrives so only the kept fields stay in memory. As soon as a page's head names the next page's
+ * token, the next page is asked for, so that the API server encodes it while this process parses
+ * the one before (one page ahead at most). `missing` answers a 404 (a CRD not installed).
  */
-export async function listPaged<T>(kube: Kube, what: string, path: string, keep: (item: Record<string, unknown>) => T, agent: HttpsAgent, missing?: T[], pageSize = listPageSize): Promise<T[]> {
+export async function pagedItems<T>(fetchPage: PageFetch, keep: (item: Record<string, unknown>) => T, fail: (res: RawResponse) => Error, missing?: T[]): Promise<T[]> {
+  interface Page { res: Promise<RawResponse>; headToken?: string; next?: { token: string; page: Page } }
+  let current: Page | undefined;
+  const ahead = (page: Page) => {
+    if (page === current && page.headToken && !page.next) page.next = { token: page.headToken, page: start(page.headToken) };
+  };
+  const start = (token: string | undefined): Page => {
+    const page: Page = { res: undefined as unknown as Promise<RawResponse> };
+    page.res = fetchPage(token, (head) => {
+      const next = continueInHead(head);
+      if (next) page.headToken = next;
+      ahead(page);
+    });
+    // A page asked for ahead may never be awaited (the one before failed): its failure is not news.
+    page.res.catch(() => undefined);
+    return page;
+  };
   const out: T[] = [];
-  let token: string | undefined;
-  do {
-    const url = `${path}${path.includes('?') ? '&' : '?'}limit=${pageSize}${token ? `&continue=${encodeURIComponent(token)}` : ''}`;
-    const res = await rawRequest(kube, 'GET', url, undefined, 60_000, 'application/json', agent);
+  current = start(undefined);
+  for (;;) {
+    const page: Page = current;
+    const res = await page.res;
     if (res.status === 404 && missing) return missing;
-    if (res.status !== 200) {
-      const message = (res.body as { message?: string } | undefined)?.message ?? `HTTP ${res.status}`;
-      throw translateKubeError(new k8s.ApiException(res.status, message, res.body, res.headers as Record<string, string>), what, kube.server);
-    }
+    if (res.status !== 200) throw fail(res);
     const body = res.body as { items?: Record<string, unknown>[]; metadata?: { continue?: string } };
     for (const item of body.items ?? []) out.push(keep(item));
-    token = body.metadata?.continue || undefined;
-  } while (token);
-  return out;
+    const token = body.metadata?.continue || undefined;
+    if (!token) return out;
+    current = page.next?.token === token ? page.next.page : start(token);
+    ahead(current);
+  }
+}
+
+/** Every item of the collection at `path`, in pages of `pageSize` over `agent`'s kept-alive connections (pagedItems). */
+export async function listPaged<T>(kube: Kube, what: string, path: string, keep: (item: Record<string, unknown>) => T, agent: HttpsAgent, missing?: T[], pageSize = listPageSize): Promise<T[]> {
+  const url = (token: string | undefined) => `${path}${path.includes('?') ? '&' : '?'}limit=${pageSize}${token ? `&continue=${encodeURIComponent(token)}` : ''}`;
+  return pagedItems(
+    (token, onHead) => rawRequest(kube, 'GET', url(token), undefined, 60_000, 'application/json', agent, maxResponseBytes, onHead),
+    keep,
+    (res) => translateKubeError(new k8s.ApiException(res.status, (res.body as { message?: string } | undefined)?.message ?? `HTTP ${res.status}`, res.body, res.headers as Record<string, string>), what, kube.server),
+    missing,
+  );
 }
 
 /** What status, plan and finalize read of a pod (JSON field names, as toDrainPod and toPodView take them). */

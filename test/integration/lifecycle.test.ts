@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Agent as HttpsAgent } from 'node:https';
-import { listPaged, type PlannedNode, type ClusterStatus } from '../../cmd/migration/cluster-view.js';
-import { connect } from '../../lib/kube.js';
+import { continueInHead, listPaged, type PlannedNode, type ClusterStatus } from '../../cmd/migration/cluster-view.js';
+import { connect, rawRequest } from '../../lib/kube.js';
 import type { ControlPlane } from '../../lab/control-plane.js';
 import { createAgentDaemonSet, legacyAndCiliumConfig, startMigrationCluster } from '../harness/migration-cluster.js';
 import { repoRoot, runPlugin } from '../harness/plugin.js';
@@ -104,6 +104,12 @@ describe('preflight, prepare, plan, run, status, rollback and finalize', () => {
       assert.ok(all.items.length > 4);
       const pods = await listPaged(kube, 'list pods', '/api/v1/pods', (p) => p, agent, undefined, 2);
       assert.equal(pods.length, all.items.length, 'every pod, over several pages of 2');
+      // The next page is asked for from the head of the answer: the API server's own answer names the token there.
+      let head = '';
+      const page = await rawRequest(kube, 'GET', '/api/v1/pods?limit=2', undefined, 30_000, 'application/json', agent, undefined, (h) => (head = h));
+      const token = (page.body as { metadata: { continue?: string } }).metadata.continue;
+      assert.ok(token, 'a first page of 2 has a continue token');
+      assert.equal(continueInHead(head), token);
       const nodes = await listPaged(kube, 'list nodes', '/api/v1/nodes', (n) => n, agent, undefined, 1);
       assert.equal(nodes.length, 3);
       assert.deepEqual(await listPaged(kube, 'list nothing', '/apis/example.com/v1/nothings', (n) => n, agent, []), [], 'a collection not served is empty');
