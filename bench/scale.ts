@@ -3,9 +3,11 @@
 // computation, the table), its wall time and peak RSS, today's plugin against the one of
 // BENCH_BASELINE_REF (before the LISTs were paginated and kept only the fields they use).
 import { rmSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
+import { continueInHead, pagedItems, type PageFetch } from '../cmd/migration/cluster-view.js';
 import type { ControlPlane } from '../lab/control-plane.js';
+import { headBytes } from '../lib/kube.js';
 import { liteCredentials } from '../lib/kube-lite.js';
 import { bundleAt, describeRef } from './baseline.js';
 import { apiserverPid, cpuSeconds, timedNode } from './processes.js';
@@ -21,34 +23,44 @@ const targetSeconds = 5;
 const log = (l: string) => process.stderr.write(`[scale] ${l}\n`);
 
 /**
- * The floor under any client of this API server: every pod, page by page as the plugin asks for
- * them (limit 500, continue), each body received in full and, with `parse`, parsed as JSON. The
- * continue token is read from the body's metadata, which the API server writes before the items.
+ * The floor under any client of this API server: every pod, in pages of 500 asked for as the plugin
+ * asks for them (cmd/migration/cluster-view.ts pagedItems: the next page as soon as an answer's head
+ * names its continue token), each body received in full and, with `parse`, parsed as JSON.
  */
 async function pageThrough(kubeconfig: string, parse: boolean): Promise<{ seconds: number; bytes: number; pages: number }> {
   const creds = liteCredentials(kubeconfig);
+  const agent = new HttpsAgent({ keepAlive: true, ca: creds.ca, cert: creds.cert, key: creds.key });
   const started = performance.now();
-  let token: string | undefined;
   let bytes = 0;
   let pages = 0;
-  do {
+  const fetchPage: PageFetch = (token, onHead) => new Promise((resolve, reject) => {
     const url = new URL(`/api/v1/pods?limit=500${token ? `&continue=${encodeURIComponent(token)}` : ''}`, creds.server);
-    const chunks: Buffer[] = await new Promise((resolve, reject) => {
-      const req = httpsRequest(url, { ca: creds.ca, cert: creds.cert, key: creds.key, headers: { Accept: 'application/json' } }, (res) => {
-        const got: Buffer[] = [];
-        res.on('data', (c: Buffer) => got.push(c));
-        res.on('end', () => (res.statusCode === 200 ? resolve(got) : reject(new Error(`GET ${url.pathname}: HTTP ${res.statusCode}`))));
-        res.on('error', reject);
+    const req = httpsRequest(url, { agent, headers: { Accept: 'application/json' } }, (res) => {
+      const got: Buffer[] = [];
+      let size = 0;
+      let head = '';
+      res.on('data', (c: Buffer) => {
+        got.push(c);
+        size += c.length;
+        if (!head && size >= headBytes) onHead((head = Buffer.concat(got).subarray(0, headBytes).toString('utf8')));
       });
-      req.on('error', reject);
-      req.end();
+      res.on('end', () => {
+        if (res.statusCode !== 200) return reject(new Error(`GET ${url.pathname}: HTTP ${res.statusCode}`));
+        bytes += size;
+        pages++;
+        const body = parse ? JSON.parse(Buffer.concat(got).toString('utf8')) as unknown : { metadata: { continue: continueInHead(head || Buffer.concat(got).toString('utf8')) } };
+        resolve({ status: 200, headers: res.headers, body });
+      });
+      res.on('error', reject);
     });
-    const body = Buffer.concat(chunks);
-    bytes += body.length;
-    pages++;
-    if (parse) token = (JSON.parse(body.toString('utf8')) as { metadata?: { continue?: string } }).metadata?.continue || undefined;
-    else token = /"continue":"([^"]*)"/.exec(body.subarray(0, 4096).toString('utf8'))?.[1] || undefined;
-  } while (token);
+    req.on('error', reject);
+    req.end();
+  });
+  try {
+    await pagedItems(fetchPage, () => undefined, (r) => new Error(`HTTP ${r.status}`));
+  } finally {
+    agent.destroy();
+  }
   return { seconds: (performance.now() - started) / 1000, bytes, pages };
 }
 
@@ -86,6 +98,7 @@ async function main(): Promise<void> {
     const commands = [['status'], ['plan'], ['plan', '--max-unavailable', '50']];
     const rows: string[] = [];
     let slowest = 0;
+    let slowestCpu = { plugin: 0, api: 0 };
     for (const [label, file] of [[`before (${baselineRef})`, baseline.file], ['after (today)', join(repoRoot, 'dist', 'kubectl-cilium_migrate')]] as const) {
       for (const args of commands) {
         const seconds: number[] = [];
@@ -102,7 +115,7 @@ async function main(): Promise<void> {
           cpu.push(r.cpuMs / 1000);
           log(`${label.slice(0, 6)} ${args.join(' ')}: ${r.seconds.toFixed(2)} s, ${r.peakMiB.toFixed(0)} MiB, CPU ${(r.cpuMs / 1000).toFixed(2)} s, API server CPU ${apiCpu.at(-1)!.toFixed(2)} s`);
         }
-        if (label.startsWith('after')) slowest = Math.max(slowest, median(seconds));
+        if (label.startsWith('after') && median(seconds) >= slowest) [slowest, slowestCpu] = [median(seconds), { plugin: median(cpu), api: median(apiCpu) }];
         rows.push(`| ${label} | \`${args.join(' ')}\` | ${spread(seconds, 2)} | ${spread(cpu, 2)} | ${spread(apiCpu, 2)} | ${spread(peaks, 0)} |`);
       }
     }
@@ -110,19 +123,19 @@ async function main(): Promise<void> {
       `Command: \`make bench-scale-reads\` (bench/scale.ts; \`make bench-scale\` runs it at 1,000 nodes x 30 pods)${nodeCount !== 1000 || podsPerNode !== 30 ? `, here with BENCH_NODES=${nodeCount} BENCH_PODS_PER_NODE=${podsPerNode}` : ''}, ${runs} run${runs === 1 ? '' : 's'} of each command.`,
       run.machine(controlPlaneVersions),
       `The cluster (bench/scale-cluster.ts): ${nodeCount} kwok nodes (realistic Node objects, about 14 KiB of JSON each), a CiliumNode each, Cilium's and the probe agent's DaemonSets, the CiliumNodeConfig and ${podsPerNode * nodeCount} application pods in Deployments of 100 (env, probes, resources, volumes, managed fields: ${(podBytes / 1024).toFixed(1)} KiB of JSON a pod): ${podCount} pods in all. Each figure is the whole bundled plugin as a process: start, kubeconfig, the LISTs, the computation and the table; RSS is its peak (maxRSS, from the process\'s own resource usage at exit).`,
-      `Before: the plugin of ${describeRef(baselineRef)}, which read every collection in one LIST through client-node's typed models. After: pods, nodes and CiliumNodes read in pages of 500 (limit/continue) as plain JSON, keeping only the fields the views use.`,
+      `Before: the plugin of ${describeRef(baselineRef)}, which read every collection in one LIST through client-node's typed models. After: pods, nodes and CiliumNodes read in pages of 500 (limit/continue) as plain JSON, keeping only the fields the views use; a page of pods or nodes is asked for as soon as the head of the answer before it names its continue token, so the API server encodes it while the plugin parses the one before (since 2026-11-26; the run of that day before this change, which asked for each page when the one before had arrived: \`status\` 8.99 s, \`plan\` 9.50 s, \`plan --max-unavailable 50\` 10.05 s, medians; the floor below then 10.04 s unparsed, 7.05 s parsed).`,
       '',
       '| plugin | command | wall time s, median (min-max) | plugin CPU s | API server CPU s | peak RSS MiB |',
       '|---|---|---|---|---|---|',
       ...rows,
       '',
-      `The floor under any client: the API server sending every pod (${(listBytes / 2 ** 20).toFixed(0)} MiB of JSON in ${listPages} pages of 500, each page asked for when the one before has arrived, as the plugin does), received by a bare HTTPS client in the benchmark's process:`,
+      `The floor under any client: the API server sending every pod (${(listBytes / 2 ** 20).toFixed(0)} MiB of JSON in ${listPages} pages of 500, each page asked for as soon as the head of the one before names its continue token, as the plugin does), received by a bare HTTPS client in the benchmark's process:`,
       '',
       '| read | wall time s, median (min-max) | API server CPU s |',
       '|---|---|---|',
       ...floors,
       '',
-      `Target: each read under ${targetSeconds} s at ${nodeCount} nodes x ${podsPerNode} pods: ${slowest < targetSeconds ? 'MET' : `MISSED (slowest median ${slowest.toFixed(2)} s). Why: the API server alone takes ${floorMedian[0]!.toFixed(2)} s to send the pods and a client that only parses them ${floorMedian[1]!.toFixed(2)} s (the floor above), on the same two cores as the plugin, kwok and the rest of the control plane; the plugin's own start, other LISTs, computation and table are the remaining ${Math.max(0, slowest - floorMedian[1]!).toFixed(2)} s`}. \`connectivity\` at this scale is measured in its own section; \`run\` in "End to end at 1,000 nodes".`,
+      `Target: each read under ${targetSeconds} s at ${nodeCount} nodes x ${podsPerNode} pods: ${slowest < targetSeconds ? 'MET' : `MISSED (slowest median ${slowest.toFixed(2)} s). Why: CPU. In the slowest row the API server spends ${slowestCpu.api.toFixed(2)} s of CPU serving the plugin and the plugin ${slowestCpu.plugin.toFixed(2)} s of its own (median): ${(slowestCpu.api + slowestCpu.plugin).toFixed(2)} s on the machine's two cores, which kwok and the rest of the control plane share, so no schedule of the two finishes in under ${((slowestCpu.api + slowestCpu.plugin) / 2).toFixed(2)} s here. The API server's part alone is the floor above: ${floorMedian[0]!.toFixed(2)} s to send the pods to a client that does nothing else`}. \`connectivity\` at this scale is measured in its own section; \`run\` in "End to end at 1,000 nodes".`,
       `Not covered: an API server over a network (here on loopback: a LIST of ${podCount} pods is mostly the API server's and the plugin's CPU), pods of more than one container, clusters with many namespaces of Secrets and ConfigMaps (not read).`,
     ].join('\n');
     process.stdout.write(`${body}\n`);
