@@ -35,6 +35,11 @@ export interface Scenario {
   labCommand: string;
 }
 
+/** The environment of the scenario's kubectl: its discovery cache in the lab's state directory unless KUBECACHEDIR says where. */
+export function kubectlEnv(stateDir: string, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return { ...env, KUBECACHEDIR: env.KUBECACHEDIR || join(stateDir, 'kube-cache') };
+}
+
 export function scenario(o: { kubeconfig: string; distDir: string; stateDir: string; layout?: LabLayout }): Scenario {
   const layout = o.layout ?? defaultLayout;
   const binDir = execFileSync(join(o.distDir, '..', 'lab', 'bins', 'build.sh'), ['--dir'], { encoding: 'utf8' }).trim();
@@ -46,7 +51,8 @@ export function scenario(o: { kubeconfig: string; distDir: string; stateDir: str
     stateDir: o.stateDir,
     layout,
     kubectlPath: join(binDir, 'kubectl'),
-    kubectl: (args, input) => execFileSync(join(binDir, 'kubectl'), [`--kubeconfig=${o.kubeconfig}`, ...args], { encoding: 'utf8', ...(input !== undefined ? { input } : {}), stdio: ['pipe', 'pipe', 'pipe'] }),
+    // kubectl's discovery cache stays with the lab (lab down removes it), not in ~/.kube/cache.
+    kubectl: (args, input) => execFileSync(join(binDir, 'kubectl'), [`--kubeconfig=${o.kubeconfig}`, ...args], { encoding: 'utf8', env: kubectlEnv(o.stateDir), ...(input !== undefined ? { input } : {}), stdio: ['pipe', 'pipe', 'pipe'] }),
     plugin: (args, echo) =>
       new Promise((resolve) => {
         const env = { ...process.env, PATH: `${join(o.stateDir, 'bin')}:${process.env.PATH ?? ''}` };

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { seedOrder } from '../../lab/demo.js';
+import { kubectlEnv } from '../../lab/scenario.js';
 import { inotifyShortage } from '../../lab/node/inotify.js';
 import { waitUntil } from '../../lab/wait.js';
 import { nodeHostPaths } from '../harness/host-sandbox.js';
@@ -45,5 +46,14 @@ describe('lab up: room in the machine\'s inotify budget (one for all of root\'s 
     assert.equal(inotifyShortage(3, 128, 0), undefined);
     assert.equal(inotifyShortage(5, 128, 40), undefined);
     assert.equal(inotifyShortage(5, undefined, 500), undefined);
+  });
+});
+
+describe('the scenario\'s kubectl', () => {
+  it('keeps its discovery cache in the lab\'s state directory, which lab down removes, unless KUBECACHEDIR says where', () => {
+    // Without it, make demo and the lab benchmarks left ~/.kube/cache behind on the machine.
+    assert.equal(kubectlEnv('/tmp/lab-x', { PATH: '/bin' }).KUBECACHEDIR, '/tmp/lab-x/kube-cache');
+    assert.equal(kubectlEnv('/tmp/lab-x', { PATH: '/bin', KUBECACHEDIR: '/tmp/suite/kube-cache' }).KUBECACHEDIR, '/tmp/suite/kube-cache');
+    assert.equal(kubectlEnv('/tmp/lab-x', { PATH: '/bin' }).PATH, '/bin');
   });
 });
