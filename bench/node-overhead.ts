@@ -71,6 +71,7 @@ async function main(): Promise<void> {
       ...rows,
       '',
       `Target: under 2 s and under 50 requests plus 2 per pod: ${verdicts.join('; ')}.`,
+      'Requests per node went from 49 to 51 with f6dc2b8 (found on 2026-11-26 by bisecting with this benchmark, one run per commit): the safety work of that commit, the re-check of the node just before its restart, our own cordon recorded with the cordon, and restart requests recorded whatever their outcome. Which of them adds the two requests is not measured here.',
     ].join('\n');
     process.stdout.write(`${body}\n`);
     updateSection('Engine overhead per node (a ceiling, not a migration time)', body);
