@@ -35,7 +35,7 @@ export interface Scenario {
   labCommand: string;
 }
 
-/** The environment of the scenario's kubectl: its discovery cache in the lab's state directory unless KUBECACHEDIR says where. */
+/** The environment of the scenario's kubectl and plugin (and the helm it runs): their discovery cache in the lab's state directory unless KUBECACHEDIR says where. */
 export function kubectlEnv(stateDir: string, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   return { ...env, KUBECACHEDIR: env.KUBECACHEDIR || join(stateDir, 'kube-cache') };
 }
@@ -51,11 +51,12 @@ export function scenario(o: { kubeconfig: string; distDir: string; stateDir: str
     stateDir: o.stateDir,
     layout,
     kubectlPath: join(binDir, 'kubectl'),
-    // kubectl's discovery cache stays with the lab (lab down removes it), not in ~/.kube/cache.
+    // kubectl's and helm's discovery cache stays with the lab (lab down removes it), not in ~/.kube/cache.
     kubectl: (args, input) => execFileSync(join(binDir, 'kubectl'), [`--kubeconfig=${o.kubeconfig}`, ...args], { encoding: 'utf8', env: kubectlEnv(o.stateDir), ...(input !== undefined ? { input } : {}), stdio: ['pipe', 'pipe', 'pipe'] }),
     plugin: (args, echo) =>
       new Promise((resolve) => {
-        const env = { ...process.env, PATH: `${join(o.stateDir, 'bin')}:${process.env.PATH ?? ''}` };
+        // helm (finalize --apply) keeps a discovery cache as kubectl does: the same place.
+        const env = { ...kubectlEnv(o.stateDir), PATH: `${join(o.stateDir, 'bin')}:${process.env.PATH ?? ''}` };
         const [command, ...rest] = args;
         const withLayout = command === undefined ? [] : [command, ...pluginLayoutFlags(layout, command), ...rest];
         const child = spawn(process.execPath, [pluginJs, '--kubeconfig', o.kubeconfig, ...withLayout], { stdio: ['ignore', 'pipe', 'pipe'], env });
