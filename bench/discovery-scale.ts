@@ -192,18 +192,23 @@ async function main(): Promise<void> {
     let fileRow = '';
     let fileIdle = 0;
     const idleOf = new Map<string, { readySeconds: number; afterSync: number; idle: ReturnType<ReturnType<typeof sampler>['stop']> }>();
+    // An agent started, then measured idle for idleMs: RSS right after sync, then its peak and CPU.
+    const measureIdle = async (v: (typeof variants)[number], phase: string, source?: Record<string, string>) => {
+      const { agent, readySeconds } = await startAgent(v, phase, source);
+      const afterSync = rssMiB(agent.pid).peak;
+      const idle = sampler(agent.pid);
+      idle.start();
+      await sleep(idleMs);
+      const idleRes = idle.stop();
+      await agent.stop(5000);
+      log(`${v.name} agent (${phase}): ready ${readySeconds}s, idle ${JSON.stringify(idleRes)}`);
+      return { agent, readySeconds, afterSync, idle: idleRes };
+    };
     if (part !== 'api') {
       for (const v of variants) {
-        const { agent, readySeconds } = await startAgent(v, 'idle');
-        const afterSync = rssMiB(agent.pid).peak;
-        const idle = sampler(agent.pid);
-        idle.start();
-        await sleep(idleMs);
-        const idleRes = idle.stop();
-        await agent.stop(5000);
+        const { agent, readySeconds, afterSync, idle } = await measureIdle(v, 'idle');
         checkWatches(v, agent, 'while idle');
-        log(`${v.name} agent: ready ${readySeconds}s, idle ${JSON.stringify(idleRes)}`);
-        idleOf.set(v.name, { readySeconds, afterSync, idle: idleRes });
+        idleOf.set(v.name, { readySeconds, afterSync, idle });
       }
       // 1b. Today's agent with the same view from a file (no API server, no watches): the same peers
       // probed, so the difference to "after" idle is what discovery itself costs.
@@ -211,14 +216,7 @@ async function main(): Promise<void> {
       const peersFile = join(dir, 'peers.json');
       writeFileSync(peersFile, JSON.stringify(view));
       const today = variants.find((v) => v.name === 'after')!;
-      const { agent, readySeconds } = await startAgent(today, 'file', { PEERS_FILE: peersFile });
-      const afterSync = rssMiB(agent.pid).peak;
-      const idle = sampler(agent.pid);
-      idle.start();
-      await sleep(idleMs);
-      const idleRes = idle.stop();
-      await agent.stop(5000);
-      log(`today's agent from a file: ready ${readySeconds}s, idle ${JSON.stringify(idleRes)}`);
+      const { readySeconds, afterSync, idle: idleRes } = await measureIdle(today, 'file', { PEERS_FILE: peersFile });
       fileIdle = idleRes.rssPeak;
       fileRow = `| today, the same view from a file (no API server) | ${readySeconds.toFixed(1)} | ${afterSync.toFixed(0)} | ${idleRes.rssPeak.toFixed(0)} | ${idleRes.cpuPercent.toFixed(1)} | - | - | - | - |`;
     }
