@@ -28,10 +28,10 @@ export interface CiliumInstall {
 /** The release and the chart's objects the lab waits for (in the layout's ciliumNamespace). */
 export const ciliumRelease = { name: 'cilium', daemonSet: 'cilium', operator: 'cilium-operator', agentNotReadyTaint: 'node.cilium.io/agent-not-ready' } as const;
 
-/** helm's environment: every home inside the lab's state directory. */
+/** helm's environment: every home inside the lab's state directory, its Kubernetes discovery cache too (the scenario's kubectl's, not ~/.kube/cache). */
 export function helmEnv(stateDir: string): NodeJS.ProcessEnv {
   const home = join(stateDir, 'helm');
-  return { HELM_CACHE_HOME: join(home, 'cache'), HELM_CONFIG_HOME: join(home, 'config'), HELM_DATA_HOME: join(home, 'data') };
+  return { HELM_CACHE_HOME: join(home, 'cache'), HELM_CONFIG_HOME: join(home, 'config'), HELM_DATA_HOME: join(home, 'data'), KUBECACHEDIR: join(stateDir, 'kube-cache') };
 }
 
 /** `helm` for the lab (STATE_DIR/bin/helm): the chart's helm, with its homes in the state directory. */

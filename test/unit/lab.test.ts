@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { seedOrder } from '../../lab/demo.js';
 import { kubectlEnv } from '../../lab/scenario.js';
+import { helmEnv } from '../../lab/node/cilium-install.js';
 import { inotifyShortage } from '../../lab/node/inotify.js';
 import { waitUntil } from '../../lab/wait.js';
 import { nodeHostPaths } from '../harness/host-sandbox.js';
@@ -55,5 +56,14 @@ describe('the scenario\'s kubectl', () => {
     assert.equal(kubectlEnv('/tmp/lab-x', { PATH: '/bin' }).KUBECACHEDIR, '/tmp/lab-x/kube-cache');
     assert.equal(kubectlEnv('/tmp/lab-x', { PATH: '/bin', KUBECACHEDIR: '/tmp/suite/kube-cache' }).KUBECACHEDIR, '/tmp/suite/kube-cache');
     assert.equal(kubectlEnv('/tmp/lab-x', { PATH: '/bin' }).PATH, '/bin');
+  });
+});
+
+describe('the lab\'s helm (lab up\'s install of Cilium, finalize --apply\'s upgrade)', () => {
+  it('keeps its homes and its discovery cache in the lab\'s state directory', () => {
+    // Without KUBECACHEDIR, lab up's helm install left ~/.kube/cache/discovery behind on the machine.
+    const env = helmEnv('/tmp/lab-x');
+    assert.equal(env.KUBECACHEDIR, '/tmp/lab-x/kube-cache');
+    for (const [k, v] of Object.entries(env)) assert.ok(v!.startsWith('/tmp/lab-x/'), `${k}=${v}`);
   });
 });
