@@ -2,6 +2,7 @@
 // once with --restart none and the cluster-state gate passing at once (one round), first on nodes
 // holding no evictable pod (only the Cilium agent pod of its DaemonSet), then on nodes holding 20
 // pods each. Wall time per node, and the requests the API server dispatched for the plugin's user.
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { installCiliumCrds } from '../lab/cluster-objects.js';
 import { createSimulatedNodes } from '../lab/cluster-objects.js';
@@ -11,6 +12,7 @@ import { repoRoot, runPlugin } from '../test/harness/plugin.js';
 import { countedUser, dispatchedByFlowSchema, waitFor } from './apiserver-requests.js';
 import { benchRun, controlPlaneVersions, spread } from './report.js';
 import { updateSection } from './report.js';
+import { requestKinds } from './request-kinds.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const perRun = 5;
@@ -40,15 +42,26 @@ async function main(): Promise<void> {
     const kubeconfig = await countedUser(cp, 'bench-plugin');
     const rows: string[] = [];
     const verdicts: string[] = [];
+    // Each row's requests by kind, from the first run's trace (the plugin's own record of what it sent).
+    const kinds: { pods: number; kinds: [string, number][]; total: number }[] = [];
     for (const pods of [0, 20]) {
       const seconds: number[] = [];
       const drains: number[] = [];
       const requests: number[] = [];
       for (let r = 0; r < runs; r++) {
         const before = (await dispatchedByFlowSchema(cp)).get('bench-plugin') ?? 0;
+        const trace = join(cp.rootDir, `requests-${pods}-${r}.log`);
+        rmSync(trace, { force: true });
         const started = performance.now();
-        const res = await runPlugin(['node', ...names(pods, r), '--restart', 'none', '--gate', 'cluster-state', '--gate-rounds', '1', '-o', 'json', '--kubeconfig', kubeconfig], { env: { PATH: process.env.PATH ?? '', HOME: cp.rootDir }, timeoutMs: 600_000 });
+        const res = await runPlugin(['node', ...names(pods, r), '--restart', 'none', '--gate', 'cluster-state', '--gate-rounds', '1', '-o', 'json', '--kubeconfig', kubeconfig], {
+          env: { PATH: process.env.PATH ?? '', HOME: cp.rootDir, NODE_OPTIONS: `--import=${join(repoRoot, 'bench', 'request-trace.mjs')}`, BENCH_REQUEST_TRACE: trace },
+          timeoutMs: 600_000,
+        });
         if (res.code !== 0) throw new Error(`node failed: ${res.stderr}`);
+        if (r === 0) {
+          const lines = readFileSync(trace, 'utf8').split('\n').filter((l) => l.length > 0);
+          kinds.push({ pods, kinds: requestKinds(lines, perRun), total: lines.length / perRun });
+        }
         const wall = (performance.now() - started) / 1000;
         const drainSeconds = (JSON.parse(res.stdout) as { steps: { step: string; durationMs: number }[] }[]).reduce((sum, n) => sum + (n.steps.find((x) => x.step === 'drain')?.durationMs ?? 0) / 1000, 0);
         drains.push(drainSeconds / perRun);
@@ -71,6 +84,12 @@ async function main(): Promise<void> {
       ...rows,
       '',
       `Target: under 2 s and under 50 requests plus 2 per pod: ${verdicts.join('; ')}.`,
+      '',
+      `The requests per node by kind, from the first run of each row as the plugin sent them (bench/request-trace.mjs, preloaded into the plugin, records each request it starts; ${kinds.map((k) => `${k.total.toFixed(1)} per node with ${k.pods} pods`).join(', ')}). LIST is a GET of a collection, WATCH a GET with ?watch=true, NAME one object:`,
+      '',
+      `| request | ${kinds.map((k) => `per node, ${k.pods} pods`).join(' | ')} |`,
+      `|---|${kinds.map(() => '---|').join('')}`,
+      ...[...new Set(kinds.flatMap((k) => k.kinds.map(([kind]) => kind)))].map((kind) => `| ${kind} | ${kinds.map((k) => { const n = k.kinds.find(([x]) => x === kind)?.[1] ?? 0; return n === 0 ? '-' : String(Number(n.toFixed(1))); }).join(' | ')} |`),
       'Requests per node went from 49 to 51 with f6dc2b8 (found on 2026-11-26 by bisecting with this benchmark, one run per commit): the safety work of that commit, the re-check of the node just before its restart, our own cordon recorded with the cordon, and restart requests recorded whatever their outcome. Which of them adds the two requests is not measured here.',
     ].join('\n');
     process.stdout.write(`${body}\n`);
