@@ -43,6 +43,7 @@ import './unit/poll.test.js';
 import './unit/preflight.test.js';
 import './unit/prober.test.js';
 import './unit/read-matrix.test.js';
+import './unit/request-kinds.test.js';
 import './unit/real-lab.test.js';
 import './unit/selector.test.js';
 import './unit/step-boundaries.test.js';
