@@ -121,9 +121,10 @@ export async function runNodeProcedure<R extends NodeRecord>(
   const results = await runSteps(procedure.steps, {
     subject: name,
     journal,
+    // Every write of the record answers with the node as it is then: a step that observes afresh is
+    // judged on its intent's write, the others on the run's last write.
     async observe(step) {
       current = step.name;
-      if (step.observeAfresh) latest = await cluster.getNode(name);
       return run;
     },
     announce: (step, result) => cluster.recordEvent(latest, 'Normal', procedure.eventReason(step), result.message),

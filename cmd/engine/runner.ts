@@ -25,7 +25,12 @@ export interface Step<C> {
   readonly name: string;
   /** A check: nothing is recorded for it, and a dry run runs it too (it changes nothing). */
   readonly readOnly?: boolean;
-  /** Look at the cluster again before this step; otherwise what the run last read or wrote is the observation. */
+  /**
+   * Judge this step on the object as it is when the step starts: its intent is written first and
+   * that write's answer is the observation (no read before it, and no gap between the look and the
+   * record). Otherwise what the run last read or wrote is the observation, and the intent is written
+   * once the step is found not done and not refused. Not for steps with `intentData`.
+   */
   readonly observeAfresh?: boolean;
   /** The dry run's line: what applying would do now, and why. */
   describe(ctx: C): Outcome | Promise<Outcome>;
@@ -159,12 +164,14 @@ export async function runSteps<C>(steps: readonly Step<C>[], o: RunOptions<C>): 
       continue;
     }
     const started = o.clock.now();
+    const intentFirst = Boolean(step.observeAfresh && !step.readOnly);
+    if (intentFirst) await o.journal.intent(step.name);
     const ctx = await o.observe(step);
     let result = step.isDone(ctx);
     if (!result) {
       o.report.line(o.subject, `${step.name}: started`);
       await step.refuse?.(ctx);
-      if (!step.readOnly) await o.journal.intent(step.name, await step.intentData?.(ctx));
+      if (!step.readOnly && !intentFirst) await o.journal.intent(step.name, await step.intentData?.(ctx));
       result = await step.apply(ctx);
     }
     if (!step.readOnly && result.outcome !== 'skipped') o.journal.done(step.name);

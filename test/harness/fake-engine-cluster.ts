@@ -98,7 +98,10 @@ export class FakeEngineCluster implements KubeCluster {
     this.log.push(`delete ${namespace}/${name}`);
     this.remove(pod);
   }
+  /** GETs of a node so far (the engine's reads of it; every patch answers with the node too). */
+  nodeReads = 0;
   async getNode(name: string): Promise<NodeView> {
+    this.nodeReads++;
     const n = this.nodes.get(name);
     if (!n) throw new Error(`no node ${name}`);
     return structuredClone(n);

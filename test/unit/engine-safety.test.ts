@@ -74,6 +74,27 @@ describe('uncordon only what we cordoned', () => {
     assert.equal(c.node('w1').unschedulable, false, 'ours, so undone');
   });
 
+  it('keeps the cordon an admin made while the baseline gate ran (after the run\'s first write)', async () => {
+    const c = new FakeEngineCluster();
+    const gate = { ...passingGate, baseline: async () => ((c.node('w1').unschedulable = true), passingGate.baseline()) };
+    const r = await migrateNode(c, gate, 'w1', options(fakeRestarter(c).restarter), instantClock(), quiet);
+    assert.equal(r.steps.find((s) => s.step === 'cordon')!.outcome, 'not-needed');
+    assert.equal(c.node('w1').unschedulable, true, 'the admin\'s cordon stays');
+    assert.deepEqual(c.log.filter((l) => l.includes('unschedulable')), [], 'never patched by us');
+  });
+
+  it('judges the cordon and the drain on their intent\'s write: no read of the node before either', async () => {
+    // Each write of the record answers with the node as it is then, so a GET before the intent
+    // only widens the gap between the look and the record (and costs a request per step).
+    const c = new FakeEngineCluster();
+    const lines: { text: string; reads: number }[] = [];
+    const report = { line: (_s: string, text: string) => void lines.push({ text, reads: c.nodeReads }), status: () => {} };
+    await migrateNode(c, passingGate, 'w1', options(fakeRestarter(c).restarter), instantClock(), report);
+    const readsAt = (re: RegExp) => lines.find((l) => re.test(l.text))!.reads;
+    assert.equal(readsAt(/^cordon: started$/), readsAt(/^baseline-gate: (?!started)/), 'no read between the baseline gate and the cordon');
+    assert.equal(readsAt(/^drain: started$/), readsAt(/^cordon: (?!started)/), 'no read between the cordon and the drain');
+  });
+
   it('cordons again, as its own, a node someone made schedulable while the run was stopped', async () => {
     const c = new FakeEngineCluster();
     await assert.rejects(migrate(c, fakeRestarter(c).restarter, {}, killAt('drain:intent')), Killed);
