@@ -1,7 +1,8 @@
 // Load for the API server: N probe agents' discovery, request for request, without N agents. Each
 // simulated agent sends exactly the LISTs and WATCHes agent/kube-discovery.ts sends (same paths,
-// query, Accept headers, one TLS connection per watch, as the agent's client opens them) and reads
-// every byte the API server sends, but parses none: the cost measured is the API server's.
+// query, Accept headers, LISTs in pages of the same size, one TLS connection per watch, as the
+// agent's client opens them) and reads every byte the API server sends, but parses none: the cost
+// measured is the API server's.
 //
 //   node --import tsx bench/watch-load.ts --kubeconfig FILE --agents 1000 --variant metadata|full
 //
@@ -14,7 +15,8 @@ import { agentSelector } from '../agent/config.js';
 import { discoveryWatches } from '../agent/kube-discovery.js';
 import { liteCredentials } from '../lib/kube-lite.js';
 import { agentNamespace } from '../lib/defaults.js';
-import { metadataOnlyAccept } from '../lib/kube-watch.js';
+import { listPageSize, metadataOnlyAccept } from '../lib/kube-watch.js';
+import { listMetadata } from './list-metadata.js';
 
 const { values } = parseArgs({ options: { kubeconfig: { type: 'string' }, agents: { type: 'string', default: '1000' }, variant: { type: 'string', default: 'metadata' }, 'list-concurrency': { type: 'string', default: '8' } } });
 const creds = liteCredentials(values.kubeconfig);
@@ -37,23 +39,31 @@ function get(path: string, accept: string, onData: (chunk: Buffer) => void): Pro
   });
 }
 
-/** LIST once, then WATCH from its version for ever, resuming from the latest version seen. */
+/** LIST once in pages as the agent does (lib/kube-watch.ts), then WATCH from its version for ever, resuming from the latest version seen. */
 async function simulate(w: (typeof watches)[number], listSlot: () => Promise<() => void>): Promise<void> {
-  const qs = new URLSearchParams(w.query ?? {});
   let rv = '';
   for (;;) {
     if (!rv) {
       const release = await listSlot();
-      let head = '';
       try {
-        await get(`${w.path}${qs.size ? `?${qs}` : ''}`, w.metadataOnly ? metadataOnlyAccept.list : 'application/json', (c) => {
-          stats.bytes += c.length;
-          if (head.length < 400) head += c.toString('utf8', 0, Math.min(c.length, 400));
-        });
-        rv = /"resourceVersion":"(\d+)"/.exec(head)?.[1] ?? '';
-        stats.lists++;
+        let cont: string | undefined;
+        do {
+          const qs = new URLSearchParams({ ...(w.query ?? {}), limit: String(listPageSize), ...(cont ? { continue: cont } : {}) });
+          let head = '';
+          let tail = '';
+          await get(`${w.path}?${qs}`, w.metadataOnly ? metadataOnlyAccept.list : 'application/json', (c) => {
+            stats.bytes += c.length;
+            if (head.length < 4096) head += c.toString('utf8', 0, Math.min(c.length, 4096));
+            tail = (tail + c.toString('utf8', Math.max(0, c.length - 4096))).slice(-4096);
+          });
+          const meta = listMetadata(head, tail);
+          cont = meta.continue;
+          rv = meta.resourceVersion ?? '';
+          stats.lists++;
+        } while (cont);
       } catch {
         stats.failures++;
+        rv = '';
         await new Promise((r) => setTimeout(r, 1000));
         continue;
       } finally {

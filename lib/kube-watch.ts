@@ -6,6 +6,9 @@
 import type { LiteKube } from './kube-lite.js';
 
 /** Accept headers that make the API server answer with PartialObjectMetadata(List), falling back to the full objects. */
+/** Objects per page of a reflector's LIST (limit/continue). */
+export const listPageSize = 100;
+
 export const metadataOnlyAccept = {
   list: 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json',
   watch: 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json',
@@ -62,7 +65,7 @@ export function reflect(kube: LiteKube, path: string, opts: ReflectOptions): Ref
   // The LIST in pages: a page's text and parsed objects are garbage once its kept copies are taken,
   // where one answer for the whole collection (13 MB of JSON for 1,000 nodes' agent pods, Nodes and
   // CiliumNodes) made the agent's heap, and so its RSS, grow by several times that for good.
-  const pageSize = opts.pageSize ?? 100;
+  const pageSize = opts.pageSize ?? listPageSize;
   const list = async (): Promise<{ items: Map<string, KubeObject>; rv: string }> => {
     const items = new Map<string, KubeObject>();
     let cont = '';

@@ -44,6 +44,7 @@ import './unit/preflight.test.js';
 import './unit/prober.test.js';
 import './unit/read-matrix.test.js';
 import './unit/request-kinds.test.js';
+import './unit/list-metadata.test.js';
 import './unit/real-lab.test.js';
 import './unit/selector.test.js';
 import './unit/step-boundaries.test.js';
