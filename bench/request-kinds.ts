@@ -20,6 +20,10 @@ export function requestKind(line: string): string {
 /** Counts per kind, divided by `per` (the nodes of the run), largest first. */
 export function requestKinds(lines: string[], per = 1): [string, number][] {
   const counts = new Map<string, number>();
-  for (const l of lines) if (l.trim()) counts.set(requestKind(l.trim()), (counts.get(requestKind(l.trim())) ?? 0) + 1);
+  for (const l of lines) {
+    if (!l.trim()) continue;
+    const kind = requestKind(l.trim());
+    counts.set(kind, (counts.get(kind) ?? 0) + 1);
+  }
   return [...counts].map(([k, n]) => [k, n / per] as [string, number]).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
 }

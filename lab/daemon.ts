@@ -33,6 +33,8 @@ export function statePaths(stateDir: string) {
     kubeconfig: join(stateDir, 'kubeconfig'),
     pid: join(stateDir, 'daemon.pid'),
     log: join(stateDir, 'daemon.log'),
+    /** kubectl's and helm's discovery cache (KUBECACHEDIR) for what the lab runs, not ~/.kube/cache. */
+    kubeCache: join(stateDir, 'kube-cache'),
   };
 }
 

@@ -7,6 +7,7 @@ import { agentNamespace } from '../lib/defaults.js';
 import { cidrContains } from '../lib/cidr.js';
 import { nodePhase } from '../lib/node-state.js';
 import { api, apiOrNotFound, labClient, type LabClient } from './lab-api.js';
+import { statePaths } from './daemon.js';
 import { agentImageReference } from './images/catalog.js';
 import { probeAgentObjects, trafficCheckerObjects } from './lab-install.js';
 import { defaultLayout, pluginLayoutFlags, type LabLayout } from './layout.js';
@@ -37,7 +38,7 @@ export interface Scenario {
 
 /** The environment of the scenario's kubectl and plugin (and the helm it runs): their discovery cache in the lab's state directory unless KUBECACHEDIR says where. */
 export function kubectlEnv(stateDir: string, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  return { ...env, KUBECACHEDIR: env.KUBECACHEDIR || join(stateDir, 'kube-cache') };
+  return { ...env, KUBECACHEDIR: env.KUBECACHEDIR || statePaths(stateDir).kubeCache };
 }
 
 export function scenario(o: { kubeconfig: string; distDir: string; stateDir: string; layout?: LabLayout }): Scenario {

@@ -5,10 +5,10 @@
 // versions; no spec or status), and may keep a smaller copy of each object than the server sent.
 import type { LiteKube } from './kube-lite.js';
 
-/** Accept headers that make the API server answer with PartialObjectMetadata(List), falling back to the full objects. */
 /** Objects per page of a reflector's LIST (limit/continue). */
 export const listPageSize = 100;
 
+/** Accept headers that make the API server answer with PartialObjectMetadata(List), falling back to the full objects. */
 export const metadataOnlyAccept = {
   list: 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json',
   watch: 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json',

@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { statePaths } from '../daemon.js';
 import { defaultLayout, pluginLayoutFlags, type LabLayout } from '../layout.js';
 
 export interface CiliumInstall {
@@ -31,7 +32,7 @@ export const ciliumRelease = { name: 'cilium', daemonSet: 'cilium', operator: 'c
 /** helm's environment: every home inside the lab's state directory, its Kubernetes discovery cache too (the scenario's kubectl's, not ~/.kube/cache). */
 export function helmEnv(stateDir: string): NodeJS.ProcessEnv {
   const home = join(stateDir, 'helm');
-  return { HELM_CACHE_HOME: join(home, 'cache'), HELM_CONFIG_HOME: join(home, 'config'), HELM_DATA_HOME: join(home, 'data'), KUBECACHEDIR: join(stateDir, 'kube-cache') };
+  return { HELM_CACHE_HOME: join(home, 'cache'), HELM_CONFIG_HOME: join(home, 'config'), HELM_DATA_HOME: join(home, 'data'), KUBECACHEDIR: statePaths(stateDir).kubeCache };
 }
 
 /** `helm` for the lab (STATE_DIR/bin/helm): the chart's helm, with its homes in the state directory. */
